@@ -1,0 +1,25 @@
+"""mpqopt: exact, fast mixed-precision quantization bit allocation.
+
+>>> import mpqopt
+>>> p = mpqopt.Problem(["a", "b"], [4, 8], [[0.5, 0.0], [0.1, 0.0]], costs={"size_bits": [[4, 8], [4, 8]]})
+>>> mpqopt.solve(p, budgets={"size_bits": 12}).assignment
+{'a': 'W8', 'b': 'W4'}
+"""
+
+from .budgets import resolve_budgets
+from .costs import bitops, latency_from_lut, size_bits, size_bytes
+from .diagnose import Infeasibility
+from .errors import BudgetError, FormatError, MpqoptError, ProblemError, SolverError, SolverUnavailableError
+from .io import load, save
+from .options import Option
+from .problem import Evaluation, Problem
+from .result import Result
+from .solve import solve
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BudgetError", "Evaluation", "FormatError", "Infeasibility", "MpqoptError", "Option", "Problem",
+    "ProblemError", "Result", "SolverError", "SolverUnavailableError", "bitops", "latency_from_lut",
+    "load", "resolve_budgets", "save", "size_bits", "size_bytes", "solve",
+]

@@ -1,0 +1,65 @@
+"""Explain infeasible budgets: which budget cannot be met, the cheapest achievable value of each,
+and which pair of budgets conflicts when each alone could be met."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from itertools import combinations
+from typing import TYPE_CHECKING, Any, Callable, Mapping
+
+if TYPE_CHECKING:
+    from .problem import Problem
+
+
+@dataclass
+class Infeasibility:
+    """Why no assignment meets the budgets.
+
+    ``cheapest[name]`` is the lowest total of that cost any allowed assignment reaches (ignoring the
+    other budgets); ``unmet`` lists budgets below it. ``conflicts`` lists pairs ``(a, b)`` each feasible
+    alone but not together, with ``cheapest_given`` = the lowest ``b`` reachable while ``a`` is met.
+    """
+
+    budgets: dict[str, float]
+    cheapest: dict[str, float]
+    unmet: list[str] = field(default_factory=list)
+    conflicts: list[dict[str, Any]] = field(default_factory=list)
+    message: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"budgets": self.budgets, "cheapest": self.cheapest, "unmet": self.unmet, "conflicts": self.conflicts, "message": self.message}
+
+
+def check_budgets_alone(problem: "Problem", budgets: Mapping[str, float]) -> Infeasibility | None:
+    """Exact, instant check of each budget on its own; an ``Infeasibility`` if any is below its minimum."""
+    cheapest = {name: problem.cost_range(name)[0] for name in budgets}
+    unmet = [name for name, limit in budgets.items() if cheapest[name] > limit]
+    if not unmet:
+        return None
+    parts = [f"budget '{n}' = {budgets[n]:.6g} is below the cheapest achievable {cheapest[n]:.6g}" for n in unmet]
+    return Infeasibility(dict(budgets), cheapest, unmet, [], "infeasible: " + "; ".join(parts))
+
+
+def diagnose_joint(problem: "Problem", budgets: Mapping[str, float], min_cost_given: Callable[[str, str, float], float | None]) -> Infeasibility:
+    """Each budget is feasible alone but all together are not: find the conflicting pairs.
+
+    ``min_cost_given(target, constraint, limit)`` returns the least total of cost ``target`` over
+    assignments whose ``constraint`` cost stays within ``limit`` (None if even that is impossible).
+    """
+    cheapest = {name: problem.cost_range(name)[0] for name in budgets}
+    conflicts = []
+    for a, b in combinations(budgets, 2):
+        best_b = min_cost_given(b, a, budgets[a])
+        if best_b is None or best_b > budgets[b]:
+            conflicts.append({"budgets": [a, b], "cheapest_given": best_b})
+    if conflicts:
+        c = conflicts[0]
+        a, b = c["budgets"]
+        message = (
+            f"infeasible: budgets '{a}' and '{b}' conflict: each can be met alone, but with '{a}' <= {budgets[a]:.6g} "
+            f"the cheapest '{b}' is {c['cheapest_given']:.6g} > {budgets[b]:.6g}"
+        )
+    else:
+        message = "infeasible: every budget can be met alone and every pair together, but not all of them at once"
+    cheap = ", ".join(f"'{n}' >= {v:.6g}" for n, v in cheapest.items())
+    return Infeasibility(dict(budgets), cheapest, [], conflicts, f"{message} (cheapest alone: {cheap})")

@@ -1,0 +1,374 @@
+"""The allocation problem: layers, options, sensitivity, costs, budgets and structural constraints.
+
+All input is validated here, once, at construction; everything downstream trusts a ``Problem``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+import scipy.sparse as sp
+
+from .errors import ProblemError
+from .options import Option, OptionLike
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Objective and total costs of one full assignment."""
+
+    objective: float
+    costs: dict[str, float]
+
+
+class Problem:
+    """A mixed-precision allocation problem.
+
+    ``sensitivity[l, o]`` is the loss increase when layer ``l`` takes option ``o``; every cost table
+    ``costs[name][l, o]`` is what that choice costs (bits, BitOps, milliseconds...). A solution picks
+    one option per layer, minimising total sensitivity (plus the pairwise term ``x^T Ω x`` when
+    ``pairwise`` is given) subject to ``total cost <= budget`` for every budget.
+
+    >>> p = Problem(["conv1", "fc"], [4, 8], [[0.3, 0.0], [0.1, 0.0]],
+    ...             costs={"size_bits": [[400, 800], [1000, 2000]]}, budgets={"size_bits": 2200})
+    >>> p.num_layers, p.num_options, p.budgets
+    (2, 2, {'size_bits': 2200.0})
+
+    Structural constraints: ``ties`` (groups of layer names that must take the same option),
+    ``fixed`` (layer name -> option label), ``allowed`` (an ``[L, K]`` boolean mask).
+    """
+
+    def __init__(
+        self,
+        layers: Sequence[str],
+        options: Sequence[OptionLike],
+        sensitivity: Any,
+        costs: Mapping[str, Any] | None = None,
+        budgets: Mapping[str, Any] | None = None,
+        *,
+        ties: Iterable[Sequence[str]] = (),
+        fixed: Mapping[str, OptionLike] | None = None,
+        allowed: Any = None,
+        pairwise: Any = None,
+        sensitivity_std: Any = None,
+        cost_units: Mapping[str, str] | None = None,
+        meta: Mapping[str, Any] | None = None,
+    ):
+        self.layers: tuple[str, ...] = _validate_layers(layers)
+        self.options: tuple[Option, ...] = _validate_options(options)
+        self._layer_pos = {name: i for i, name in enumerate(self.layers)}
+        self._option_pos = {opt.label: k for k, opt in enumerate(self.options)}
+        shape = (len(self.layers), len(self.options))
+
+        self.sensitivity = self._table("sensitivity", sensitivity, shape)
+        self.sensitivity_std = None if sensitivity_std is None else self._table("sensitivity_std", sensitivity_std, shape, nonnegative=True)
+        costs = {} if costs is None else costs
+        if not isinstance(costs, Mapping):
+            raise ProblemError("costs must be a mapping of cost name -> [layers x options] table")
+        self.costs: dict[str, np.ndarray] = {}
+        for name, table in costs.items():
+            if not isinstance(name, str) or not name:
+                raise ProblemError(f"cost names must be non-empty strings, got {name!r}")
+            self.costs[name] = self._table(f"costs['{name}']", table, shape, nonnegative=True)
+        self.cost_units: dict[str, str] = dict(cost_units or {})
+        for name in self.cost_units:
+            if name not in self.costs:
+                raise ProblemError(f"cost_units names unknown cost '{name}'; costs are {sorted(self.costs)}")
+
+        self.allowed = self._mask(allowed, shape)
+        self.fixed: dict[str, str] = self._validate_fixed(fixed or {})
+        self.pairwise = self._validate_pairwise(pairwise)
+        self.meta: dict[str, Any] = dict(meta or {})
+        self.ties: tuple[tuple[str, ...], ...] = self._merge_ties(ties)
+        self._build_groups()
+
+        from .budgets import resolve_budgets  # budgets need the groups to resolve '50%'
+
+        self.budgets: dict[str, float] = resolve_budgets(self, budgets or {}) if budgets else {}
+
+    # ------------------------------------------------------------------ sizes and lookups
+    @property
+    def num_layers(self) -> int:
+        return len(self.layers)
+
+    @property
+    def num_options(self) -> int:
+        return len(self.options)
+
+    @property
+    def option_labels(self) -> tuple[str, ...]:
+        return tuple(o.label for o in self.options)
+
+    @property
+    def is_separable(self) -> bool:
+        """True when there is no pairwise (cross-layer) term."""
+        return self.pairwise is None
+
+    def layer_index(self, name: str) -> int:
+        try:
+            return self._layer_pos[name]
+        except (KeyError, TypeError):
+            raise ProblemError(f"unknown layer {name!r}") from None
+
+    def option_index(self, option: OptionLike) -> int:
+        """Index of an option given by label, ``Option`` or int index."""
+        if isinstance(option, (int, np.integer)) and not isinstance(option, bool):
+            if 0 <= option < self.num_options:
+                return int(option)
+            raise ProblemError(f"option index {option} out of range 0..{self.num_options - 1}")
+        label = option.label if isinstance(option, Option) else option
+        try:
+            return self._option_pos[label]
+        except (KeyError, TypeError):
+            raise ProblemError(f"unknown option {option!r}; options are {list(self.option_labels)}") from None
+
+    # ------------------------------------------------------------------ evaluation
+    def as_indices(self, assignment: Mapping[str, OptionLike] | Sequence[int] | np.ndarray) -> np.ndarray:
+        """Turn ``{layer: label}`` or a sequence of option indices into an ``[L]`` index array."""
+        if isinstance(assignment, Mapping):
+            missing = [n for n in self.layers if n not in assignment]
+            extra = [n for n in assignment if n not in self._layer_pos]
+            if missing or extra:
+                raise ProblemError(f"assignment must name every layer once: missing {missing[:5]}, unknown {extra[:5]}")
+            return np.array([self.option_index(assignment[n]) for n in self.layers], dtype=np.int64)
+        x = np.asarray(assignment)
+        if x.shape != (self.num_layers,) or not np.issubdtype(x.dtype, np.integer):
+            raise ProblemError(f"assignment must be {self.num_layers} option indices, got shape {x.shape} dtype {x.dtype}")
+        if x.size and (x.min() < 0 or x.max() >= self.num_options):
+            raise ProblemError("assignment has option indices out of range")
+        return x.astype(np.int64)
+
+    def evaluate(self, assignment: Mapping[str, OptionLike] | Sequence[int] | np.ndarray) -> Evaluation:
+        """Objective (sensitivity sum plus pairwise term) and total of every cost."""
+        x = self.as_indices(assignment)
+        rows = np.arange(self.num_layers)
+        objective = float(self.sensitivity[rows, x].sum())
+        if self.pairwise is not None:
+            flat = rows * self.num_options + x
+            objective += float(self.pairwise[flat][:, flat].sum())
+        costs = {name: float(table[rows, x].sum()) for name, table in self.costs.items()}
+        return Evaluation(objective, costs)
+
+    def to_labels(self, x: np.ndarray) -> dict[str, str]:
+        """``{layer: option label}`` for an index array."""
+        labels = self.option_labels
+        return {name: labels[k] for name, k in zip(self.layers, x.tolist())}
+
+    # ------------------------------------------------------------------ grouped view
+    @property
+    def group_members(self) -> tuple[np.ndarray, ...]:
+        """Layer indices of each decision group (tied layers share one group)."""
+        return self._group_members
+
+    def group_table(self, table: np.ndarray) -> np.ndarray:
+        """Sum a ``[L, K]`` table over the members of each group: ``[G, K]``."""
+        if self._group_matrix is None:
+            return table
+        return np.asarray(self._group_matrix @ table)
+
+    def cost_range(self, name: str) -> tuple[float, float]:
+        """Cheapest and dearest total of cost ``name`` over assignments allowed by ties, masks and fixed layers."""
+        if name not in self.costs:
+            raise ProblemError(f"unknown cost {name!r}; costs are {sorted(self.costs)}")
+        table = self.group_table(self.costs[name])
+        allowed = self.group_allowed
+        lo = np.where(allowed, table, np.inf).min(axis=1).sum()
+        hi = np.where(allowed, table, -np.inf).max(axis=1).sum()
+        return float(lo), float(hi)
+
+    def replace(self, **changes: Any) -> "Problem":
+        """A copy with some constructor arguments changed, e.g. ``p.replace(budgets={...})``."""
+        args: dict[str, Any] = dict(
+            layers=self.layers, options=self.options, sensitivity=self.sensitivity, costs=self.costs,
+            budgets=self.budgets, ties=self.ties, fixed=self.fixed, allowed=self.allowed,
+            pairwise=self.pairwise, sensitivity_std=self.sensitivity_std, cost_units=self.cost_units,
+            meta=self.meta,
+        )
+        unknown = set(changes) - set(args)
+        if unknown:
+            raise TypeError(f"replace() got unknown arguments {sorted(unknown)}")
+        args.update(changes)
+        return Problem(**args)
+
+    def __repr__(self) -> str:
+        extras = [f"costs={sorted(self.costs)}", f"budgets={self.budgets}"]
+        if self.ties:
+            extras.append(f"ties={len(self.ties)}")
+        if self.fixed:
+            extras.append(f"fixed={len(self.fixed)}")
+        if self.pairwise is not None:
+            extras.append("pairwise")
+        return f"Problem({self.num_layers} layers x {self.num_options} options, {', '.join(extras)})"
+
+    # ------------------------------------------------------------------ validation helpers
+    def _table(self, key: str, value: Any, shape: tuple[int, int], nonnegative: bool = False) -> np.ndarray:
+        try:
+            arr = np.array(value, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ProblemError(f"{key} must be a numeric table of shape {shape} (layers x options)") from None
+        if arr.shape != shape:
+            raise ProblemError(f"{key} has shape {arr.shape}, expected {shape} ({shape[0]} layers x {shape[1]} options)")
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            l, o = map(int, np.argwhere(bad)[0])
+            raise ProblemError(
+                f"{key}: entry for layer '{self.layers[l]}', option '{self.options[o].label}' is {arr[l, o]} "
+                f"({int(bad.sum())} non-finite entries); to forbid an option use the 'allowed' mask"
+            )
+        if nonnegative and (arr < 0).any():
+            l, o = map(int, np.argwhere(arr < 0)[0])
+            raise ProblemError(f"{key}: entry for layer '{self.layers[l]}', option '{self.options[o].label}' is negative ({arr[l, o]})")
+        arr.setflags(write=False)
+        return arr
+
+    def _mask(self, allowed: Any, shape: tuple[int, int]) -> np.ndarray:
+        if allowed is None:
+            mask = np.ones(shape, dtype=bool)
+        else:
+            raw = np.asarray(allowed)
+            if raw.shape != shape:
+                raise ProblemError(f"allowed has shape {raw.shape}, expected {shape} (layers x options)")
+            if raw.dtype != bool and not (np.issubdtype(raw.dtype, np.integer) and np.isin(raw, (0, 1)).all()):
+                raise ProblemError("allowed must be a boolean [layers x options] mask")
+            mask = raw.astype(bool)
+        empty = ~mask.any(axis=1)
+        if empty.any():
+            raise ProblemError(f"layer '{self.layers[int(np.argmax(empty))]}' has no allowed option")
+        mask.setflags(write=False)
+        return mask
+
+    def _validate_fixed(self, fixed: Mapping[str, OptionLike]) -> dict[str, str]:
+        if not isinstance(fixed, Mapping):
+            raise ProblemError("fixed must be a mapping of layer name -> option label")
+        out = {}
+        for name, option in fixed.items():
+            if name not in self._layer_pos:
+                raise ProblemError(f"fixed names unknown layer {name!r}")
+            k = self.option_index(option)
+            if not self.allowed[self._layer_pos[name], k]:
+                raise ProblemError(f"layer '{name}' is fixed to option '{self.options[k].label}', which its allowed mask forbids")
+            out[name] = self.options[k].label
+        return out
+
+    def _validate_pairwise(self, pairwise: Any) -> Any:
+        if pairwise is None:
+            return None
+        n = self.num_layers * self.num_options
+        if sp.issparse(pairwise):
+            mat = sp.csr_array(pairwise, dtype=np.float64)
+            values = mat.data
+        else:
+            try:
+                mat = np.array(pairwise, dtype=np.float64)
+            except (TypeError, ValueError):
+                raise ProblemError(f"pairwise must be a numeric ({n} x {n}) matrix") from None
+            values = mat
+        if mat.shape != (n, n):
+            raise ProblemError(f"pairwise has shape {mat.shape}, expected ({n}, {n}) = (layers*options)^2, index l*K + o")
+        if not np.isfinite(values).all():
+            raise ProblemError("pairwise has non-finite entries")
+        if isinstance(mat, np.ndarray):
+            mat.setflags(write=False)
+        return mat
+
+    def _merge_ties(self, ties: Iterable[Sequence[str]]) -> tuple[tuple[str, ...], ...]:
+        """Union overlapping tie groups; every layer name must exist."""
+        parent = list(range(self.num_layers))
+
+        def find(i: int) -> int:
+            while parent[i] != i:
+                parent[i] = parent[parent[i]]
+                i = parent[i]
+            return i
+
+        touched = set()
+        for g, group in enumerate(ties):
+            if isinstance(group, str) or not isinstance(group, Iterable):
+                raise ProblemError(f"tie group {g} must be a list of layer names, got {group!r}")
+            names = list(group)
+            for name in names:
+                if name not in self._layer_pos:
+                    raise ProblemError(f"tie group {g} names unknown layer {name!r}")
+            idx = [self._layer_pos[n] for n in names]
+            touched.update(idx)
+            for i in idx[1:]:
+                parent[find(i)] = find(idx[0])
+        merged: dict[int, list[int]] = {}
+        for i in sorted(touched):
+            merged.setdefault(find(i), []).append(i)
+        return tuple(tuple(self.layers[i] for i in members) for members in merged.values() if len(members) > 1)
+
+    def _build_groups(self) -> None:
+        """One decision per tie group (or single layer), with its common mask and fixed option."""
+        L, K = self.num_layers, self.num_options
+        group_of = np.arange(L)
+        for members in self.ties:
+            idx = [self._layer_pos[n] for n in members]
+            group_of[idx] = min(idx)
+        # renumber groups by first member, so an untied problem keeps layer order
+        _, first, inverse = np.unique(group_of, return_index=True, return_inverse=True)
+        order = np.argsort(first, kind="stable")
+        rank = np.empty_like(order)
+        rank[order] = np.arange(order.size)
+        self.layer_group = rank[inverse]
+        G = order.size
+        if G == L:
+            self._group_matrix = None
+            self._group_members = tuple(np.array([i]) for i in range(L))
+            group_allowed = self.allowed
+        else:
+            self._group_matrix = sp.csr_array((np.ones(L), (self.layer_group, np.arange(L))), shape=(G, L))
+            members: list[list[int]] = [[] for _ in range(G)]
+            for i, g in enumerate(self.layer_group.tolist()):
+                members[g].append(i)
+            self._group_members = tuple(np.array(m) for m in members)
+            group_allowed = (self._group_matrix @ (~self.allowed).astype(np.float64)) == 0
+            empty = ~group_allowed.any(axis=1)
+            if empty.any():
+                g = int(np.argmax(empty))
+                names = [self.layers[i] for i in members[g]]
+                raise ProblemError(f"tied layers {names} have no allowed option in common")
+        group_fixed = np.full(G, -1, dtype=np.int64)
+        for name, label in self.fixed.items():
+            g, k = self.layer_group[self._layer_pos[name]], self._option_pos[label]
+            if group_fixed[g] not in (-1, k):
+                names = [self.layers[i] for i in self._group_members[g]]
+                raise ProblemError(f"tied layers {names} are fixed to different options ('{self.options[group_fixed[g]].label}' and '{label}')")
+            if not group_allowed[g, k]:
+                names = [self.layers[i] for i in self._group_members[g]]
+                raise ProblemError(f"layer '{name}' is fixed to '{label}', which is not allowed for every layer tied to it {names}")
+            group_fixed[g] = k
+        self.group_allowed = np.asarray(group_allowed)
+        self.group_allowed.setflags(write=False)
+        self.group_fixed = group_fixed
+        self.group_fixed.setflags(write=False)
+
+
+def _validate_layers(layers: Sequence[str]) -> tuple[str, ...]:
+    if isinstance(layers, str) or not isinstance(layers, Iterable):
+        raise ProblemError("layers must be a list of layer names")
+    names = tuple(layers)
+    if not names:
+        raise ProblemError("a problem needs at least one layer")
+    seen: set[str] = set()
+    for i, name in enumerate(names):
+        if not isinstance(name, str) or not name:
+            raise ProblemError(f"layer {i}: name must be a non-empty string, got {name!r}")
+        if name in seen:
+            raise ProblemError(f"duplicate layer name {name!r}")
+        seen.add(name)
+    return names
+
+
+def _validate_options(options: Sequence[OptionLike]) -> tuple[Option, ...]:
+    if isinstance(options, (str, bytes)) or not isinstance(options, Iterable):
+        raise ProblemError("options must be a list of options (ints, dicts, labels or Option)")
+    parsed = tuple(Option.parse(o) for o in options)
+    if not parsed:
+        raise ProblemError("a problem needs at least one option")
+    labels = [o.label for o in parsed]
+    dupes = sorted({lbl for lbl in labels if labels.count(lbl) > 1})
+    if dupes:
+        raise ProblemError(f"duplicate option labels {dupes}")
+    return parsed

@@ -1,0 +1,5 @@
+"""Reductions from a user ``Problem`` to the canonical form backends solve, and back."""
+
+from .canonical import CanonicalModel, canonicalize
+
+__all__ = ["CanonicalModel", "canonicalize"]

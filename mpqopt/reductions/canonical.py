@@ -1,0 +1,207 @@
+"""Reduce a ``Problem`` plus budgets to the canonical multiple-choice form every backend solves.
+
+Canonical form (``n`` items in ``F`` groups, ``m`` budgets)::
+
+    minimise   value @ x  (+ x^T quadratic x)
+    subject to sum(x[group f]) == 1      for every free group f
+               weights @ x <= rhs        (m rows)
+               x binary
+
+Reductions applied, in order: tied layers merged into one decision (tables summed); masks applied;
+fixed decisions removed (their cost comes off the budgets, their sensitivity goes to ``offset``);
+options dominated on sensitivity and every budgeted cost dropped (separable problems only); groups
+left with a single option forced. ``expand`` maps an item choice back to one option per layer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..problem import Problem
+
+
+@dataclass
+class CanonicalModel:
+    """The reduced problem handed to a backend; see the module docstring for the form."""
+
+    problem: Problem
+    budget_names: tuple[str, ...]
+    budgets: np.ndarray  # (m,) the user's absolute limits
+    rhs: np.ndarray  # (m,) limits minus the cost of forced decisions
+    free_groups: np.ndarray  # (F,) problem group index of each free group
+    group_start: np.ndarray  # (F+1,) items of free group f are group_start[f]:group_start[f+1]
+    item_group: np.ndarray  # (n,) free group of each item
+    item_option: np.ndarray  # (n,) option index of each item
+    value: np.ndarray  # (n,)
+    weights: np.ndarray  # (m, n)
+    offset: float  # objective contributed by forced decisions
+    forced_choice: np.ndarray  # (G,) option of each forced group, -1 where free
+    quadratic: sp.csr_array | None = None  # (n, n) symmetric, cross-group terms only
+    options_pruned: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def num_items(self) -> int:
+        return int(self.value.size)
+
+    @property
+    def num_groups(self) -> int:
+        return int(self.free_groups.size)
+
+    @property
+    def num_budgets(self) -> int:
+        return len(self.budget_names)
+
+    def items_objective(self, items: np.ndarray) -> float:
+        """Canonical objective (without ``offset``) of one chosen item per free group."""
+        total = float(self.value[items].sum())
+        if self.quadratic is not None and items.size:
+            total += float(self.quadratic[items][:, items].sum())
+        return total
+
+    def expand(self, items: np.ndarray) -> np.ndarray:
+        """Option index per layer for one chosen item per free group."""
+        items = np.asarray(items, dtype=np.int64)
+        choice = self.forced_choice.copy()
+        choice[self.free_groups] = self.item_option[items]
+        return choice[self.problem.layer_group]
+
+    def items_from_layers(self, x: np.ndarray) -> np.ndarray | None:
+        """The item choice that corresponds to a per-layer assignment, or None if it is not representable."""
+        group_choice = np.asarray(x)[[m[0] for m in self.problem.group_members]]
+        items = np.empty(self.num_groups, dtype=np.int64)
+        for f, g in enumerate(self.free_groups.tolist()):
+            lo, hi = self.group_start[f], self.group_start[f + 1]
+            hit = np.nonzero(self.item_option[lo:hi] == group_choice[g])[0]
+            if hit.size == 0:
+                return None
+            items[f] = lo + hit[0]
+        return items
+
+
+def canonicalize(problem: Problem, budgets: Mapping[str, float], prune: bool = True) -> CanonicalModel:
+    """Build the canonical model for ``problem`` under absolute ``budgets`` (keyed by cost name)."""
+    names = tuple(budgets)
+    limits = np.array([budgets[n] for n in names], dtype=np.float64)
+    value_g = problem.group_table(problem.sensitivity)  # (G, K)
+    costs_g = np.stack([problem.group_table(problem.costs[n]) for n in names]) if names else np.zeros((0,) + value_g.shape)
+    G, K = value_g.shape
+    notes: list[str] = []
+
+    quadratic_g = None
+    if problem.pairwise is not None:
+        value_g, quadratic_g, extra = _group_pairwise(problem, value_g)
+        notes.extend(extra)
+
+    candidates = problem.group_allowed.copy()
+    fixed = problem.group_fixed >= 0
+    candidates[fixed] = False
+    candidates[fixed, problem.group_fixed[fixed]] = True
+
+    pruned = 0
+    if prune and quadratic_g is None:
+        before = int(candidates.sum())
+        candidates &= ~_dominated(value_g, costs_g, candidates)
+        pruned = before - int(candidates.sum())
+
+    counts = candidates.sum(axis=1)
+    forced = counts == 1
+    forced_choice = np.where(forced, np.argmax(candidates, axis=1), -1)
+    free_groups = np.nonzero(~forced)[0]
+    g_idx, o_idx = np.nonzero(candidates[free_groups])  # row-major: items sorted by group
+    group_start = np.zeros(free_groups.size + 1, dtype=np.int64)
+    np.cumsum(counts[free_groups], out=group_start[1:])
+
+    forced_rows = np.nonzero(forced)[0]
+    forced_opts = forced_choice[forced_rows]
+    offset = float(value_g[forced_rows, forced_opts].sum())
+    rhs = limits - costs_g[:, forced_rows, forced_opts].sum(axis=1) if names else limits
+
+    item_groups_abs = free_groups[g_idx]
+    quadratic = None
+    if quadratic_g is not None:
+        offset, value_items, quadratic = _restrict_quadratic(quadratic_g, K, item_groups_abs, o_idx, forced_rows, forced_opts, value_g, offset)
+    else:
+        value_items = value_g[item_groups_abs, o_idx]
+
+    return CanonicalModel(
+        problem=problem,
+        budget_names=names,
+        budgets=limits,
+        rhs=rhs,
+        free_groups=free_groups,
+        group_start=group_start,
+        item_group=g_idx.astype(np.int64),
+        item_option=o_idx.astype(np.int64),
+        value=np.ascontiguousarray(value_items, dtype=np.float64),
+        weights=np.ascontiguousarray(costs_g[:, item_groups_abs, o_idx]),
+        offset=offset,
+        forced_choice=forced_choice,
+        quadratic=quadratic,
+        options_pruned=pruned,
+        notes=notes,
+    )
+
+
+def _dominated(value: np.ndarray, costs: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    """``[G, K]`` mask of candidate options that another candidate of the same group dominates.
+
+    p dominates o when it is no worse in sensitivity and in every budgeted cost, and strictly better in
+    one of them; of identical options the lowest index survives.
+    """
+    # axes: (group, o, p); weak[g, o, p] = p is at least as good as o everywhere
+    weak = candidates[:, None, :] & (value[:, None, :] <= value[:, :, None])
+    strict = value[:, None, :] < value[:, :, None]
+    for table in costs:
+        weak &= table[:, None, :] <= table[:, :, None]
+        strict |= table[:, None, :] < table[:, :, None]
+    K = value.shape[1]
+    lower_index = np.arange(K)[None, :] < np.arange(K)[:, None]  # [o, p]: p < o
+    dominated = (weak & (strict | lower_index[None])).any(axis=2)
+    return dominated & candidates
+
+
+def _group_pairwise(problem: Problem, value_g: np.ndarray) -> tuple[np.ndarray, sp.csr_array, list[str]]:
+    """Pairwise matrix at group level: same-group diagonal folded into the linear term, the rest cross-group."""
+    L, K = problem.num_layers, problem.num_options
+    omega = sp.csr_array(problem.pairwise)
+    coo = omega.tocoo()
+    row_layer, col_layer = coo.row // K, coo.col // K
+    # two different options of one layer are never chosen together: those entries never matter
+    keep = (row_layer != col_layer) | (coo.row == coo.col)
+    group = problem.layer_group
+    rows = group[row_layer[keep]] * K + coo.row[keep] % K
+    cols = group[col_layer[keep]] * K + coo.col[keep] % K
+    G = value_g.shape[0]
+    omega_g = sp.csr_array((coo.data[keep], (rows, cols)), shape=(G * K, G * K))
+    omega_g.sum_duplicates()
+    coo_g = omega_g.tocoo()
+    same_group = coo_g.row // K == coo_g.col // K
+    diagonal = same_group & (coo_g.row == coo_g.col)
+    linear = np.zeros(G * K)
+    np.add.at(linear, coo_g.row[diagonal], coo_g.data[diagonal])
+    cross = ~same_group
+    quad = sp.csr_array((coo_g.data[cross], (coo_g.row[cross], coo_g.col[cross])), shape=(G * K, G * K))
+    quad = ((quad + quad.T) * 0.5).tocsr()
+    notes = []
+    dropped = int((~keep).sum())
+    if dropped:
+        notes.append(f"{dropped} pairwise entries between two options of the same layer ignored (never chosen together)")
+    return value_g + linear.reshape(G, K), quad, notes
+
+
+def _restrict_quadratic(quad_g, K, item_groups, item_opts, forced_rows, forced_opts, value_g, offset):
+    """Fold terms with forced decisions into the linear part and offset; keep free-free terms."""
+    item_flat = item_groups * K + item_opts
+    forced_flat = forced_rows * K + forced_opts
+    value_items = value_g[item_groups, item_opts].copy()
+    if forced_flat.size:
+        # free-forced terms appear twice in a symmetric matrix: x_i * Q[i,f] + x_f * Q[f,i]
+        value_items += 2.0 * np.asarray(quad_g[item_flat][:, forced_flat].sum(axis=1)).ravel()
+        offset += float(quad_g[forced_flat][:, forced_flat].sum())
+    quadratic = sp.csr_array(quad_g[item_flat][:, item_flat])
+    return offset, value_items, quadratic

@@ -1,0 +1,111 @@
+"""The result of a solve, modelled on ``scipy.optimize.OptimizeResult``: status, message, x, fun, bound."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .diagnose import Infeasibility
+from .problem import Problem
+
+STATUSES = ("optimal", "feasible", "infeasible", "time_limit", "error")
+
+
+def relative_gap(objective: float | None, bound: float | None) -> float | None:
+    """``(objective - bound) / |objective|`` (HiGHS's convention), 0 when both are 0, never negative."""
+    if objective is None or bound is None:
+        return None
+    diff = max(objective - bound, 0.0)
+    if diff == 0.0:
+        return 0.0
+    return diff / max(abs(objective), 1e-12)
+
+
+@dataclass
+class Result:
+    """What :func:`mpqopt.solve` returns.
+
+    ``status`` is one of ``optimal`` (proven within ``mip_gap``), ``feasible`` (an assignment that meets
+    every budget, optimality not proven), ``infeasible`` (see ``infeasibility``), ``time_limit`` (stopped
+    early; ``x`` is set if an assignment was found) or ``error``. ``x`` is the option index per layer and
+    ``assignment`` the same as ``{layer: option label}``. ``objective`` and ``bound`` include the
+    contribution of fixed layers; ``gap`` is relative. Every returned assignment has been re-checked
+    against every constraint of the problem.
+
+    >>> from mpqopt import Problem, solve
+    >>> p = Problem(["a", "b"], [4, 8], [[0.5, 0.0], [0.1, 0.0]], costs={"size_bits": [[4, 8], [4, 8]]})
+    >>> r = solve(p, budgets={"size_bits": 12})
+    >>> r.status, r.assignment
+    ('optimal', {'a': 'W8', 'b': 'W4'})
+    """
+
+    status: str
+    message: str
+    problem: Problem = field(repr=False)
+    x: np.ndarray | None = None
+    objective: float | None = None
+    bound: float | None = None
+    budgets: dict[str, float] = field(default_factory=dict)
+    costs: dict[str, float] = field(default_factory=dict)
+    solver: str = ""
+    solve_time_s: float = 0.0
+    infeasibility: Infeasibility | None = None
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def success(self) -> bool:
+        """True when an assignment that meets every constraint is available."""
+        return self.x is not None
+
+    @property
+    def fun(self) -> float | None:
+        """Alias of ``objective`` (scipy's name)."""
+        return self.objective
+
+    @property
+    def gap(self) -> float | None:
+        return relative_gap(self.objective, self.bound)
+
+    @property
+    def assignment(self) -> dict[str, str] | None:
+        return None if self.x is None else self.problem.to_labels(self.x)
+
+    @property
+    def slack(self) -> dict[str, float]:
+        """Budget minus total cost, per budget (negative would mean a violation, which is never returned)."""
+        return {name: limit - self.costs[name] for name, limit in self.budgets.items() if name in self.costs}
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dictionary (the CLI's ``--json`` output)."""
+        return {
+            "status": self.status,
+            "objective": self.objective,
+            "bound": self.bound,
+            "gap": self.gap,
+            "assignment": self.assignment,
+            "costs": self.costs,
+            "budgets": self.budgets,
+            "slack": self.slack,
+            "solver": self.solver,
+            "solve_time_s": self.solve_time_s,
+            "message": self.message,
+            "infeasibility": None if self.infeasibility is None else self.infeasibility.to_dict(),
+            "stats": self.stats,
+        }
+
+    def to_json(self, **kwargs: Any) -> str:
+        return json.dumps(self.to_dict(), **kwargs)
+
+    def table(self) -> str:
+        """A readable per-layer table (layer, option, sensitivity, each cost) with totals."""
+        from .report import result_table
+
+        return result_table(self)
+
+    def __str__(self) -> str:
+        gap = "n/a" if self.gap is None else f"{self.gap:.2e}"
+        obj = "n/a" if self.objective is None else f"{self.objective:.10g}"
+        return f"{self.status}: objective {obj}, gap {gap}, solver {self.solver}, {self.solve_time_s * 1e3:.1f} ms. {self.message}"

@@ -1,0 +1,122 @@
+"""``mpqopt.solve``: the one entry point from a problem and budgets to a verified result."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Mapping
+
+import numpy as np
+
+from .budgets import resolve_budgets
+from .diagnose import check_budgets_alone, diagnose_joint
+from .errors import MpqoptError, SolverError
+from .problem import Problem
+from .reductions import CanonicalModel, canonicalize
+from .result import Result
+from .solvers import Backend, RawSolution, SolveSettings, get_backend
+from .verify import violations
+
+
+def choose_solver(problem: Problem) -> str:
+    """The backend ``solver="auto"`` uses for this problem."""
+    if problem.is_separable:
+        return "highs"
+    raise SolverError(
+        "this problem has a pairwise (cross-layer) term and no exact IQP backend is installed in this version; "
+        "use solver='bruteforce' for tiny problems, or drop the term with problem.replace(pairwise=None)"
+    )
+
+
+def solve(
+    problem: Problem,
+    budgets: Mapping[str, Any] | None = None,
+    solver: str = "auto",
+    *,
+    time_limit: float | None = None,
+    mip_gap: float = 0.0,
+    threads: int | None = None,
+    verbose: bool = False,
+    warm_start: Mapping[str, Any] | np.ndarray | None = None,
+) -> Result:
+    """Find the allocation of least total sensitivity that meets every budget.
+
+    ``budgets`` override the problem's defaults: ``{"size_bits": 8.4e6}``, ``{"size": "7.9MiB"}``,
+    ``{"bitops": "50%"}`` (relative to the cheapest..dearest range) or ``{"latency_ms": None}`` (drop).
+    ``mip_gap`` is the relative gap at which the solver may stop (0 = prove optimality).
+    ``warm_start`` is an assignment (``{layer: label}`` or option indices) handed to the backend.
+
+    >>> from mpqopt import Problem, solve
+    >>> p = Problem(["a", "b", "c"], ["W2", "W4", "W8"],
+    ...             [[0.9, 0.2, 0.0], [0.5, 0.1, 0.0], [0.1, 0.05, 0.0]],
+    ...             costs={"size_bits": [[200, 400, 800]] * 3})
+    >>> r = solve(p, budgets={"size_bits": "50%"})
+    >>> r.status, r.assignment, round(r.objective, 3)
+    ('optimal', {'a': 'W8', 'b': 'W4', 'c': 'W4'}, 0.15)
+    """
+    if not isinstance(problem, Problem):
+        raise MpqoptError(f"solve() needs an mpqopt.Problem, got {type(problem).__name__}")
+    if time_limit is not None and not (time_limit > 0):
+        raise MpqoptError(f"time_limit must be a positive number of seconds, got {time_limit!r}")
+    if not (0.0 <= mip_gap < 1.0):
+        raise MpqoptError(f"mip_gap must lie in [0, 1), got {mip_gap!r}")
+    limits = resolve_budgets(problem, budgets, base=problem.budgets)
+    name = choose_solver(problem) if solver == "auto" else solver
+    backend = get_backend(name)
+    if not problem.is_separable and not backend.supports_quadratic:
+        raise SolverError(f"solver '{name}' solves separable problems only; this problem has a pairwise term")
+    label = f"{backend.label} (auto)" if solver == "auto" else backend.label
+
+    start = time.perf_counter()
+    alone = check_budgets_alone(problem, limits)
+    if alone is not None:
+        return Result("infeasible", alone.message, problem, budgets=limits, solver=label, solve_time_s=time.perf_counter() - start, infeasibility=alone)
+
+    model = canonicalize(problem, limits)
+    settings = SolveSettings(time_limit, mip_gap, threads, verbose, _warm_items(problem, model, warm_start))
+    raw = _run(backend, model, settings)
+    elapsed = time.perf_counter() - start
+    stats = {**raw.stats, "groups": model.num_groups, "items": model.num_items, "options_pruned": model.options_pruned}
+    if raw.status == "infeasible":
+        diagnosis = diagnose_joint(problem, limits, lambda target, given, limit: _min_cost_given(problem, target, given, limit))
+        return Result("infeasible", diagnosis.message, problem, budgets=limits, solver=label, solve_time_s=elapsed, infeasibility=diagnosis, stats=stats)
+    bound = None if raw.bound is None else raw.bound + model.offset
+    if raw.items is None:
+        return Result(raw.status, raw.message, problem, bound=bound, budgets=limits, solver=label, solve_time_s=elapsed, stats=stats)
+    return _verified(problem, model, raw, limits, bound, label, elapsed, stats)
+
+
+def _run(backend: Backend, model: CanonicalModel, settings: SolveSettings) -> RawSolution:
+    if model.num_groups == 0:  # every decision was forced by ties, masks, fixed layers or dominance
+        return RawSolution("optimal", items=np.zeros(0, dtype=np.int64), objective=0.0, bound=0.0, message="every decision forced by the reductions")
+    try:
+        return backend.solve(model, settings)
+    except MpqoptError as exc:
+        return RawSolution("error", message=str(exc))
+
+
+def _verified(problem: Problem, model: CanonicalModel, raw: RawSolution, limits: dict[str, float], bound: float | None, label: str, elapsed: float, stats: dict) -> Result:
+    x = model.expand(raw.items)
+    broken = violations(problem, x, limits)
+    if broken:
+        return Result("error", f"solver '{label}' returned an assignment that fails verification: {'; '.join(broken)}", problem, budgets=limits, solver=label, solve_time_s=elapsed, stats=stats)
+    evaluation = problem.evaluate(x)
+    if bound is not None:
+        bound = min(bound, evaluation.objective)  # a bound above a verified objective is solver round-off
+    return Result(raw.status, raw.message, problem, x=x, objective=evaluation.objective, bound=bound, budgets=limits, costs=evaluation.costs, solver=label, solve_time_s=elapsed, stats=stats)
+
+
+def _warm_items(problem: Problem, model: CanonicalModel, warm_start: Any) -> np.ndarray | None:
+    if warm_start is None:
+        return None
+    x = problem.as_indices(warm_start)
+    return model.items_from_layers(x)
+
+
+def _min_cost_given(problem: Problem, target: str, given: str, limit: float) -> float | None:
+    """Least total of cost ``target`` subject to cost ``given`` <= ``limit`` (exact, via HiGHS)."""
+    sub = problem.replace(sensitivity=problem.costs[target], pairwise=None, sensitivity_std=None, budgets={})
+    model = canonicalize(sub, {given: limit})
+    if model.num_groups == 0:
+        return model.offset
+    raw = _run(get_backend("highs"), model, SolveSettings())
+    return None if raw.objective is None else raw.objective + model.offset

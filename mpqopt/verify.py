@@ -1,0 +1,43 @@
+"""Independent re-check of an assignment against every constraint of a problem.
+
+This deliberately uses only the ``Problem`` (never a backend's canonical model), so a bug in a
+reduction or a backend cannot hide a violated constraint.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+
+from .problem import Problem
+
+# Budgets are compared with a relative tolerance: costs are sums of floats whose order differs
+# between solvers, so an exactly-binding budget may differ in the last few bits.
+BUDGET_RTOL = 1e-9
+
+
+def violations(problem: Problem, x: np.ndarray, budgets: Mapping[str, float]) -> list[str]:
+    """Every constraint that ``x`` (option index per layer) breaks, as readable sentences."""
+    x = np.asarray(x)
+    if x.shape != (problem.num_layers,) or not np.issubdtype(x.dtype, np.integer):
+        return [f"assignment has shape {x.shape} and dtype {x.dtype}, expected {problem.num_layers} option indices"]
+    if x.min() < 0 or x.max() >= problem.num_options:
+        return ["assignment has option indices out of range"]
+    found: list[str] = []
+    rows = np.arange(problem.num_layers)
+    for l in np.nonzero(~problem.allowed[rows, x])[0][:5]:
+        found.append(f"layer '{problem.layers[l]}' got option '{problem.options[x[l]].label}', which is not allowed")
+    for name, label in problem.fixed.items():
+        l = problem.layer_index(name)
+        if problem.options[x[l]].label != label:
+            found.append(f"layer '{name}' is fixed to '{label}' but got '{problem.options[x[l]].label}'")
+    for group in problem.ties:
+        chosen = {problem.options[x[problem.layer_index(n)]].label for n in group}
+        if len(chosen) > 1:
+            found.append(f"tied layers {list(group)} got different options {sorted(chosen)}")
+    for name, limit in budgets.items():
+        total = float(problem.costs[name][rows, x].sum())
+        if total > limit + BUDGET_RTOL * max(abs(limit), abs(total), 1.0):
+            found.append(f"budget '{name}' broken: total {total:.12g} > limit {limit:.12g}")
+    return found
