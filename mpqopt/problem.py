@@ -167,12 +167,21 @@ class Problem:
             return table
         return np.asarray(self._group_matrix @ table)
 
+    @property
+    def group_candidates(self) -> np.ndarray:
+        """``[G, K]`` options each decision group may take: the common mask, narrowed by fixed layers."""
+        candidates = self.group_allowed.copy()
+        fixed = self.group_fixed >= 0
+        candidates[fixed] = False
+        candidates[fixed, self.group_fixed[fixed]] = True
+        return candidates
+
     def cost_range(self, name: str) -> tuple[float, float]:
         """Cheapest and dearest total of cost ``name`` over assignments allowed by ties, masks and fixed layers."""
         if name not in self.costs:
             raise ProblemError(f"unknown cost {name!r}; costs are {sorted(self.costs)}")
         table = self.group_table(self.costs[name])
-        allowed = self.group_allowed
+        allowed = self.group_candidates
         lo = np.where(allowed, table, np.inf).min(axis=1).sum()
         hi = np.where(allowed, table, -np.inf).max(axis=1).sum()
         return float(lo), float(hi)

@@ -38,6 +38,6 @@ def violations(problem: Problem, x: np.ndarray, budgets: Mapping[str, float]) ->
             found.append(f"tied layers {list(group)} got different options {sorted(chosen)}")
     for name, limit in budgets.items():
         total = float(problem.costs[name][rows, x].sum())
-        if total > limit + BUDGET_RTOL * max(abs(limit), abs(total), 1.0):
+        if total > limit + BUDGET_RTOL * max(abs(limit), abs(total)):
             found.append(f"budget '{name}' broken: total {total:.12g} > limit {limit:.12g}")
     return found

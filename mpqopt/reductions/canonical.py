@@ -97,10 +97,7 @@ def canonicalize(problem: Problem, budgets: Mapping[str, float], prune: bool = T
         value_g, quadratic_g, extra = _group_pairwise(problem, value_g)
         notes.extend(extra)
 
-    candidates = problem.group_allowed.copy()
-    fixed = problem.group_fixed >= 0
-    candidates[fixed] = False
-    candidates[fixed, problem.group_fixed[fixed]] = True
+    candidates = problem.group_candidates
 
     pruned = 0
     if prune and quadratic_g is None:

@@ -25,7 +25,7 @@ class BruteForceBackend(Backend):
         if total > MAX_ASSIGNMENTS:
             raise SolverError(f"solver 'bruteforce' would enumerate {total} assignments (limit {MAX_ASSIGNMENTS}); use 'highs'")
         quad = None if model.quadratic is None else model.quadratic.toarray()
-        limit = model.rhs + BUDGET_RTOL * np.maximum(np.abs(model.budgets), 1.0)
+        limit = model.rhs + BUDGET_RTOL * np.abs(model.budgets)
         best_obj, best_items = np.inf, None
         for first in range(0, total, _CHUNK):
             codes = np.arange(first, min(first + _CHUNK, total), dtype=np.int64)

@@ -21,6 +21,20 @@ def budget_row_scales(model: CanonicalModel) -> np.ndarray:
     return np.where(scale > 0, scale, 1.0)
 
 
+def normalized_objective(model: CanonicalModel) -> tuple[np.ndarray, np.ndarray, float]:
+    """Objective shifted so each group's best item costs 0, then scaled to max 1.
+
+    HiGHS's tolerances are absolute (~1e-7..1e-9): sensitivities of 1e-9 would all look equal and
+    large offsets would swamp small differences. Returns ``(values, group_shift, scale)`` with
+    ``original = values * scale + group_shift[item_group]``.
+    """
+    shift = np.minimum.reduceat(model.value, model.group_start[:-1]) if model.num_items else np.zeros(0)
+    shifted = model.value - shift[model.item_group]
+    scale = float(shifted.max(initial=0.0))
+    scale = scale if scale > 0 else 1.0
+    return shifted / scale, shift, scale
+
+
 def csc_arrays(model: CanonicalModel) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Column-wise constraint matrix and row bounds: F one-hot rows, then m scaled budget rows.
 
@@ -71,7 +85,8 @@ class HighsBackend(Backend):
         lp = highspy.HighsLp()
         lp.num_col_ = n
         lp.num_row_ = row_lower.size
-        lp.col_cost_ = model.value
+        cost, shift, scale = normalized_objective(model)
+        lp.col_cost_ = cost
         lp.col_lower_ = np.zeros(n)
         lp.col_upper_ = np.ones(n)
         lp.row_lower_ = row_lower
@@ -89,9 +104,9 @@ class HighsBackend(Backend):
             solution.col_value = x0
             h.setSolution(solution)
         h.run()
-        return self._read(h, model, highspy)
+        return self._read(h, model, highspy, scale, float(shift.sum()))
 
-    def _read(self, h, model: CanonicalModel, highspy) -> RawSolution:
+    def _read(self, h, model: CanonicalModel, highspy, scale: float, constant: float) -> RawSolution:
         status = h.getModelStatus()
         info = h.getInfo()
         text = h.modelStatusToString(status)
@@ -105,10 +120,10 @@ class HighsBackend(Backend):
             kind = "time_limit"
         else:
             return RawSolution("error", message=f"HiGHS stopped with status '{text}'", stats=stats)
-        bound = float(info.mip_dual_bound)
+        bound = float(info.mip_dual_bound) * scale + constant
         bound = bound if np.isfinite(bound) else None
         if not has_solution:
             return RawSolution(kind, bound=bound, message=f"HiGHS: {text}, no assignment found", stats=stats)
         items = items_from_values(model, np.asarray(h.getSolution().col_value))
-        objective = float(info.objective_function_value)
+        objective = model.items_objective(items)
         return RawSolution(kind, items=items, objective=objective, bound=bound, message=f"HiGHS: {text}", stats=stats)

@@ -1,0 +1,15 @@
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))  # lets tests import the shared oracle module
+
+PEERS = Path(__file__).resolve().parents[2] / "shared" / "peers"
+
+
+@pytest.fixture
+def peers_dir() -> Path:
+    if not PEERS.is_dir():
+        pytest.skip(f"peer data not found at {PEERS} (../shared/peers beside the repository)")
+    return PEERS
