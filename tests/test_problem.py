@@ -1,0 +1,123 @@
+"""Problem construction: every bad input is refused with a message that names what is wrong."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+import mpqopt
+from mpqopt import Option, Problem, ProblemError
+
+
+def make(**overrides):
+    kwargs = dict(
+        layers=["conv1", "conv2", "fc"],
+        options=["W2", "W4", "W8"],
+        sensitivity=[[0.9, 0.2, 0.0], [0.5, 0.1, 0.0], [0.3, 0.05, 0.0]],
+        costs={"size_bits": [[200.0, 400.0, 800.0], [20.0, 40.0, 80.0], [2.0, 4.0, 8.0]]},
+    )
+    kwargs.update(overrides)
+    return Problem(**kwargs)
+
+
+def test_valid_problem_exposes_tables_read_only():
+    p = make(budgets={"size_bits": 500})
+    assert p.num_layers == 3 and p.num_options == 3
+    assert p.option_labels == ("W2", "W4", "W8")
+    assert p.budgets == {"size_bits": 500.0}
+    with pytest.raises(ValueError):
+        p.sensitivity[0, 0] = 1.0
+
+
+@pytest.mark.parametrize(
+    "overrides, fragment",
+    [
+        (dict(layers=["a", "a", "b"]), "duplicate layer name 'a'"),
+        (dict(layers=["a", "", "b"]), "layer 1"),
+        (dict(layers=[]), "at least one layer"),
+        (dict(options=["W2", "W2", "W8"]), "duplicate option labels ['W2']"),
+        (dict(options=["W2", "X4", "W8"]), "'X4'"),
+        (dict(options=[2, {"w": 0}, 8]), "positive integer"),
+        (dict(sensitivity=[[0.9, 0.2], [0.5, 0.1], [0.3, 0.05]]), "sensitivity has shape (3, 2), expected (3, 3)"),
+        (dict(sensitivity=[[0.9, np.nan, 0.0], [0.5, 0.1, 0.0], [0.3, 0.05, 0.0]]), "layer 'conv1', option 'W4' is nan"),
+        (dict(sensitivity=[[0.9, 0.2, 0.0], [0.5, 0.1, 0.0], [0.3, np.inf, 0.0]]), "layer 'fc', option 'W4' is inf"),
+        (dict(sensitivity="abc"), "sensitivity must be a numeric table"),
+        (dict(costs={"size_bits": [[1, 2, 3], [1, -2, 3], [1, 2, 3]]}), "costs['size_bits']: entry for layer 'conv2', option 'W4' is negative"),
+        (dict(costs={"bitops": [[1, 2, 3]]}), "costs['bitops'] has shape (1, 3)"),
+        (dict(ties=[["conv1", "nope"]]), "tie group 0 names unknown layer 'nope'"),
+        (dict(ties=["conv1"]), "tie group 0 must be a list"),
+        (dict(fixed={"nope": "W4"}), "fixed names unknown layer 'nope'"),
+        (dict(fixed={"fc": "W5"}), "unknown option 'W5'"),
+        (dict(allowed=[[True, True, True], [False, False, False], [True, True, True]]), "layer 'conv2' has no allowed option"),
+        (dict(allowed=[[True, True]]), "allowed has shape (1, 2)"),
+        (dict(allowed=[[True, False, False], [False, True, True], [True, True, True]], ties=[["conv1", "conv2"]]), "tied layers ['conv1', 'conv2'] have no allowed option in common"),
+        (dict(allowed=[[True, False, True], [True, True, True], [True, True, True]], fixed={"conv1": "W4"}), "layer 'conv1' is fixed to option 'W4', which its allowed mask forbids"),
+        (dict(ties=[["conv1", "conv2"]], fixed={"conv1": "W4", "conv2": "W8"}), "fixed to different options"),
+        (dict(pairwise=np.zeros((8, 8))), "pairwise has shape (8, 8), expected (9, 9)"),
+        (dict(pairwise=np.full((9, 9), np.nan)), "pairwise has non-finite entries"),
+        (dict(sensitivity_std=-np.ones((3, 3))), "sensitivity_std: entry for layer 'conv1', option 'W2' is negative"),
+        (dict(budgets={"latency": 3}), "budget 'latency' names no cost table"),
+        (dict(cost_units={"latency_ms": "ms"}), "cost_units names unknown cost 'latency_ms'"),
+    ],
+)
+def test_bad_input_is_named(overrides, fragment):
+    with pytest.raises(mpqopt.MpqoptError) as info:
+        make(**overrides)
+    assert fragment in str(info.value)
+
+
+def test_overlapping_tie_groups_merge_transitively():
+    p = make(ties=[["conv1", "conv2"], ["conv2", "fc"]])
+    assert p.ties == (("conv1", "conv2", "fc"),)
+    assert len(p.group_members) == 1
+    # merged tables are the member sums
+    np.testing.assert_allclose(p.group_table(p.sensitivity)[0], p.sensitivity.sum(axis=0))
+
+
+def test_fixed_layer_in_tie_fixes_the_group():
+    p = make(ties=[["conv1", "fc"]], fixed={"fc": "W8"})
+    r = mpqopt.solve(p, budgets={"size_bits": 1e9})
+    assert r.assignment["conv1"] == "W8" and r.assignment["fc"] == "W8"
+
+
+def test_options_accept_several_spellings():
+    p = make(options=[Option(2, 8), {"w": 4, "a": 8}, "W8A8"])
+    assert p.option_labels == ("W2A8", "W4A8", "W8A8")
+    assert p.options[1] == Option(4, 8)
+    assert Option(3, label="int3").label == "int3"
+
+
+def test_evaluate_and_as_indices():
+    p = make()
+    ev = p.evaluate({"conv1": "W8", "conv2": "W4", "fc": "W2"})
+    assert ev.objective == pytest.approx(0.0 + 0.1 + 0.3)
+    assert ev.costs["size_bits"] == pytest.approx(800 + 40 + 2)
+    with pytest.raises(ProblemError, match="missing \\['fc'\\]"):
+        p.evaluate({"conv1": "W8", "conv2": "W4"})
+    with pytest.raises(ProblemError, match="unknown option 'W3'"):
+        p.evaluate({"conv1": "W3", "conv2": "W4", "fc": "W2"})
+
+
+def test_evaluate_includes_pairwise_term_and_accepts_sparse():
+    omega = np.zeros((9, 9))
+    omega[0 * 3 + 2, 1 * 3 + 1] = 0.25  # conv1=W8 with conv2=W4
+    dense = make(pairwise=omega)
+    sparse = make(pairwise=sp.csr_array(omega))
+    x = {"conv1": "W8", "conv2": "W4", "fc": "W8"}
+    assert dense.evaluate(x).objective == pytest.approx(0.1 + 0.25)
+    assert sparse.evaluate(x).objective == pytest.approx(0.1 + 0.25)
+    assert not dense.is_separable
+
+
+def test_cost_range_respects_masks_ties_and_fixed():
+    p = make(allowed=[[False, True, True], [True, True, True], [True, True, True]], fixed={"fc": "W8"})
+    lo, hi = p.cost_range("size_bits")
+    assert lo == 400 + 20 + 8 and hi == 800 + 80 + 8
+
+
+def test_replace_revalidates():
+    p = make()
+    with pytest.raises(ProblemError, match="duplicate layer"):
+        p.replace(layers=["a", "a", "b"])
+    assert p.replace(budgets={"size_bits": "50%"}).budgets["size_bits"] == pytest.approx((222 + 888) / 2)
