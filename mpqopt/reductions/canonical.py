@@ -15,7 +15,7 @@ left with a single option forced. ``expand`` maps an item choice back to one opt
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Mapping
 
 import numpy as np
@@ -202,3 +202,25 @@ def _restrict_quadratic(quad_g, K, item_groups, item_opts, forced_rows, forced_o
         offset += float(quad_g[forced_flat][:, forced_flat].sum())
     quadratic = sp.csr_array(quad_g[item_flat][:, item_flat])
     return offset, value_items, quadratic
+
+
+def restrict(model: CanonicalModel, keep: np.ndarray) -> tuple[CanonicalModel, np.ndarray]:
+    """The same model with only the items in ``keep`` (every group must keep one), and the map from
+    the new item indices to the old ones."""
+    kept = np.nonzero(keep)[0]
+    counts = np.bincount(model.item_group[kept], minlength=model.num_groups)
+    if (counts == 0).any():
+        raise ValueError("restrict() would empty a group")
+    group_start = np.zeros(model.num_groups + 1, dtype=np.int64)
+    np.cumsum(counts, out=group_start[1:])
+    quadratic = None if model.quadratic is None else sp.csr_array(model.quadratic[kept][:, kept])
+    sub = replace(
+        model,
+        group_start=group_start,
+        item_group=model.item_group[kept],
+        item_option=model.item_option[kept],
+        value=model.value[kept],
+        weights=model.weights[:, kept],
+        quadratic=quadratic,
+    )
+    return sub, kept

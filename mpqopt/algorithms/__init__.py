@@ -1,0 +1,1 @@
+"""mpqopt's own algorithms on the canonical model: Lagrangian bounds, fixing, primal heuristics."""
