@@ -51,7 +51,7 @@ def solve(
     ...             costs={"size_bits": [[200, 400, 800]] * 3})
     >>> r = solve(p, budgets={"size_bits": "50%"})
     >>> r.status, r.assignment, round(r.objective, 3)
-    ('optimal', {'a': 'W8', 'b': 'W4', 'c': 'W4'}, 0.15)
+    ('optimal', {'a': 'W8', 'b': 'W4', 'c': 'W2'}, 0.2)
     """
     if not isinstance(problem, Problem):
         raise MpqoptError(f"solve() needs an mpqopt.Problem, got {type(problem).__name__}")
