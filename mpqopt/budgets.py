@@ -30,6 +30,7 @@ _UNITS: dict[str, tuple[str, float]] = {
 # a cost table's own unit, inferred from its name's suffix when not given in Problem.cost_units
 _NAME_SUFFIX_UNITS = {"_bits": "bit", "_bytes": "byte", "_ms": "ms", "_us": "us", "_ns": "ns", "_s": "s"}
 _SPEC_RE = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*([A-Za-zµ%]*)\s*$")
+_COUNT_UNITS = {"op", "ops", "count", "bitops", "bops", "macs", "flops"}  # plain counts: 'k', 'M', 'G' apply
 _REMOVE = {"none", "off", "inf", "unlimited"}
 
 
@@ -127,9 +128,11 @@ def _parse_text(problem: "Problem", name: str, text: str) -> float:
     if unit not in _UNITS:
         raise BudgetError(f"budget '{name}': unknown unit {unit!r} in {text!r}; known: {', '.join(_UNITS)}")
     dimension, factor = _UNITS[unit]
-    if dimension == "count":
-        return number * factor
     own = cost_unit(problem, name)
+    if dimension == "count":
+        if own is not None and own.lower() not in _COUNT_UNITS:
+            raise BudgetError(f"budget '{name}': the cost table is in {own!r}, so the plain multiplier in {text!r} is ambiguous; give the number in {own}")
+        return number * factor
     if own is None or own not in _UNITS:
         raise BudgetError(
             f"budget '{name}': the unit {unit!r} cannot be converted because the cost table's unit is unknown; "

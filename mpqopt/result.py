@@ -15,11 +15,11 @@ STATUSES = ("optimal", "feasible", "infeasible", "time_limit", "error")
 
 
 def relative_gap(objective: float | None, bound: float | None) -> float | None:
-    """``(objective - bound) / |objective|`` (HiGHS's convention), 0 when both are 0, never negative."""
+    """``(objective - bound) / |objective|`` (HiGHS's convention); 0 below float round-off, never negative."""
     if objective is None or bound is None:
         return None
     diff = max(objective - bound, 0.0)
-    if diff == 0.0:
+    if diff <= 1e-14 * max(abs(objective), abs(bound)):  # below float64 resolution of the sums
         return 0.0
     return diff / max(abs(objective), 1e-12)
 

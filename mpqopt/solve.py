@@ -42,7 +42,9 @@ def solve(
 
     ``budgets`` override the problem's defaults: ``{"size_bits": 8.4e6}``, ``{"size": "7.9MiB"}``,
     ``{"bitops": "50%"}`` (relative to the cheapest..dearest range) or ``{"latency_ms": None}`` (drop).
-    ``mip_gap`` is the relative gap at which the solver may stop (0 = prove optimality).
+    ``mip_gap`` is the relative gap at which the solver may stop (0 = prove optimality); backends may
+    apply it to an equivalent shifted objective, which is stricter. ``Result.gap`` is always the
+    gap of the user's objective.
     ``warm_start`` is an assignment (``{layer: label}`` or option indices) handed to the backend.
 
     >>> from mpqopt import Problem, solve

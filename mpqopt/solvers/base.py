@@ -7,6 +7,7 @@ A backend is a small class registered under a name. ``get_backend("pyomo:glpk")`
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -98,6 +99,8 @@ def get_backend(name: str) -> Backend:
     cls = backend_class(name)
     if not cls.available():
         raise SolverUnavailableError(cls.unavailable_message())
+    for module in cls.requires:  # import now, so the first solve's timer does not include it
+        importlib.import_module(module)
     _, _, arg = name.partition(":")
     return cls(arg or None)
 

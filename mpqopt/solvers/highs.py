@@ -65,6 +65,18 @@ def csc_arrays(model: CanonicalModel) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return start, rows[keep], vals[keep], row_lower, row_upper
 
 
+_scheduler_threads: list[int | None] = [None]
+
+
+def _use_threads(highspy, threads: int | None) -> None:
+    """HiGHS's thread pool is process-wide and fixed at first use: asking a later solve for another
+    thread count fails ('Not Set') unless the pool is reset first."""
+    if threads and _scheduler_threads[0] not in (None, threads):
+        highspy.Highs.resetGlobalScheduler(True)
+    if threads:
+        _scheduler_threads[0] = threads
+
+
 class _HighsModel:
     """One canonical model loaded into HiGHS, in normalized objective units."""
 
@@ -78,6 +90,7 @@ class _HighsModel:
         self.row_scale = budget_row_scales(model)
         h = highspy.Highs()
         h.setOptionValue("output_flag", bool(settings.verbose))
+        _use_threads(highspy, settings.threads)
         if settings.threads:
             h.setOptionValue("threads", int(settings.threads))
         # tight feasibility so the rounded assignment meets the budgets in exact arithmetic too

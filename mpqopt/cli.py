@@ -1,0 +1,424 @@
+"""The ``mpqopt`` command line: ``solve``, ``info``, ``demo`` and ``solvers``.
+
+    mpqopt solve model.json --budget size=50%          # readable table
+    mpqopt solve model.json --budget size=7.9MiB --json  # one JSON object on stdout
+    mpqopt info model.json
+    mpqopt demo                                       # bundled examples at several size budgets
+
+Exit codes (for scripts):
+
+- 0: an assignment meeting every budget was found (``optimal`` or ``feasible``; also ``time_limit``
+  when the solver stopped early but already had an assignment -- a warning gives the gap);
+- 1: internal error (a bug in mpqopt; ``--debug`` shows the traceback);
+- 2: bad input: unreadable or invalid problem file, unknown or malformed budget, unknown or
+  unavailable solver, bad arguments;
+- 3: infeasible: no assignment meets the budgets (the message names the budget and the cheapest
+  achievable value of each, or the conflicting pair);
+- 4: no assignment: the time limit was reached before one was found, or the solver failed.
+
+Errors are one line ``mpqopt: error: ...`` on stderr; ``--debug`` adds the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import importlib.resources
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from . import __version__, load
+from .budgets import cost_unit, parse_budget_args
+from .errors import MpqoptError
+from .problem import Problem
+from .report import allocation_matrix, fmt_cost, fmt_gap, fmt_num, percent_of_range, problem_info, problem_summary
+from .result import Result
+from .solve import choose_solver, solve
+from .solvers import backend_class, backend_names
+from .verify import violations
+
+EXIT_OK, EXIT_INTERNAL, EXIT_INPUT, EXIT_INFEASIBLE, EXIT_NO_SOLUTION = 0, 1, 2, 3, 4
+
+# Bundled examples (mpqopt/data/NAME.json, written by scripts/make_examples.py); `demo` reports any missing.
+EXAMPLES = ("digits_cnn", "minilm_l6")
+DEMO_PERCENTS = (25, 50, 75)
+WIDTH = 100
+
+
+# ---------------------------------------------------------------------------------- entry point
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line and return its exit code (the console script exits with it).
+
+    >>> main(["solvers"])  # doctest: +ELLIPSIS
+    name ...
+    0
+    """
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version and usage errors (argparse exits 2 on those)
+        return exc.code if isinstance(exc.code, int) else EXIT_INPUT
+    debug = bool(getattr(args, "debug", False))
+    try:
+        return int(args.func(args))
+    except MpqoptError as exc:
+        return _fail(f"error: {exc}", EXIT_INPUT, debug)
+    except BrokenPipeError:  # e.g. `mpqopt demo | head`: the reader went away, nothing left to say
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_INTERNAL
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130, debug)
+    except Exception as exc:  # noqa: BLE001 -- last resort: one line instead of a traceback
+        return _fail(f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", EXIT_INTERNAL, debug)
+
+
+def _fail(message: str, code: int, debug: bool) -> int:
+    if debug:
+        traceback.print_exc(file=sys.stderr)
+    print(f"mpqopt: {message}", file=sys.stderr)
+    return code
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for documentation tools)."""
+    common = argparse.ArgumentParser(add_help=False)
+    # SUPPRESS so a subcommand's default does not overwrite `mpqopt --debug solve ...`
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks on errors")
+
+    parser = argparse.ArgumentParser(
+        prog="mpqopt",
+        description="Exact mixed-precision bit allocation: sensitivity tables in, proven-optimal bit-widths out.",
+        epilog="exit codes: 0 solved, 1 internal error, 2 bad input, 3 infeasible, 4 no assignment (time limit / solver error)",
+    )
+    parser.add_argument("--version", action="version", version=f"mpqopt {__version__}")
+    parser.add_argument("--debug", action="store_true", default=False, help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("solve", parents=[common], help="solve a problem file and print the allocation",
+                       description="Solve a problem file (.json / .npz) and print the allocation.")
+    p.add_argument("file", metavar="FILE", help="problem file")
+    p.add_argument("-b", "--budget", action="append", default=[], metavar="NAME=VALUE",
+                   help="budget on cost NAME (a unique prefix works: size=... for size_bits), overriding the file's: "
+                        "a number, a value with a unit (7.9MiB, 1.2G, 5ms), a percentage of the cost range (50%%), "
+                        "or 'none' to drop the file's budget; repeatable")
+    p.add_argument("--solver", default="auto", metavar="NAME", help="backend (see `mpqopt solvers`; default: auto)")
+    p.add_argument("--time-limit", type=_positive_float, metavar="S", help="stop after S seconds")
+    p.add_argument("--mip-gap", type=_gap, default=0.0, metavar="G", help="relative gap at which to stop (default 0: prove optimality)")
+    p.add_argument("--threads", type=_positive_int, metavar="N", help="solver threads")
+    p.add_argument("--verbose", action="store_true", help="show the solver log (on stderr when --json)")
+    p.add_argument("--json", action="store_true", help="print only the result, as one JSON object")
+    p.add_argument("-o", "--output", metavar="OUT", help="also write the result JSON to OUT")
+    p.set_defaults(func=cmd_solve)
+
+    p = sub.add_parser("info", parents=[common], help="describe a problem file",
+                       description="Describe a problem: layers, options, cost ranges, budgets, ties, fixed layers, masks.")
+    p.add_argument("file", metavar="FILE", help="problem file")
+    p.add_argument("--json", action="store_true", help="print the description as JSON")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("demo", parents=[common], help="solve the bundled examples at several size budgets",
+                       description="Solve the bundled example problems at 25/50/75%% of the size range "
+                                   "(and at the size of uniform W4) with HiGHS.")
+    p.add_argument("name", nargs="?", metavar="NAME", help="run only this example (see --list)")
+    p.add_argument("--list", action="store_true", help="list the bundled examples")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("solvers", parents=[common], help="list solver backends and whether they are installed")
+    p.set_defaults(func=cmd_solvers)
+    return parser
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text!r}")
+    return value
+
+
+def _gap(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"must lie in [0, 1), got {text!r}")
+    return value
+
+
+# ---------------------------------------------------------------------------------- helpers
+def load_problem(path: str | Path) -> Problem:
+    """``mpqopt.load`` with every failure turned into an ``MpqoptError`` that names the file."""
+    name = str(path)
+    try:
+        return load(path)
+    except MpqoptError as exc:
+        if Path(name).name in str(exc):
+            raise
+        raise MpqoptError(f"{name}: {exc}") from None
+    except FileNotFoundError:
+        raise MpqoptError(f"cannot read '{name}': no such file") from None
+    except IsADirectoryError:
+        raise MpqoptError(f"cannot read '{name}': it is a directory") from None
+    except OSError as exc:
+        raise MpqoptError(f"cannot read '{name}': {exc.strerror or exc}") from None
+    except (ValueError, UnicodeDecodeError) as exc:  # e.g. malformed JSON if the reader lets it through
+        raise MpqoptError(f"cannot read '{name}': {exc}") from None
+
+
+def exit_code(result: Result) -> int:
+    """0 when an assignment meeting every budget came back, 3 if infeasible, 4 otherwise."""
+    if result.x is not None:
+        return EXIT_OK
+    return EXIT_INFEASIBLE if result.status == "infeasible" else EXIT_NO_SOLUTION
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")
+
+
+def result_json(result: Result) -> str:
+    return json.dumps(result.to_dict(), indent=2, default=_json_default)
+
+
+def _preload_solver(problem: Problem, solver: str) -> None:
+    """Import the backend's package now, so its one-off import time is not counted in ``solve_time_s``."""
+    try:
+        name = choose_solver(problem) if solver == "auto" else solver
+        cls = backend_class(name)
+    except MpqoptError:
+        return  # solve() raises the same error with its full message
+    if cls.available():
+        for module in cls.requires:
+            importlib.import_module(module)
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr(active: bool) -> Iterator[None]:
+    """Send everything written to stdout (including a C solver's log on fd 1) to stderr, so the
+    ``--json`` output stays one clean JSON object even with ``--verbose``."""
+    if not active:
+        yield
+        return
+    sys.stdout.flush()
+    try:
+        saved = os.dup(1)
+    except OSError:
+        saved = None
+    if saved is not None:
+        os.dup2(2, 1)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stdout.flush()
+        if saved is not None:
+            os.dup2(saved, 1)
+            os.close(saved)
+
+
+# ---------------------------------------------------------------------------------- solve
+def cmd_solve(args: argparse.Namespace) -> int:
+    if args.solver != "auto":
+        backend_class(args.solver)  # unknown name: fail before reading the file
+    overrides = parse_budget_args(args.budget)
+    problem = load_problem(args.file)
+    _preload_solver(problem, args.solver)
+    with _stdout_to_stderr(args.verbose and args.json):
+        result = solve(problem, budgets=overrides or None, solver=args.solver, time_limit=args.time_limit,
+                       mip_gap=args.mip_gap, threads=args.threads, verbose=args.verbose)
+    text = result_json(result)
+    if args.output:
+        try:
+            Path(args.output).write_text(text + "\n")
+        except OSError as exc:
+            raise MpqoptError(f"cannot write '{args.output}': {exc.strerror or exc}") from None
+    print(text if args.json else result.table())
+    code = exit_code(result)
+    if code == EXIT_INFEASIBLE:
+        print(f"mpqopt: {result.message}", file=sys.stderr)
+    elif code == EXIT_NO_SOLUTION:
+        print(f"mpqopt: {result.status}: {result.message}", file=sys.stderr)
+    elif result.status == "time_limit":
+        print(f"mpqopt: warning: time limit reached: the assignment meets every budget but is not proven optimal "
+              f"(gap {fmt_gap(result.gap)})", file=sys.stderr)
+    return code
+
+
+# ---------------------------------------------------------------------------------- info
+def cmd_info(args: argparse.Namespace) -> int:
+    problem = load_problem(args.file)
+    if args.json:
+        info = {"file": str(args.file), **problem_info(problem)}
+        print(json.dumps(info, indent=2, default=_json_default))
+    else:
+        print(f"{args.file}: " + problem_summary(problem))
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------------- solvers
+def cmd_solvers(args: argparse.Namespace) -> int:
+    rows = [("auto", "-", "default: picks the exact backend for the problem (highs for separable problems)")]
+    hints = []
+    for name in backend_names():
+        cls = backend_class(name)
+        ok = cls.available()
+        rows.append((name, "yes" if ok else "no", cls.description))
+        if not ok:
+            hints.append(f"  {cls.unavailable_message()}")
+    width = max(len(r[0]) for r in rows)
+    print(f"{'name'.ljust(width)}  available  description")
+    for name, ok, desc in rows:
+        print(f"{name.ljust(width)}  {ok.ljust(9)}  {desc}")
+    for hint in hints:
+        print(hint)
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------------- demo
+def example_paths() -> dict[str, Any]:
+    """Bundled example name -> resource (``None`` for an expected example whose file is missing)."""
+    data = importlib.resources.files("mpqopt") / "data"
+    found = {}
+    if data.is_dir():
+        found = {entry.name[:-5]: entry for entry in data.iterdir() if entry.name.endswith(".json")}
+    out: dict[str, Any] = {name: found.get(name) for name in EXAMPLES}
+    out.update({name: found[name] for name in sorted(found) if name not in out})
+    return out
+
+
+def _load_example(name: str, resource: Any) -> Problem:
+    with importlib.resources.as_file(resource) as path:
+        return load_problem(path)
+
+
+def _missing(name: str) -> str:
+    return f"bundled example '{name}' is missing: mpqopt/data/{name}.json not found (regenerate it with scripts/make_examples.py)"
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    paths = example_paths()
+    if args.list:
+        for name, resource in paths.items():
+            if resource is None:
+                print(f"{name:12s}  (missing: mpqopt/data/{name}.json)")
+                continue
+            problem = _load_example(name, resource)
+            desc = _short(problem.meta.get("description") or "", WIDTH - 40)
+            print(f"{name:12s}  {problem.num_layers:3d} layers x {problem.num_options} options  {desc}")
+        return EXIT_OK
+    if args.name is not None:
+        if args.name not in paths:
+            raise MpqoptError(f"unknown example '{args.name}'; bundled examples: {', '.join(paths)}")
+        if paths[args.name] is None:
+            raise MpqoptError(_missing(args.name))
+        selected = {args.name: paths[args.name]}
+    else:
+        selected = paths
+    ran = 0
+    for name, resource in selected.items():
+        if resource is None:
+            print(f"mpqopt: warning: {_missing(name)}", file=sys.stderr)
+            continue
+        if ran:
+            print()
+        demo_example(name, _load_example(name, resource))
+        ran += 1
+    if not ran:
+        raise MpqoptError("no bundled example found in mpqopt/data")
+    return EXIT_OK
+
+
+def size_cost(problem: Problem) -> str | None:
+    """The cost the demo sweeps: ``size_bits`` if present, else a cost measured in bits/bytes, else the first."""
+    if "size_bits" in problem.costs:
+        return "size_bits"
+    for name in problem.costs:
+        if cost_unit(problem, name) in ("bit", "bits", "byte", "bytes"):
+            return name
+    return next(iter(problem.costs), None)
+
+
+def _uniform_option(problem: Problem) -> int | None:
+    """Index of the W4 option (label 'W4', else the first with 4 weight bits), if any."""
+    labels = problem.option_labels
+    if "W4" in labels:
+        return labels.index("W4")
+    return next((k for k, o in enumerate(problem.options) if o.w == 4), None)
+
+
+def demo_budgets(problem: Problem, cost: str) -> list[tuple[str, float]]:
+    """(column header, absolute budget) pairs, ascending: 25/50/75% of the range and uniform W4's size."""
+    lo, hi = problem.cost_range(cost)
+    columns = [(f"{p}%", lo + p / 100.0 * (hi - lo)) for p in DEMO_PERCENTS]
+    k = _uniform_option(problem)
+    if k is not None:
+        uniform = float(problem.costs[cost][:, k].sum())
+        if lo <= uniform <= hi and all(abs(uniform - v) > 1e-9 * max(abs(v), 1.0) for _, v in columns):
+            columns.append((f"={problem.option_labels[k]}", uniform))
+    return sorted(columns, key=lambda c: c[1])
+
+
+def demo_example(name: str, problem: Problem) -> list[Result]:
+    """Print one example solved at the demo budgets; return the results (in column order)."""
+    ties = f", {len(problem.ties)} tie groups" if problem.ties else ""
+    print(f"== {name}: {problem.num_layers} layers x {problem.num_options} options ({' '.join(problem.option_labels)}){ties}")
+    desc = problem.meta.get("description")
+    if desc:
+        print(_short(str(desc), WIDTH))
+    cost = size_cost(problem)
+    base = problem.replace(budgets={})  # the sweep sets the size budget alone
+    _preload_solver(base, "highs")
+    if cost is None:
+        print("no cost table: solving without budgets")
+        results = [solve(base, solver="highs")]
+        print("\n" + allocation_matrix(problem, ["free"], results))
+        return results
+    unit = cost_unit(problem, cost)
+    lo, hi = problem.cost_range(cost)
+    print(f"budget on {cost} alone, range {fmt_cost(lo, unit)} .. {fmt_cost(hi, unit)}; solver HiGHS")
+    budgets = demo_budgets(problem, cost)
+    columns = [c for c, _ in budgets]
+    results = [solve(base, budgets={cost: value}, solver="highs") for _, value in budgets]
+    print("\n" + allocation_matrix(problem, columns, results, cost))
+    k = _uniform_option(problem)
+    column = None if k is None else f"={problem.option_labels[k]}"
+    if column in columns:
+        label, i = problem.option_labels[k], columns.index(column)
+        pct = percent_of_range(budgets[i][1], lo, hi)
+        line = f"{column}: size of uniform {label} ({pct:.1f}% of range)"
+        x = np.full(problem.num_layers, k, dtype=np.int64)
+        if not violations(base, x, {}) and results[i].objective is not None:
+            line += f"; objective: uniform {label} {fmt_num(problem.evaluate(x).objective)}, mixed {fmt_num(results[i].objective)}"
+        print(line)
+    return results
+
+
+def _short(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 3].rstrip() + "..."

@@ -1,0 +1,74 @@
+"""Backend behaviour: registry, HiGHS variants agree, settings, time limits, reductions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import mpqopt
+from mpqopt.reductions import canonicalize
+from mpqopt.solvers import backend_names, get_backend
+from mpqopt.verify import violations
+
+
+def random_problem(layers: int, options: int, budgets: int, seed: int) -> mpqopt.Problem:
+    """MPQ-shaped random instance: sensitivity falls ~4x per extra bit, costs grow with bits."""
+    rng = np.random.default_rng(seed)
+    bits = np.arange(2, 2 + options)
+    scale = rng.lognormal(size=layers)[:, None]
+    sens = scale * 4.0 ** (-(bits[None, :] - 2)) * rng.uniform(0.9, 1.1, (layers, options))
+    params = rng.integers(1_000, 1_000_000, layers)
+    costs = {f"c{i}": params[:, None] * bits[None, :] * rng.uniform(0.5, 1.5, layers)[:, None] ** i for i in range(budgets)}
+    problem = mpqopt.Problem([f"l{i}" for i in range(layers)], [f"W{b}" for b in bits], sens, costs=costs)
+    return problem.replace(budgets={name: "40%" for name in costs})
+
+
+def test_registry_lists_backends():
+    assert {"highs", "bruteforce"} <= set(backend_names())
+    assert get_backend("highs:plain").label == "highs:plain"
+    with pytest.raises(mpqopt.SolverError, match="only 'highs:plain'"):
+        get_backend("highs:fast")
+    with pytest.raises(mpqopt.SolverError, match="takes no ':x' argument"):
+        get_backend("bruteforce:x")
+
+
+@pytest.mark.parametrize("budgets", [1, 2, 3])
+def test_fixing_path_matches_plain_milp(budgets):
+    problem = random_problem(120, 6, budgets, seed=budgets)
+    fixed = mpqopt.solve(problem, solver="highs")
+    plain = mpqopt.solve(problem, solver="highs:plain")
+    assert fixed.status == plain.status == "optimal"
+    assert fixed.objective == pytest.approx(plain.objective, rel=1e-9)
+    assert violations(problem, fixed.x, fixed.budgets) == []
+    assert fixed.stats["items_fixed"] > 0  # the reduction did real work
+
+
+def test_changing_thread_count_between_solves():
+    problem = random_problem(30, 4, 1, seed=0)
+    statuses = [mpqopt.solve(problem, threads=t).status for t in (1, 2, None, 1, 2)]
+    assert statuses == ["optimal"] * 5
+
+
+def test_time_limit_result_is_verified_or_empty():
+    problem = random_problem(3000, 8, 3, seed=7)
+    result = mpqopt.solve(problem, solver="highs:plain", time_limit=0.05)
+    assert result.status in ("time_limit", "optimal")
+    if result.x is not None:
+        assert violations(problem, result.x, result.budgets) == []
+        assert result.bound is None or result.bound <= result.objective
+
+
+def test_forced_decisions_skip_the_backend():
+    # every layer fixed or masked to one option: nothing left to decide
+    problem = mpqopt.Problem(["a", "b"], [4, 8], [[1.0, 0.0], [2.0, 0.5]], costs={"size_bits": [[4, 8], [4, 8]]},
+                             fixed={"a": "W8"}, allowed=[[True, True], [True, False]], budgets={"size_bits": 12})
+    result = mpqopt.solve(problem)
+    assert result.status == "optimal" and result.assignment == {"a": "W8", "b": "W4"}
+    assert result.objective == 2.0 and result.stats["groups"] == 0
+
+
+def test_dominated_options_are_pruned_per_budget_set():
+    # W3 costs more than W4 and is worse: dominated whenever size is the only budget
+    problem = mpqopt.Problem(["a"], ["W3", "W4"], [[0.5, 0.4]], costs={"size_bits": [[5, 4]], "latency_ms": [[1, 2]]})
+    assert canonicalize(problem, {"size_bits": 10}).options_pruned == 1
+    assert canonicalize(problem, {"size_bits": 10, "latency_ms": 5}).options_pruned == 0
