@@ -22,6 +22,7 @@ class FormatError(MpqoptError, ValueError):
     """
 
     def __init__(self, message: str, where: str = "$", source: str | None = None):
+        self.message = message
         self.where = where
         self.source = source
         prefix = f"{source}: " if source else ""

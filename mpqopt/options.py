@@ -26,6 +26,8 @@ class Option:
     label: str = ""
 
     def __post_init__(self) -> None:
+        if not isinstance(self.label, str):
+            raise ProblemError(f"option label must be a string, got {self.label!r}")
         for name, bits in (("w", self.w), ("a", self.a)):
             if bits is None and name == "a":
                 continue
@@ -33,8 +35,6 @@ class Option:
                 raise ProblemError(f"option {self.label or '?'}: '{name}' must be a positive integer bit-width, got {bits!r}")
         if not self.label:
             object.__setattr__(self, "label", f"W{self.w}" + (f"A{self.a}" if self.a is not None else ""))
-        if not isinstance(self.label, str):
-            raise ProblemError(f"option label must be a string, got {self.label!r}")
 
     @classmethod
     def parse(cls, spec: "OptionLike") -> "Option":
@@ -56,7 +56,8 @@ class Option:
                 raise ProblemError(f"option {dict(spec)!r} has no 'w' (weight bit-width)")
             if unknown:
                 raise ProblemError(f"option {dict(spec)!r} has unknown keys {sorted(unknown)}")
-            return cls(spec["w"], spec.get("a"), spec.get("label") or "")
+            label = spec.get("label")
+            return cls(spec["w"], spec.get("a"), "" if label is None else label)
         raise ProblemError(f"cannot read an option from {spec!r}: use Option(w, a), an int, a dict or 'W4A8'")
 
     def to_dict(self) -> dict[str, Any]:

@@ -254,7 +254,10 @@ class Problem:
         for name, option in fixed.items():
             if name not in self._layer_pos:
                 raise ProblemError(f"fixed names unknown layer {name!r}")
-            k = self.option_index(option)
+            try:
+                k = self.option_index(option)
+            except ProblemError as exc:
+                raise ProblemError(f"layer '{name}' is fixed to an {exc}") from None
             if not self.allowed[self._layer_pos[name], k]:
                 raise ProblemError(f"layer '{name}' is fixed to option '{self.options[k].label}', which its allowed mask forbids")
             out[name] = self.options[k].label

@@ -1,0 +1,172 @@
+"""The NPZ problem file: numpy arrays for the tables, one JSON header for everything else.
+
+Layout (every member a plain ``.npy``; nothing is ever pickled or unpickled):
+
+- ``header``: 0-d unicode array holding a JSON object with ``format``, ``version``, ``layers``,
+  ``options``, ``budgets`` and, when present, ``cost_units``, ``ties``, ``fixed``, ``meta``, plus
+  ``costs``: the list of cost names in order.
+- ``sensitivity`` and, when present, ``sensitivity_std``: float64 ``[L, K]``.
+- ``cost/<name>``: float64 ``[L, K]`` for every name in the header's ``costs``.
+- ``allowed``: bool ``[L, K]`` (omitted when everything is allowed).
+- ``pairwise``: float64 ``[L*K, L*K]`` when dense, or when sparse the COO triplet ``pairwise_row``,
+  ``pairwise_col`` (int64), ``pairwise_data`` (float64) with ``pairwise_shape`` (int64 ``[2]``).
+
+>>> import io
+>>> from mpqopt import Problem
+>>> buf = io.BytesIO()
+>>> write_npz(Problem(["a"], [4, 8], [[0.5, 0.0]], costs={"size_bits": [[4, 8]]}), buf)
+>>> _ = buf.seek(0)
+>>> read_npz(buf).costs["size_bits"].tolist()
+[[4.0, 8.0]]
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+import zlib
+from typing import IO, Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..errors import FormatError
+from ..problem import Problem
+from .encode import problem_to_dict
+from .json_format import decode
+from .validate import EXTENSION_PREFIX, read_problem
+
+COST_PREFIX = "cost/"
+_TABLES = ("sensitivity", "sensitivity_std", "allowed")
+_SPARSE = ("pairwise_row", "pairwise_col", "pairwise_data", "pairwise_shape")
+_ARRAY_KEYS = ("header",) + _TABLES + ("pairwise",) + _SPARSE
+_ZIP_MAGIC = b"PK\x03\x04"
+# what a damaged archive raises while its members are read
+_CORRUPT = (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError)
+
+
+def write_npz(problem: Problem, file: IO[bytes]) -> None:
+    """Write the problem as an (uncompressed) NPZ archive to a binary file object."""
+    doc = problem_to_dict(problem, arrays=True)
+    costs = doc.pop("costs")
+    arrays: dict[str, np.ndarray] = {key: doc.pop(key) for key in _TABLES if key in doc}
+    for name, table in costs.items():
+        if not _member_name_ok(name):
+            raise FormatError("this cost name cannot be an NPZ member name (it holds a NUL character or a lone "
+                              "surrogate); rename the cost or save as .json", f"{COST_PREFIX}{name!r}")
+        arrays[COST_PREFIX + name] = table
+    pairwise = doc.pop("pairwise", None)
+    if sp.issparse(pairwise):
+        coo = sp.coo_array(pairwise)
+        arrays["pairwise_row"] = coo.row.astype(np.int64)
+        arrays["pairwise_col"] = coo.col.astype(np.int64)
+        arrays["pairwise_data"] = coo.data.astype(np.float64)
+        arrays["pairwise_shape"] = np.array(coo.shape, dtype=np.int64)
+    elif pairwise is not None:
+        arrays["pairwise"] = pairwise
+    doc["costs"] = list(costs)
+    arrays["header"] = np.array(json.dumps(doc, ensure_ascii=False, allow_nan=False))
+    np.savez(file, **arrays)
+
+
+def _member_name_ok(name: str) -> bool:
+    # zip member names are UTF-8 and end at a NUL byte
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in name
+
+
+def read_npz(file: IO[bytes], source: str | None = None) -> Problem:
+    """Read a problem from an NPZ archive (binary file object) without ever unpickling anything."""
+    start = file.read(4)
+    file.seek(0)
+    if start != _ZIP_MAGIC:
+        raise FormatError("not an NPZ archive (a zip file of .npy arrays)", "$", source)
+    try:
+        npz = np.load(file, allow_pickle=False)
+    except _CORRUPT as exc:
+        raise FormatError(f"corrupt or truncated NPZ archive ({exc})", "$", source) from None
+    with npz:
+        return _read_members(npz, source)
+
+
+def _read_members(npz: Any, source: str | None) -> Problem:
+    def fail(where: str, message: str) -> FormatError:
+        return FormatError(message, where, source)
+
+    def get(key: str) -> np.ndarray:
+        try:
+            return npz[key]
+        except ValueError as exc:
+            if "allow_pickle" in str(exc):
+                raise fail(key, "is an object array, which only pickle can load; mpqopt never loads pickles") from None
+            raise fail(key, f"corrupt array ({exc})") from None
+        except _CORRUPT as exc:
+            raise fail(key, f"corrupt or truncated NPZ member ({exc})") from None
+
+    members = set(npz.files)
+    if "header" not in members:
+        raise fail("header", "missing: an mpqopt NPZ problem holds its layers, options and budgets in a 'header' array")
+    doc = _header(get("header"), fail, source)
+    cost_names = doc.get("costs", [])
+    if not isinstance(cost_names, list) or not all(isinstance(n, str) for n in cost_names):
+        raise fail("$.costs", "expected the list of cost names (each table is the array 'cost/<name>')")
+    for key in _TABLES + ("pairwise",):
+        if key in doc:
+            raise fail(f"$.{key}", f"in an NPZ file this table is the array {key!r}, not part of the header")
+    expected = set(_ARRAY_KEYS) | {COST_PREFIX + n for n in cost_names}
+    unknown = sorted(m for m in members - expected if not m.startswith(EXTENSION_PREFIX))
+    if unknown:
+        listed = " (not listed in the header's costs)" if unknown[0].startswith(COST_PREFIX) else ""
+        raise fail(unknown[0], f"unknown array{listed}; arrays are header, sensitivity, cost/<name>, sensitivity_std, "
+                               f"allowed, pairwise or pairwise_row/col/data/shape")
+    doc["costs"] = {}
+    for name in cost_names:
+        if COST_PREFIX + name not in members:
+            raise fail(COST_PREFIX + name, "missing (the header lists this cost)")
+        doc["costs"][name] = get(COST_PREFIX + name)
+    for key in _TABLES:
+        if key in members:
+            doc[key] = get(key)
+    pairwise = _pairwise(members, get, fail)
+    if pairwise is not None:
+        doc["pairwise"] = pairwise
+    return read_problem(doc, source, lambda key, name: COST_PREFIX + name if name is not None else key)
+
+
+def _header(arr: np.ndarray, fail: Any, source: str | None) -> dict[str, Any]:
+    if arr.dtype.kind != "U" or arr.shape != ():
+        raise fail("header", f"expected a 0-d unicode array holding JSON, got dtype {arr.dtype} shape {arr.shape}")
+    doc = decode(str(arr[()]), source, container="header")
+    if not isinstance(doc, dict):
+        raise fail("header", f"expected a JSON object, got {type(doc).__name__}")
+    return doc
+
+
+def _pairwise(members: set[str], get: Any, fail: Any) -> Any:
+    present = [k for k in _SPARSE if k in members]
+    if "pairwise" in members:
+        if present:
+            raise fail(present[0], "a file holds either a dense 'pairwise' or its sparse COO parts, not both")
+        return get("pairwise")
+    if not present:
+        return None
+    missing = [k for k in _SPARSE if k not in members]
+    if missing:
+        raise fail(missing[0], "missing: a sparse pairwise needs pairwise_row, pairwise_col, pairwise_data and pairwise_shape")
+    row, col, data, shape = (get(k) for k in _SPARSE)
+    for key, arr, kinds in (("pairwise_row", row, "iu"), ("pairwise_col", col, "iu"), ("pairwise_data", data, "fiu")):
+        if arr.ndim != 1 or arr.dtype.kind not in kinds:
+            raise fail(key, f"expected a 1-d {'integer' if kinds == 'iu' else 'numeric'} array, got dtype {arr.dtype} shape {arr.shape}")
+        if arr.size != data.size:
+            raise fail(key, f"has {arr.size} entries but pairwise_data has {data.size}")
+    if shape.shape != (2,) or shape.dtype.kind not in "iu" or (shape < 0).any():
+        raise fail("pairwise_shape", f"expected two non-negative integers, got {shape.tolist()}")
+    n_rows, n_cols = (int(v) for v in shape)
+    for key, idx, bound in (("pairwise_row", row, n_rows), ("pairwise_col", col, n_cols)):
+        if idx.size and (idx.min() < 0 or idx.max() >= bound):
+            bad = int(np.flatnonzero((idx < 0) | (idx >= bound))[0])
+            raise fail(f"{key}[{bad}]", f"index {int(idx[bad])} is outside 0..{bound - 1}")
+    return sp.coo_array((data, (row, col)), shape=(n_rows, n_cols))
