@@ -36,7 +36,13 @@ def check_budgets_alone(problem: "Problem", budgets: Mapping[str, float]) -> Inf
     unmet = [name for name, limit in budgets.items() if cheapest[name] > limit]
     if not unmet:
         return None
-    parts = [f"budget '{n}' = {budgets[n]:.6g} is below the cheapest achievable {cheapest[n]:.6g}" for n in unmet]
+    from .budgets import cost_unit
+
+    def amount(name: str, value: float) -> str:
+        unit = cost_unit(problem, name)
+        return f"{value:.6g}" + (f" {unit}" if unit else "")
+
+    parts = [f"budget '{n}' = {amount(n, budgets[n])} is below the cheapest achievable {amount(n, cheapest[n])}" for n in unmet]
     return Infeasibility(dict(budgets), cheapest, unmet, [], "infeasible: " + "; ".join(parts))
 
 
