@@ -105,6 +105,14 @@ class Problem:
         """True when there is no pairwise (cross-layer) term."""
         return self.pairwise is None
 
+    @property
+    def objective_scale(self) -> float:
+        """Magnitude of the terms an objective sums: ``sum_l max_o |sensitivity|`` plus ``sum |pairwise|``."""
+        scale = float(np.abs(self.sensitivity).max(axis=1).sum())
+        if self.pairwise is not None:
+            scale += float(abs(self.pairwise).sum())
+        return scale
+
     def layer_index(self, name: str) -> int:
         try:
             return self._layer_pos[name]

@@ -14,12 +14,17 @@ from .problem import Problem
 STATUSES = ("optimal", "feasible", "infeasible", "time_limit", "error")
 
 
-def relative_gap(objective: float | None, bound: float | None) -> float | None:
-    """``(objective - bound) / |objective|`` (HiGHS's convention); 0 below float round-off, never negative."""
+def relative_gap(objective: float | None, bound: float | None, scale: float = 0.0) -> float | None:
+    """``(objective - bound) / |objective|`` (HiGHS's convention), never negative.
+
+    A difference below float64 round-off of the sums involved (``scale`` is the magnitude of the
+    terms summed, e.g. ``sum_l max_o |sensitivity|``) is reported as 0: an objective of exactly 0
+    would otherwise turn a 1e-20 difference into a large relative gap.
+    """
     if objective is None or bound is None:
         return None
     diff = max(objective - bound, 0.0)
-    if diff <= 1e-14 * max(abs(objective), abs(bound)):  # below float64 resolution of the sums
+    if diff <= 1e-14 * max(abs(objective), abs(bound), scale):
         return 0.0
     return diff / max(abs(objective), 1e-12)
 
@@ -67,7 +72,7 @@ class Result:
 
     @property
     def gap(self) -> float | None:
-        return relative_gap(self.objective, self.bound)
+        return relative_gap(self.objective, self.bound, self.problem.objective_scale)
 
     @property
     def assignment(self) -> dict[str, str] | None:

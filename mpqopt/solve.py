@@ -102,8 +102,9 @@ def _verified(problem: Problem, model: CanonicalModel, raw: RawSolution, limits:
     if broken:
         return Result("error", f"solver '{label}' returned an assignment that fails verification: {'; '.join(broken)}", problem, budgets=limits, solver=label, solve_time_s=elapsed, stats=stats)
     evaluation = problem.evaluate(x)
-    if bound is not None:
-        bound = min(bound, evaluation.objective)  # a bound above a verified objective is solver round-off
+    if bound is not None and raw.objective is not None:
+        # keep the gap the backend proved; re-adding the offset would mix in summation round-off
+        bound = evaluation.objective - max(raw.objective - raw.bound, 0.0)
     return Result(raw.status, raw.message, problem, x=x, objective=evaluation.objective, bound=bound, budgets=limits, costs=evaluation.costs, solver=label, solve_time_s=elapsed, stats=stats)
 
 

@@ -38,7 +38,8 @@ def repair(model: CanonicalModel, items: np.ndarray, max_moves: int | None = Non
         new_excess = (np.maximum(new_load - model.rhs[:, None], 0.0) / scale[:, None]).sum(axis=0)
         relief = excess.sum() - new_excess
         extra = model.value - model.value[current]
-        score = np.where(relief > _TOL, relief / (np.maximum(extra, 0.0) + 1e-12 * (1 + np.abs(model.value))), -np.inf)
+        with np.errstate(over="ignore"):  # free relief scores +inf: exactly the move we want first
+            score = np.where(relief > _TOL, relief / (np.maximum(extra, 0.0) + 1e-12 * (1 + np.abs(model.value))), -np.inf)
         j = int(np.argmax(score))
         if not np.isfinite(score[j]):
             return None
@@ -62,4 +63,28 @@ def improve(model: CanonicalModel, items: np.ndarray, max_moves: int | None = No
         if not gain[j] > _TOL * (1 + abs(model.value[j])):
             break
         items[model.item_group[j]] = j
+    return items
+
+
+def fill(model: CanonicalModel, items: np.ndarray, max_candidates: int = 10_000) -> np.ndarray:
+    """Spend leftover budget: apply improving single-group switches that fit the remaining slack,
+    best gain first (one pass, vectorized candidate search)."""
+    items = np.array(items, dtype=np.int64)
+    current = items[model.item_group]
+    gain = model.value[current] - model.value
+    extra = model.weights - model.weights[:, current]  # (m, n)
+    slack = model.rhs - totals(model, items)
+    fits = (gain > 0) & (extra <= slack[:, None]).all(axis=0)
+    candidates = np.nonzero(fits)[0]
+    if candidates.size == 0:
+        return items
+    candidates = candidates[np.argsort(-gain[candidates], kind="stable")][:max_candidates]
+    moved = np.zeros(model.num_groups, dtype=bool)
+    for j in candidates.tolist():
+        g = model.item_group[j]
+        if moved[g] or (extra[:, j] > slack).any():
+            continue
+        items[g] = j
+        slack -= extra[:, j]
+        moved[g] = True
     return items

@@ -1,0 +1,125 @@
+"""mpqopt's own exact multiple-choice knapsack engine (``mckp``) and MPQCO's greedy (``greedy``).
+
+Single budget: lower convex hulls give the greedy solution, the LP bound and the multiplier at once
+(sorting the hull increments is the only superlinear step); the greedy solution is filled up to an
+incumbent; exact reduced-cost fixing at the LP multiplier leaves a small core, which dynamic
+programming over non-dominated states solves exactly. No Python loop runs over layers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..algorithms.core_dp import solve_core
+from ..algorithms.heuristics import fill, improve, repair
+from ..algorithms.hull import greedy
+from ..algorithms.lagrangian import fixable_items, lagrangian_bound
+from ..errors import SolverError
+from ..reductions import CanonicalModel, restrict
+from .base import Backend, RawSolution, SolveSettings, register
+from .highs import HighsBackend
+
+
+# targets between the LP bound and the incumbent, as fractions of that gap, tried in order
+TARGET_FRACTIONS = (1 / 64, 1 / 16, 1 / 4)
+
+
+def _separable_only(model: CanonicalModel, name: str) -> None:
+    if model.quadratic is not None:
+        raise SolverError(f"solver '{name}' solves separable problems only; this problem has a pairwise term")
+
+
+def _no_budget(model: CanonicalModel) -> RawSolution:
+    """Without budgets each group simply takes its best item."""
+    group_min = np.minimum.reduceat(model.value, model.group_start[:-1])
+    hits = np.nonzero(model.value == group_min[model.item_group])[0]
+    first = np.full(model.num_groups, -1, dtype=np.int64)
+    first[model.item_group[hits[::-1]]] = hits[::-1]
+    objective = model.items_objective(first)
+    return RawSolution("optimal", items=first, objective=objective, bound=objective, message="no budget: every layer takes its best option")
+
+
+@register
+class MckpBackend(Backend):
+    name = "mckp"
+    description = "mpqopt's exact MCKP engine: convex hulls + reduced-cost fixing + core DP (one budget); LP fixing + HiGHS core (several)"
+
+    def solve(self, model: CanonicalModel, settings: SolveSettings) -> RawSolution:
+        _separable_only(model, self.name)
+        if model.num_budgets == 0:
+            return _no_budget(model)
+        if model.num_budgets > 1:
+            raw = HighsBackend().solve(model, settings)
+            raw.message = f"mckp (several budgets, HiGHS core): {raw.message}"
+            return raw
+        return self._single_budget(model, settings)
+
+    def _single_budget(self, model: CanonicalModel, settings: SolveSettings) -> RawSolution:
+        start = greedy(model)
+        if start is None:
+            return RawSolution("infeasible", message="even the cheapest option of every layer breaks the budget")
+        incumbent = fill(model, start.items)
+        if settings.warm_start is not None and model.items_objective(settings.warm_start) < model.items_objective(incumbent):
+            incumbent = np.asarray(settings.warm_start)
+        inc_obj = model.items_objective(incumbent)
+        lam = np.array([start.lam])
+        lagrange, reduced = lagrangian_bound(model, lam)
+        stats = {"lp_bound": lagrange, "greedy_objective": model.items_objective(start.items), "incumbent": inc_obj}
+        # Search below rising targets: a low target fixes almost every item and leaves a tiny core;
+        # whatever the core search finds at or below the target is optimal. The last target is the
+        # incumbent itself, and finding nothing below it proves the incumbent optimal.
+        gap = inc_obj - lagrange
+        targets = [lagrange + gap * f for f in TARGET_FRACTIONS] + [inc_obj]
+        base = np.minimum.reduceat(np.where(reduced == 0, np.arange(model.num_items), model.num_items), model.group_start[:-1])
+        base = np.where(base < model.num_items, base, incumbent)
+        for rounds, target in enumerate(targets, 1):
+            keep = lagrange + reduced <= target + 1e-9 * max(abs(target), 1e-300)
+            keep[incumbent] |= target >= inc_obj
+            core = solve_core(model, keep, start.lam, incumbent if target >= inc_obj else base, target)
+            stats.update(rounds=rounds, core_groups=core.core_groups, dp_states=core.max_states, items_fixed=int((~keep).sum()))
+            if not core.complete:
+                break
+            if core.items is not None or target >= inc_obj:
+                items = incumbent if core.items is None else core.items
+                objective = model.items_objective(items)
+                return RawSolution("optimal", items=items, objective=objective, bound=objective, message="mckp: hull LP bound + reduced-cost fixing + core DP", stats=stats)
+        # the core was too large for the DP: HiGHS proves it instead
+        drop, _ = fixable_items(model, lam, inc_obj)
+        drop[incumbent] = False
+        sub, kept = restrict(model, ~drop)
+        raw = HighsBackend()._milp(sub, settings, np.searchsorted(kept, incumbent), None, core=True)
+        if raw.items is not None:
+            raw.items = kept[raw.items]
+        if raw.bound is not None:
+            raw.bound = min(raw.bound, inc_obj)
+        raw.stats.update(stats)
+        raw.message = f"mckp (core too large for DP, HiGHS core): {raw.message}"
+        return raw
+
+
+@register
+class GreedyBackend(Backend):
+    name = "greedy"
+    exact = False
+    description = "MPQCO's greedy on convex hulls (one budget; several are folded into one and repaired): fast, no optimality proof, LP bound reported"
+
+    def solve(self, model: CanonicalModel, settings: SolveSettings) -> RawSolution:
+        _separable_only(model, self.name)
+        if model.num_budgets == 0:
+            return _no_budget(model)
+        folded = model
+        if model.num_budgets > 1:
+            # fold the budgets into one, each measured as a fraction of its limit, then repair
+            scale = np.where(model.rhs > 0, model.rhs, 1.0)
+            folded = CanonicalModel(**{**model.__dict__, "weights": (model.weights / scale[:, None]).sum(axis=0, keepdims=True), "rhs": np.array([float(model.num_budgets)]), "budgets": np.array([float(model.num_budgets)])})
+        start = greedy(folded)
+        if start is None:
+            return RawSolution("infeasible", message="even the cheapest option of every layer breaks the budget")
+        items = start.items if model.num_budgets == 1 else repair(model, start.items)
+        if items is None:
+            return RawSolution("error", message="greedy could not repair its solution to meet every budget; use an exact solver")
+        items = improve(model, fill(model, items)) if model.num_budgets > 1 else items
+        objective = model.items_objective(items)
+        bound = start.lp_bound if model.num_budgets == 1 else None
+        status = "optimal" if bound is not None and objective <= bound else "feasible"
+        return RawSolution(status, items=items, objective=objective, bound=bound, message="greedy on convex hulls (no optimality proof)", stats={"increments_taken": start.taken})
