@@ -21,6 +21,10 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/bench_peers.py
 
+.PHONY: bench-mckp
+bench-mckp: $(STAMP)
+	$(PY) benchmarks/bench_mckp.py
+
 clean:
 	rm -rf $(VENV) build *.egg-info
 

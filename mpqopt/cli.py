@@ -40,7 +40,7 @@ from .errors import MpqoptError
 from .problem import Problem
 from .report import allocation_matrix, fmt_cost, fmt_gap, fmt_num, percent_of_range, problem_info, problem_summary
 from .result import Result
-from .solve import choose_solver, solve
+from .solve import solve
 from .solvers import backend_class, backend_names
 from .verify import violations
 
@@ -206,18 +206,6 @@ def result_json(result: Result) -> str:
     return json.dumps(result.to_dict(), indent=2, default=_json_default)
 
 
-def _preload_solver(problem: Problem, solver: str) -> None:
-    """Import the backend's package now, so its one-off import time is not counted in ``solve_time_s``."""
-    try:
-        name = choose_solver(problem) if solver == "auto" else solver
-        cls = backend_class(name)
-    except MpqoptError:
-        return  # solve() raises the same error with its full message
-    if cls.available():
-        for module in cls.requires:
-            importlib.import_module(module)
-
-
 @contextlib.contextmanager
 def _stdout_to_stderr(active: bool) -> Iterator[None]:
     """Send everything written to stdout (including a C solver's log on fd 1) to stderr, so the
@@ -248,7 +236,6 @@ def cmd_solve(args: argparse.Namespace) -> int:
         backend_class(args.solver)  # unknown name: fail before reading the file
     overrides = parse_budget_args(args.budget)
     problem = load_problem(args.file)
-    _preload_solver(problem, args.solver)
     with _stdout_to_stderr(args.verbose and args.json):
         result = solve(problem, budgets=overrides or None, solver=args.solver, time_limit=args.time_limit,
                        mip_gap=args.mip_gap, threads=args.threads, verbose=args.verbose)
@@ -393,7 +380,6 @@ def demo_example(name: str, problem: Problem) -> list[Result]:
         print(_short(str(desc), WIDTH))
     cost = size_cost(problem)
     base = problem.replace(budgets={})  # the sweep sets the size budget alone
-    _preload_solver(base, "highs")
     if cost is None:
         print("no cost table: solving without budgets")
         results = [solve(base, solver="highs")]

@@ -17,10 +17,11 @@ from .solvers import Backend, RawSolution, SolveSettings, get_backend
 from .verify import violations
 
 
-def choose_solver(problem: Problem) -> str:
-    """The backend ``solver="auto"`` uses for this problem."""
+def choose_solver(problem: Problem, budgets: Mapping[str, float]) -> str:
+    """The backend ``solver="auto"`` uses: mpqopt's exact MCKP engine for one budget (or none),
+    HiGHS after LP-based fixing for several."""
     if problem.is_separable:
-        return "highs"
+        return "mckp" if len(budgets) <= 1 else "highs"
     raise SolverError(
         "this problem has a pairwise (cross-layer) term and no exact IQP backend is installed in this version; "
         "use solver='bruteforce' for tiny problems, or drop the term with problem.replace(pairwise=None)"
@@ -62,7 +63,7 @@ def solve(
     if not (0.0 <= mip_gap < 1.0):
         raise MpqoptError(f"mip_gap must lie in [0, 1), got {mip_gap!r}")
     limits = resolve_budgets(problem, budgets, base=problem.budgets)
-    name = choose_solver(problem) if solver == "auto" else solver
+    name = choose_solver(problem, limits) if solver == "auto" else solver
     backend = get_backend(name)
     if not problem.is_separable and not backend.supports_quadratic:
         raise SolverError(f"solver '{name}' solves separable problems only; this problem has a pairwise term")
@@ -78,13 +79,19 @@ def solve(
     raw = _run(backend, model, settings)
     elapsed = time.perf_counter() - start
     stats = {**raw.stats, "groups": model.num_groups, "items": model.num_items, "options_pruned": model.options_pruned}
+    if raw.status == "infeasible" and len(limits) == 1:
+        # one budget that its cheapest assignment meets cannot be infeasible: the backend erred
+        (name, limit), = limits.items()
+        message = (f"solver '{label}' reported the budget infeasible, but budget '{name}' = {limit:.12g} is met by its cheapest "
+                   f"assignment ({problem.cost_range(name)[0]:.12g}): a solver tolerance failure; solver 'mckp' is exact here")
+        return Result("error", message, problem, budgets=limits, solver=label, solve_time_s=elapsed, stats=stats)
     if raw.status == "infeasible":
         diagnosis = diagnose_joint(problem, limits, lambda target, given, limit: _min_cost_given(problem, target, given, limit))
         return Result("infeasible", diagnosis.message, problem, budgets=limits, solver=label, solve_time_s=elapsed, infeasibility=diagnosis, stats=stats)
     bound = None if raw.bound is None else raw.bound + model.offset
     if raw.items is None:
         return Result(raw.status, raw.message, problem, bound=bound, budgets=limits, solver=label, solve_time_s=elapsed, stats=stats)
-    return _verified(problem, model, raw, limits, bound, label, elapsed, stats)
+    return _verified(problem, model, raw, limits, bound, label, elapsed, stats, mip_gap)
 
 
 def _run(backend: Backend, model: CanonicalModel, settings: SolveSettings) -> RawSolution:
@@ -96,16 +103,19 @@ def _run(backend: Backend, model: CanonicalModel, settings: SolveSettings) -> Ra
         return RawSolution("error", message=str(exc))
 
 
-def _verified(problem: Problem, model: CanonicalModel, raw: RawSolution, limits: dict[str, float], bound: float | None, label: str, elapsed: float, stats: dict) -> Result:
+def _verified(problem: Problem, model: CanonicalModel, raw: RawSolution, limits: dict[str, float], bound: float | None, label: str, elapsed: float, stats: dict, mip_gap: float) -> Result:
     x = model.expand(raw.items)
     broken = violations(problem, x, limits)
     if broken:
         return Result("error", f"solver '{label}' returned an assignment that fails verification: {'; '.join(broken)}", problem, budgets=limits, solver=label, solve_time_s=elapsed, stats=stats)
     evaluation = problem.evaluate(x)
+    status = raw.status
     if bound is not None and raw.objective is not None:
         # keep the gap the backend proved; re-adding the offset would mix in summation round-off
         bound = evaluation.objective - max(raw.objective - raw.bound, 0.0)
-    return Result(raw.status, raw.message, problem, x=x, objective=evaluation.objective, bound=bound, budgets=limits, costs=evaluation.costs, solver=label, solve_time_s=elapsed, stats=stats)
+        if status == "feasible" and raw.objective - raw.bound <= mip_gap * abs(raw.objective):
+            status = "optimal"  # a heuristic or repaired answer that meets a valid bound
+    return Result(status, raw.message, problem, x=x, objective=evaluation.objective, bound=bound, budgets=limits, costs=evaluation.costs, solver=label, solve_time_s=elapsed, stats=stats)
 
 
 def _warm_items(problem: Problem, model: CanonicalModel, warm_start: Any) -> np.ndarray | None:

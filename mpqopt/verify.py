@@ -13,8 +13,9 @@ import numpy as np
 from .problem import Problem
 
 # Budgets are compared with a relative tolerance: costs are sums of floats whose order differs
-# between solvers, so an exactly-binding budget may differ in the last few bits.
-BUDGET_RTOL = 1e-9
+# between solvers, so an exactly-binding budget may differ in the last few bits. It is far below
+# any solver's feasibility tolerance: 1e-12 of a 1e12-bit budget is one bit.
+BUDGET_RTOL = 1e-12
 
 
 def violations(problem: Problem, x: np.ndarray, budgets: Mapping[str, float]) -> list[str]:

@@ -8,7 +8,7 @@ import itertools
 import numpy as np
 
 
-def brute_force(problem, budgets: dict[str, float], rtol: float = 1e-9):
+def brute_force(problem, budgets: dict[str, float], rtol: float = 1e-12):
     """(best objective, list of optimal assignments as index tuples) or (None, []) if infeasible."""
     L, K = problem.num_layers, problem.num_options
     index = {name: i for i, name in enumerate(problem.layers)}

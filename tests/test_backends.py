@@ -2,25 +2,13 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 import mpqopt
 from mpqopt.reductions import canonicalize
 from mpqopt.solvers import backend_names, get_backend
+from mpqopt.synthetic import mckp_problem
 from mpqopt.verify import violations
-
-
-def random_problem(layers: int, options: int, budgets: int, seed: int) -> mpqopt.Problem:
-    """MPQ-shaped random instance: sensitivity falls ~4x per extra bit, costs grow with bits."""
-    rng = np.random.default_rng(seed)
-    bits = np.arange(2, 2 + options)
-    scale = rng.lognormal(size=layers)[:, None]
-    sens = scale * 4.0 ** (-(bits[None, :] - 2)) * rng.uniform(0.9, 1.1, (layers, options))
-    params = rng.integers(1_000, 1_000_000, layers)
-    costs = {f"c{i}": params[:, None] * bits[None, :] * rng.uniform(0.5, 1.5, layers)[:, None] ** i for i in range(budgets)}
-    problem = mpqopt.Problem([f"l{i}" for i in range(layers)], [f"W{b}" for b in bits], sens, costs=costs)
-    return problem.replace(budgets={name: "40%" for name in costs})
 
 
 def test_registry_lists_backends():
@@ -34,7 +22,7 @@ def test_registry_lists_backends():
 
 @pytest.mark.parametrize("budgets", [1, 2, 3])
 def test_fixing_path_matches_plain_milp(budgets):
-    problem = random_problem(120, 6, budgets, seed=budgets)
+    problem = mckp_problem(120, 6, budgets, seed=budgets, budget_fraction=0.4)
     fixed = mpqopt.solve(problem, solver="highs")
     plain = mpqopt.solve(problem, solver="highs:plain")
     assert fixed.status == plain.status == "optimal"
@@ -44,13 +32,13 @@ def test_fixing_path_matches_plain_milp(budgets):
 
 
 def test_changing_thread_count_between_solves():
-    problem = random_problem(30, 4, 1, seed=0)
+    problem = mckp_problem(30, 4, 1, seed=0, budget_fraction=0.4)
     statuses = [mpqopt.solve(problem, threads=t).status for t in (1, 2, None, 1, 2)]
     assert statuses == ["optimal"] * 5
 
 
 def test_time_limit_result_is_verified_or_empty():
-    problem = random_problem(3000, 8, 3, seed=7)
+    problem = mckp_problem(3000, 8, 3, seed=7, budget_fraction=0.4)
     result = mpqopt.solve(problem, solver="highs:plain", time_limit=0.05)
     assert result.status in ("time_limit", "optimal")
     if result.x is not None:
@@ -72,3 +60,18 @@ def test_dominated_options_are_pruned_per_budget_set():
     problem = mpqopt.Problem(["a"], ["W3", "W4"], [[0.5, 0.4]], costs={"size_bits": [[5, 4]], "latency_ms": [[1, 2]]})
     assert canonicalize(problem, {"size_bits": 10}).options_pruned == 1
     assert canonicalize(problem, {"size_bits": 10, "latency_ms": 5}).options_pruned == 0
+
+
+def test_budget_a_hair_below_an_achievable_total():
+    # HiGHS's tolerances once turned this into a wrong 'infeasible' (LP) and a wrong optimum (MILP)
+    problem = mckp_problem(60, 4, 1, seed=3)
+    name = next(iter(problem.budgets))
+    reference = mpqopt.solve(problem, solver="mckp")
+    tight = {name: reference.costs[name] * (1 - 5e-10)}
+    results = {s: mpqopt.solve(problem, budgets=tight, solver=s) for s in ("mckp", "highs", "highs:plain")}
+    best = results["mckp"]
+    assert best.status == "optimal"
+    for solver, result in results.items():
+        assert result.x is not None, (solver, result.message)
+        assert violations(problem, result.x, tight) == []
+        assert result.objective == pytest.approx(best.objective, rel=1e-12), solver

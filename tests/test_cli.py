@@ -163,7 +163,7 @@ def test_output_file_gets_json_and_table_still_printed(capsys, toy, tmp_path):
 
 def test_verbose_json_keeps_stdout_clean(capfd, toy):
     # capfd sees the file descriptors, so a solver log written to fd 1 would break the JSON
-    code = cli.main(["solve", toy, "--json", "--verbose"])
+    code = cli.main(["solve", toy, "--json", "--verbose", "--solver", "highs"])
     out, err = capfd.readouterr()
     assert code == 0
     assert json.loads(out)["status"] == "optimal"

@@ -1,20 +1,22 @@
 """Exact search of the core left after reduced-cost fixing (single budget).
 
-The groups that still have several candidate items are solved by dynamic programming over
-non-dominated (cost, value) states, Nemhauser-Ullmann style, with two prunings: states over the
-capacity, and states whose completion bound cannot beat the incumbent. The completion bound is the
-LP relaxation of the remaining core groups at the state's own leftover capacity (a convex piecewise
-linear function read off the sorted hull increments), or, for very large cores, the weaker
-Lagrangian bound at the global multiplier.
+Every group starts at its ``base`` item (the Lagrangian choice, reduced cost 0). The few groups that
+have *alternatives* (items whose reduced cost is small enough to matter) form the core, solved by
+dynamic programming over non-dominated (cost change, value change) states, Nemhauser-Ullmann style.
+Two prunings keep it small: the completion bound (the LP relaxation of the later core groups at the
+state's own leftover capacity, a convex piecewise-linear function read off their sorted hull
+increments; for very large cores the weaker Lagrangian bound), and a target that falls as the search
+goes, because every state completed with ``base`` for the later groups is a full solution.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
-from ..reductions import CanonicalModel, restrict
+from ..reductions import CanonicalModel, select_items
 from .hull import hull_increments
 
 LP_BOUND_MAX_GROUPS = 2000  # above this the per-step LP bounds cost more than they save
@@ -28,112 +30,122 @@ class CoreResult:
     max_states: int
 
 
-def solve_core(model: CanonicalModel, keep: np.ndarray, lam: float, base: np.ndarray, target: float, state_limit: int = 3_000_000) -> CoreResult:
-    """Best choice among the items in ``keep`` whose objective is at most ``target``.
+def solve_core(model: CanonicalModel, base: np.ndarray, alternatives: np.ndarray, lam: float, target: float, state_limit: int = 3_000_000) -> CoreResult:
+    """Best choice within ``target`` when each group takes its ``base`` item or one of ``alternatives``.
 
-    Groups with one item in ``keep`` take it; ``base`` supplies it. Every solution of objective
-    ``<= target`` that uses only kept items survives the pruning, so when ``items`` comes back it is
-    optimal among them, and when ``complete`` and ``items is None`` there is none.
+    Every such solution of objective ``<= target`` survives the pruning, so a returned ``items`` is
+    optimal among them, and ``complete`` with ``items is None`` proves there is none.
     """
-    weight = model.weights[0]
-    kept = np.nonzero(keep)[0]
-    counts = np.bincount(model.item_group[kept], minlength=model.num_groups)
-    core_groups = np.nonzero(counts > 1)[0]
-    adjusted = model.value + lam * weight
-    if core_groups.size:
-        # decided groups first, the most ambiguous last: states multiply where choices are close,
-        # and late in the order most of them are cut by the completion bound
-        reduced = adjusted - np.minimum.reduceat(adjusted, model.group_start[:-1])[model.item_group]
-        nearest = np.minimum.reduceat(np.where(keep & (reduced > 0), reduced, np.inf), model.group_start[:-1])
-        core_groups = core_groups[np.argsort(-nearest[core_groups], kind="stable")]
-    if core_groups.size == 0:
-        items = base.copy()
-        items[model.item_group[kept]] = kept
-        fits = model.weights[0, items].sum() <= model.rhs[0] + 1e-12 * abs(model.rhs[0])
-        ok = fits and model.items_objective(items) <= target + 1e-9 * max(abs(target), 1e-300)
-        return CoreResult(items if ok else None, True, 0, 1)
-    single = counts == 1
-    lone_items = kept[single[model.item_group[kept]]]
-    base = base.copy()
-    base[model.item_group[lone_items]] = lone_items
-    fixed_cost = float(weight[base[single]].sum())
-    capacity = float(model.rhs[0]) - fixed_cost
-    capacity += 1e-12 * abs(float(model.rhs[0]))  # summation-order round-off only
-    target = target - float(model.value[base[single]].sum())
-    margin = 1e-9 * max(abs(target), float(np.abs(model.value).max(initial=0.0)), 1e-300)
+    weight, value = model.weights[0], model.value
+    capacity = float(model.rhs[0]) - float(weight[base].sum()) + 1e-12 * abs(float(model.budgets[0]))  # round-off only
+    target -= float(value[base].sum())  # from here on: changes against base
+    margin = 1e-9 * max(abs(target), float(np.abs(value).max(initial=0.0)), 1e-300)
+    best_step = -1 if capacity >= 0 and target >= 0 else None  # base alone already qualifies
+    target = min(target, 0.0) if best_step is not None else target
+    alternatives = np.asarray(alternatives, dtype=np.int64)
+    if alternatives.size == 0:
+        return CoreResult(base.copy() if best_step is not None else None, True, 0, 1)
 
-    core_items = kept[np.isin(model.item_group[kept], core_groups)]
-    group_best = np.full(model.num_groups, np.inf)
-    np.minimum.at(group_best, model.item_group[core_items], adjusted[core_items])
-    remaining = np.concatenate([np.cumsum(group_best[core_groups][::-1])[::-1][1:], [0.0]])
-
-    completion = _lp_completion(model, keep, core_groups) if core_groups.size <= LP_BOUND_MAX_GROUPS else None
-    by_group = [np.arange(model.group_start[g], model.group_start[g + 1])[keep[model.group_start[g]:model.group_start[g + 1]]] for g in core_groups.tolist()]
+    core_groups, steps = _core_order(model, base, alternatives, lam)
+    bound_after = _completion_bound(model, base, core_groups, steps, lam)
     cost = np.zeros(1)
-    value = np.zeros(1)
+    gain = np.zeros(1)  # value change
     parents: list[np.ndarray] = []
     chosen: list[np.ndarray] = []
+    best_state = 0
     peak = 1
-    for step, items in enumerate(by_group):
-        k = items.size
-        new_cost = (cost[:, None] + weight[items][None, :]).ravel()
-        new_value = (value[:, None] + model.value[items][None, :]).ravel()
-        parent = np.repeat(np.arange(cost.size), k)
-        item = np.tile(items, cost.size)
-        if completion is None:
-            bound = new_value + lam * (new_cost - capacity) + remaining[step]
-        else:
-            bound = new_value + completion(step, capacity - new_cost)
-        ok = (new_cost <= capacity) & (bound <= target + margin)
-        new_cost, new_value, parent, item = new_cost[ok], new_value[ok], parent[ok], item[ok]
-        # keep only states no other state beats in both cost and value
-        order = np.lexsort((new_value, new_cost))
-        new_cost, new_value, parent, item = new_cost[order], new_value[order], parent[order], item[order]
-        best_before = np.minimum.accumulate(np.concatenate([[np.inf], new_value[:-1]]))
-        front = new_value < best_before
-        cost, value = new_cost[front], new_value[front]
+    for step, items in enumerate(steps):
+        # one run per item, each sorted by cost like the states: a stable sort merges runs cheaply
+        new_cost = ((weight[items] - weight[items[0]])[:, None] + cost[None, :]).ravel()
+        new_gain = ((value[items] - value[items[0]])[:, None] + gain[None, :]).ravel()
+        parent = np.tile(np.arange(cost.size), items.size)
+        item = np.repeat(items, cost.size)
+        ok = new_gain + bound_after(step, capacity - new_cost) <= target + margin
+        new_cost, new_gain, parent, item = new_cost[ok], new_gain[ok], parent[ok], item[ok]
+        # keep states no other state beats in both cost and value (equal costs in either order:
+        # at worst a dominated twin survives one step)
+        order = np.argsort(new_cost, kind="stable")
+        new_cost, new_gain, parent, item = new_cost[order], new_gain[order], parent[order], item[order]
+        front = new_gain < np.minimum.accumulate(np.concatenate([[np.inf], new_gain[:-1]]))
+        cost, gain = new_cost[front], new_gain[front]
         parents.append(parent[front])
         chosen.append(item[front])
         peak = max(peak, cost.size)
         if cost.size > state_limit:
             return CoreResult(None, False, core_groups.size, peak)
-        if cost.size == 0:  # no solution within the target
-            return CoreResult(None, True, core_groups.size, peak)
-    best = int(np.argmin(value))
-    if value[best] > target:
+        if cost.size == 0:
+            break
+        # completed with base, each state is a full solution; along the front value falls as cost
+        # rises, so the best feasible one is the last within capacity
+        last = int(np.searchsorted(cost, capacity, side="right")) - 1
+        if last >= 0 and gain[last] <= target:
+            target, best_step, best_state = float(gain[last]), step, last
+    if best_step is None:
         return CoreResult(None, True, core_groups.size, peak)
-    items = base
-    state = best
-    for step in range(len(by_group) - 1, -1, -1):
-        items[core_groups[step]] = chosen[step][state]
-        state = parents[step][state]
+    items = base.copy()
+    state = best_state
+    for s in range(best_step, -1, -1):
+        items[core_groups[s]] = chosen[s][state]
+        state = parents[s][state]
     return CoreResult(items, True, core_groups.size, peak)
 
 
-def _lp_completion(model: CanonicalModel, keep: np.ndarray, core_groups: np.ndarray):
-    """``f(step, leftover)``: LP optimum of core groups after ``step`` with ``leftover`` capacity
-    (``+inf`` where even their cheapest items do not fit)."""
-    sub, kept = restrict(model, keep)
+def _core_order(model: CanonicalModel, base: np.ndarray, alternatives: np.ndarray, lam: float) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Core groups and their items (base first), decided groups first and the most ambiguous last:
+    states multiply where choices are close, and late in the order most of them are cut."""
+    alt_group = model.item_group[alternatives]
+    reduced = value_plus(model, alternatives, lam) - value_plus(model, base[alt_group], lam)
+    idx = np.argsort(alt_group, kind="stable")
+    core_groups, starts = np.unique(alt_group[idx], return_index=True)
+    nearest = np.minimum.reduceat(reduced[idx], starts)
+    per_group = np.split(alternatives[idx], starts[1:])
+    order = np.argsort(-nearest, kind="stable")
+    steps = [np.concatenate([[base[core_groups[i]]], per_group[i]]) for i in order.tolist()]
+    return core_groups[order], steps
+
+
+def value_plus(model: CanonicalModel, items: np.ndarray, lam: float) -> np.ndarray:
+    return model.value[items] + lam * model.weights[0, items]
+
+
+def _completion_bound(model: CanonicalModel, base: np.ndarray, core_groups: np.ndarray, steps: list[np.ndarray], lam: float) -> Callable[[int, np.ndarray], np.ndarray]:
+    """``f(step, spare)``: lower bound on the value change the core groups after ``step`` can add
+    when the states leave ``spare`` capacity against base (``+inf`` where nothing fits)."""
+    items = np.concatenate(steps)
+    new_group = np.repeat(np.arange(len(steps)), [s.size for s in steps])
+    base_items = base[core_groups]
+
+    def after(per_group: np.ndarray) -> np.ndarray:
+        """Suffix sums: entry s sums the core groups after step s."""
+        return np.concatenate([np.cumsum(per_group[::-1])[::-1][1:], [0.0]])
+
+    weight = model.weights[0]
+    base_cost_after = after(weight[base_items])
+    base_value_after = after(model.value[base_items])
+    if core_groups.size > LP_BOUND_MAX_GROUPS:
+        best = np.minimum.reduceat(value_plus(model, items, lam), np.searchsorted(new_group, np.arange(len(steps))))
+        cheapest = np.minimum.reduceat(weight[items], np.searchsorted(new_group, np.arange(len(steps))))
+        best_after, saving_after = after(best), after(cheapest - weight[base_items])
+
+        def lagrangian(step: int, spare: np.ndarray) -> np.ndarray:
+            bound = best_after[step] - lam * (spare + base_cost_after[step]) - base_value_after[step]
+            return np.where(spare + saving_after[step] >= 0, bound, np.inf)
+
+        return lagrangian
+
+    sub = select_items(model, items, new_group, len(steps), model.free_groups[core_groups])
     inc = hull_increments(sub)
-    position = np.full(model.num_groups, -1)
-    position[core_groups] = np.arange(core_groups.size)
-    start_cost = sub.weights[0, inc.start_items]
-    start_value = sub.value[inc.start_items]
-    group_pos = position[inc.group]
-    core_inc = group_pos >= 0
-    group_pos, dcost, dvalue = group_pos[core_inc], inc.dcost[core_inc], inc.dvalue[core_inc]
-    # suffix sums of the start points of the remaining core groups
-    core_start_cost = np.concatenate([np.cumsum(start_cost[core_groups][::-1])[::-1][1:], [0.0]])
-    core_start_value = np.concatenate([np.cumsum(start_value[core_groups][::-1])[::-1][1:], [0.0]])
+    start_cost_after = after(sub.weights[0, inc.start_items])
+    start_value_after = after(sub.value[inc.start_items])
     tables = []
-    for step in range(core_groups.size):
-        later = group_pos > step
-        tables.append((np.concatenate([[0.0], np.cumsum(dcost[later])]), np.concatenate([[0.0], np.cumsum(dvalue[later])])))
+    for step in range(len(steps)):
+        later = inc.group > step
+        tables.append((np.concatenate([[0.0], np.cumsum(inc.dcost[later])]), np.concatenate([[0.0], np.cumsum(inc.dvalue[later])])))
 
-    def completion(step: int, leftover: np.ndarray) -> np.ndarray:
-        spare = leftover - core_start_cost[step]
+    def lp(step: int, spare: np.ndarray) -> np.ndarray:
+        room = spare + base_cost_after[step] - start_cost_after[step]
         cum_cost, cum_value = tables[step]
-        value = core_start_value[step] + np.interp(spare, cum_cost, cum_value)
-        return np.where(spare >= 0, value, np.inf)
+        bound = start_value_after[step] + np.interp(room, cum_cost, cum_value) - base_value_after[step]
+        return np.where(room >= 0, bound, np.inf)
 
-    return completion
+    return lp

@@ -17,6 +17,9 @@ import numpy as np
 from ..reductions import CanonicalModel
 
 
+_ROW_CHUNK = 1 << 17  # rows per block of the pairwise slope computation (bounds memory)
+
+
 @dataclass
 class HullIncrements:
     """Greedy increments of every group's lower hull, sorted by decreasing efficiency."""
@@ -32,18 +35,21 @@ class HullIncrements:
 
 
 def _padded(model: CanonicalModel, cost: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Items sorted by (group, cost, value) in a padded ``[F, K]`` layout: cost, value, item id, real mask."""
-    order = np.lexsort((model.value, cost, model.item_group))
-    groups = model.item_group[order]
-    pos = np.arange(order.size) - model.group_start[groups]
+    """Items in a padded ``[F, K]`` layout, each row sorted by (cost, value): cost, value, item id, real mask."""
+    groups = model.item_group
+    pos = np.arange(groups.size) - model.group_start[groups]
     F = model.num_groups
     K = int(np.diff(model.group_start).max(initial=1))
     C = np.full((F, K), np.inf)
     V = np.full((F, K), np.inf)
     item = np.full((F, K), -1, dtype=np.int64)
-    C[groups, pos] = cost[order]
-    V[groups, pos] = model.value[order]
-    item[groups, pos] = order
+    C[groups, pos] = cost
+    V[groups, pos] = model.value
+    item[groups, pos] = np.arange(groups.size)
+    # two stable row sorts (value, then cost) give (cost, value) order; rows are short
+    for by_cost in (False, True):
+        order = np.argsort(C if by_cost else V, axis=1, kind="stable")
+        C, V, item = (np.take_along_axis(a, order, axis=1) for a in (C, V, item))
     return C, V, item, item >= 0
 
 
@@ -53,24 +59,21 @@ def lower_hulls(model: CanonicalModel, cost: np.ndarray) -> tuple[np.ndarray, np
     # dominated: not strictly better in value than some cheaper-or-equal point before it
     best_before = np.minimum.accumulate(np.concatenate([np.full((C.shape[0], 1), np.inf), V[:, :-1]], axis=1), axis=1)
     alive = real & (V < best_before)
-    cols = np.arange(C.shape[1])
-    rows = np.arange(C.shape[0])[:, None]
-    while True:
-        prev = np.maximum.accumulate(np.where(alive, cols, -1), axis=1)
-        prev = np.concatenate([np.full((C.shape[0], 1), -1), prev[:, :-1]], axis=1)
-        nxt = np.minimum.accumulate(np.where(alive, cols, C.shape[1])[:, ::-1], axis=1)[:, ::-1]
-        nxt = np.concatenate([nxt[:, 1:], np.full((C.shape[0], 1), C.shape[1])], axis=1)
-        inner = alive & (prev >= 0) & (nxt < C.shape[1])
-        p = np.where(inner, prev, 0)
-        n = np.where(inner, nxt, 0)
-        Cp, Vp, Cn, Vn = C[rows, p], V[rows, p], C[rows, n], V[rows, n]
-        with np.errstate(invalid="ignore"):
-            # on or above the segment from its neighbours: not a vertex of the lower hull
-            above = (V - Vp) * (Cn - Cp) >= (Vn - Vp) * (C - Cp)
-        remove = inner & above
-        if not remove.any():
-            return C, V, item, alive
-        alive &= ~remove
+    # Among the survivors cost rises and value falls strictly. Point j is a hull vertex when some
+    # line through it has every other point above: max slope from the points before it is below
+    # the min slope to the points after it. All pairs at once; rows are short.
+    K = C.shape[1]
+    on_hull = alive.copy()
+    before = np.tri(K, k=-1, dtype=bool).T  # before[p, j]: p < j
+    for lo in range(0, C.shape[0], _ROW_CHUNK):
+        c, v, a = C[lo:lo + _ROW_CHUNK], V[lo:lo + _ROW_CHUNK], alive[lo:lo + _ROW_CHUNK]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            slope = (v[:, None, :] - v[:, :, None]) / (c[:, None, :] - c[:, :, None])  # [row, p, j]
+        pair = a[:, :, None] & a[:, None, :]
+        incoming = np.where(pair & before, slope, -np.inf).max(axis=1)  # over p < j
+        outgoing = np.where(pair & before, slope, np.inf).min(axis=2)  # over n > j, indexed [row, j]
+        on_hull[lo:lo + _ROW_CHUNK] &= incoming < outgoing
+    return C, V, item, on_hull
 
 
 def hull_increments(model: CanonicalModel, cost: np.ndarray | None = None) -> HullIncrements:
@@ -92,8 +95,8 @@ def hull_increments(model: CanonicalModel, cost: np.ndarray | None = None) -> Hu
     dcost = C[g, j] - C[g, p]
     dvalue = V[g, j] - V[g, p]
     efficiency = -dvalue / dcost
-    # decreasing efficiency; within a group keep hull order when efficiencies tie
-    order = np.lexsort((j, -efficiency))
+    # decreasing efficiency; np.nonzero listed steps in hull order, which a stable sort keeps for ties
+    order = np.argsort(-efficiency, kind="stable")
     return HullIncrements(
         start_items=start_items,
         hull_items=hull_items,

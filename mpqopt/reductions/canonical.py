@@ -208,19 +208,28 @@ def restrict(model: CanonicalModel, keep: np.ndarray) -> tuple[CanonicalModel, n
     """The same model with only the items in ``keep`` (every group must keep one), and the map from
     the new item indices to the old ones."""
     kept = np.nonzero(keep)[0]
-    counts = np.bincount(model.item_group[kept], minlength=model.num_groups)
+    return select_items(model, kept, model.item_group[kept], model.num_groups, model.free_groups), kept
+
+
+def select_items(model: CanonicalModel, items: np.ndarray, new_group: np.ndarray, num_groups: int, free_groups: np.ndarray) -> CanonicalModel:
+    """A model over the listed ``items`` (sorted by ``new_group``, every new group non-empty).
+
+    With fewer groups than ``model`` it describes part of the problem only (``rhs`` is unchanged):
+    use it for bounds, not as a model to solve.
+    """
+    counts = np.bincount(new_group, minlength=num_groups)
     if (counts == 0).any():
-        raise ValueError("restrict() would empty a group")
-    group_start = np.zeros(model.num_groups + 1, dtype=np.int64)
+        raise ValueError("select_items() would leave a group empty")
+    group_start = np.zeros(num_groups + 1, dtype=np.int64)
     np.cumsum(counts, out=group_start[1:])
-    quadratic = None if model.quadratic is None else sp.csr_array(model.quadratic[kept][:, kept])
-    sub = replace(
+    quadratic = None if model.quadratic is None else sp.csr_array(model.quadratic[items][:, items])
+    return replace(
         model,
+        free_groups=free_groups,
         group_start=group_start,
-        item_group=model.item_group[kept],
-        item_option=model.item_option[kept],
-        value=model.value[kept],
-        weights=model.weights[:, kept],
+        item_group=np.asarray(new_group, dtype=np.int64),
+        item_option=model.item_option[items],
+        value=model.value[items],
+        weights=model.weights[:, items],
         quadratic=quadratic,
     )
-    return sub, kept

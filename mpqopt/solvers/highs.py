@@ -93,9 +93,10 @@ class _HighsModel:
         _use_threads(highspy, settings.threads)
         if settings.threads:
             h.setOptionValue("threads", int(settings.threads))
-        # tight feasibility so the rounded assignment meets the budgets in exact arithmetic too
+        # Tight LP feasibility keeps answers close to the exact budgets. (A MIP feasibility
+        # tolerance of 1e-9 made HiGHS 1.15 claim wrong optima, so that one stays at its default;
+        # answers that exceed a budget within it are repaired in _milp.)
         h.setOptionValue("primal_feasibility_tolerance", 1e-9)
-        h.setOptionValue("mip_feasibility_tolerance", 1e-9)
         start, index, value, row_lower, row_upper = csc_arrays(model)
         n = model.num_items
         lp = highspy.HighsLp()
@@ -154,9 +155,9 @@ class HighsBackend(Backend):
         if deadline is not None:
             relaxed.h.setOptionValue("time_limit", _remaining(deadline))
         relaxed.h.run()
-        if relaxed.h.getModelStatus() == relaxed.hs.HighsModelStatus.kInfeasible:
-            return RawSolution("infeasible", message="HiGHS proved the LP relaxation infeasible: the budgets cannot all be met")
         if relaxed.h.getModelStatus() != relaxed.hs.HighsModelStatus.kOptimal:
+            # includes 'infeasible': HiGHS's LP has been seen to say so wrongly within 1e-9 of a
+            # budget, so the MILP on the whole model decides
             return self._milp(model, settings, settings.warm_start, deadline)
         solution = relaxed.h.getSolution()
         # budget multipliers in original units: dual of the scaled, normalized row, mapped back
@@ -171,14 +172,30 @@ class HighsBackend(Backend):
         stats = {"lp_bound": lp_bound, "incumbent": inc_obj, "items_fixed": int(drop.sum())}
         if drop.all() or (~drop).sum() == model.num_groups:  # the core is the incumbent itself
             return RawSolution("optimal", items=incumbent, objective=inc_obj, bound=min(max(lp_bound, inc_obj), inc_obj), message="HiGHS LP bound + reduced-cost fixing: incumbent proven optimal", stats=stats)
-        core, kept = restrict(model, ~drop)
-        warm = np.searchsorted(kept, incumbent)
-        raw = self._milp(core, settings, warm, deadline, core=True)
+        return self.solve_core(model, ~drop, incumbent, lp_bound, settings, deadline, stats)
+
+    def solve_core(self, model: CanonicalModel, keep: np.ndarray, incumbent: np.ndarray, bound: float, settings: SolveSettings, deadline: float | None, stats: dict) -> RawSolution:
+        """MILP on the items in ``keep`` (the incumbent's among them), given a valid ``bound``.
+
+        Items outside ``keep`` only appear in solutions worse than the incumbent, so the core's
+        answer is the model's; the incumbent guards against HiGHS answers that tolerance issues
+        make worse or wrongly 'infeasible'.
+        """
+        inc_obj = model.items_objective(incumbent)
+        keep = keep.copy()
+        keep[incumbent] = True
+        core, kept = restrict(model, keep)
+        raw = self._milp(core, settings, np.searchsorted(kept, incumbent), deadline, core=True)
         raw.stats.update(stats, core_items=core.num_items)
         if raw.items is not None:
             raw.items = kept[raw.items]
         if raw.bound is not None:
             raw.bound = min(raw.bound, inc_obj)  # solutions using dropped items are worse than the incumbent
+        if raw.items is None or model.items_objective(raw.items) > inc_obj:
+            # HiGHS lost the incumbent it was given (tolerances): keep ours, claim nothing new
+            status = "time_limit" if raw.status == "time_limit" else "feasible"
+            raw_bound = raw.bound if raw.status in ("optimal", "time_limit") and raw.bound is not None else bound
+            return RawSolution(status, items=incumbent, objective=inc_obj, bound=min(max(bound, raw_bound), inc_obj), message=f"HiGHS on the core: {raw.message}; kept the incumbent", stats=raw.stats)
         return raw
 
     @staticmethod
@@ -234,6 +251,12 @@ class HighsBackend(Backend):
         if info.primal_solution_status != 2:  # kSolutionStatusFeasible
             return RawSolution(kind, bound=bound, message=f"HiGHS: {text}, no assignment found", stats=stats)
         items = items_from_values(model, np.asarray(h.getSolution().col_value))
+        if not is_feasible(model, items):
+            # within HiGHS's tolerance but over a budget in exact arithmetic: move to a feasible neighbour
+            repaired = repair(model, items)
+            if repaired is None:
+                return RawSolution("error", bound=bound, message="HiGHS's assignment exceeds a budget by its feasibility tolerance and could not be repaired", stats=stats)
+            items, kind, text = improve(model, repaired), "feasible", f"{text}; its assignment exceeded a budget by HiGHS's tolerance and was repaired"
         objective = model.items_objective(items)
         if bound is not None:
             # the gap as HiGHS measured it, in normalized units: converting both ends separately

@@ -13,15 +13,15 @@ import numpy as np
 from ..algorithms.core_dp import solve_core
 from ..algorithms.heuristics import fill, improve, repair
 from ..algorithms.hull import greedy
-from ..algorithms.lagrangian import fixable_items, lagrangian_bound
+from ..algorithms.lagrangian import lagrangian_bound
 from ..errors import SolverError
-from ..reductions import CanonicalModel, restrict
+from ..reductions import CanonicalModel
 from .base import Backend, RawSolution, SolveSettings, register
 from .highs import HighsBackend
 
 
 # targets between the LP bound and the incumbent, as fractions of that gap, tried in order
-TARGET_FRACTIONS = (1 / 64, 1 / 16, 1 / 4)
+TARGET_FRACTIONS = (1 / 1024, 1 / 256, 1 / 64, 1 / 16, 1 / 4)
 
 
 def _separable_only(model: CanonicalModel, name: str) -> None:
@@ -65,34 +65,31 @@ class MckpBackend(Backend):
         lam = np.array([start.lam])
         lagrange, reduced = lagrangian_bound(model, lam)
         stats = {"lp_bound": lagrange, "greedy_objective": model.items_objective(start.items), "incumbent": inc_obj}
-        # Search below rising targets: a low target fixes almost every item and leaves a tiny core;
+        # Lagrangian choice (reduced cost 0) per group: the base the core search changes
+        base = np.minimum.reduceat(np.where(reduced == 0, np.arange(model.num_items), model.num_items), model.group_start[:-1])
+        slack = 1e-9 * max(abs(inc_obj), 1e-300)
+        candidates = np.nonzero(lagrange + reduced <= inc_obj + slack)[0]
+        candidates = candidates[candidates != base[model.item_group[candidates]]]
+        # Search below rising targets: a low target leaves few alternatives and a tiny core;
         # whatever the core search finds at or below the target is optimal. The last target is the
         # incumbent itself, and finding nothing below it proves the incumbent optimal.
         gap = inc_obj - lagrange
         targets = [lagrange + gap * f for f in TARGET_FRACTIONS] + [inc_obj]
-        base = np.minimum.reduceat(np.where(reduced == 0, np.arange(model.num_items), model.num_items), model.group_start[:-1])
-        base = np.where(base < model.num_items, base, incumbent)
         for rounds, target in enumerate(targets, 1):
-            keep = lagrange + reduced <= target + 1e-9 * max(abs(target), 1e-300)
-            keep[incumbent] |= target >= inc_obj
-            core = solve_core(model, keep, start.lam, incumbent if target >= inc_obj else base, target)
-            stats.update(rounds=rounds, core_groups=core.core_groups, dp_states=core.max_states, items_fixed=int((~keep).sum()))
+            alternatives = candidates[lagrange + reduced[candidates] <= target + slack]
+            core = solve_core(model, base, alternatives, start.lam, target)
+            stats.update(rounds=rounds, core_groups=core.core_groups, dp_states=core.max_states, items_fixed=model.num_items - model.num_groups - int(alternatives.size))
             if not core.complete:
                 break
             if core.items is not None or target >= inc_obj:
-                items = incumbent if core.items is None else core.items
+                items = incumbent if core.items is None or model.items_objective(core.items) > inc_obj else core.items
                 objective = model.items_objective(items)
                 return RawSolution("optimal", items=items, objective=objective, bound=objective, message="mckp: hull LP bound + reduced-cost fixing + core DP", stats=stats)
         # the core was too large for the DP: HiGHS proves it instead
-        drop, _ = fixable_items(model, lam, inc_obj)
-        drop[incumbent] = False
-        sub, kept = restrict(model, ~drop)
-        raw = HighsBackend()._milp(sub, settings, np.searchsorted(kept, incumbent), None, core=True)
-        if raw.items is not None:
-            raw.items = kept[raw.items]
-        if raw.bound is not None:
-            raw.bound = min(raw.bound, inc_obj)
-        raw.stats.update(stats)
+        keep = np.zeros(model.num_items, dtype=bool)
+        keep[base] = True
+        keep[candidates] = True
+        raw = HighsBackend().solve_core(model, keep, incumbent, lagrange, settings, None, stats)
         raw.message = f"mckp (core too large for DP, HiGHS core): {raw.message}"
         return raw
 
