@@ -17,11 +17,10 @@ from .solvers import Backend, RawSolution, SolveSettings, get_backend
 from .verify import violations
 
 
-def choose_solver(problem: Problem, budgets: Mapping[str, float]) -> str:
-    """The backend ``solver="auto"`` uses: mpqopt's exact MCKP engine for one budget (or none),
-    HiGHS after LP-based fixing for several."""
+def choose_solver(problem: Problem) -> str:
+    """The backend ``solver="auto"`` uses: mpqopt's exact MCKP engine for separable problems."""
     if problem.is_separable:
-        return "mckp" if len(budgets) <= 1 else "highs"
+        return "mckp"
     raise SolverError(
         "this problem has a pairwise (cross-layer) term and no exact IQP backend is installed in this version; "
         "use solver='bruteforce' for tiny problems, or drop the term with problem.replace(pairwise=None)"
@@ -63,7 +62,7 @@ def solve(
     if not (0.0 <= mip_gap < 1.0):
         raise MpqoptError(f"mip_gap must lie in [0, 1), got {mip_gap!r}")
     limits = resolve_budgets(problem, budgets, base=problem.budgets)
-    name = choose_solver(problem, limits) if solver == "auto" else solver
+    name = choose_solver(problem) if solver == "auto" else solver
     backend = get_backend(name)
     if not problem.is_separable and not backend.supports_quadratic:
         raise SolverError(f"solver '{name}' solves separable problems only; this problem has a pairwise term")

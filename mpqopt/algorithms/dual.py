@@ -55,7 +55,8 @@ import numpy as np
 
 from ..errors import SolverError
 from ..reductions import CanonicalModel
-from .heuristics import _TOL as _BUDGET_SLACK  # the relative budget slack ``is_feasible`` allows
+from .heuristics import BUDGET_SLACK
+from .scaling import budget_row_scales
 
 
 @dataclass
@@ -236,10 +237,6 @@ class _Relaxation:
     per group to a minimum of 0 and divided by the total range ``R``; ``lam = mu * R / row_scale``."""
 
     def __init__(self, model: CanonicalModel):
-        # imported here: the HiGHS backend may import this module, and a top-level import back
-        # into mpqopt.solvers.highs would then be circular
-        from ..solvers.highs import budget_row_scales
-
         self.model = model
         F, m = model.num_groups, model.num_budgets
         K = int(np.diff(model.group_start).max(initial=1))
@@ -270,7 +267,7 @@ class _Relaxation:
             # only relaxes, so every bound stays valid. (A blanket 1e-12 slack on every budget moved
             # LP bounds of budgets at "0%" by 4e-8 relative: a tiny slack buys fractional swaps.)
             least = self.slots.least_weight()
-            slack = _BUDGET_SLACK * np.abs(model.budgets) / self.row_scale
+            slack = BUDGET_SLACK * np.abs(model.budgets) / self.row_scale
             self.rhs = np.where((least > self.rhs) & (least <= self.rhs + slack), least, self.rhs)
         self.num_groups = F
         # L <= f(x) <= this for every fractional assignment meeting the budgets

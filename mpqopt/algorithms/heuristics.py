@@ -5,11 +5,14 @@ These give the incumbent that reduced-cost fixing needs. They never claim optima
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 from ..reductions import CanonicalModel
 
-_TOL = 1e-12
+BUDGET_SLACK = 1e-12  # relative slack on budgets, equal to verify.BUDGET_RTOL
+_TOL = BUDGET_SLACK
 
 
 def totals(model: CanonicalModel, items: np.ndarray) -> np.ndarray:
@@ -88,3 +91,28 @@ def fill(model: CanonicalModel, items: np.ndarray, max_candidates: int = 10_000)
         slack -= extra[:, j]
         moved[g] = True
     return items
+
+
+def round_lp(model: CanonicalModel, lp_values: np.ndarray, max_combinations: int = 4096) -> np.ndarray | None:
+    """A feasible assignment from an LP solution: groups the LP sets integral keep their item; the
+    few fractional ones (at most one per budget at a vertex) try every combination of the items the
+    LP mixes, keeping the best that meets the budgets; then fill and 1-opt. Falls back to repairing
+    the largest-value rounding; None if that fails too."""
+    x = np.asarray(lp_values)
+    best_in_group = np.maximum.reduceat(x, model.group_start[:-1])
+    idx = np.nonzero(x >= best_in_group[model.item_group])[0]
+    items = np.full(model.num_groups, -1, dtype=np.int64)
+    items[model.item_group[idx[::-1]]] = idx[::-1]  # largest LP value, lowest index among ties
+    fractional = np.nonzero(best_in_group < 1.0 - 1e-9)[0]
+    support = [np.nonzero(x[model.group_start[g]:model.group_start[g + 1]] > 1e-9)[0] + model.group_start[g] for g in fractional.tolist()]
+    count = int(np.prod([s.size for s in support], dtype=np.float64)) if support else 1
+    best = None
+    if 0 < count <= max_combinations:
+        for combo in itertools.product(*support):
+            trial = items.copy()
+            trial[fractional] = combo
+            if is_feasible(model, trial) and (best is None or model.items_objective(trial) < model.items_objective(best)):
+                best = trial
+    if best is None:
+        best = repair(model, items)
+    return None if best is None else improve(model, fill(model, best))

@@ -4,16 +4,23 @@ Single budget: lower convex hulls give the greedy solution, the LP bound and the
 (sorting the hull increments is the only superlinear step); the greedy solution is filled up to an
 incumbent; exact reduced-cost fixing at the LP multiplier leaves a small core, which dynamic
 programming over non-dominated states solves exactly. No Python loop runs over layers.
+
+Several budgets: the Lagrangian dual (:mod:`mpqopt.algorithms.dual`) gives multipliers and a bound,
+its solution repaired and improved is the incumbent, reduced-cost fixing leaves a core, and HiGHS
+proves the core (warm-started from the incumbent).
 """
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from ..algorithms.core_dp import solve_core
-from ..algorithms.heuristics import fill, improve, repair
+from ..algorithms.dual import solve_dual
+from ..algorithms.heuristics import fill, improve, is_feasible, repair
 from ..algorithms.hull import greedy
-from ..algorithms.lagrangian import lagrangian_bound
+from ..algorithms.lagrangian import fixable_items, lagrangian_bound
 from ..errors import SolverError
 from ..reductions import CanonicalModel
 from .base import Backend, RawSolution, SolveSettings, register
@@ -42,17 +49,47 @@ def _no_budget(model: CanonicalModel) -> RawSolution:
 @register
 class MckpBackend(Backend):
     name = "mckp"
-    description = "mpqopt's exact MCKP engine: convex hulls + reduced-cost fixing + core DP (one budget); LP fixing + HiGHS core (several)"
+    description = "mpqopt's exact MCKP engine: convex hulls + reduced-cost fixing + core DP (one budget); Lagrangian dual + fixing + HiGHS core (several)"
 
     def solve(self, model: CanonicalModel, settings: SolveSettings) -> RawSolution:
         _separable_only(model, self.name)
         if model.num_budgets == 0:
             return _no_budget(model)
         if model.num_budgets > 1:
-            raw = HighsBackend().solve(model, settings)
-            raw.message = f"mckp (several budgets, HiGHS core): {raw.message}"
-            return raw
+            return self._several_budgets(model, settings)
         return self._single_budget(model, settings)
+
+    def _several_budgets(self, model: CanonicalModel, settings: SolveSettings) -> RawSolution:
+        """Lagrangian dual for multipliers and bound, repaired Lagrangian solution as incumbent,
+        exact reduced-cost fixing, then HiGHS proves the small core."""
+        deadline = None if settings.time_limit is None else time.perf_counter() + settings.time_limit
+        dual = solve_dual(model, time_limit=settings.time_limit)
+        if dual.unbounded:
+            return RawSolution("infeasible", message="the Lagrangian dual proves the budgets cannot be met together, even fractionally")
+        candidates = []
+        repaired = repair(model, dual.items)
+        if repaired is not None:
+            candidates.append(improve(model, fill(model, repaired)))
+        if settings.warm_start is not None and is_feasible(model, settings.warm_start):
+            candidates.append(improve(model, np.asarray(settings.warm_start)))
+        stats = {"dual_bound": dual.bound, "dual_iterations": dual.iterations}
+        if not candidates:  # no incumbent to fix against: HiGHS on the whole model
+            raw = HighsBackend()._milp(model, settings, None, deadline)
+            raw.stats.update(stats)
+            return raw
+        incumbent = min(candidates, key=model.items_objective)
+        drop, bound = fixable_items(model, dual.lam, model.items_objective(incumbent))
+        # The Lagrangian choice leaves budget unused; rounding the LP optimum does far better. The
+        # LP is solved on the items that survive fixing only (a fraction of the model), then the
+        # better incumbent fixes more.
+        better = HighsBackend.rounded_lp(model, ~drop, incumbent, settings)
+        if better is not None and model.items_objective(better) < model.items_objective(incumbent):
+            incumbent = better
+            drop, bound = fixable_items(model, dual.lam, model.items_objective(incumbent))
+        stats.update(incumbent=model.items_objective(incumbent), items_fixed=int(drop.sum()))
+        raw = HighsBackend().solve_core(model, ~drop, incumbent, max(bound, dual.bound), settings, deadline, stats)
+        raw.message = f"mckp: Lagrangian dual + reduced-cost fixing + HiGHS core: {raw.message}"
+        return raw
 
     def _single_budget(self, model: CanonicalModel, settings: SolveSettings) -> RawSolution:
         start = greedy(model)
