@@ -12,6 +12,7 @@ from .diagnose import Infeasibility
 from .errors import BudgetError, FormatError, MpqoptError, ProblemError, SolverError, SolverUnavailableError
 from .io import load, save
 from .options import Option
+from .pareto import Frontier, FrontierPoint, pareto
 from .problem import Evaluation, Problem
 from .result import Result
 from .solve import solve
@@ -19,7 +20,7 @@ from .solve import solve
 __version__ = "0.1.0"
 
 __all__ = [
-    "BudgetError", "Evaluation", "FormatError", "Infeasibility", "MpqoptError", "Option", "Problem",
+    "BudgetError", "Evaluation", "FormatError", "Frontier", "FrontierPoint", "Infeasibility", "MpqoptError", "Option", "Problem",
     "ProblemError", "Result", "SolverError", "SolverUnavailableError", "bitops", "latency_from_lut",
-    "load", "resolve_budgets", "save", "size_bits", "size_bytes", "solve",
+    "load", "pareto", "resolve_budgets", "save", "size_bits", "size_bytes", "solve",
 ]

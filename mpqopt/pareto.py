@@ -1,0 +1,283 @@
+"""Pareto frontiers of total sensitivity against one cost.
+
+``pareto(problem, cost="size_bits")`` returns every Pareto-optimal allocation (no other allocation
+is at most as costly and strictly better, or cheaper and at least as good), computed exactly by
+dynamic programming over non-dominated (cost, value) states. ``points=N`` instead solves N budgets
+spread evenly over the cost range, each exactly, each warm-started from its neighbour; use it when
+the full frontier is too large (thousands of layers) or other budgets also apply.
+
+Alongside, the frontier carries the LP frontier (lower convex hull: its vertices are MPQCO's greedy
+allocations, and it bounds every exact point from below) and uniform-precision points.
+
+>>> import mpqopt
+>>> p = mpqopt.Problem(["a", "b"], [2, 4, 8], [[1.0, 0.3, 0.0], [2.0, 0.5, 0.0]],
+...                    costs={"bits": [[2, 4, 8], [2, 4, 8]]})
+>>> f = mpqopt.pareto(p, cost="bits")
+>>> [(pt.cost, round(pt.objective, 3)) for pt in f.points]
+[(4.0, 3.0), (6.0, 1.5), (8.0, 0.8), (12.0, 0.3), (16.0, 0.0)]
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+
+from .algorithms.hull import hull_increments
+from .budgets import resolve_budget_name, resolve_budgets
+from .errors import MpqoptError, ProblemError
+from .problem import Problem
+from .reductions import canonicalize
+from .solve import solve
+from .verify import violations
+
+FULL_FRONTIER_STATE_LIMIT = 2_000_000
+
+
+@dataclass
+class FrontierPoint:
+    """One allocation on the frontier."""
+
+    cost: float
+    objective: float
+    x: np.ndarray  # option index per layer
+    gap: float = 0.0  # 0 for exact points
+    status: str = "optimal"
+    budget: float | None = None  # the budget solved for (sampled frontiers)
+
+
+@dataclass
+class Frontier:
+    """Exact Pareto frontier of ``objective`` against cost ``cost`` (see :func:`pareto`)."""
+
+    problem: Problem = field(repr=False)
+    cost: str
+    points: list[FrontierPoint]
+    complete: bool  # True: every Pareto-optimal point; False: sampled budgets
+    lp_costs: np.ndarray = field(repr=False)  # LP frontier vertices (greedy allocations), by cost
+    lp_values: np.ndarray = field(repr=False)
+    uniform: list[tuple[str, float, float]] = field(default_factory=list)  # (option label, cost, objective)
+    other_budgets: dict[str, float] = field(default_factory=dict)
+    time_s: float = 0.0
+
+    def lp_bound(self, cost: float | np.ndarray) -> np.ndarray:
+        """The LP frontier at ``cost``: a lower bound on the objective of any allocation that cheap."""
+        return np.interp(cost, self.lp_costs, self.lp_values, left=np.inf, right=self.lp_values[-1])
+
+    def records(self) -> list[dict[str, Any]]:
+        """One dict per point: cost, objective, gap, status, LP bound at that cost, and the assignment."""
+        out = []
+        for pt in self.points:
+            out.append({
+                "cost": pt.cost,
+                "objective": pt.objective,
+                "gap": pt.gap,
+                "status": pt.status,
+                "budget": pt.budget,
+                "lp_bound": float(self.lp_bound(pt.cost)),
+                "assignment": self.problem.to_labels(pt.x),
+            })
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "cost": self.cost,
+            "complete": self.complete,
+            "other_budgets": self.other_budgets,
+            "points": self.records(),
+            "lp_frontier": {"cost": self.lp_costs.tolist(), "objective": self.lp_values.tolist()},
+            "uniform": [{"option": label, "cost": c, "objective": v} for label, c, v in self.uniform],
+            "time_s": self.time_s,
+        }
+
+    def to_json(self, **kwargs: Any) -> str:
+        return json.dumps(self.to_dict(), **kwargs)
+
+    def to_csv(self) -> str:
+        """CSV text: cost, objective, gap, status, lp_bound, then one column per layer (option label)."""
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(["cost", "objective", "gap", "status", "lp_bound", *self.problem.layers])
+        labels = self.problem.option_labels
+        for pt, rec in zip(self.points, self.records()):
+            writer.writerow([repr(pt.cost), repr(pt.objective), pt.gap, pt.status, repr(rec["lp_bound"]), *(labels[k] for k in pt.x)])
+        return buffer.getvalue()
+
+    def table(self, max_rows: int = 40) -> str:
+        """Readable summary: per point the cost, objective, LP bound and how many layers take each option."""
+        labels = self.problem.option_labels
+        head = ["cost", "objective", "lp_bound", *labels]
+        rows = []
+        step = max(1, int(np.ceil(len(self.points) / max_rows)))
+        for pt in self.points[::step]:
+            counts = np.bincount(pt.x, minlength=len(labels))
+            rows.append([f"{pt.cost:.6g}", f"{pt.objective:.6g}", f"{float(self.lp_bound(pt.cost)):.6g}", *map(str, counts)])
+        widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(head)]
+        lines = ["  ".join(h.rjust(w) for h, w in zip(head, widths))]
+        lines += ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in rows]
+        kind = "every Pareto-optimal allocation" if self.complete else "exact solutions at sampled budgets"
+        shown = "" if step == 1 else f", every {step}th shown"
+        lines.append(f"{len(self.points)} points ({kind}{shown}) of objective vs '{self.cost}' in {self.time_s * 1e3:.1f} ms")
+        return "\n".join(lines)
+
+    def plot(self, path: str | None = None, ax: Any = None) -> Any:
+        """Plot the exact frontier, the LP/greedy frontier and uniform precision (needs matplotlib)."""
+        try:
+            import matplotlib
+
+            if path is not None and ax is None:
+                matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+        except ImportError:
+            raise MpqoptError("plotting needs matplotlib: pip install mpqopt[plot]") from None
+        own = ax is None
+        if own:
+            fig, ax = plt.subplots(figsize=(7, 4.2))
+        costs = [pt.cost for pt in self.points]
+        values = [pt.objective for pt in self.points]
+        ax.plot(self.lp_costs, self.lp_values, "-", color="0.6", lw=1, label="LP frontier (vertices = greedy)")
+        ax.plot(self.lp_costs, self.lp_values, ".", color="0.6", ms=3)
+        ax.step(costs, values, where="post", color="C0", lw=1.2, label="exact Pareto frontier" if self.complete else "exact, sampled budgets")
+        ax.plot(costs, values, "o", color="C0", ms=2.5)
+        for label, c, v in self.uniform:
+            ax.plot([c], [v], "s", color="C3", ms=5)
+            ax.annotate(label, (c, v), textcoords="offset points", xytext=(4, 4), fontsize=8, color="C3")
+        if self.uniform:
+            ax.plot([], [], "s", color="C3", ms=5, label="uniform precision")
+        ax.set_xlabel(self.cost)
+        ax.set_ylabel("objective (total sensitivity)")
+        ax.legend(fontsize=8)
+        if own:
+            fig.tight_layout()
+            if path is not None:
+                fig.savefig(path, dpi=120)
+                plt.close(fig)
+        return ax
+
+
+def pareto(
+    problem: Problem,
+    cost: str = "size_bits",
+    points: int | None = None,
+    *,
+    budgets: Mapping[str, Any] | None = None,
+    solver: str = "auto",
+    time_limit: float | None = None,
+) -> Frontier:
+    """Pareto frontier of total sensitivity against cost ``cost``.
+
+    ``points=None`` gives every Pareto-optimal allocation (exact DP; separable problems with no
+    other budget). ``points=N`` solves ``N`` budgets spread evenly from the cheapest to the dearest
+    allocation, each exactly with ``solver`` (other budgets in ``budgets`` or the problem apply).
+    """
+    start = time.perf_counter()
+    name = resolve_budget_name(problem, cost)
+    others = resolve_budgets(problem, budgets, base={k: v for k, v in problem.budgets.items() if k != name})
+    others.pop(name, None)
+    lp_costs, lp_values = _lp_frontier(problem, name)
+    if points is None:
+        if others:
+            raise ProblemError(f"the full frontier ignores no budget, but {sorted(others)} also apply: give points=N to solve sampled budgets under them")
+        if not problem.is_separable:
+            raise ProblemError("the full frontier needs a separable problem (no pairwise term); give points=N")
+        found = _full_frontier(problem, name)
+    else:
+        if not isinstance(points, (int, np.integer)) or points < 1:
+            raise ProblemError(f"points must be a positive integer, got {points!r}")
+        found = _sampled_frontier(problem, name, int(points), others, solver, time_limit)
+    for pt in found:  # every point meets every constraint, like any solve() result
+        broken = violations(problem, pt.x, {**others, name: pt.cost})
+        if broken:
+            raise MpqoptError(f"internal error: frontier point fails verification: {broken}")
+    return Frontier(problem, name, found, points is None, lp_costs, lp_values, _uniform(problem, name), others, time.perf_counter() - start)
+
+
+def _lp_frontier(problem: Problem, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Vertices of the LP frontier: the cheapest allocation, then each hull increment in order."""
+    lo, hi = problem.cost_range(name)
+    model = canonicalize(problem.replace(pairwise=None), {name: hi})
+    fixed_cost = float(model.budgets[0] - model.rhs[0])
+    if model.num_groups == 0:
+        return np.array([lo]), np.array([model.offset])
+    inc = hull_increments(model)
+    costs = fixed_cost + float(model.weights[0, inc.start_items].sum()) + np.concatenate([[0.0], np.cumsum(inc.dcost)])
+    values = model.offset + float(model.value[inc.start_items].sum()) + np.concatenate([[0.0], np.cumsum(inc.dvalue)])
+    return costs, values
+
+
+def _full_frontier(problem: Problem, name: str) -> list[FrontierPoint]:
+    """Nemhauser-Ullmann: merge groups one at a time, keeping only non-dominated (cost, value) states."""
+    _, hi = problem.cost_range(name)
+    model = canonicalize(problem, {name: hi})  # dominance on value and this cost only
+    weight = model.weights[0]
+    fixed_cost = float(model.budgets[0] - model.rhs[0])
+    cost, value = np.array([fixed_cost]), np.array([model.offset])
+    parents: list[np.ndarray] = []
+    chosen: list[np.ndarray] = []
+    for f in range(model.num_groups):
+        items = np.arange(model.group_start[f], model.group_start[f + 1])
+        # one run per item, each sorted by cost: the stable sort merges them
+        new_cost = (weight[items][:, None] + cost[None, :]).ravel()
+        new_value = (model.value[items][:, None] + value[None, :]).ravel()
+        parent = np.tile(np.arange(cost.size), items.size)
+        item = np.repeat(items, cost.size)
+        order = np.lexsort((new_value, new_cost))
+        new_cost, new_value, parent, item = new_cost[order], new_value[order], parent[order], item[order]
+        front = new_value < np.minimum.accumulate(np.concatenate([[np.inf], new_value[:-1]]))
+        cost, value = new_cost[front], new_value[front]
+        parents.append(parent[front])
+        chosen.append(item[front])
+        if cost.size > FULL_FRONTIER_STATE_LIMIT:
+            raise ProblemError(f"the full frontier has over {FULL_FRONTIER_STATE_LIMIT} points after {f + 1} of {model.num_groups} decisions; give points=N")
+    # walk every final state back to its items, all states at once
+    items = np.empty((cost.size, model.num_groups), dtype=np.int64)
+    state = np.arange(cost.size)
+    for f in range(model.num_groups - 1, -1, -1):
+        items[:, f] = chosen[f][state]
+        state = parents[f][state]
+    found = []
+    for i in range(cost.size):
+        x = model.expand(items[i])
+        ev = problem.evaluate(x)
+        found.append(FrontierPoint(ev.costs[name], ev.objective, x))
+    return found
+
+
+def _sampled_frontier(problem: Problem, name: str, points: int, others: dict[str, float], solver: str, time_limit: float | None) -> list[FrontierPoint]:
+    """Exact solves at ``points`` budgets from cheapest to dearest, each warm-started from the last
+    (a cheaper allocation always fits a dearer budget)."""
+    lo, hi = problem.cost_range(name)
+    budgets = np.linspace(lo, hi, points) if points > 1 else np.array([hi])
+    found: list[FrontierPoint] = []
+    warm = None
+    for b in budgets.tolist():
+        result = solve(problem, budgets={**others, name: b}, solver=solver, time_limit=time_limit, warm_start=warm)
+        if result.x is None:
+            continue  # other budgets make this one infeasible
+        warm = result.x
+        found.append(FrontierPoint(result.costs[name], result.objective, result.x, result.gap or 0.0, result.status, b))
+    found.sort(key=lambda pt: pt.cost)
+    # a sampled budget can land on a point another budget already found: keep distinct allocations
+    unique: list[FrontierPoint] = []
+    for pt in found:
+        if not unique or not np.array_equal(unique[-1].x, pt.x):
+            unique.append(pt)
+    return unique
+
+
+def _uniform(problem: Problem, name: str) -> list[tuple[str, float, float]]:
+    """Every layer at one option (fixed layers keep theirs), for options every free layer allows."""
+    out = []
+    for k, option in enumerate(problem.options):
+        x = np.full(problem.num_layers, k)
+        for layer, label in problem.fixed.items():
+            x[problem.layer_index(layer)] = problem.option_index(label)
+        if problem.allowed[np.arange(problem.num_layers), x].all():
+            ev = problem.evaluate(x)
+            out.append((option.label, ev.costs[name], ev.objective))
+    return out
