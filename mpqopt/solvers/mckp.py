@@ -135,25 +135,26 @@ class MckpBackend(Backend):
 class GreedyBackend(Backend):
     name = "greedy"
     exact = False
-    description = "MPQCO's greedy on convex hulls (one budget; several are folded into one and repaired): fast, no optimality proof, LP bound reported"
+    description = "MPQCO's greedy on convex hulls (one budget); Lagrangian choice repaired and filled (several): fast, no optimality proof, LP bound reported"
 
     def solve(self, model: CanonicalModel, settings: SolveSettings) -> RawSolution:
         _separable_only(model, self.name)
         if model.num_budgets == 0:
             return _no_budget(model)
-        folded = model
-        if model.num_budgets > 1:
-            # fold the budgets into one, each measured as a fraction of its limit, then repair
-            scale = np.where(model.rhs > 0, model.rhs, 1.0)
-            folded = CanonicalModel(**{**model.__dict__, "weights": (model.weights / scale[:, None]).sum(axis=0, keepdims=True), "rhs": np.array([float(model.num_budgets)]), "budgets": np.array([float(model.num_budgets)])})
-        start = greedy(folded)
-        if start is None:
-            return RawSolution("infeasible", message="even the cheapest option of every layer breaks the budget")
-        items = start.items if model.num_budgets == 1 else repair(model, start.items)
-        if items is None:
-            return RawSolution("error", message="greedy could not repair its solution to meet every budget; use an exact solver")
-        items = improve(model, fill(model, items)) if model.num_budgets > 1 else items
+        if model.num_budgets == 1:
+            start = greedy(model)
+            if start is None:
+                return RawSolution("infeasible", message="even the cheapest option of every layer breaks the budget")
+            items, bound = start.items, start.lp_bound
+            stats = {"increments_taken": start.taken}
+        else:
+            dual = solve_dual(model, time_limit=settings.time_limit)
+            if dual.unbounded:
+                return RawSolution("infeasible", message="the Lagrangian dual proves the budgets cannot be met together, even fractionally")
+            items, bound = repair(model, dual.items), dual.bound
+            if items is None:
+                return RawSolution("error", message="greedy could not repair the Lagrangian choice to meet every budget; use an exact solver")
+            items = fill(model, items)
+            stats = {"dual_iterations": dual.iterations}
         objective = model.items_objective(items)
-        bound = start.lp_bound if model.num_budgets == 1 else None
-        status = "optimal" if bound is not None and objective <= bound else "feasible"
-        return RawSolution(status, items=items, objective=objective, bound=bound, message="greedy on convex hulls (no optimality proof)", stats={"increments_taken": start.taken})
+        return RawSolution("feasible", items=items, objective=objective, bound=bound, message="greedy (no optimality proof; bound = LP relaxation)", stats=stats)
