@@ -1,7 +1,9 @@
-"""The ``mpqopt`` command line: ``solve``, ``info``, ``demo`` and ``solvers``.
+"""The ``mpqopt`` command line: ``solve``, ``pareto``, ``info``, ``demo`` and ``solvers``.
 
     mpqopt solve model.json --budget size=50%          # readable table
     mpqopt solve model.json --budget size=7.9MiB --json  # one JSON object on stdout
+    mpqopt pareto model.json --cost size --plot front.png  # every Pareto-optimal allocation
+    mpqopt pareto model.json --cost size --points 20 --budget bitops=1.2G --csv front.csv
     mpqopt info model.json
     mpqopt demo                                       # bundled examples at several size budgets
 
@@ -13,7 +15,8 @@ Exit codes (for scripts):
 - 2: bad input: unreadable or invalid problem file, unknown or malformed budget, unknown or
   unavailable solver, bad arguments;
 - 3: infeasible: no assignment meets the budgets (the message names the budget and the cheapest
-  achievable value of each, or the conflicting pair);
+  achievable value of each, or the conflicting pair); for ``pareto``: no sampled budget meets the
+  other budgets;
 - 4: no assignment: the time limit was reached before one was found, or the solver failed.
 
 Errors are one line ``mpqopt: error: ...`` on stderr; ``--debug`` adds the traceback.
@@ -37,6 +40,7 @@ import numpy as np
 from . import __version__, load
 from .budgets import cost_unit, parse_budget_args
 from .errors import MpqoptError
+from .pareto import Frontier, pareto
 from .problem import Problem
 from .report import allocation_matrix, fmt_cost, fmt_gap, fmt_num, percent_of_range, problem_info, problem_summary
 from .result import Result
@@ -118,6 +122,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print only the result, as one JSON object")
     p.add_argument("-o", "--output", metavar="OUT", help="also write the result JSON to OUT")
     p.set_defaults(func=cmd_solve)
+
+    p = sub.add_parser("pareto", parents=[common], help="Pareto frontier of objective against one cost",
+                       description="Every Pareto-optimal allocation of a problem file against one cost (exact dynamic "
+                                   "programming), or exact solves at N budgets spread over the cost range (--points N, "
+                                   "needed when other budgets apply). Also gives the LP frontier (vertices = MPQCO's "
+                                   "greedy allocations) and uniform precision.")
+    p.add_argument("file", metavar="FILE", help="problem file")
+    p.add_argument("--cost", required=True, metavar="NAME", help="the cost on the frontier's axis (a unique prefix works: size for size_bits)")
+    p.add_argument("--points", type=_positive_int, metavar="N", help="solve N budgets evenly spread over the cost range instead of the full frontier")
+    p.add_argument("-b", "--budget", action="append", default=[], metavar="NAME=VALUE",
+                   help="budget on another cost that every point must meet (needs --points), overriding the file's; "
+                        "'none' drops the file's budget; repeatable")
+    p.add_argument("--solver", default="auto", metavar="NAME", help="backend for --points (see `mpqopt solvers`; default: auto)")
+    p.add_argument("--time-limit", type=_positive_float, metavar="S", help="time limit of each --points solve, in seconds")
+    p.add_argument("--json", action="store_true", help="print only the frontier, as one JSON object")
+    p.add_argument("--csv", metavar="OUT", help="write the points to OUT as CSV (cost, objective, ..., one column per layer)")
+    p.add_argument("--plot", metavar="OUT", help="plot the frontier to OUT (.png, .pdf, .svg; needs matplotlib)")
+    p.add_argument("-o", "--output", metavar="OUT", help="also write the frontier JSON to OUT")
+    p.set_defaults(func=cmd_pareto)
 
     p = sub.add_parser("info", parents=[common], help="describe a problem file",
                        description="Describe a problem: layers, options, cost ranges, budgets, ties, fixed layers, masks.")
@@ -240,11 +263,7 @@ def cmd_solve(args: argparse.Namespace) -> int:
         result = solve(problem, budgets=overrides or None, solver=args.solver, time_limit=args.time_limit,
                        mip_gap=args.mip_gap, threads=args.threads, verbose=args.verbose)
     text = result_json(result)
-    if args.output:
-        try:
-            Path(args.output).write_text(text + "\n")
-        except OSError as exc:
-            raise MpqoptError(f"cannot write '{args.output}': {exc.strerror or exc}") from None
+    _write(args.output, text + "\n")
     print(text if args.json else result.table())
     code = exit_code(result)
     if code == EXIT_INFEASIBLE:
@@ -255,6 +274,57 @@ def cmd_solve(args: argparse.Namespace) -> int:
         print(f"mpqopt: warning: time limit reached: the assignment meets every budget but is not proven optimal "
               f"(gap {fmt_gap(result.gap)})", file=sys.stderr)
     return code
+
+
+# ---------------------------------------------------------------------------------- pareto
+def cmd_pareto(args: argparse.Namespace) -> int:
+    if args.plot:
+        _require_matplotlib()  # fail before the (possibly long) computation
+    if args.solver != "auto":
+        backend_class(args.solver)
+    overrides = parse_budget_args(args.budget)
+    problem = load_problem(args.file)
+    frontier = pareto(problem, cost=args.cost, points=args.points, budgets=overrides or None,
+                      solver=args.solver, time_limit=args.time_limit)
+    text = json.dumps(frontier.to_dict(), indent=2, default=_json_default)
+    _write(args.output, text + "\n")
+    _write(args.csv, frontier.to_csv())
+    if args.plot:
+        try:
+            frontier.plot(args.plot)
+        except (OSError, ValueError) as exc:  # unwritable path, unknown image format
+            raise MpqoptError(f"cannot write plot '{args.plot}': {exc}") from None
+    print(text if args.json else frontier.table())
+    if not frontier.points:
+        print(f"mpqopt: no sampled budget on '{frontier.cost}' meets the other budgets {frontier.other_budgets}", file=sys.stderr)
+        return EXIT_INFEASIBLE
+    _warn_unproven(frontier)
+    return EXIT_OK
+
+
+def _require_matplotlib() -> None:
+    try:
+        importlib.import_module("matplotlib")
+    except ImportError:
+        raise MpqoptError("--plot needs matplotlib, which is not installed: pip install mpqopt[plot]") from None
+
+
+def _write(path: str | None, text: str) -> None:
+    if not path:
+        return
+    try:
+        Path(path).write_text(text)
+    except OSError as exc:
+        raise MpqoptError(f"cannot write '{path}': {exc.strerror or exc}") from None
+
+
+def _warn_unproven(frontier: Frontier) -> None:
+    """A sampled point the solver did not prove optimal (time limit) is still on stdout; say so."""
+    unproven = [pt for pt in frontier.points if pt.status != "optimal"]
+    if unproven:
+        worst = max((pt.gap for pt in unproven), default=None)
+        print(f"mpqopt: warning: {len(unproven)} of {len(frontier.points)} points not proven optimal "
+              f"(largest gap {fmt_gap(worst)})", file=sys.stderr)
 
 
 # ---------------------------------------------------------------------------------- info

@@ -239,6 +239,7 @@ class HighsBackend(Backend):
         if info.primal_solution_status != 2:  # kSolutionStatusFeasible
             return RawSolution(kind, bound=bound, message=f"HiGHS: {text}, no assignment found", stats=stats)
         items = items_from_values(model, np.asarray(h.getSolution().col_value))
+        found = model.items_objective(items)  # HiGHS's own assignment, before any repair
         if not is_feasible(model, items):
             # within HiGHS's tolerance but over a budget in exact arithmetic: move to a feasible neighbour
             repaired = repair(model, items)
@@ -248,6 +249,7 @@ class HighsBackend(Backend):
         objective = model.items_objective(items)
         if bound is not None:
             # the gap as HiGHS measured it, in normalized units: converting both ends separately
-            # would add round-off of the shift sum and report a noise gap on exact solves
-            bound = objective - max(float(info.objective_function_value) - float(info.mip_dual_bound), 0.0) * hm.scale
+            # would add round-off of the shift sum and report a noise gap on exact solves. Measured from
+            # HiGHS's assignment: a repaired one is dearer, and the bound must not rise with it.
+            bound = found - max(float(info.objective_function_value) - float(info.mip_dual_bound), 0.0) * hm.scale
         return RawSolution(kind, items=items, objective=objective, bound=bound, message=f"HiGHS: {text}", stats=stats)
