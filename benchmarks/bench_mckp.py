@@ -40,7 +40,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_peers, when run from elsewhere
-from bench_peers import DEFAULT_PEERS, RESULTS, machine  # noqa: E402  (one machine description)
+from bench_peers import DEFAULT_PEERS, RESULTS, machine, machine_line  # noqa: E402  (one machine description)
 
 import mpqopt  # noqa: E402
 from mpqopt.errors import MpqoptError  # noqa: E402
@@ -388,13 +388,10 @@ def rows_table(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def markdown(report: dict[str, Any]) -> str:
-    m = report["machine"]
     lines = [
         "# MCKP benchmark: mpqopt's exact engine vs HiGHS",
         "",
-        f"Machine: {m['cpu']} ({m['logical_cpus']} logical CPUs), {m['platform']}, Python {m['python']}; "
-        + ", ".join(f"{k} {v}" for k, v in m["versions"].items())
-        + f"; commit {m['git_commit']}.",
+        machine_line(report["machine"]),
         f"Mode: {report['mode']}; HiGHS time limit {report['time_limit_s']:g} s; single-threaded; wall-clock seconds of "
         f"`mpqopt.solve`; runs under {CHEAP_S:g} s: median of {report['repeat']} after one warm-up, slower runs: one run.",
         "'vs best objective': (objective - best objective of any solver) / |objective|; 'vs best bound': the same against "

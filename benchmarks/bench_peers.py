@@ -286,14 +286,17 @@ def limpq_case(peers: Path, repeat: int, timer: BackendTimer) -> dict[str, Any]:
     }
 
 
+def machine_line(m: dict[str, Any]) -> str:
+    """One Markdown line describing the machine and versions (shared by every benchmark report)."""
+    versions = ", ".join(f"{k} {v}" for k, v in m["versions"].items())
+    return f"Machine: {m['cpu']} ({m['logical_cpus']} logical CPUs), {m['platform']}, Python {m['python']}; {versions}; commit {m['git_commit']}."
+
+
 def markdown(report: dict[str, Any]) -> str:
-    m = report["machine"]
     lines = [
         "# Peer benchmark: mpqopt vs generic HiGHS on the naive model",
         "",
-        f"Machine: {m['cpu']} ({m['logical_cpus']} logical CPUs), {m['platform']}, Python {m['python']}; "
-        + ", ".join(f"{k} {v}" for k, v in m["versions"].items())
-        + f"; commit {m['git_commit']}.",
+        machine_line(report["machine"]),
         f"Repeats: {report['repeat']} (after one warm-up), single-threaded; times in ms, median (min).",
         "",
         "| case | naive binaries | items after reductions | ours: solve() | of which backend | baseline: scipy milp | ours / baseline | published answer |",
