@@ -18,13 +18,9 @@ from .verify import violations
 
 
 def choose_solver(problem: Problem) -> str:
-    """The backend ``solver="auto"`` uses: mpqopt's exact MCKP engine for separable problems."""
-    if problem.is_separable:
-        return "mckp"
-    raise SolverError(
-        "this problem has a pairwise (cross-layer) term and no exact IQP backend is installed in this version; "
-        "use solver='bruteforce' for tiny problems, or drop the term with problem.replace(pairwise=None)"
-    )
+    """The backend ``solver="auto"`` uses: mpqopt's exact MCKP engine for separable problems,
+    HiGHS on the exact linearization for pairwise (cross-layer) terms."""
+    return "mckp" if problem.is_separable else "highs"
 
 
 def solve(

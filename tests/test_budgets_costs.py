@@ -130,9 +130,11 @@ def test_solve_argument_errors():
 
 def test_pairwise_problem_needs_a_quadratic_backend():
     p = net(pairwise=np.zeros((9, 9)))
-    with pytest.raises(mpqopt.SolverError, match="pairwise"):
-        mpqopt.solve(p, solver="highs")
+    for separable_only in ("mckp", "greedy"):
+        with pytest.raises(mpqopt.SolverError, match="pairwise"):
+            mpqopt.solve(p, solver=separable_only)
     assert mpqopt.solve(p, solver="bruteforce").status == "optimal"
+    assert mpqopt.solve(p).solver == "highs (auto)"
 
 
 def test_warm_start_and_result_fields():

@@ -119,11 +119,13 @@ def test_bruteforce_backend_matches_oracle(case):
     _check_against_oracle(*case, solver="bruteforce")
 
 
+@pytest.mark.parametrize("solver", ["bruteforce", "highs"])
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(problems(pairwise=True))
-def test_pairwise_reduction_matches_oracle(case):
-    """Tie merging, fixed layers and masks keep the quadratic objective intact."""
-    _check_against_oracle(*case, solver="bruteforce")
+@given(case=problems(pairwise=True))
+def test_pairwise_problems_match_oracle(solver, case):
+    """Tie merging, fixed layers and masks keep the quadratic objective intact (bruteforce), and the
+    one-hot linearization solved by HiGHS is exact on indefinite, asymmetric matrices."""
+    _check_against_oracle(*case, solver=solver)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -116,3 +116,22 @@ def round_lp(model: CanonicalModel, lp_values: np.ndarray, max_combinations: int
     if best is None:
         best = repair(model, items)
     return None if best is None else improve(model, fill(model, best))
+
+
+def separable_incumbent(model: CanonicalModel) -> np.ndarray | None:
+    """A feasible allocation by the linear part alone (pairwise terms ignored): greedy on the hulls
+    for one budget, the repaired Lagrangian choice for several, each group's best without budgets."""
+    from dataclasses import replace
+
+    from .dual import solve_dual
+    from .hull import greedy
+
+    model = replace(model, quadratic=None)
+    if model.num_budgets == 0:
+        return np.minimum.reduceat(np.where(model.value == np.minimum.reduceat(model.value, model.group_start[:-1])[model.item_group], np.arange(model.num_items), model.num_items), model.group_start[:-1])
+    if model.num_budgets == 1:
+        start = greedy(model)
+        return None if start is None else fill(model, start.items)
+    dual = solve_dual(model)
+    items = None if dual.unbounded else repair(model, dual.items)
+    return None if items is None else fill(model, items)

@@ -14,12 +14,14 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import scipy.sparse as sp
 
-from ..algorithms.heuristics import improve, is_feasible, repair, round_lp
+from ..algorithms.heuristics import improve, is_feasible, repair, round_lp, separable_incumbent
 from ..algorithms.lagrangian import fixable_items
 from ..algorithms.scaling import budget_row_scales, normalized_objective
 from ..errors import SolverError
 from ..reductions import CanonicalModel, restrict
+from ..reductions.linearize import Linearization, linearize
 from .base import Backend, RawSolution, SolveSettings, items_from_values, register
 
 
@@ -56,15 +58,32 @@ def _use_threads(highspy, threads: int | None) -> None:
         _scheduler_threads[0] = threads
 
 
+def _with_linearization(start, index, value, row_lower, row_upper, n: int, linear: Linearization):
+    """Append the pair columns and the linearization's equality rows to the CSC arrays."""
+    x_part = sp.csc_array((value, index, start), shape=(row_lower.size, n))
+    pairs = linear.pair_first.size
+    full = sp.vstack([sp.hstack([x_part, sp.csc_array((row_lower.size, pairs))]), linear.rows]).tocsc()
+    full.sort_indices()
+    zeros = np.zeros(linear.rows.shape[0])
+    return (full.indptr.astype(np.int32), full.indices.astype(np.int32), full.data, np.concatenate([row_lower, zeros]), np.concatenate([row_upper, zeros]))
+
+
 class _HighsModel:
     """One canonical model loaded into HiGHS, in normalized objective units."""
 
-    def __init__(self, model: CanonicalModel, settings: SolveSettings, integer: bool):
+    def __init__(self, model: CanonicalModel, settings: SolveSettings, integer: bool, linear: Linearization | None = None):
         import highspy
 
         self.hs = highspy
         self.model = model
         self.cost, shift, self.scale = normalized_objective(model)
+        if linear is not None and linear.pair_cost.size:
+            # pair columns share the objective's scale, which must cover their costs too
+            pair_scale = float(np.abs(linear.pair_cost).max())
+            if pair_scale > self.scale:
+                self.cost *= self.scale / pair_scale
+                self.scale = pair_scale
+            self.cost = np.concatenate([self.cost, linear.pair_cost / self.scale])
         self.constant = float(shift.sum())
         self.row_scale = budget_row_scales(model)
         h = highspy.Highs()
@@ -80,20 +99,23 @@ class _HighsModel:
         h.setOptionValue("mip_feasibility_tolerance", 1e-7)
         start, index, value, row_lower, row_upper = csc_arrays(model)
         n = model.num_items
+        if linear is not None:
+            start, index, value, row_lower, row_upper = _with_linearization(start, index, value, row_lower, row_upper, n, linear)
+        num_cols = self.cost.size
         lp = highspy.HighsLp()
-        lp.num_col_ = n
+        lp.num_col_ = num_cols
         lp.num_row_ = row_lower.size
         lp.col_cost_ = self.cost
-        lp.col_lower_ = np.zeros(n)
-        lp.col_upper_ = np.ones(n)
+        lp.col_lower_ = np.zeros(num_cols)
+        lp.col_upper_ = np.ones(num_cols)
         lp.row_lower_ = row_lower
         lp.row_upper_ = row_upper
         lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
         lp.a_matrix_.start_ = start
         lp.a_matrix_.index_ = index
         lp.a_matrix_.value_ = value
-        if integer:
-            lp.integrality_ = [highspy.HighsVarType.kInteger] * n
+        if integer:  # pair columns stay continuous: the equality rows make them 0/1 at integral x
+            lp.integrality_ = [highspy.HighsVarType.kInteger] * n + [highspy.HighsVarType.kContinuous] * (num_cols - n)
         h.passModel(lp)
         self.h = h
 
@@ -126,8 +148,10 @@ def _remaining(deadline: float | None) -> float | None:
 @register
 class HighsBackend(Backend):
     name = "highs"
-    description = "HiGHS MILP (embedded default, open source) after LP-based reduced-cost fixing; 'highs:plain' skips the fixing"
+    description = "HiGHS MILP (embedded default, open source) after LP-based reduced-cost fixing; 'highs:plain' skips the fixing; pairwise terms by exact one-hot linearization"
     requires = ("highspy",)
+    supports_quadratic = True
+    block_tolerance = 0.0  # interaction blocks with every |entry| at or below this are dropped
 
     def __init__(self, arg: str | None = None):
         if arg not in (None, "plain"):
@@ -139,9 +163,12 @@ class HighsBackend(Backend):
         return "highs:plain" if self.plain else "highs"
 
     def solve(self, model: CanonicalModel, settings: SolveSettings) -> RawSolution:
-        if model.quadratic is not None:
-            raise SolverError("solver 'highs' solves separable problems only (HiGHS has no MIQP); this problem has a pairwise term")
         deadline = None if settings.time_limit is None else time.perf_counter() + settings.time_limit
+        if model.quadratic is not None:
+            # HiGHS has no MIQP: the exact one-hot linearization makes the problem a MILP, started
+            # from the separable part's greedy allocation unless the caller gave one
+            warm = settings.warm_start if settings.warm_start is not None else separable_incumbent(model)
+            return self._milp(model, settings, warm, deadline, linear=linearize(model, self.block_tolerance))
         if self.plain:
             return self._milp(model, settings, settings.warm_start, deadline)
         return self._solve_with_fixing(model, settings, deadline)
@@ -215,8 +242,8 @@ class HighsBackend(Backend):
             candidates.append(improve(model, warm_start))
         return min(candidates, key=model.items_objective) if candidates else None
 
-    def _milp(self, model: CanonicalModel, settings: SolveSettings, warm: np.ndarray | None, deadline: float | None, core: bool = False) -> RawSolution:
-        hm = _HighsModel(model, settings, integer=True)
+    def _milp(self, model: CanonicalModel, settings: SolveSettings, warm: np.ndarray | None, deadline: float | None, core: bool = False, linear: Linearization | None = None) -> RawSolution:
+        hm = _HighsModel(model, settings, integer=True, linear=linear)
         h, hs = hm.h, hm.hs
         if core and model.num_budgets <= 2:
             # The core is small and starts from a good incumbent: HiGHS's feasibility jump and
@@ -234,6 +261,8 @@ class HighsBackend(Backend):
             solution = hs.HighsSolution()
             x0 = np.zeros(model.num_items)
             x0[np.asarray(warm)] = 1.0
+            if linear is not None:
+                x0 = np.concatenate([x0, x0[linear.pair_first] * x0[linear.pair_second]])
             solution.col_value = x0
             h.setSolution(solution)
         h.run()
@@ -251,14 +280,15 @@ class HighsBackend(Backend):
         bound = bound if np.isfinite(bound) else None
         if info.primal_solution_status != 2:  # kSolutionStatusFeasible
             return RawSolution(kind, bound=bound, message=f"HiGHS: {text}, no assignment found", stats=stats)
-        items = items_from_values(model, np.asarray(h.getSolution().col_value))
+        items = items_from_values(model, np.asarray(h.getSolution().col_value)[: model.num_items])
         found = model.items_objective(items)  # HiGHS's own assignment, before any repair
         if not is_feasible(model, items):
             # within HiGHS's tolerance but over a budget in exact arithmetic: move to a feasible neighbour
             repaired = repair(model, items)
             if repaired is None:
                 return RawSolution("error", bound=bound, message="HiGHS's assignment exceeds a budget by its feasibility tolerance and could not be repaired", stats=stats)
-            items, kind, text = improve(model, repaired), "feasible", f"{text}; its assignment exceeded a budget by HiGHS's tolerance and was repaired"
+            polished = repaired if model.quadratic is not None else improve(model, repaired)  # 1-opt is linear-only
+            items, kind, text = polished, "feasible", f"{text}; its assignment exceeded a budget by HiGHS's tolerance and was repaired"
         objective = model.items_objective(items)
         if bound is not None:
             # the gap as HiGHS measured it, in normalized units: converting both ends separately
