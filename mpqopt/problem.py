@@ -57,7 +57,7 @@ class Problem:
     ):
         self.layers: tuple[str, ...] = _validate_layers(layers)
         self.options: tuple[Option, ...] = _validate_options(options)
-        self._layer_pos = {name: i for i, name in enumerate(self.layers)}
+        self._layer_pos = dict(zip(self.layers, range(len(self.layers))))
         self._option_pos = {opt.label: k for k, opt in enumerate(self.options)}
         shape = (len(self.layers), len(self.options))
 
@@ -165,9 +165,22 @@ class Problem:
 
     # ------------------------------------------------------------------ grouped view
     @property
+    def num_groups(self) -> int:
+        """Number of decisions: tied layers share one."""
+        return int(self.group_first_layer.size)
+
+    @property
     def group_members(self) -> tuple[np.ndarray, ...]:
-        """Layer indices of each decision group (tied layers share one group)."""
+        """Layer indices of each decision group (built on first use: a million one-layer arrays
+        would cost more than the rest of validation)."""
+        if self._group_members is None:
+            order = np.argsort(self.layer_group, kind="stable")
+            bounds = np.searchsorted(self.layer_group[order], np.arange(1, self.num_groups))
+            self._group_members = tuple(np.split(order, bounds))
         return self._group_members
+
+    def _member_names(self, g: int) -> list[str]:
+        return [self.layers[i] for i in np.nonzero(self.layer_group == g)[0]]
 
     def group_table(self, table: np.ndarray) -> np.ndarray:
         """Sum a ``[L, K]`` table over the members of each group: ``[G, K]``."""
@@ -333,30 +346,25 @@ class Problem:
         rank[order] = np.arange(order.size)
         self.layer_group = rank[inverse]
         G = order.size
+        self.group_first_layer = np.sort(first)
+        self._group_members: tuple[np.ndarray, ...] | None = None
         if G == L:
             self._group_matrix = None
-            self._group_members = tuple(np.array([i]) for i in range(L))
             group_allowed = self.allowed
         else:
             self._group_matrix = sp.csr_array((np.ones(L), (self.layer_group, np.arange(L))), shape=(G, L))
-            members: list[list[int]] = [[] for _ in range(G)]
-            for i, g in enumerate(self.layer_group.tolist()):
-                members[g].append(i)
-            self._group_members = tuple(np.array(m) for m in members)
             group_allowed = (self._group_matrix @ (~self.allowed).astype(np.float64)) == 0
             empty = ~group_allowed.any(axis=1)
             if empty.any():
-                g = int(np.argmax(empty))
-                names = [self.layers[i] for i in members[g]]
-                raise ProblemError(f"tied layers {names} have no allowed option in common")
+                raise ProblemError(f"tied layers {self._member_names(int(np.argmax(empty)))} have no allowed option in common")
         group_fixed = np.full(G, -1, dtype=np.int64)
         for name, label in self.fixed.items():
             g, k = self.layer_group[self._layer_pos[name]], self._option_pos[label]
             if group_fixed[g] not in (-1, k):
-                names = [self.layers[i] for i in self._group_members[g]]
+                names = self._member_names(g)
                 raise ProblemError(f"tied layers {names} are fixed to different options ('{self.options[group_fixed[g]].label}' and '{label}')")
             if not group_allowed[g, k]:
-                names = [self.layers[i] for i in self._group_members[g]]
+                names = self._member_names(g)
                 raise ProblemError(f"layer '{name}' is fixed to '{label}', which is not allowed for every layer tied to it {names}")
             group_fixed[g] = k
         self.group_allowed = np.asarray(group_allowed)
@@ -371,13 +379,16 @@ def _validate_layers(layers: Sequence[str]) -> tuple[str, ...]:
     names = tuple(layers)
     if not names:
         raise ProblemError("a problem needs at least one layer")
-    seen: set[str] = set()
-    for i, name in enumerate(names):
-        if not isinstance(name, str) or not name:
-            raise ProblemError(f"layer {i}: name must be a non-empty string, got {name!r}")
-        if name in seen:
-            raise ProblemError(f"duplicate layer name {name!r}")
-        seen.add(name)
+    if not all(isinstance(name, str) and name for name in names):  # fast path; the loop below names the culprit
+        for i, name in enumerate(names):
+            if not isinstance(name, str) or not name:
+                raise ProblemError(f"layer {i}: name must be a non-empty string, got {name!r}")
+    if len(set(names)) != len(names):
+        seen: set[str] = set()
+        for name in names:
+            if name in seen:
+                raise ProblemError(f"duplicate layer name {name!r}")
+            seen.add(name)
     return names
 
 

@@ -203,7 +203,7 @@ def problem_info(problem: "Problem") -> dict[str, Any]:
     return {
         "num_layers": problem.num_layers,
         "num_options": problem.num_options,
-        "num_decisions": len(problem.group_members),
+        "num_decisions": problem.num_groups,
         "layers": list(problem.layers),
         "options": [o.to_dict() for o in problem.options],
         "costs": costs,

@@ -72,7 +72,7 @@ class CanonicalModel:
 
     def items_from_layers(self, x: np.ndarray) -> np.ndarray | None:
         """The item choice that corresponds to a per-layer assignment, or None if it is not representable."""
-        group_choice = np.asarray(x)[[m[0] for m in self.problem.group_members]]
+        group_choice = np.asarray(x)[self.problem.group_first_layer]
         items = np.empty(self.num_groups, dtype=np.int64)
         for f, g in enumerate(self.free_groups.tolist()):
             lo, hi = self.group_start[f], self.group_start[f + 1]
