@@ -39,14 +39,18 @@ def _bench():
     return sys.modules["bench_peers"]
 
 
+EXACT_SOLVERS = ["highs", "mckp"]  # the same optima from HiGHS and from mpqopt's own engine
+
+
 def _raw(peers_dir: Path, name: str) -> dict:
     return json.loads((peers_dir / name).read_text())
 
 
 # ------------------------------------------------------------------------------------------ HAWQ-V3
+@pytest.mark.parametrize("solver", EXACT_SOLVERS)
 @pytest.mark.parametrize("net", ["resnet18", "resnet50"])
 @pytest.mark.parametrize("key", HAWQ_KEYS)
-def test_hawq_v3_exact_optimum_reproduces_release(peers_dir, net, key):
+def test_hawq_v3_exact_optimum_reproduces_release(peers_dir, net, key, solver):
     raw = _raw(peers_dir, f"hawq_v3_{net}.json")
     ref = raw["reference_solutions"][key]
     kind, r = key.rsplit("_", 1)[0], float(key.rsplit("_", 1)[1])
@@ -56,7 +60,7 @@ def test_hawq_v3_exact_optimum_reproduces_release(peers_dir, net, key):
     # the source's budget S4 + r (S8 - S4) is mpqopt's relative budget: ties leave the range unchanged
     assert problem.budgets[cost] == pytest.approx(mpqopt.resolve_budgets(problem, {cost: f"{r * 100:g}%"})[cost], rel=1e-12)
 
-    result = mpqopt.solve(problem, solver="highs")
+    result = mpqopt.solve(problem, solver=solver)
     assert result.status == "optimal"
     assert result.gap <= 1e-12
     bits = [problem.options[k].w for k in result.x]
@@ -129,9 +133,10 @@ def _policy_bits(problem, x):
     return [problem.options[k].w for k in x], [problem.options[k].a for k in x]
 
 
-def test_limpq_exact_optimum_is_published_policy(peers_dir, limpq_hook):
+@pytest.mark.parametrize("solver", EXACT_SOLVERS)
+def test_limpq_exact_optimum_is_published_policy(peers_dir, limpq_hook, solver):
     raw = _raw(peers_dir, "limpq_resnet50.json")
-    result = mpqopt.solve(limpq_hook, solver="highs")
+    result = mpqopt.solve(limpq_hook, solver=solver)
     assert result.status == "optimal"
     assert result.gap <= 1e-12
     w, a = _policy_bits(limpq_hook, result.x)
