@@ -50,10 +50,12 @@ def repair(model: CanonicalModel, items: np.ndarray, max_moves: int | None = Non
     return items if is_feasible(model, items) else None
 
 
-def improve(model: CanonicalModel, items: np.ndarray, max_moves: int | None = None) -> np.ndarray:
+IMPROVE_MOVES = 100  # each move is a pass over every item: uncapped, 30,000 layers took minutes
+
+
+def improve(model: CanonicalModel, items: np.ndarray, max_moves: int = IMPROVE_MOVES) -> np.ndarray:
     """Best-improvement 1-opt: switch one group at a time while the objective drops and budgets hold."""
     items = np.array(items, dtype=np.int64)
-    max_moves = max_moves if max_moves is not None else 4 * model.num_groups + 10
     limit = model.rhs + _TOL * np.abs(model.budgets)
     for _ in range(max_moves):
         current = items[model.item_group]

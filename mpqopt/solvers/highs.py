@@ -128,7 +128,7 @@ class _HighsModel:
 
         def interrupt(event) -> None:
             if time.perf_counter() > deadline:
-                event.data_in.user_interrupt = True
+                event.interrupt()
 
         self.h.cbMipInterrupt.subscribe(interrupt)
         self.h.cbSimplexInterrupt.subscribe(interrupt)
@@ -179,8 +179,9 @@ class HighsBackend(Backend):
         relaxed.h.run()
         if relaxed.h.getModelStatus() != relaxed.hs.HighsModelStatus.kOptimal:
             # includes 'infeasible': HiGHS's LP has been seen to say so wrongly within 1e-9 of a
-            # budget, so the MILP on the whole model decides
-            return self._milp(model, settings, settings.warm_start, deadline)
+            # budget, so the MILP on the whole model decides, started from a greedy allocation
+            warm = settings.warm_start if settings.warm_start is not None else separable_incumbent(model)
+            return self._milp(model, settings, warm, deadline)
         solution = relaxed.h.getSolution()
         # budget multipliers in original units: dual of the scaled, normalized row, mapped back
         duals = -np.asarray(solution.row_dual)[model.num_groups:]
@@ -279,6 +280,8 @@ class HighsBackend(Backend):
         bound = hm.original(float(info.mip_dual_bound))
         bound = bound if np.isfinite(bound) else None
         if info.primal_solution_status != 2:  # kSolutionStatusFeasible
+            if warm is not None and is_feasible(model, np.asarray(warm)):  # HiGHS never got to it
+                return RawSolution(kind, items=np.asarray(warm), objective=model.items_objective(np.asarray(warm)), bound=bound, message=f"HiGHS: {text}; returning the starting assignment", stats=stats)
             return RawSolution(kind, bound=bound, message=f"HiGHS: {text}, no assignment found", stats=stats)
         items = items_from_values(model, np.asarray(h.getSolution().col_value)[: model.num_items])
         found = model.items_objective(items)  # HiGHS's own assignment, before any repair
