@@ -173,6 +173,49 @@ def mckp_problem(
     )
 
 
+def iqp_problem(
+    layers: int,
+    options: int | Sequence[OptionLike] = 3,
+    seed: int = 0,
+    *,
+    noise: float = 0.1,
+    rank: int = 4,
+    depth: float = 8.0,
+    budget_fraction: float = 0.5,
+) -> Problem:
+    """A cross-layer (pairwise) problem shaped like measured CLADO matrices, deterministic by ``seed``.
+
+    The separable part is :func:`mckp_problem`'s (cnn-shaped, one size budget). The pairwise matrix
+    couples the quantization errors of two layers: ``Omega[(l,o),(m,p)] = e[l,o] e[m,p] (A A^T)[l,m]
+    decay(|l-m|)`` with ``e = sqrt(sensitivity)`` (coarser options err more), ``A`` a non-negative
+    rank-``rank`` factor (mostly positive interactions), ``decay = exp(-|l-m| / depth)`` (nearby layers
+    interact most: block structure by depth), plus symmetric Gaussian noise of relative size ``noise``
+    (measured matrices are noisy, which makes them indefinite). Same-layer blocks are zero.
+
+    >>> p = iqp_problem(20, seed=1)
+    >>> p.pairwise.shape, bool((p.pairwise == p.pairwise.T).all())
+    ((60, 60), True)
+    """
+    if not isinstance(rank, int) or rank < 1:
+        raise ProblemError(f"rank must be a positive integer, got {rank!r}")
+    if not (noise >= 0 and depth > 0):
+        raise ProblemError(f"noise must be >= 0 and depth > 0, got noise={noise!r}, depth={depth!r}")
+    base = mckp_problem(layers, options, 1, seed, budget_fraction=budget_fraction, kind="cnn")
+    L, K = base.num_layers, base.num_options
+    rng = np.random.default_rng([seed, 1])
+    error = np.sqrt(np.maximum(base.sensitivity, 0.0)).ravel()  # (L*K,)
+    factor = np.abs(rng.normal(size=(L, rank))) / np.sqrt(rank)
+    layer = np.arange(L)
+    coupling = (factor @ factor.T) * np.exp(-np.abs(layer[:, None] - layer[None, :]) / depth)
+    omega = np.kron(coupling, np.ones((K, K))) * np.outer(error, error)
+    jitter = rng.normal(size=omega.shape)
+    omega += noise * float(np.abs(omega).mean()) * (jitter + jitter.T) / np.sqrt(2.0)
+    same_layer = np.kron(np.eye(L, dtype=bool), np.ones((K, K), dtype=bool))
+    omega[same_layer] = 0.0
+    meta = {**base.meta, "generator": "mpqopt.synthetic.iqp_problem", "noise": float(noise), "rank": rank, "depth": float(depth)}
+    return base.replace(pairwise=omega, meta=meta)
+
+
 # ------------------------------------------------------------------------------------- helpers
 def _parse_options(options: int | Sequence[OptionLike]) -> list[Option]:
     if isinstance(options, (int, np.integer)) and not isinstance(options, bool):

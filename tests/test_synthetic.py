@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import mpqopt
-from mpqopt.synthetic import COST_NAMES, DEFAULT_BITS, default_bits, kernel_factor, mckp_problem
+from mpqopt.synthetic import COST_NAMES, DEFAULT_BITS, default_bits, iqp_problem, kernel_factor, mckp_problem
 from mpqopt.verify import violations
 
 
@@ -186,3 +186,43 @@ def test_builds_a_million_weight_groups():
     assert p.sensitivity.shape == (1_000_000, 4) and p.layers[-1] == "g999999"
     lo, hi = p.cost_range("size_bits")
     assert p.budgets["size_bits"] == pytest.approx((lo + hi) / 2, rel=1e-12)
+
+
+# ------------------------------------------------------------------------- cross-layer matrices
+def test_iqp_problem_is_deterministic_and_structured():
+    a, b = iqp_problem(30, seed=4), iqp_problem(30, seed=4)
+    np.testing.assert_array_equal(a.pairwise, b.pairwise)
+    omega = a.pairwise
+    K = a.num_options
+    assert omega.shape == (30 * K, 30 * K)
+    np.testing.assert_array_equal(omega, omega.T)
+    for l in range(30):  # two options of one layer are never chosen together: zero blocks
+        assert not omega[l * K:(l + 1) * K, l * K:(l + 1) * K].any()
+    # mostly positive interactions at low noise, and neighbours couple more than distant layers
+    clean = iqp_problem(30, seed=4, noise=0.0).pairwise
+    off = clean[~np.kron(np.eye(30, dtype=bool), np.ones((K, K), dtype=bool))]
+    assert (off >= 0).all() and (off > 0).mean() > 0.9
+    near = np.abs(clean[0:K, K:2 * K]).sum()
+    far = np.abs(clean[0:K, 29 * K:30 * K]).sum()
+    assert near > far
+    # noise makes it indefinite, as measured matrices are
+    assert np.linalg.eigvalsh(iqp_problem(30, seed=4, noise=0.5).pairwise).min() < 0
+
+
+def test_iqp_problem_round_trips_and_exact_solvers_agree(tmp_path):
+    problem = iqp_problem(7, seed=2, noise=0.3)
+    path = tmp_path / "iqp.npz"
+    mpqopt.save(problem, path)
+    again = mpqopt.load(path)
+    np.testing.assert_array_equal(again.pairwise, problem.pairwise)  # dense in, dense out
+    brute = mpqopt.solve(problem, solver="bruteforce")
+    linearized = mpqopt.solve(problem, solver="highs")
+    assert brute.status == linearized.status == "optimal"
+    assert linearized.objective == pytest.approx(brute.objective, rel=1e-9, abs=1e-12)
+
+
+def test_iqp_problem_rejects_bad_arguments():
+    with pytest.raises(mpqopt.ProblemError, match="rank"):
+        iqp_problem(5, rank=0)
+    with pytest.raises(mpqopt.ProblemError, match="depth"):
+        iqp_problem(5, depth=0)
