@@ -4,6 +4,10 @@
 multipliers and a rounded incumbent (repaired and improved by 1-opt); reduced-cost fixing drops every
 item that cannot appear in a better solution; HiGHS's MILP then proves optimality on the small core,
 warm-started from the incumbent. ``highs:plain`` hands the whole model to the MILP (the baseline).
+A pairwise term is solved through the exact one-hot linearization (:mod:`..reductions.linearize`).
+
+HiGHS 1.15's tolerances need guarding: answers over a budget in exact arithmetic are repaired, the
+core MILP never loses the incumbent it was given, and deadlines are also enforced by interrupts.
 
 No modelling layer on the hot path: the column-wise matrix is assembled in numpy and passed with
 ``passModel`` (5,000 x 8 takes ~20 ms this way, seconds through the expression API).
