@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[test,plot,graph]"
+	$(PY) -m pip install --quiet -e ".[test,plot,graph,gurobi]"
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -24,6 +24,10 @@ bench: $(STAMP)
 .PHONY: bench-mckp
 bench-mckp: $(STAMP)
 	$(PY) benchmarks/bench_mckp.py
+
+.PHONY: bench-iqp
+bench-iqp: $(STAMP)
+	$(PY) benchmarks/bench_iqp.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
