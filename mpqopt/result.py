@@ -59,6 +59,7 @@ class Result:
     solve_time_s: float = 0.0
     infeasibility: Infeasibility | None = None
     stats: dict[str, Any] = field(default_factory=dict)
+    proof: str = ""  # which method established ``bound`` ("" when there is none)
 
     @property
     def success(self) -> bool:
@@ -97,6 +98,7 @@ class Result:
             "solver": self.solver,
             "solve_time_s": self.solve_time_s,
             "message": self.message,
+            "proof": self.proof,
             "infeasibility": None if self.infeasibility is None else self.infeasibility.to_dict(),
             "stats": self.stats,
         }
@@ -113,4 +115,5 @@ class Result:
     def __str__(self) -> str:
         gap = "n/a" if self.gap is None else f"{self.gap:.2e}"
         obj = "n/a" if self.objective is None else f"{self.objective:.10g}"
-        return f"{self.status}: objective {obj}, gap {gap}, solver {self.solver}, {self.solve_time_s * 1e3:.1f} ms. {self.message}"
+        proof = f"{'' if self.message.endswith('.') else '.'} Bound from {self.proof}." if self.proof and self.bound is not None else ""
+        return f"{self.status}: objective {obj}, gap {gap}, solver {self.solver}, {self.solve_time_s * 1e3:.1f} ms. {self.message}{proof}"

@@ -134,7 +134,7 @@ def test_pairwise_problem_needs_a_quadratic_backend():
         with pytest.raises(mpqopt.SolverError, match="pairwise"):
             mpqopt.solve(p, solver=separable_only)
     assert mpqopt.solve(p, solver="bruteforce").status == "optimal"
-    assert mpqopt.solve(p).solver == "highs (auto)"
+    assert mpqopt.solve(p).solver == "bnb (auto)"
 
 
 def test_warm_start_and_result_fields():

@@ -87,7 +87,7 @@ def _check_against_oracle(problem, budgets, solver):
         assert result.slack[name] == pytest.approx(limit - result.costs[name])
 
 
-@pytest.mark.parametrize("solver", ["highs", "highs:plain", "mckp"])
+@pytest.mark.parametrize("solver", ["highs", "highs:plain", "mckp", "bnb"])
 @settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=problems())
 def test_exact_solvers_match_exhaustive_oracle(solver, case):
@@ -119,7 +119,7 @@ def test_bruteforce_backend_matches_oracle(case):
     _check_against_oracle(*case, solver="bruteforce")
 
 
-@pytest.mark.parametrize("solver", ["bruteforce", "highs"])
+@pytest.mark.parametrize("solver", ["bruteforce", "highs", "bnb"])
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=problems(pairwise=True))
 def test_pairwise_problems_match_oracle(solver, case):

@@ -40,6 +40,7 @@ class RawSolution:
     bound: float | None = None
     message: str = ""
     stats: dict[str, Any] = field(default_factory=dict)
+    proof: str = ""  # what established ``bound`` (e.g. "HiGHS MILP", "split bound + 120 B&B nodes")
 
 
 class Backend(ABC):

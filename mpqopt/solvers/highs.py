@@ -302,4 +302,5 @@ class HighsBackend(Backend):
             # would add round-off of the shift sum and report a noise gap on exact solves. Measured from
             # HiGHS's assignment: a repaired one is dearer, and the bound must not rise with it.
             bound = found - max(float(info.objective_function_value) - float(info.mip_dual_bound), 0.0) * hm.scale
-        return RawSolution(kind, items=items, objective=objective, bound=bound, message=f"HiGHS: {text}", stats=stats)
+        proof = "HiGHS MILP on the one-hot linearization" if linear is not None else "HiGHS MILP"
+        return RawSolution(kind, items=items, objective=objective, bound=bound, message=f"HiGHS: {text}", stats=stats, proof=proof)
