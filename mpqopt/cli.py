@@ -263,6 +263,9 @@ def cmd_solve(args: argparse.Namespace) -> int:
     elif result.status == "time_limit":
         print(f"mpqopt: warning: time limit reached: the assignment meets every budget but is not proven optimal "
               f"(gap {fmt_gap(result.gap)})", file=sys.stderr)
+    elif result.status == "feasible":
+        print(f"mpqopt: warning: the assignment meets every budget but is not proven optimal (gap {fmt_gap(result.gap)}); "
+              f"an exact solver ('auto') proves optimality", file=sys.stderr)
     return code
 
 
@@ -312,7 +315,8 @@ def _warn_unproven(frontier: Frontier) -> None:
     """A sampled point the solver did not prove optimal (time limit) is still on stdout; say so."""
     unproven = [pt for pt in frontier.points if pt.status != "optimal"]
     if unproven:
-        worst = max((pt.gap for pt in unproven), default=None)
+        gaps = [pt.gap for pt in unproven]
+        worst = None if any(g is None for g in gaps) else max(gaps, default=None)
         print(f"mpqopt: warning: {len(unproven)} of {len(frontier.points)} points not proven optimal "
               f"(largest gap {fmt_gap(worst)})", file=sys.stderr)
 
@@ -330,7 +334,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------------- solvers
 def cmd_solvers(args: argparse.Namespace) -> int:
-    rows = [("auto", "-", "default: picks the exact backend for the problem (highs for separable problems)")]
+    rows = [("auto", "-", "default: picks the exact backend for the problem (mckp when separable, bnb with pairwise terms)")]
     hints = []
     for name in backend_names():
         cls = backend_class(name)

@@ -47,7 +47,7 @@ class FrontierPoint:
     cost: float
     objective: float
     x: np.ndarray  # option index per layer
-    gap: float = 0.0  # 0 for exact points
+    gap: float | None = 0.0  # 0 for exact points, None when the solver proved nothing (heuristics)
     status: str = "optimal"
     budget: float | None = None  # the budget solved for (sampled frontiers)
 
@@ -121,7 +121,12 @@ class Frontier:
         widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(head)]
         lines = ["  ".join(h.rjust(w) for h, w in zip(head, widths))]
         lines += ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in rows]
-        kind = "every Pareto-optimal allocation" if self.complete else "exact solutions at sampled budgets"
+        if self.complete:
+            kind = "every Pareto-optimal allocation"
+        elif all(pt.status == "optimal" for pt in self.points):
+            kind = "exact solutions at sampled budgets"
+        else:
+            kind = "solutions at sampled budgets, not all proven optimal"
         shown = "" if step == 1 else f", every {step}th shown"
         lines.append(f"{len(self.points)} points ({kind}{shown}) of objective vs '{self.cost}' in {self.time_s * 1e3:.1f} ms")
         return "\n".join(lines)
@@ -281,7 +286,7 @@ def _sampled_frontier(problem: Problem, name: str, points: int, others: dict[str
         if result.x is None:
             continue  # other budgets make this one infeasible
         warm = result.x
-        found.append(FrontierPoint(result.costs[name], result.objective, result.x, result.gap or 0.0, result.status, b))
+        found.append(FrontierPoint(result.costs[name], result.objective, result.x, result.gap, result.status, b))
     found.sort(key=lambda pt: pt.cost)
     # a sampled budget can land on a point another budget already found: keep distinct allocations
     unique: list[FrontierPoint] = []

@@ -205,7 +205,7 @@ class MckpBackend(Backend):
         if start is None:
             return RawSolution("infeasible", message="even the cheapest option of every layer breaks the budget")
         incumbent = fill(model, start.items)
-        if settings.warm_start is not None and model.items_objective(settings.warm_start) < model.items_objective(incumbent):
+        if settings.warm_start is not None and is_feasible(model, settings.warm_start) and model.items_objective(settings.warm_start) < model.items_objective(incumbent):
             incumbent = np.asarray(settings.warm_start)
         inc_obj = model.items_objective(incumbent)
         lam = np.array([start.lam])
