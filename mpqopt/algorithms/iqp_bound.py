@@ -62,8 +62,11 @@ class NodeView:
         self._W: np.ndarray | None = None  # padded budget weights, built on first use
 
     def _blocks(self, D: np.ndarray) -> np.ndarray:
-        k = self.sub.num_items
-        return np.concatenate([D, np.full((k, 1), np.inf)], axis=1)[:, self.pad]  # (k, G, K)
+        """(k, G, K): D's columns by group, padded with inf (a free reshape when groups are equal)."""
+        k, G = self.sub.num_items, self.sub.num_groups
+        if self.pad.size == k:
+            return D.reshape(k, G, k // G)
+        return np.concatenate([D, np.full((k, 1), np.inf)], axis=1)[:, self.pad]
 
     def _shares(self, blocks: np.ndarray) -> np.ndarray:
         shares = blocks.min(axis=2)
