@@ -28,6 +28,26 @@ import numpy as np
 from ..reductions import CanonicalModel
 
 
+def _min_last_axis(a: np.ndarray) -> np.ndarray:
+    """``a.min(axis=-1)`` for a short last axis (a few options): numpy reduces a length-3 inner axis
+    several times slower than it takes the elementwise minimum of three slices."""
+    out = a[..., 0].copy()
+    for j in range(1, a.shape[-1]):
+        np.minimum(out, a[..., j], out=out)
+    return out
+
+
+def _argmin_last_axis(a: np.ndarray) -> np.ndarray:
+    """``a.argmin(axis=-1)`` for a short last axis (first minimum on ties, as numpy)."""
+    best = a[..., 0].copy()
+    index = np.zeros(best.shape, dtype=np.int64)
+    for j in range(1, a.shape[-1]):
+        better = a[..., j] < best
+        index[better] = j
+        np.minimum(best, a[..., j], out=best)
+    return index
+
+
 @dataclass(frozen=True)
 class Split:
     """A node's optimized split over its items (children start from it)."""
@@ -69,7 +89,8 @@ class NodeView:
         return np.concatenate([D, np.full((k, 1), np.inf)], axis=1)[:, self.pad]
 
     def _shares(self, blocks: np.ndarray) -> np.ndarray:
-        shares = blocks.min(axis=2)
+        """(k, G): each item's cheapest partner cost in every group; 0 in its own."""
+        shares = _min_last_axis(blocks)
         shares[self.own] = 0.0
         return shares
 
@@ -187,7 +208,7 @@ class NodeView:
             # subgradient y[a, b] - y[b, a], y[a, b] = x_a where b is a's cheapest partner in b's
             # group: only the rows of chosen items are non-zero
             rows = np.nonzero(x)[0]
-            partner = self.pad[groups, blocks[rows].argmin(axis=2)]  # (r, G)
+            partner = self.pad[groups, _argmin_last_axis(blocks[rows])]  # (r, G)
             keep = ~self.own[rows]
             Y = np.zeros((k, k))
             Y[np.broadcast_to(rows[:, None], partner.shape)[keep], partner[keep]] = np.broadcast_to(x[rows, None], partner.shape)[keep]

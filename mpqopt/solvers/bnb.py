@@ -23,7 +23,8 @@ from ..reductions import CanonicalModel
 from .base import Backend, RawSolution, SolveSettings, register
 
 _MAX_FIX_ROUNDS = 4
-_ANNEAL_PROPOSALS = 10_000  # a short annealing run before the search (about 0.1 s at 52 x 3)
+_ANNEAL_PROPOSALS = 10_000  # a short annealing run before a long search (about 0.1 s at 52 x 3)
+_ANNEAL_GAP = 0.15  # relative root gap above which the search is expected to be long
 _SPLIT_MEMORY = 1 << 30  # bytes of inherited splits kept on open nodes
 _RTOL = 1e-10  # relative gap at which a node no longer matters (the reported gap is exact)
 _ROOT_ITERATIONS = 200  # split ascent at the root (52 x 3, 10 budgets: median 0.6 s at 200, 0.7 s at 100, 1.3 s at 1200)
@@ -103,8 +104,6 @@ class BranchAndBound(Backend):
                 # the pair terms' tangent problem, re-solved exactly until it stops helping: often
                 # the optimum within tens of ms, which shrinks the tree
                 inc.offer(iterated_linearization(model, start, deadline=deadline, objective=inc.evaluate).items)
-        if inc.items is not None and model.quadratic is not None:
-            inc.offer(anneal(model, inc.items, seed=0, iterations=_ANNEAL_PROPOSALS, deadline=deadline, objective=inc.evaluate).items)
         bound_model = PairBound(model)
         # objective noise floor: sums of this many terms carry round-off of about 1e-16 of their size
         magnitude = float(np.abs(model.value).sum()) + float(np.abs(bound_model.Q).sum())
@@ -125,6 +124,9 @@ class BranchAndBound(Backend):
         target = inc.objective if np.isfinite(inc.objective) else first + max(abs(first), magnitude, 1e-300) * 0.1
         root = root_view.optimize(target, iterations=_ROOT_ITERATIONS, deadline=deadline, tol=slack())
         bound_model.adopt(root_view)
+        if inc.items is not None and model.quadratic is not None and inc.objective - root > _ANNEAL_GAP * abs(inc.objective):
+            # a wide root gap means a long search, where a better incumbent prunes more: anneal a little
+            inc.offer(anneal(model, inc.items, seed=0, iterations=_ANNEAL_PROPOSALS, deadline=deadline, objective=inc.evaluate).items)
         counter = itertools.count()
         heap: list[tuple[float, int, np.ndarray, np.ndarray, Split | None]] = [(root, next(counter), np.full(F, -1, dtype=np.int64), np.ones(n, dtype=bool), None)]
         nodes = 0
