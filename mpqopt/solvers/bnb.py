@@ -105,15 +105,17 @@ class BranchAndBound(Backend):
                 # the optimum within tens of ms, which shrinks the tree
                 inc.offer(iterated_linearization(model, start, deadline=deadline, objective=inc.evaluate).items)
         bound_model = PairBound(model)
-        # objective noise floor: sums of this many terms carry round-off of about 1e-16 of their size
-        magnitude = float(np.abs(model.value).sum()) + float(np.abs(bound_model.Q).sum())
+        # objective noise floor, as Result.gap measures it (problem.objective_scale): differences this
+        # small are round-off of the sums, and nodes within them of the incumbent cannot improve it
+        magnitude = float(np.maximum.reduceat(np.abs(model.value), model.group_start[:-1]).sum()) + float(np.abs(bound_model.Q).sum())
         noise = 1e-14 * magnitude
 
         def slack() -> float:
             """How far below the incumbent a bound must be for its node to matter."""
             if not np.isfinite(inc.objective):
                 return noise
-            return max(noise, max(settings.mip_gap, _RTOL) * abs(inc.objective))
+            # relative to the objective the user sees (with the fixed layers' offset), as Result.gap
+            return max(noise, max(settings.mip_gap, _RTOL) * abs(inc.objective + model.offset))
 
         F, n = model.num_groups, model.num_items
         root_view = bound_model.node(np.full(F, -1, dtype=np.int64), np.ones(n, dtype=bool))
