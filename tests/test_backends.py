@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 import mpqopt
@@ -75,3 +76,19 @@ def test_budget_a_hair_below_an_achievable_total():
         assert result.x is not None, (solver, result.message)
         assert violations(problem, result.x, tight) == []
         assert result.objective == pytest.approx(best.objective, rel=1e-12), solver
+
+
+def test_highs_drops_negligible_interaction_blocks_and_says_so():
+    """A block far below the matrix's largest entry leaves the linearization; the answer stays the
+    exact optimum and the bound stays below it."""
+    from mpqopt.synthetic import iqp_problem
+    from oracle import brute_force
+
+    p = iqp_problem(7, 3, seed=2)
+    omega = p.pairwise.copy()
+    omega[0:3, 9:12] = omega[9:12, 0:3] = 1e-17 * np.abs(omega).max()  # layers 0 and 3
+    q = p.replace(pairwise=omega)
+    best, _ = brute_force(q, q.budgets)
+    r = mpqopt.solve(q, solver="highs")
+    assert r.stats["pair_blocks_dropped"] == 1 and "dropped" in r.message
+    assert r.objective == pytest.approx(best, rel=1e-9) and r.bound <= best + 1e-12

@@ -30,7 +30,8 @@ class Linearization:
     rows: sp.csr_array  # (r, n + p) equality rows: sum of y minus x = 0
     blocks_kept: int
     blocks_dropped: int
-    tolerance: float
+    tolerance: float  # absolute: blocks whose every |entry| is at most this were dropped
+    dropped_mass: float = 0.0  # most the dropped blocks can add to or take from the objective
 
 
 def linearize(model: CanonicalModel, tolerance: float = 0.0) -> Linearization:
@@ -45,6 +46,14 @@ def linearize(model: CanonicalModel, tolerance: float = 0.0) -> Linearization:
     lo, hi = np.minimum(g_row, g_col), np.maximum(g_row, g_col)
     all_blocks = np.unique(np.stack([lo, hi], axis=1), axis=0) if coo.nnz else np.zeros((0, 2), dtype=np.int64)
     kept_blocks = np.unique(np.stack([lo[big], hi[big]], axis=1), axis=0) if big.any() else np.zeros((0, 2), dtype=np.int64)
+    # one pair per block is chosen, worth 2 Q[i, j]: a dropped block moves the objective by at most
+    # twice its largest entry
+    block_key = lo * model.num_groups + hi
+    dropped = ~np.isin(block_key, kept_blocks[:, 0] * model.num_groups + kept_blocks[:, 1])
+    block_max = {}
+    for key, value in zip(block_key[dropped].tolist(), np.abs(coo.data[dropped]).tolist()):
+        block_max[key] = max(block_max.get(key, 0.0), value)
+    dropped_mass = 2.0 * float(sum(block_max.values()))
     firsts, seconds = [], []
     for g, h in kept_blocks.tolist():
         gi = np.arange(model.group_start[g], model.group_start[g + 1])
@@ -66,4 +75,4 @@ def linearize(model: CanonicalModel, tolerance: float = 0.0) -> Linearization:
     rows_idx = np.concatenate([row_index, np.arange(r)])
     cols_idx = np.concatenate([y_cols, x_of_row])
     rows = sp.csr_array((data, (rows_idx, cols_idx)), shape=(r, n + p))
-    return Linearization(first, second, cost, rows, int(kept_blocks.shape[0]), int(all_blocks.shape[0] - kept_blocks.shape[0]), tolerance)
+    return Linearization(first, second, cost, rows, int(kept_blocks.shape[0]), int(all_blocks.shape[0] - kept_blocks.shape[0]), tolerance, dropped_mass)
