@@ -28,6 +28,12 @@ import numpy as np
 from ..reductions import CanonicalModel
 
 
+def _dot(a: np.ndarray, b: np.ndarray) -> float:
+    """Frobenius inner product without a temporary and without BLAS (whose threads cost more than
+    they save on these sizes when the machine is busy: np.vdot made the ascent 2x slower here)."""
+    return float(np.einsum("ij,ij->", a, b))
+
+
 def _min_last_axis(a: np.ndarray) -> np.ndarray:
     """``a.min(axis=-1)`` for a short last axis (a few options): numpy reduces a length-3 inner axis
     several times slower than it takes the elementwise minimum of three slices."""
@@ -80,6 +86,7 @@ class NodeView:
         self.pad = np.where(slot < sizes[:, None], sub.group_start[:-1, None] + slot, k)  # (G, K)
         self.mu = np.zeros(sub.num_budgets)
         self._W: np.ndarray | None = None  # padded budget weights, built on first use
+        self._pairs: tuple | None = None  # their pairwise comparisons
 
     def _blocks(self, D: np.ndarray) -> np.ndarray:
         """(k, G, K): D's columns by group, padded with inf (a free reshape when groups are equal)."""
@@ -143,17 +150,22 @@ class NodeView:
         ``V + mu W`` falls to ``rhs``. Each item minimizes its group on an interval ``[lo, hi]`` of
         ``mu`` (from its slopes to heavier and lighter items); walking those intervals in order, the
         group's weight drops at each ``hi``, and the budget's break is the first drop that fits."""
-        real = self.pad < self.sub.num_items
+        if self._pairs is None:  # the weights' part, fixed for this node
+            real = self.pad < self.sub.num_items
+            K = W.shape[1]
+            same_w = (W[:, None, :] == W[:, :, None]) & ~np.eye(K, dtype=bool) & real[:, None, :] & real[:, :, None]
+            self._pairs = (real, W[:, :, None] - W[:, None, :], W[:, None, :] < W[:, :, None], W[:, None, :] > W[:, :, None],
+                           same_w if same_w.any() else None, np.arange(K)[None, :] < np.arange(K)[:, None])
+        real, denom, lighter, heavier, same_w, earlier = self._pairs
         with np.errstate(divide="ignore", invalid="ignore"):
             # s[g, j, i]: the mu at which items j and i of group g cost the same
-            s = (V[:, None, :] - V[:, :, None]) / (W[:, :, None] - W[:, None, :])
-        lighter = W[:, None, :] < W[:, :, None]  # i lighter than j
-        hi = np.where(lighter, s, np.inf).min(axis=2)
-        lo = np.maximum(np.where(W[:, None, :] > W[:, :, None], s, -np.inf).max(axis=2), 0.0)
-        K = W.shape[1]
-        earlier = np.arange(K)[None, :] < np.arange(K)[:, None]  # (j, i): i < j
-        equal = (W[:, None, :] == W[:, :, None]) & ((V[:, None, :] < V[:, :, None]) | ((V[:, None, :] == V[:, :, None]) & earlier))
-        active = real & ~equal.any(axis=2) & (lo < hi) & np.isfinite(V)
+            s = (V[:, None, :] - V[:, :, None]) / denom
+        hi = np.where(lighter, s, np.inf).min(axis=2)  # i lighter than j
+        lo = np.maximum(np.where(heavier, s, -np.inf).max(axis=2), 0.0)
+        active = real & (lo < hi) & np.isfinite(V)
+        if same_w is not None:  # of equally heavy items only the cheapest (first on ties) can be chosen
+            beaten = same_w & ((V[:, None, :] < V[:, :, None]) | ((V[:, None, :] == V[:, :, None]) & earlier))
+            active &= ~beaten.any(axis=2)
         key = np.where(active, lo, np.inf)
         order = np.argsort(key, axis=1, kind="stable")
         starts, weights = np.take_along_axis(key, order, axis=1), np.take_along_axis(W, order, axis=1)
@@ -188,7 +200,7 @@ class NodeView:
         D = self.D.copy()
         best, best_D, best_mu = -np.inf, D, self.mu.copy()
         theta, stall = 1.0, 0
-        previous = None
+        previous, previous_norm = None, 0.0
         groups = np.arange(G)[None, :]
         for _ in range(iterations):
             blocks = self._blocks(D)
@@ -213,18 +225,21 @@ class NodeView:
             Y = np.zeros((k, k))
             Y[np.broadcast_to(rows[:, None], partner.shape)[keep], partner[keep]] = np.broadcast_to(x[rows, None], partner.shape)[keep]
             Gsub = Y - Y.T
+            gg = float(_dot(Gsub, Gsub))
             if previous is not None:
                 # Camerini-Fratta-Maffioli deflection: damp the zig-zag between two subgradients
-                inner = float((Gsub * previous).sum())
+                inner = float(_dot(Gsub, previous))
                 if inner < 0.0:
-                    Gsub = Gsub - 1.5 * inner / float((previous * previous).sum()) * previous
-            previous = Gsub
+                    beta = 1.5 * inner / previous_norm
+                    Gsub -= beta * previous
+                    gg += beta * beta * previous_norm - 2.0 * beta * inner
+            previous, previous_norm = Gsub, gg
             gmu = sub.weights @ x - sub.rhs if sub.num_budgets > 1 else np.zeros(0)
-            norm = 0.5 * float((Gsub * Gsub).sum()) + float(gmu @ gmu)
+            norm = 0.5 * gg + float(gmu @ gmu)
             if norm <= 0.0:
                 break  # the relaxation's choice is consistent: its bound is that choice's objective
             step = theta * (target - bound) / norm
-            D = D + step * Gsub
+            D += step * Gsub
             if sub.num_budgets > 1:
                 self.mu = np.maximum(self.mu + step * gmu, 0.0)
         self.D = best_D
