@@ -179,6 +179,8 @@ def result_table(result: "Result") -> str:
     lines.append(f"status     {result.status}" + (f" ({result.message})" if result.message else ""))
     lines.append(f"objective  {fmt_num(result.objective, 10)}   bound {fmt_num(result.bound, 10)}   gap {fmt_gap(result.gap)}")
     lines.append(f"solver     {result.solver}, {fmt_time(result.solve_time_s)} in solve")
+    if result.bound is not None and result.proof:
+        lines.append(f"bound by   {result.proof}")
     return "\n".join(lines)
 
 

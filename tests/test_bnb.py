@@ -35,6 +35,9 @@ def test_bnb_matches_exhaustive_search_on_clado_shaped_problems(seed, noise):
     assert result.status == "optimal", result.message
     assert result.objective == pytest.approx(best, rel=1e-9, abs=1e-12)
     assert result.bound <= result.objective + 1e-12 and result.gap <= 1e-9
+    # the result names what proved it, in the record and in the table
+    assert result.proof.startswith("mpqopt branch-and-bound") and result.to_dict()["proof"] == result.proof
+    assert f"bound by   {result.proof}" in result.table()
 
 
 @pytest.mark.parametrize("budgets", [1, 2, 3])
