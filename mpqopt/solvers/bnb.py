@@ -1,11 +1,13 @@
 """mpqopt's own exact branch-and-bound for cross-layer (IQP) problems.
 
 Best-first search over partial assignments. Bounds come from per-layer minimum pairwise
-contributions with a split optimized at the root (:mod:`..algorithms.iqp_bound`, as strong as the
-one-hot RLT linearization's LP); every node probes all its children in one pass, drops the items whose
-child bound reaches the incumbent, fixes groups left with one item, and branches on the group whose
-weakest child is strongest. The incumbent starts from the separable optimum (pair terms ignored) or a
-warm start, polished by local search, and improves from each node's relaxed choice.
+contributions under a split of the pair terms (:mod:`..algorithms.iqp_bound`), optimized at the root
+towards the one-hot RLT linearization's LP bound and again at every node from its parent's split.
+Every node probes all its children in one pass, drops the items whose child bound reaches the
+incumbent, fixes groups left with one item, and branches on the group whose weakest child is
+strongest. The incumbent starts from the separable optimum (pair terms ignored) or a warm start,
+improved by iterated linearization (and annealing when the root gap is wide), then by each node's
+relaxed choice, each polished by 2-opt.
 """
 
 from __future__ import annotations
@@ -13,14 +15,15 @@ from __future__ import annotations
 import heapq
 import itertools
 import time
+from dataclasses import replace
 
 import numpy as np
 
 from ..algorithms.heuristics import is_feasible, repair
 from ..algorithms.iqp_bound import PairBound, Split
-from ..algorithms.local_search import anneal, iterated_linearization, two_opt
+from ..algorithms.local_search import Objective, anneal, iterated_linearization, two_opt
 from ..reductions import CanonicalModel
-from .base import Backend, RawSolution, SolveSettings, register
+from .base import Backend, RawSolution, SolveSettings, get_backend, register
 
 _MAX_FIX_ROUNDS = 4
 _ANNEAL_GAP = 0.15  # relative root gap above which the search is expected to be long
@@ -39,8 +42,6 @@ class _Incumbent:
     """The best feasible assignment seen, with its objective."""
 
     def __init__(self, model: CanonicalModel):
-        from ..algorithms.local_search import Objective
-
         self.model = model
         self.items: np.ndarray | None = None
         self.objective = np.inf
@@ -69,22 +70,14 @@ class _Incumbent:
 
 def _starting_points(model: CanonicalModel, settings: SolveSettings) -> list[np.ndarray]:
     """The warm start and the separable optimum (pair terms ignored)."""
-    from .base import get_backend
-
     starts = []
     if settings.warm_start is not None:
         starts.append(np.asarray(settings.warm_start, dtype=np.int64))
-    separable = model if model.quadratic is None else _without_pairs(model)
+    separable = model if model.quadratic is None else replace(model, quadratic=None)
     raw = get_backend("mckp").solve(separable, SolveSettings(time_limit=settings.time_limit, mip_gap=1e-6))
     if raw.items is not None:
         starts.append(raw.items)
     return starts
-
-
-def _without_pairs(model: CanonicalModel) -> CanonicalModel:
-    from dataclasses import replace
-
-    return replace(model, quadratic=None)
 
 
 @register
@@ -147,7 +140,7 @@ class BranchAndBound(Backend):
             keep_split = len(heap) * n * n * 8 < _SPLIT_MEMORY
             for child_bound, child_choice, child_allowed, child_split in self._expand(bound_model, inc, choice, allowed, split, slack, deadline):
                 heapq.heappush(heap, (child_bound, next(counter), child_choice, child_allowed, child_split if keep_split else None))
-        stats.update(nodes=nodes, open_nodes=len(heap))
+        stats.update(nodes=nodes, open_nodes=len(heap), polished=inc.polished)
         if inc.items is None:
             if not heap and not timed_out:
                 return RawSolution("infeasible", message="bnb: no assignment meets the budgets", stats=stats)
