@@ -31,3 +31,16 @@ def normalized_objective(model: CanonicalModel) -> tuple[np.ndarray, np.ndarray,
     scale = float(shifted.max(initial=0.0))
     scale = scale if scale > 0 else 1.0
     return shifted / scale, shift, scale
+
+
+def normalized_columns(model: CanonicalModel, pair_cost: np.ndarray | None = None) -> tuple[np.ndarray, float, float]:
+    """Normalized costs of the item columns, then of a linearization's pair columns (``pair_cost``):
+    ``original objective = cost @ columns * scale + constant``. The pair columns share the scale,
+    which must cover their costs too. Returns ``(cost, constant, scale)``."""
+    cost, shift, scale = normalized_objective(model)
+    if pair_cost is not None and pair_cost.size:
+        pair_scale = float(np.abs(pair_cost).max())
+        if pair_scale > scale:
+            cost, scale = cost * (scale / pair_scale), pair_scale
+        cost = np.concatenate([cost, pair_cost / scale])
+    return cost, float(shift.sum()), scale

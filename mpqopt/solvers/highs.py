@@ -16,13 +16,14 @@ No modelling layer on the hot path: the column-wise matrix is assembled in numpy
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 
 from ..algorithms.heuristics import improve, is_feasible, repair, round_lp, separable_incumbent
 from ..algorithms.lagrangian import fixable_items
-from ..algorithms.scaling import budget_row_scales, normalized_objective
+from ..algorithms.scaling import budget_row_scales, normalized_columns
 from ..errors import SolverError
 from ..reductions import CanonicalModel, restrict
 from ..reductions.linearize import Linearization, linearize
@@ -72,6 +73,78 @@ def _with_linearization(start, index, value, row_lower, row_upper, n: int, linea
     return (full.indptr.astype(np.int32), full.indices.astype(np.int32), full.data, np.concatenate([row_lower, zeros]), np.concatenate([row_upper, zeros]))
 
 
+@dataclass
+class MilpArrays:
+    """The canonical model as one MILP in column-wise (CSC) arrays, shared by every HiGHS-based
+    backend (``highs``, ``scipy``) and by :func:`mpqopt.io.export.export`.
+
+    Columns: the ``num_items`` binary item columns, then (pairwise problems) one continuous column per
+    item pair of the one-hot linearization. Rows: one-hot rows, budget rows divided by ``row_scale``,
+    then the linearization's equality rows. ``cost`` is in normalized units:
+    ``canonical objective = cost @ columns * scale + constant``.
+    """
+
+    cost: np.ndarray
+    scale: float
+    constant: float
+    start: np.ndarray
+    index: np.ndarray
+    value: np.ndarray
+    row_lower: np.ndarray
+    row_upper: np.ndarray
+    row_scale: np.ndarray
+    num_items: int
+
+    @property
+    def num_cols(self) -> int:
+        return int(self.cost.size)
+
+    @property
+    def num_rows(self) -> int:
+        return int(self.row_lower.size)
+
+    def integrality(self) -> np.ndarray:
+        """1 (integer) for item columns, 0 for pair columns: the equality rows make those 0/1 at integral x."""
+        return (np.arange(self.num_cols) < self.num_items).astype(np.uint8)
+
+    def start_values(self, items: np.ndarray, linear: Linearization | None) -> np.ndarray:
+        """Every column's value at one chosen item per group (pair columns = products)."""
+        x0 = np.zeros(self.num_items)
+        x0[np.asarray(items)] = 1.0
+        if linear is not None:
+            x0 = np.concatenate([x0, x0[linear.pair_first] * x0[linear.pair_second]])
+        return x0
+
+
+def milp_arrays(model: CanonicalModel, linear: Linearization | None = None) -> MilpArrays:
+    """Build :class:`MilpArrays` for ``model`` (with ``linear``'s pair columns and rows if given)."""
+    cost, constant, scale = normalized_columns(model, None if linear is None else linear.pair_cost)
+    start, index, value, row_lower, row_upper = csc_arrays(model)
+    if linear is not None:
+        start, index, value, row_lower, row_upper = _with_linearization(start, index, value, row_lower, row_upper, model.num_items, linear)
+    return MilpArrays(cost, scale, constant, start, index, value, row_lower, row_upper, budget_row_scales(model), model.num_items)
+
+
+def highs_lp(highspy, arrays: MilpArrays, integer: bool):
+    """A ``highspy.HighsLp`` holding ``arrays`` (integer item columns if ``integer``)."""
+    lp = highspy.HighsLp()
+    lp.num_col_ = arrays.num_cols
+    lp.num_row_ = arrays.num_rows
+    lp.col_cost_ = arrays.cost
+    lp.col_lower_ = np.zeros(arrays.num_cols)
+    lp.col_upper_ = np.ones(arrays.num_cols)
+    lp.row_lower_ = arrays.row_lower
+    lp.row_upper_ = arrays.row_upper
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    lp.a_matrix_.start_ = arrays.start
+    lp.a_matrix_.index_ = arrays.index
+    lp.a_matrix_.value_ = arrays.value
+    if integer:
+        kinds = (highspy.HighsVarType.kContinuous, highspy.HighsVarType.kInteger)
+        lp.integrality_ = [kinds[k] for k in arrays.integrality().tolist()]
+    return lp
+
+
 class _HighsModel:
     """One canonical model loaded into HiGHS, in normalized objective units."""
 
@@ -80,16 +153,9 @@ class _HighsModel:
 
         self.hs = highspy
         self.model = model
-        self.cost, shift, self.scale = normalized_objective(model)
-        if linear is not None and linear.pair_cost.size:
-            # pair columns share the objective's scale, which must cover their costs too
-            pair_scale = float(np.abs(linear.pair_cost).max())
-            if pair_scale > self.scale:
-                self.cost *= self.scale / pair_scale
-                self.scale = pair_scale
-            self.cost = np.concatenate([self.cost, linear.pair_cost / self.scale])
-        self.constant = float(shift.sum())
-        self.row_scale = budget_row_scales(model)
+        self.arrays = milp_arrays(model, linear)
+        self.cost, self.scale, self.constant = self.arrays.cost, self.arrays.scale, self.arrays.constant
+        self.row_scale = self.arrays.row_scale
         h = highspy.Highs()
         h.setOptionValue("output_flag", bool(settings.verbose))
         _use_threads(highspy, settings.threads)
@@ -101,26 +167,7 @@ class _HighsModel:
         # exceed a budget within it are repaired in _milp.
         h.setOptionValue("primal_feasibility_tolerance", 1e-9)
         h.setOptionValue("mip_feasibility_tolerance", 1e-7)
-        start, index, value, row_lower, row_upper = csc_arrays(model)
-        n = model.num_items
-        if linear is not None:
-            start, index, value, row_lower, row_upper = _with_linearization(start, index, value, row_lower, row_upper, n, linear)
-        num_cols = self.cost.size
-        lp = highspy.HighsLp()
-        lp.num_col_ = num_cols
-        lp.num_row_ = row_lower.size
-        lp.col_cost_ = self.cost
-        lp.col_lower_ = np.zeros(num_cols)
-        lp.col_upper_ = np.ones(num_cols)
-        lp.row_lower_ = row_lower
-        lp.row_upper_ = row_upper
-        lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-        lp.a_matrix_.start_ = start
-        lp.a_matrix_.index_ = index
-        lp.a_matrix_.value_ = value
-        if integer:  # pair columns stay continuous: the equality rows make them 0/1 at integral x
-            lp.integrality_ = [highspy.HighsVarType.kInteger] * n + [highspy.HighsVarType.kContinuous] * (num_cols - n)
-        h.passModel(lp)
+        h.passModel(highs_lp(highspy, self.arrays, integer))
         self.h = h
 
     def stop_at(self, deadline: float | None) -> None:
@@ -174,15 +221,7 @@ class HighsBackend(Backend):
             # HiGHS has no MIQP: the exact one-hot linearization makes the problem a MILP, started
             # from the separable part's greedy allocation unless the caller gave one
             warm = settings.warm_start if settings.warm_start is not None else separable_incumbent(model)
-            tolerance = self.block_rtol * float(abs(model.quadratic).max())
-            linear = linearize(model, tolerance)
-            raw = self._milp(model, settings, warm, deadline, linear=linear)
-            raw.stats.update(pair_blocks_kept=linear.blocks_kept, pair_blocks_dropped=linear.blocks_dropped, drop_tolerance=tolerance)
-            if linear.blocks_dropped:
-                raw.message += f"; {linear.blocks_dropped} interaction blocks with every |entry| <= {tolerance:.3g} dropped"
-                if raw.bound is not None:
-                    raw.bound -= linear.dropped_mass
-            return raw
+            return solve_linearized(model, lambda linear: self._milp(model, settings, warm, deadline, linear=linear))
         if self.plain:
             return self._milp(model, settings, settings.warm_start, deadline)
         return self._solve_with_fixing(model, settings, deadline)
@@ -274,11 +313,7 @@ class HighsBackend(Backend):
         h.setOptionValue("mip_abs_gap", float(settings.mip_gap) * reference / hm.scale)
         if warm is not None:
             solution = hs.HighsSolution()
-            x0 = np.zeros(model.num_items)
-            x0[np.asarray(warm)] = 1.0
-            if linear is not None:
-                x0 = np.concatenate([x0, x0[linear.pair_first] * x0[linear.pair_second]])
-            solution.col_value = x0
+            solution.col_value = hm.arrays.start_values(warm, linear)
             h.setSolution(solution)
         h.run()
         status, info, text = h.getModelStatus(), h.getInfo(), hm.status_text()
@@ -297,20 +332,46 @@ class HighsBackend(Backend):
             if warm is not None and is_feasible(model, np.asarray(warm)):  # HiGHS never got to it
                 return RawSolution(kind, items=np.asarray(warm), objective=model.items_objective(np.asarray(warm)), bound=bound, message=f"HiGHS: {text}; returning the starting assignment", stats=stats)
             return RawSolution(kind, bound=bound, message=f"HiGHS: {text}, no assignment found", stats=stats)
-        items = items_from_values(model, np.asarray(h.getSolution().col_value)[: model.num_items])
-        found = model.items_objective(items)  # HiGHS's own assignment, before any repair
-        if not is_feasible(model, items):
-            # within HiGHS's tolerance but over a budget in exact arithmetic: move to a feasible neighbour
-            repaired = repair(model, items)
-            if repaired is None:
-                return RawSolution("error", bound=bound, message="HiGHS's assignment exceeds a budget by its feasibility tolerance and could not be repaired", stats=stats)
-            polished = repaired if model.quadratic is not None else improve(model, repaired)  # 1-opt is linear-only
-            items, kind, text = polished, "feasible", f"{text}; its assignment exceeded a budget by HiGHS's tolerance and was repaired"
-        objective = model.items_objective(items)
-        if bound is not None:
-            # the gap as HiGHS measured it, in normalized units: converting both ends separately
-            # would add round-off of the shift sum and report a noise gap on exact solves. Measured from
-            # HiGHS's assignment: a repaired one is dearer, and the bound must not rise with it.
-            bound = found - max(float(info.objective_function_value) - float(info.mip_dual_bound), 0.0) * hm.scale
-        proof = "HiGHS MILP on the one-hot linearization" if linear is not None else "HiGHS MILP"
-        return RawSolution(kind, items=items, objective=objective, bound=bound, message=f"HiGHS: {text}", stats=stats, proof=proof)
+        gap = max(float(info.objective_function_value) - float(info.mip_dual_bound), 0.0) * hm.scale
+        return milp_solution(model, np.asarray(h.getSolution().col_value), kind, f"HiGHS: {text}", gap if bound is not None else None, stats, linear)
+
+
+def linearization_for(model: CanonicalModel) -> Linearization:
+    """The one-hot linearization of ``model.quadratic`` the HiGHS-based backends and export use:
+    blocks whose every |entry| is at most ``HighsBackend.block_rtol`` of the largest are dropped."""
+    return linearize(model, HighsBackend.block_rtol * float(abs(model.quadratic).max()))
+
+
+def solve_linearized(model: CanonicalModel, run) -> RawSolution:
+    """``run(linear)`` on the model's linearization; record it in the stats and lower the bound by
+    what dropped blocks could contribute."""
+    linear = linearization_for(model)
+    raw = run(linear)
+    raw.stats.update(pair_blocks_kept=linear.blocks_kept, pair_blocks_dropped=linear.blocks_dropped, drop_tolerance=linear.tolerance)
+    if linear.blocks_dropped:
+        raw.message += f"; {linear.blocks_dropped} interaction blocks with every |entry| <= {linear.tolerance:.3g} dropped"
+        if raw.bound is not None:
+            raw.bound -= linear.dropped_mass
+    return raw
+
+
+def milp_solution(model: CanonicalModel, col_values: np.ndarray, kind: str, text: str, gap: float | None, stats: dict, linear: Linearization | None) -> RawSolution:
+    """A RawSolution from a HiGHS MILP solution vector: items read off, re-verified against the exact
+    budgets (repaired if over one by the solver's tolerance), bound = objective - ``gap``.
+
+    ``gap`` is the solver's own primal-dual gap in canonical units (None: no bound): measuring it in
+    the solver's normalized units and applying it to HiGHS's assignment avoids the round-off of
+    converting both ends, and a repaired (dearer) assignment must not raise the bound.
+    """
+    items = items_from_values(model, col_values[: model.num_items])
+    found = model.items_objective(items)  # the solver's own assignment, before any repair
+    if not is_feasible(model, items):
+        # within the solver's tolerance but over a budget in exact arithmetic: move to a feasible neighbour
+        repaired = repair(model, items)
+        if repaired is None:
+            return RawSolution("error", bound=None if gap is None else found - gap, message=f"{text}; its assignment exceeds a budget by the solver's feasibility tolerance and could not be repaired", stats=stats)
+        polished = repaired if model.quadratic is not None else improve(model, repaired)  # 1-opt is linear-only
+        items, kind, text = polished, "feasible", f"{text}; its assignment exceeded a budget by the solver's tolerance and was repaired"
+    bound = None if gap is None else found - gap
+    proof = "HiGHS MILP on the one-hot linearization" if linear is not None else "HiGHS MILP"
+    return RawSolution(kind, items=items, objective=model.items_objective(items), bound=bound, message=text, stats=stats, proof=proof)
