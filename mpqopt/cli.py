@@ -1,9 +1,11 @@
-"""The ``mpqopt`` command line: ``solve``, ``pareto``, ``info``, ``demo`` and ``solvers``.
+"""The ``mpqopt`` command line: ``solve``, ``pareto``, ``compare``, ``export``, ``info``, ``demo``, ``solvers``.
 
     mpqopt solve model.json --budget size=50%          # readable table
     mpqopt solve model.json --budget size=7.9MiB --json  # one JSON object on stdout
     mpqopt pareto model.json --cost size --plot front.png  # every Pareto-optimal allocation
     mpqopt pareto model.json --cost size --points 20 --budget bitops=1.2G --csv front.csv
+    mpqopt compare model.json --budget size=50% --solvers mckp,highs,bnb,greedy --repeat 3
+    mpqopt export model.json --budget size=50% --mps model.mps   # for any external MILP solver
     mpqopt info model.json
     mpqopt demo                                       # bundled examples at several size budgets
 
@@ -11,7 +13,8 @@ Exit codes (for scripts):
 
 - 0: an assignment meeting every budget was found (``optimal`` or ``feasible``; also ``time_limit``
   when the solver stopped early but already had an assignment -- a warning gives the gap);
-- 1: internal error (a bug in mpqopt; ``--debug`` shows the traceback);
+- 1: internal error (a bug in mpqopt; ``--debug`` shows the traceback); for ``compare``: the solvers
+  contradict each other (an objective below another solver's proven bound);
 - 2: bad input: unreadable or invalid problem file, unknown or malformed budget, unknown or
   unavailable solver, bad arguments;
 - 3: infeasible: no assignment meets the budgets (the message names the budget and the cheapest
@@ -141,6 +144,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", metavar="OUT", help="plot the frontier to OUT (.png, .pdf, .svg; needs matplotlib)")
     p.add_argument("-o", "--output", metavar="OUT", help="also write the frontier JSON to OUT")
     p.set_defaults(func=cmd_pareto)
+
+    p = sub.add_parser("compare", parents=[common], help="solve a problem file with several solvers and compare them",
+                       description="Solve a problem file with each of several solvers at the same budgets and compare status, "
+                                   "objective, bound, gap, time and budget slack; checks that no objective lies below another "
+                                   "solver's proven bound. Exit 0 if any solver found an assignment, 1 if the solvers "
+                                   "contradict each other, 2 on bad input, 3 if infeasible, 4 if no solver found an assignment.")
+    p.add_argument("file", metavar="FILE", help="problem file")
+    p.add_argument("-b", "--budget", action="append", default=[], metavar="NAME=VALUE",
+                   help="budget on cost NAME, overriding the file's (as for `mpqopt solve`); repeatable")
+    p.add_argument("--solvers", metavar="A,B,...", help="comma-separated backends (see `mpqopt solvers`); "
+                                                         "default: auto, highs and a heuristic (greedy, or local for pairwise problems)")
+    p.add_argument("--repeat", type=_positive_int, default=1, metavar="N", help="run each solver N times and report the median time")
+    p.add_argument("--time-limit", type=_positive_float, metavar="S", help="time limit of each solve, in seconds")
+    p.add_argument("--json", action="store_true", help="print only the comparison, as one JSON object")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("export", parents=[common], help="write the problem as an .lp or .mps file for other solvers",
+                       description="Write the MILP mpqopt solves (HiGHS's model; pairwise terms by their exact one-hot "
+                                   "linearization) at the given budgets as a CPLEX-LP or MPS file. A solver's optimum on it equals "
+                                   "mpqopt's objective (forced layers' sensitivity is the file's objective constant).")
+    p.add_argument("file", metavar="FILE", help="problem file")
+    p.add_argument("-b", "--budget", action="append", default=[], metavar="NAME=VALUE",
+                   help="budget on cost NAME, overriding the file's (same forms as `mpqopt solve`); repeatable")
+    out = p.add_mutually_exclusive_group(required=True)
+    out.add_argument("--lp", metavar="OUT", help="write a CPLEX LP file to OUT")
+    out.add_argument("--mps", metavar="OUT", help="write an MPS file to OUT")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("info", parents=[common], help="describe a problem file",
                        description="Describe a problem: layers, options, cost ranges, budgets, ties, fixed layers, masks.")
@@ -319,6 +349,38 @@ def _warn_unproven(frontier: Frontier) -> None:
         worst = None if any(g is None for g in gaps) else max(gaps, default=None)
         print(f"mpqopt: warning: {len(unproven)} of {len(frontier.points)} points not proven optimal "
               f"(largest gap {fmt_gap(worst)})", file=sys.stderr)
+
+
+# ---------------------------------------------------------------------------------- compare
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .compare import check_solver_names, compare  # here, so the module stays out of other commands' imports
+
+    solvers = None if args.solvers is None else check_solver_names(args.solvers)  # unknown name: fail before reading
+    overrides = parse_budget_args(args.budget)
+    problem = load_problem(args.file)
+    comparison = compare(problem, solvers, overrides or None, time_limit=args.time_limit, repeat=args.repeat)
+    print(json.dumps(comparison.to_dict(), indent=2, default=_json_default) if args.json else comparison.table())
+    if not comparison.consistent:
+        print(f"mpqopt: the solvers contradict each other ({len(comparison.contradictions)} conflicting pairs): "
+              "an objective below another solver's proven bound, or an assignment where one reported infeasibility", file=sys.stderr)
+        return EXIT_INTERNAL
+    if comparison.any_assignment:
+        return EXIT_OK
+    infeasible = any(r["status"] == "infeasible" for r in comparison.records)
+    print("mpqopt: no solver found an assignment" + (": the budgets are infeasible" if infeasible else ""), file=sys.stderr)
+    return EXIT_INFEASIBLE if infeasible else EXIT_NO_SOLUTION
+
+
+# ---------------------------------------------------------------------------------- export
+def cmd_export(args: argparse.Namespace) -> int:
+    from .io.export import export
+
+    overrides = parse_budget_args(args.budget)
+    problem = load_problem(args.file)
+    fmt, out = ("lp", args.lp) if args.lp else ("mps", args.mps)
+    path = export(problem, out, budgets=overrides or None, fmt=fmt)
+    print(f"wrote {path} ({fmt.upper()}, {problem.num_layers} layers x {problem.num_options} options)", file=sys.stderr)
+    return EXIT_OK
 
 
 # ---------------------------------------------------------------------------------- info
