@@ -29,6 +29,12 @@ bench-mckp: $(STAMP)
 bench-iqp: $(STAMP)
 	$(PY) benchmarks/bench_iqp.py
 
+# PuLP (with its bundled CBC) is a benchmark-only dependency, installed on demand here, never a runtime one
+.PHONY: bench-baselines
+bench-baselines: $(STAMP)
+	$(PY) -c "import pulp" 2>/dev/null || $(PY) -m pip install --quiet "pulp>=2.7"
+	$(PY) benchmarks/bench_baselines.py
+
 clean:
 	rm -rf $(VENV) build *.egg-info
 
