@@ -33,6 +33,7 @@ from .highs import HighsBackend
 
 # targets between the LP bound and the incumbent, as fractions of that gap, tried in order
 TARGET_FRACTIONS = (1 / 1024, 1 / 256, 1 / 64, 1 / 16, 1 / 4)
+SMALL_CORE = 64  # alternatives below which the core DP runs once at the incumbent (HAWQ-V3 ResNet-18 at 50 %: 2.5 -> 1.0 ms)
 
 
 def _separable_only(model: CanonicalModel, name: str) -> None:
@@ -221,6 +222,8 @@ class MckpBackend(Backend):
         # incumbent itself, and finding nothing below it proves the incumbent optimal.
         gap = inc_obj - lagrange
         targets = [lagrange + gap * f for f in TARGET_FRACTIONS] + [inc_obj]
+        if candidates.size <= SMALL_CORE:
+            targets = [inc_obj]  # a small core is solved at once: each extra round rebuilds its hulls
         for rounds, target in enumerate(targets, 1):
             alternatives = candidates[lagrange + reduced[candidates] <= target + slack]
             core = solve_core(model, base, alternatives, start.lam, target)
