@@ -49,7 +49,7 @@ from typing import Any, Mapping
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling benchmarks, when run from elsewhere
-from bench_mckp import AGREE_RTOL, available, compare_rows, describe, fmt, hit_limit, row_by  # noqa: E402
+from bench_mckp import AGREE_RTOL, available, compare_rows, describe, exit_status, fmt, hit_limit, row_by  # noqa: E402
 from bench_peers import DEFAULT_PEERS, RESULTS, machine, machine_line  # noqa: E402
 
 import mpqopt  # noqa: E402
@@ -496,11 +496,7 @@ def main(argv: list[str] | None = None) -> int:
     (out_dir / "iqp.md").write_text(table)
     print(table)
     print(f"wrote {out_dir / 'iqp.json'} and {out_dir / 'iqp.md'}", file=sys.stderr)
-    contradictions = [c for case in cases.values() for c in case.get("contradictions", [])]
-    if contradictions:
-        print("CONTRADICTIONS between solvers:\n  " + "\n  ".join(contradictions), file=sys.stderr)
-        return 1
-    return 0
+    return exit_status(cases)
 
 
 if __name__ == "__main__":

@@ -557,6 +557,11 @@ def main(argv: list[str] | None = None) -> int:
     if "e" in cases and not plot(cases["e"], limit, args.out / "mckp_scaling.png"):
         print("matplotlib not installed: no plot", file=sys.stderr)
     print(table)
+    return exit_status(cases)
+
+
+def exit_status(cases: Mapping[str, Any]) -> int:
+    """1 (and the list on stderr) if any case found solvers contradicting each other, else 0."""
     contradictions = [c for case in cases.values() for c in case.get("contradictions", [])]
     if contradictions:
         print("CONTRADICTIONS between solvers:\n  " + "\n  ".join(contradictions), file=sys.stderr)

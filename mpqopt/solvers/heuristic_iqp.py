@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from abc import abstractmethod
 from typing import ClassVar
 
 import numpy as np
@@ -130,11 +131,13 @@ class _HeuristicBackend(Backend):
             return None, ""
         return min(bound, value), "mpqopt's split relaxation (no search)"
 
+    @abstractmethod
     def search(self, model: CanonicalModel, start: np.ndarray, objective: Objective, settings: SolveSettings, deadline: float | None) -> SearchResult:
-        raise NotImplementedError
+        """Run the method from ``start``; each subclass is one heuristic."""
 
+    @abstractmethod
     def summary(self, found: SearchResult) -> str:
-        raise NotImplementedError
+        """One line on what the search did, for the result message."""
 
 
 def _plain(value):
