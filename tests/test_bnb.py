@@ -149,3 +149,10 @@ def test_single_budget_master_is_the_exact_lp(seed):
     assert bound == pytest.approx(lp.fun, rel=1e-9, abs=1e-9)
     assert x @ h == pytest.approx(lp.fun, rel=1e-9, abs=1e-9)  # x is an optimal LP point
     assert sub.weights @ x <= sub.rhs * (1 + 1e-9)
+
+
+def test_bnb_refuses_models_too_large_to_hold_dense_with_a_clear_message():
+    from mpqopt.synthetic import mckp_problem
+
+    result = mpqopt.solve(mckp_problem(1100, 4, seed=0), solver="bnb")  # 4,400 options > 4,000
+    assert result.status == "error" and "bnb holds the pairwise matrix" in result.message and "'mckp'" in result.message
