@@ -21,3 +21,22 @@ from hypothesis import settings as _hypothesis_settings  # noqa: E402
 _hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI"):
     _hypothesis_settings.load_profile("ci")
+
+
+@pytest.fixture(scope="session")
+def digits_bed():
+    """The digits CNN trained once per test session (~5 s, one thread)."""
+    torch = pytest.importorskip("torch", reason="the torch extra is not installed")
+    pytest.importorskip("sklearn", reason="scikit-learn (test extra) is not installed")
+    torch.set_num_threads(1)
+    from mpqopt.testbeds.digits import load_digits_cnn
+
+    return load_digits_cnn()
+
+
+try:  # the machine is shared: one torch thread keeps every torch test fast and predictable
+    import torch as _torch
+
+    _torch.set_num_threads(1)
+except ImportError:
+    pass

@@ -1,0 +1,128 @@
+"""Find the layers of a PyTorch model that mpqopt can quantize.
+
+Conv1d / Conv2d / Conv3d and Linear modules with a weight; grouped and depthwise convolutions are
+recorded with their ``groups`` so costs count them correctly.
+
+>>> import torch.nn as nn
+>>> m = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8, 2))
+>>> [(l.name, l.kind, l.params) for l in discover_layers(m)]
+[('0', 'conv2d', 224), ('3', 'linear', 18)]
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import torch
+from torch import nn
+
+from ...errors import ProblemError
+
+_KINDS: tuple[tuple[type, str], ...] = ((nn.Conv1d, "conv1d"), (nn.Conv2d, "conv2d"), (nn.Conv3d, "conv3d"), (nn.Linear, "linear"))
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """One quantizable layer: its dotted module name, kind, weight shape, conv groups and
+    parameter count (weight + bias)."""
+
+    name: str
+    kind: str
+    weight_shape: tuple[int, ...]
+    groups: int
+    params: int
+    weight_params: int
+
+    @property
+    def depthwise(self) -> bool:
+        return self.kind.startswith("conv") and self.groups > 1 and self.weight_shape[1] == 1
+
+
+def _kind(module: nn.Module) -> str | None:
+    for cls, kind in _KINDS:
+        if isinstance(module, cls) and isinstance(getattr(module, "weight", None), torch.Tensor):
+            return kind
+    return None
+
+
+def _matches(name: str, patterns: Sequence[str]) -> bool:
+    """A pattern is a glob (``layer1.*``) or, prefixed with ``re:``, a regular expression."""
+    for p in patterns:
+        if p.startswith("re:"):
+            if re.search(p[3:], name):
+                return True
+        elif fnmatch.fnmatchcase(name, p):
+            return True
+    return False
+
+
+def _patterns(value: str | Iterable[str] | None, what: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    try:
+        out = tuple(value)
+    except TypeError:
+        raise ProblemError(f"{what} must be a name pattern or a list of them, got {value!r}") from None
+    for p in out:
+        if not isinstance(p, str) or not p:
+            raise ProblemError(f"{what} patterns must be non-empty strings, got {p!r}")
+        if p.startswith("re:"):
+            try:
+                re.compile(p[3:])
+            except re.error as exc:
+                raise ProblemError(f"{what} pattern {p!r} is not a valid regular expression: {exc}") from None
+    return out
+
+
+def discover_layers(model: nn.Module, include: str | Iterable[str] | None = None, exclude: str | Iterable[str] | None = None) -> list[LayerInfo]:
+    """Quantizable layers of ``model`` in module order.
+
+    ``include`` keeps only matching names; ``exclude`` drops matching names. Patterns are globs or
+    ``re:<regex>``. An include pattern that matches no quantizable layer is an error (a typo would
+    otherwise silently leave layers out), as is a model with no quantizable layer at all.
+    """
+    if not isinstance(model, nn.Module):
+        raise ProblemError(f"expected a torch.nn.Module, got {type(model).__name__}")
+    inc, exc = _patterns(include, "include"), _patterns(exclude, "exclude")
+    found = [(name, mod, kind) for name, mod in model.named_modules() if (kind := _kind(mod)) is not None]
+    if not found:
+        raise ProblemError(f"{type(model).__name__} has no quantizable layer (Conv1d/2d/3d or Linear with a weight)")
+    for p in inc:
+        if not any(_matches(name, (p,)) for name, _, _ in found):
+            known = ", ".join(name for name, _, _ in found[:8]) + (", ..." if len(found) > 8 else "")
+            raise ProblemError(f"include pattern {p!r} matches no quantizable layer; layers are: {known}")
+    layers = []
+    for name, mod, kind in found:
+        if inc and not _matches(name, inc):
+            continue
+        if exc and _matches(name, exc):
+            continue
+        bias = getattr(mod, "bias", None)
+        wp = int(mod.weight.numel())
+        layers.append(LayerInfo(name, kind, tuple(mod.weight.shape), int(getattr(mod, "groups", 1)), wp + (int(bias.numel()) if isinstance(bias, torch.Tensor) else 0), wp))
+    if not layers:
+        raise ProblemError(f"include/exclude patterns left no layer of {type(model).__name__} to quantize")
+    return layers
+
+
+def resolve_layer_names(model: nn.Module, names: Iterable[str]) -> dict[str, nn.Module]:
+    """Map layer names to modules, with an error naming any name the model does not have.
+
+    >>> list(resolve_layer_names(nn.Sequential(nn.Linear(2, 2)), ["0"]))
+    ['0']
+    """
+    modules = dict(model.named_modules())
+    out = {}
+    for name in names:
+        mod = modules.get(name)
+        if mod is None or _kind(mod) is None:
+            close = [n for n in modules if n and _kind(modules[n]) is not None and (name in n or n in name)][:5]
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise ProblemError(f"model has no quantizable layer named {name!r}{hint}")
+        out[name] = mod
+    return out

@@ -1,0 +1,142 @@
+"""Temporarily quantize chosen layers of a model in place, and restore them exactly.
+
+Every estimator perturbs the model through :func:`quantized`; quantized weights are computed once
+per (layer, bits) by a :class:`WeightCache`, so thousands of perturbations cost one quantization
+each.
+
+>>> import torch
+>>> from torch import nn
+>>> m = nn.Sequential(nn.Linear(4, 4))
+>>> before = m[0].weight.clone()
+>>> with quantized(m, {"0": 2}):
+...     changed = not torch.equal(m[0].weight, before)
+>>> changed, torch.equal(m[0].weight, before)
+(True, True)
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Any, Iterable, Iterator, Mapping
+
+import torch
+from torch import nn
+
+from ...errors import ProblemError
+from ...options import Option, OptionLike
+from .data import Evaluator, call_model
+from .layers import resolve_layer_names
+from .quantizer import WeightScheme, quantize_activation, quantize_weight
+
+ActRanges = Mapping[str, tuple[float, float]]
+
+
+class WeightCache:
+    """Quantized weights per (layer, bits), computed on first use from the layer's current
+    (FP32) weight.
+
+    >>> m = nn.Sequential(nn.Linear(3, 2))
+    >>> cache = WeightCache(m)
+    >>> cache.get("0", 4) is cache.get("0", 4)
+    True
+    """
+
+    def __init__(self, model: nn.Module, scheme: WeightScheme = WeightScheme()):
+        self.model = model
+        self.scheme = scheme
+        self._modules: dict[str, nn.Module] = {}
+        self._cache: dict[tuple[str, int], torch.Tensor] = {}
+
+    def module(self, name: str) -> nn.Module:
+        if name not in self._modules:
+            self._modules.update(resolve_layer_names(self.model, [name]))
+        return self._modules[name]
+
+    def get(self, name: str, bits: int) -> torch.Tensor:
+        key = (name, int(bits))
+        if key not in self._cache:
+            self._cache[key] = quantize_weight(self.module(name).weight, int(bits), self.scheme)
+        return self._cache[key]
+
+
+def _option(value: OptionLike, name: str) -> Option:
+    try:
+        return Option.parse(value)
+    except Exception as exc:  # noqa: BLE001 - re-raised with the layer named
+        raise ProblemError(f"layer {name!r}: {exc}") from None
+
+
+@contextmanager
+def quantized(
+    model: nn.Module,
+    choices: Mapping[str, OptionLike],
+    *,
+    scheme: WeightScheme = WeightScheme(),
+    cache: WeightCache | None = None,
+    act_ranges: ActRanges | None = None,
+) -> Iterator[nn.Module]:
+    """Within the block, each named layer's weight is fake-quantized to its option's ``w`` bits and,
+    when the option has ``a`` bits and ``act_ranges`` has the layer, its input is fake-quantized to
+    ``a`` bits. Weights are restored bit-exactly on exit, even after an exception.
+    """
+    cache = cache or WeightCache(model, scheme)
+    saved: list[tuple[nn.Module, torch.Tensor]] = []
+    hooks = []
+    try:
+        for name, value in choices.items():
+            opt = _option(value, name)
+            module = cache.module(name)
+            saved.append((module, module.weight.data))
+            module.weight.data = cache.get(name, opt.w)
+            if opt.a is not None and act_ranges is not None:
+                if name not in act_ranges:
+                    raise ProblemError(f"layer {name!r} has option {opt.label} with activation bits but no calibrated activation range")
+                lo, hi = act_ranges[name]
+                hooks.append(module.register_forward_pre_hook(_input_quantizer(opt.a, lo, hi)))
+        yield model
+    finally:
+        for module, weight in reversed(saved):
+            module.weight.data = weight
+        for h in hooks:
+            h.remove()
+
+
+def _input_quantizer(bits: int, lo: float, hi: float) -> Any:
+    def hook(module: nn.Module, args: tuple) -> tuple:
+        return (quantize_activation(args[0], bits, lo, hi), *args[1:])
+
+    return hook
+
+
+def calibrate_activations(model: nn.Module, layers: Iterable[str], evaluator: Evaluator) -> dict[str, tuple[float, float]]:
+    """Per-tensor min/max of each layer's input over the evaluator's batches (FP32 model).
+
+    >>> m = nn.Sequential(nn.Linear(2, 2))
+    >>> ev = Evaluator(m, [torch.tensor([[-1.0, 3.0]])], loss="mse")
+    >>> calibrate_activations(m, ["0"], ev)
+    {'0': (-1.0, 3.0)}
+    """
+    modules = resolve_layer_names(model, layers)
+    ranges: dict[str, list[float]] = {}
+
+    def observer(name: str) -> Any:
+        def hook(module: nn.Module, args: tuple) -> None:
+            x = args[0].detach()
+            lo, hi = float(x.min()), float(x.max())
+            cur = ranges.setdefault(name, [lo, hi])
+            cur[0], cur[1] = min(cur[0], lo), max(cur[1], hi)
+
+        return hook
+
+    hooks = [m.register_forward_pre_hook(observer(n)) for n, m in modules.items()]
+    try:
+        with torch.no_grad():
+            for inputs, _ in evaluator.batches:
+                call_model(model, inputs)
+    finally:
+        for h in hooks:
+            h.remove()
+    missing = [n for n in modules if n not in ranges]
+    if missing:
+        raise ProblemError(f"layers {missing} never ran on the calibration data, so their activation range is unknown")
+    return {n: (ranges[n][0], ranges[n][1]) for n in modules}
