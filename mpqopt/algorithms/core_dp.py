@@ -47,29 +47,31 @@ def solve_core(model: CanonicalModel, base: np.ndarray, alternatives: np.ndarray
         return CoreResult(base.copy() if best_step is not None else None, True, 0, 1)
 
     core_groups, steps = _core_order(model, base, alternatives, lam)
-    bound_after = _completion_bound(model, base, core_groups, steps, lam)
     cost = np.zeros(1)
     gain = np.zeros(1)  # value change
     parents: list[np.ndarray] = []
     chosen: list[np.ndarray] = []
     best_state = 0
     peak = 1
-    for step, items in enumerate(steps):
-        # one run per item, each sorted by cost like the states: a stable sort merges runs cheaply
-        new_cost = ((weight[items] - weight[items[0]])[:, None] + cost[None, :]).ravel()
-        new_gain = ((value[items] - value[items[0]])[:, None] + gain[None, :]).ravel()
-        parent = np.tile(np.arange(cost.size), items.size)
-        item = np.repeat(items, cost.size)
-        ok = new_gain + bound_after(step, capacity - new_cost) <= target + margin
-        new_cost, new_gain, parent, item = new_cost[ok], new_gain[ok], parent[ok], item[ok]
+    blocks = _blocks(steps, weight, value)
+    # after the last block nothing is left to bound but the capacity itself
+    bound_after = _completion_bound(model, base, core_groups, steps, lam) if len(blocks) > 1 else _capacity_only
+    for b, (last_step, combos, d_cost, d_gain) in enumerate(blocks):
+        # one run per combination, each sorted by cost like the states: a stable sort merges runs cheaply
+        new_cost = (d_cost[:, None] + cost[None, :]).ravel()
+        new_gain = (d_gain[:, None] + gain[None, :]).ravel()
+        parent = np.tile(np.arange(cost.size), d_cost.size)
+        combo = np.repeat(np.arange(d_cost.size), cost.size)
+        ok = new_gain + bound_after(last_step, capacity - new_cost) <= target + margin
+        new_cost, new_gain, parent, combo = new_cost[ok], new_gain[ok], parent[ok], combo[ok]
         # keep states no other state beats in both cost and value (equal costs in either order:
         # at worst a dominated twin survives one step)
         order = np.argsort(new_cost, kind="stable")
-        new_cost, new_gain, parent, item = new_cost[order], new_gain[order], parent[order], item[order]
+        new_cost, new_gain, parent, combo = new_cost[order], new_gain[order], parent[order], combo[order]
         front = new_gain < np.minimum.accumulate(np.concatenate([[np.inf], new_gain[:-1]]))
         cost, gain = new_cost[front], new_gain[front]
         parents.append(parent[front])
-        chosen.append(item[front])
+        chosen.append(combo[front])
         peak = max(peak, cost.size)
         if cost.size > state_limit:
             return CoreResult(None, False, core_groups.size, peak)
@@ -79,15 +81,48 @@ def solve_core(model: CanonicalModel, base: np.ndarray, alternatives: np.ndarray
         # rises, so the best feasible one is the last within capacity
         last = int(np.searchsorted(cost, capacity, side="right")) - 1
         if last >= 0 and gain[last] <= target:
-            target, best_step, best_state = float(gain[last]), step, last
+            target, best_step, best_state = float(gain[last]), b, last
     if best_step is None:
         return CoreResult(None, True, core_groups.size, peak)
     items = base.copy()
     state = best_state
-    for s in range(best_step, -1, -1):
-        items[core_groups[s]] = chosen[s][state]
-        state = parents[s][state]
+    for b in range(best_step, -1, -1):
+        last_step, combos = blocks[b][0], blocks[b][1]
+        first = last_step - combos.shape[1] + 1
+        items[core_groups[first : last_step + 1]] = combos[chosen[b][state]]
+        state = parents[b][state]
     return CoreResult(items, True, core_groups.size, peak)
+
+
+# Core groups are taken a block at a time: the per-step cost is numpy call overhead for the small
+# fronts of typical cores, so enumerating a block's combinations (at most this many) at once cuts
+# the steps several-fold; pruning waits for the block's end, which is still exact.
+BLOCK_COMBINATIONS = 32
+
+
+def _blocks(steps: list[np.ndarray], weight: np.ndarray, value: np.ndarray) -> list[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
+    """Consecutive steps merged into blocks of at most ``BLOCK_COMBINATIONS`` combinations:
+    ``(last step, combos [n, groups] of items, cost change, value change)`` against base, the
+    combinations ordered with the all-base one first."""
+    blocks = []
+    i = 0
+    while i < len(steps):
+        combos = steps[i][:, None]
+        j = i + 1
+        while j < len(steps) and combos.shape[0] * steps[j].size <= BLOCK_COMBINATIONS:
+            nxt = steps[j]
+            combos = np.concatenate([np.repeat(combos, nxt.size, axis=0), np.tile(nxt, combos.shape[0])[:, None]], axis=1)
+            j += 1
+        base_items = np.array([s[0] for s in steps[i:j]])
+        d_cost = (weight[combos] - weight[base_items]).sum(axis=1)
+        d_gain = (value[combos] - value[base_items]).sum(axis=1)
+        blocks.append((j - 1, combos, d_cost, d_gain))
+        i = j
+    return blocks
+
+
+def _capacity_only(step: int, spare: np.ndarray) -> np.ndarray:
+    return np.where(spare >= 0, 0.0, np.inf)
 
 
 def _core_order(model: CanonicalModel, base: np.ndarray, alternatives: np.ndarray, lam: float) -> tuple[np.ndarray, list[np.ndarray]]:

@@ -36,20 +36,22 @@ class HullIncrements:
 
 def _padded(model: CanonicalModel, cost: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Items in a padded ``[F, K]`` layout, each row sorted by (cost, value): cost, value, item id, real mask."""
-    groups = model.item_group
-    pos = np.arange(groups.size) - model.group_start[groups]
     F = model.num_groups
     K = int(np.diff(model.group_start).max(initial=1))
-    C = np.full((F, K), np.inf)
-    V = np.full((F, K), np.inf)
-    item = np.full((F, K), -1, dtype=np.int64)
-    C[groups, pos] = cost
-    V[groups, pos] = model.value
-    item[groups, pos] = np.arange(groups.size)
-    # two stable row sorts (value, then cost) give (cost, value) order; rows are short
-    for by_cost in (False, True):
-        order = np.argsort(C if by_cost else V, axis=1, kind="stable")
-        C, V, item = (np.take_along_axis(a, order, axis=1) for a in (C, V, item))
+    if model.num_items == F * K:  # every group has K items, stored group after group: a reshape
+        C, V = cost.reshape(F, K), model.value.reshape(F, K)
+        item = np.arange(F * K).reshape(F, K)
+    else:
+        groups = model.item_group
+        pos = np.arange(groups.size) - model.group_start[groups]
+        C = np.full((F, K), np.inf)
+        V = np.full((F, K), np.inf)
+        item = np.full((F, K), -1, dtype=np.int64)
+        C[groups, pos] = cost
+        V[groups, pos] = model.value
+        item[groups, pos] = np.arange(groups.size)
+    order = np.lexsort((V, C), axis=1)  # by cost, ties by value; rows are short
+    C, V, item = (np.take_along_axis(a, order, axis=1) for a in (C, V, item))
     return C, V, item, item >= 0
 
 
@@ -64,6 +66,8 @@ def lower_hulls(model: CanonicalModel, cost: np.ndarray) -> tuple[np.ndarray, np
     # the min slope to the points after it. All pairs at once; rows are short.
     K = C.shape[1]
     on_hull = alive.copy()
+    if K <= 2:  # two undominated points always both lie on the hull
+        return C, V, item, on_hull
     before = np.tri(K, k=-1, dtype=bool).T  # before[p, j]: p < j
     for lo in range(0, C.shape[0], _ROW_CHUNK):
         c, v, a = C[lo:lo + _ROW_CHUNK], V[lo:lo + _ROW_CHUNK], alive[lo:lo + _ROW_CHUNK]
