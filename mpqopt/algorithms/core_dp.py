@@ -46,16 +46,16 @@ def solve_core(model: CanonicalModel, base: np.ndarray, alternatives: np.ndarray
     if alternatives.size == 0:
         return CoreResult(base.copy() if best_step is not None else None, True, 0, 1)
 
-    core_groups, steps = _core_order(model, base, alternatives, lam)
+    core_groups, core_items, start = _core_order(model, base, alternatives, lam)
     cost = np.zeros(1)
     gain = np.zeros(1)  # value change
     parents: list[np.ndarray] = []
     chosen: list[np.ndarray] = []
     best_state = 0
     peak = 1
-    blocks = _blocks(steps, weight, value)
+    blocks = _blocks(core_items, start, weight, value)
     # after the last block nothing is left to bound but the capacity itself
-    bound_after = _completion_bound(model, base, core_groups, steps, lam) if len(blocks) > 1 else _capacity_only
+    bound_after = _completion_bound(model, core_groups, core_items, start, lam, [b[0] for b in blocks]) if len(blocks) > 1 else _capacity_only
     for b, (last_step, combos, d_cost, d_gain) in enumerate(blocks):
         # one run per combination, each sorted by cost like the states: a stable sort merges runs cheaply
         new_cost = (d_cost[:, None] + cost[None, :]).ravel()
@@ -100,22 +100,23 @@ def solve_core(model: CanonicalModel, base: np.ndarray, alternatives: np.ndarray
 BLOCK_COMBINATIONS = 32
 
 
-def _blocks(steps: list[np.ndarray], weight: np.ndarray, value: np.ndarray) -> list[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
+def _blocks(items: np.ndarray, start: np.ndarray, weight: np.ndarray, value: np.ndarray) -> list[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
     """Consecutive steps merged into blocks of at most ``BLOCK_COMBINATIONS`` combinations:
     ``(last step, combos [n, groups] of items, cost change, value change)`` against base, the
     combinations ordered with the all-base one first."""
+    sizes = np.diff(start).tolist()
     blocks = []
     i = 0
-    while i < len(steps):
-        combos = steps[i][:, None]
-        j = i + 1
-        while j < len(steps) and combos.shape[0] * steps[j].size <= BLOCK_COMBINATIONS:
-            nxt = steps[j]
-            combos = np.concatenate([np.repeat(combos, nxt.size, axis=0), np.tile(nxt, combos.shape[0])[:, None]], axis=1)
-            j += 1
-        base_items = np.array([s[0] for s in steps[i:j]])
-        d_cost = (weight[combos] - weight[base_items]).sum(axis=1)
-        d_gain = (value[combos] - value[base_items]).sum(axis=1)
+    while i < len(sizes):
+        n, j = sizes[i], i + 1
+        while j < len(sizes) and n * sizes[j] <= BLOCK_COMBINATIONS:
+            n, j = n * sizes[j], j + 1
+        # every combination as positions within its groups (row 0: all base), then as items
+        local = np.indices(sizes[i:j]).reshape(j - i, n).T
+        combos = items[start[i:j] + local]
+        base_items = items[start[i:j]]
+        d_cost = weight[combos].sum(axis=1) - weight[base_items].sum()
+        d_gain = value[combos].sum(axis=1) - value[base_items].sum()
         blocks.append((j - 1, combos, d_cost, d_gain))
         i = j
     return blocks
@@ -125,30 +126,39 @@ def _capacity_only(step: int, spare: np.ndarray) -> np.ndarray:
     return np.where(spare >= 0, 0.0, np.inf)
 
 
-def _core_order(model: CanonicalModel, base: np.ndarray, alternatives: np.ndarray, lam: float) -> tuple[np.ndarray, list[np.ndarray]]:
+def _core_order(model: CanonicalModel, base: np.ndarray, alternatives: np.ndarray, lam: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Core groups and their items (base first), decided groups first and the most ambiguous last:
-    states multiply where choices are close, and late in the order most of them are cut."""
+    states multiply where choices are close, and late in the order most of them are cut.
+
+    Returns ``(core_groups, items, start)``: step ``s`` chooses among ``items[start[s]:start[s+1]]``.
+    """
     alt_group = model.item_group[alternatives]
     reduced = value_plus(model, alternatives, lam) - value_plus(model, base[alt_group], lam)
     idx = np.argsort(alt_group, kind="stable")
-    core_groups, starts = np.unique(alt_group[idx], return_index=True)
+    core_groups, starts, counts = np.unique(alt_group[idx], return_index=True, return_counts=True)
     nearest = np.minimum.reduceat(reduced[idx], starts)
-    per_group = np.split(alternatives[idx], starts[1:])
     order = np.argsort(-nearest, kind="stable")
-    steps = [np.concatenate([[base[core_groups[i]]], per_group[i]]) for i in order.tolist()]
-    return core_groups[order], steps
+    start = np.concatenate([[0], np.cumsum(counts[order] + 1)])
+    items = np.empty(int(start[-1]), dtype=np.int64)
+    items[start[:-1]] = base[core_groups[order]]
+    step_of = np.empty(order.size, dtype=np.int64)
+    step_of[order] = np.arange(order.size)
+    rank = np.repeat(np.arange(core_groups.size), counts)  # each sorted alternative's group rank
+    items[start[step_of[rank]] + 1 + np.arange(idx.size) - starts[rank]] = alternatives[idx]
+    return core_groups[order], items, start
 
 
 def value_plus(model: CanonicalModel, items: np.ndarray, lam: float) -> np.ndarray:
     return model.value[items] + lam * model.weights[0, items]
 
 
-def _completion_bound(model: CanonicalModel, base: np.ndarray, core_groups: np.ndarray, steps: list[np.ndarray], lam: float) -> Callable[[int, np.ndarray], np.ndarray]:
-    """``f(step, spare)``: lower bound on the value change the core groups after ``step`` can add
-    when the states leave ``spare`` capacity against base (``+inf`` where nothing fits)."""
-    items = np.concatenate(steps)
-    new_group = np.repeat(np.arange(len(steps)), [s.size for s in steps])
-    base_items = base[core_groups]
+def _completion_bound(model: CanonicalModel, core_groups: np.ndarray, items: np.ndarray, start: np.ndarray, lam: float, ends: list[int]) -> Callable[[int, np.ndarray], np.ndarray]:
+    """``f(step, spare)`` for ``step`` in ``ends``: lower bound on the value change the core groups
+    after ``step`` can add when the states leave ``spare`` capacity against base (``+inf`` where
+    nothing fits)."""
+    num_steps = core_groups.size
+    new_group = np.repeat(np.arange(num_steps), np.diff(start))
+    base_items = items[start[:-1]]
 
     def after(per_group: np.ndarray) -> np.ndarray:
         """Suffix sums: entry s sums the core groups after step s."""
@@ -158,8 +168,8 @@ def _completion_bound(model: CanonicalModel, base: np.ndarray, core_groups: np.n
     base_cost_after = after(weight[base_items])
     base_value_after = after(model.value[base_items])
     if core_groups.size > LP_BOUND_MAX_GROUPS:
-        best = np.minimum.reduceat(value_plus(model, items, lam), np.searchsorted(new_group, np.arange(len(steps))))
-        cheapest = np.minimum.reduceat(weight[items], np.searchsorted(new_group, np.arange(len(steps))))
+        best = np.minimum.reduceat(value_plus(model, items, lam), start[:-1])
+        cheapest = np.minimum.reduceat(weight[items], start[:-1])
         best_after, saving_after = after(best), after(cheapest - weight[base_items])
 
         def lagrangian(step: int, spare: np.ndarray) -> np.ndarray:
@@ -168,14 +178,14 @@ def _completion_bound(model: CanonicalModel, base: np.ndarray, core_groups: np.n
 
         return lagrangian
 
-    sub = select_items(model, items, new_group, len(steps), model.free_groups[core_groups])
+    sub = select_items(model, items, new_group, num_steps, model.free_groups[core_groups])
     inc = hull_increments(sub)
     start_cost_after = after(sub.weights[0, inc.start_items])
     start_value_after = after(sub.value[inc.start_items])
-    tables = []
-    for step in range(len(steps)):
+    tables = {}
+    for step in ends:
         later = inc.group > step
-        tables.append((np.concatenate([[0.0], np.cumsum(inc.dcost[later])]), np.concatenate([[0.0], np.cumsum(inc.dvalue[later])])))
+        tables[step] = (np.concatenate([[0.0], np.cumsum(inc.dcost[later])]), np.concatenate([[0.0], np.cumsum(inc.dvalue[later])]))
 
     def lp(step: int, spare: np.ndarray) -> np.ndarray:
         room = spare + base_cost_after[step] - start_cost_after[step]
