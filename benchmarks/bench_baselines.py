@@ -8,7 +8,8 @@ skipped with a message and only mpqopt is timed.
 Problems: the 18 HAWQ-V3 ILPs (ResNet-18 / ResNet-50 x size / BOPs / latency x r = 0.25, 0.5, 0.75),
 the LIMPQ ResNet-50 search (hook MACs), and synthetic LLM-shaped problems
 ``mckp_problem(L, 8, 1, seed=0, kind="llm")`` (one size budget at 50 %) for L = 1,000 and 10,000
-(and 100,000 with ``--big``; a size is skipped once CBC hit its time limit at a smaller one).
+(and 100,000 and 1,000,000 with ``--big``; a baseline is skipped at a size once it hit the time limit at a smaller one, or its time there
+scaled linearly with the layers would pass the limit).
 
 * ``mpqopt``: wall time of ``mpqopt.solve(problem, solver="auto")``; median of ``--repeat`` runs
   (after one warm-up) when the first run took under 1 s, else that one run.
@@ -54,7 +55,7 @@ LLM_LAYERS = (1_000, 10_000)
 # that much, so its "optimal" can be up to 1e-5 above the optimum; a disagreement is re-checked with
 # it (and the gaps) set to 0 to tell which side is wrong.
 STRICT_CBC = ("increment", "0", "allowableGap", "0", "ratioGap", "0")
-BIG_LAYERS = (100_000,)
+BIG_LAYERS = (100_000, 1_000_000)
 
 
 LICENCE_REFUSED = "refused by licence"
@@ -285,9 +286,9 @@ def run_gurobi(gurobi: tuple[Any, Any], naive: NaiveMilp, repeat: int) -> dict[s
     return row
 
 
-def run_others(naive: NaiveMilp, gurobi: tuple[Any, Any] | None, gurobi_skip: str | None, repeat: int) -> dict[str, dict[str, Any]]:
-    """HiGHS and Gurobi rows on one naive model (``{"skipped": why}`` where Gurobi is unavailable)."""
-    return {"highs": run_highs(naive, repeat),
+def run_others(naive: NaiveMilp, gurobi: tuple[Any, Any] | None, gurobi_skip: str | None, repeat: int, highs_skip: str | None = None) -> dict[str, dict[str, Any]]:
+    """HiGHS and Gurobi rows on one naive model (``{"skipped": why}`` where one is unavailable or skipped)."""
+    return {"highs": run_highs(naive, repeat) if highs_skip is None else {"skipped": highs_skip, "proven": False},
             "gurobi": run_gurobi(gurobi, naive, repeat) if gurobi is not None else {"skipped": gurobi_skip, "proven": False}}
 
 
@@ -358,18 +359,35 @@ def peer_cases(peers: Path, pulp: Any, skip: str | None, gurobi: Any, gurobi_ski
 def llm_cases(sizes: tuple[int, ...], pulp: Any, skip: str | None, gurobi: Any, gurobi_skip: str | None, repeat: int, limit: float) -> list[dict[str, Any]]:
     rows = []
     stop: str | None = None
+    highs_stop: str | None = None
+    last: dict[str, tuple[int, float]] = {}  # baseline -> (layers, seconds) at the last size it ran
+
+    def projected(who: str, L: int) -> str | None:
+        """Skip a baseline whose time, scaled linearly from the last size (optimistic: MILP time grows
+        faster), would pass the limit."""
+        if who not in last:
+            return None
+        size, seconds = last[who]
+        guess = seconds * L / size
+        return f"skipped: {who} took {seconds:.1f} s at {size:,} layers, projected >= {guess:.0f} s here (limit {limit:g} s)" if guess > limit else None
+
     for L in sizes:
         problem = mckp_problem(L, 8, 1, seed=0, kind="llm")
         name = f"synthetic llm {L:,} x 8, size 50%"
         ours = run_mpqopt(problem, repeat)
         naive = naive_from_problem(problem)
-        others = run_others(naive, gurobi, gurobi_skip, repeat)
+        highs_stop = highs_stop or projected("HiGHS", L)
+        others = run_others(naive, gurobi, gurobi_skip, repeat, highs_skip=highs_stop)
+        if not others["highs"].get("skipped"):
+            last["HiGHS"] = (L, others["highs"]["median_ms"] / 1e3)
+        stop = stop or projected("PuLP+CBC", L)
         if pulp is None:
             base: dict[str, Any] = {"skipped": skip}
         elif stop:
             base = {"skipped": stop}
         else:
             base = run_pulp(pulp, naive, "llm", repeat, limit)
+            last["PuLP+CBC"] = (L, base["median_ms"] / 1e3)
             if base.get("decoded") is not None:  # the PuLP answer scored by the problem itself
                 base["problem_objective"] = problem.evaluate(base.pop("decoded")).objective
             if base["hit_time_limit"] or base["median_ms"] > 1e3 * limit:
@@ -500,7 +518,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=5, help="timed runs for runs under 1 s, after one warm-up (default 5)")
     parser.add_argument("--time-limit", type=float, default=60.0, help="CBC time limit in seconds (default 60)")
-    parser.add_argument("--big", action="store_true", help="also the 100,000-layer synthetic problem")
+    parser.add_argument("--big", action="store_true", help="also the 100,000- and 1,000,000-layer synthetic problems")
     parser.add_argument("--no-llm", action="store_true", help="peer problems only")
     parser.add_argument("--peers", type=Path, default=DEFAULT_PEERS, help="folder with the peer JSON files (default ../shared/peers)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder for baselines.json / baselines.md")
