@@ -1,9 +1,11 @@
-"""What every sensitivity estimator returns, and the set-up they share.
+"""The set-up every torch sensitivity estimator shares; they return a
+:class:`~mpqopt.adapters.sensitivity.Sensitivity`.
 
->>> import numpy as np
->>> s = Sensitivity(("a", "b"), (Option(4), Option(8)), np.array([[0.2, 0.0], [0.1, 0.0]]), None, "demo")
->>> s.problem(costs={"size_bits": [[4, 8], [4, 8]]}, budgets={"size_bits": 12}).num_layers
-2
+>>> import torch
+>>> from torch import nn
+>>> setup = prepare(nn.Sequential(nn.Linear(2, 2)), [torch.randn(4, 2)], [4, 8], loss="mse")
+>>> setup.names, [o.label for o in setup.options]
+(('0',), ['W4', 'W8'])
 """
 
 from __future__ import annotations
@@ -17,31 +19,11 @@ from torch import nn
 
 from ....errors import ProblemError
 from ....options import Option, OptionLike
-from ....problem import Problem
+from ...sensitivity import Sensitivity
 from ..data import Evaluator, LossFn
 from ..layers import LayerInfo, discover_layers, resolve_layer_names
 from ..perturb import WeightCache
 from ..quantizer import WeightScheme
-
-
-@dataclass
-class Sensitivity:
-    """An estimated sensitivity table ``values[layer, option]`` (loss increase, or the method's
-    proxy for it), its standard error across batches (None when the method has none), the pairwise
-    matrix for cross-layer methods, and how it was made (``meta``: passes, seconds, loss...)."""
-
-    layers: tuple[str, ...]
-    options: tuple[Option, ...]
-    values: np.ndarray
-    std: np.ndarray | None
-    method: str
-    pairwise: np.ndarray | None = None
-    meta: dict[str, Any] = field(default_factory=dict)
-
-    def problem(self, costs: Mapping[str, Any] | None = None, budgets: Mapping[str, Any] | None = None, **kwargs: Any) -> Problem:
-        """A :class:`~mpqopt.Problem` with this table as its objective (and pairwise term)."""
-        meta = {"estimator": self.method, **{k: v for k, v in self.meta.items() if isinstance(v, (str, int, float, bool))}, **kwargs.pop("meta", {})}
-        return Problem(self.layers, self.options, self.values, costs, budgets, sensitivity_std=self.std, pairwise=self.pairwise, meta=meta, **kwargs)
 
 
 def parse_options(options: Sequence[OptionLike]) -> tuple[Option, ...]:
