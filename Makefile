@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch first, pinned: the local CPU wheel (any other spec resolves to a multi-GB CUDA build)
 	$(PY) -m pip install --quiet "torch==$(TORCH_VERSION)"
-	$(PY) -m pip install --quiet -e ".[test,plot,graph,gurobi,pyomo,torch]"
+	$(PY) -m pip install --quiet -e ".[test,plot,graph,gurobi,pyomo,torch,onnx]"
 	touch $(STAMP)
 
 demo: $(STAMP)
