@@ -11,8 +11,6 @@ recorded with their ``groups`` so costs count them correctly.
 
 from __future__ import annotations
 
-import fnmatch
-import re
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
@@ -20,6 +18,7 @@ import torch
 from torch import nn
 
 from ...errors import ProblemError
+from ..patterns import matches as _matches, patterns as _patterns
 
 _KINDS: tuple[tuple[type, str], ...] = ((nn.Conv1d, "conv1d"), (nn.Conv2d, "conv2d"), (nn.Conv3d, "conv3d"), (nn.Linear, "linear"))
 
@@ -46,37 +45,6 @@ def _kind(module: nn.Module) -> str | None:
         if isinstance(module, cls) and isinstance(getattr(module, "weight", None), torch.Tensor):
             return kind
     return None
-
-
-def _matches(name: str, patterns: Sequence[str]) -> bool:
-    """A pattern is a glob (``layer1.*``) or, prefixed with ``re:``, a regular expression."""
-    for p in patterns:
-        if p.startswith("re:"):
-            if re.search(p[3:], name):
-                return True
-        elif fnmatch.fnmatchcase(name, p):
-            return True
-    return False
-
-
-def _patterns(value: str | Iterable[str] | None, what: str) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    if isinstance(value, str):
-        return (value,)
-    try:
-        out = tuple(value)
-    except TypeError:
-        raise ProblemError(f"{what} must be a name pattern or a list of them, got {value!r}") from None
-    for p in out:
-        if not isinstance(p, str) or not p:
-            raise ProblemError(f"{what} patterns must be non-empty strings, got {p!r}")
-        if p.startswith("re:"):
-            try:
-                re.compile(p[3:])
-            except re.error as exc:
-                raise ProblemError(f"{what} pattern {p!r} is not a valid regular expression: {exc}") from None
-    return out
 
 
 def discover_layers(model: nn.Module, include: str | Iterable[str] | None = None, exclude: str | Iterable[str] | None = None) -> list[LayerInfo]:

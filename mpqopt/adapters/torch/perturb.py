@@ -59,7 +59,8 @@ class WeightCache:
         return self._cache[key]
 
 
-def _option(value: OptionLike, name: str) -> Option:
+def parse_option(value: OptionLike, name: str) -> Option:
+    """The option a layer is given, with an error naming the layer when it cannot be read."""
     try:
         return Option.parse(value)
     except Exception as exc:  # noqa: BLE001 - re-raised with the layer named
@@ -84,15 +85,17 @@ def quantized(
     hooks = []
     try:
         for name, value in choices.items():
-            opt = _option(value, name)
+            opt = parse_option(value, name)
             module = cache.module(name)
             saved.append((module, module.weight.data))
             module.weight.data = cache.get(name, opt.w)
-            if opt.a is not None and act_ranges is not None:
+            if opt.a is not None:
+                if act_ranges is None:  # silently skipping the activations would measure the wrong thing
+                    raise ProblemError(f"layer {name!r} has option {opt.label} with activation bits: give act_ranges (from calibrate_activations)")
                 if name not in act_ranges:
                     raise ProblemError(f"layer {name!r} has option {opt.label} with activation bits but no calibrated activation range")
                 lo, hi = act_ranges[name]
-                hooks.append(module.register_forward_pre_hook(_input_quantizer(opt.a, lo, hi)))
+                hooks.append(module.register_forward_pre_hook(input_quantizer(opt.a, lo, hi)))
         yield model
     finally:
         for module, weight in reversed(saved):
@@ -101,7 +104,8 @@ def quantized(
             h.remove()
 
 
-def _input_quantizer(bits: int, lo: float, hi: float) -> Any:
+def input_quantizer(bits: int, lo: float, hi: float) -> Any:
+    """A forward pre-hook that fake-quantizes a layer's input to ``bits`` over ``[lo, hi]``."""
     def hook(module: nn.Module, args: tuple) -> tuple:
         return (quantize_activation(args[0], bits, lo, hi), *args[1:])
 

@@ -1,0 +1,306 @@
+"""Apply a bit-width allocation to a PyTorch model, score it, and compare predicted with measured loss.
+
+``apply`` returns a fake-quantized deep copy (the original model is never touched): each layer's
+weight is replaced by its quantized value (the same :class:`~mpqopt.adapters.torch.perturb.WeightCache`
+and quantizer the estimators use), and layers whose option has an activation width get a
+forward pre-hook that fake-quantizes their input to a calibrated range.
+
+>>> import torch
+>>> from torch import nn
+>>> from mpqopt.adapters.torch.quantizer import quantize_weight
+>>> m = nn.Sequential(nn.Linear(4, 3))
+>>> q = apply(m, {"0": 2})
+>>> torch.equal(q[0].weight, quantize_weight(m[0].weight, 2)), q is m
+(True, False)
+"""
+
+from __future__ import annotations
+
+import copy
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, Union
+
+import numpy as np
+import torch
+from torch import nn
+
+from ...errors import ProblemError
+from ...options import Option, OptionLike
+from ...problem import Problem
+from ...report import fmt_num
+from ...result import Result
+from .data import Evaluator, LossFn, check_finite, mean_and_stderr
+from .estimators.base import Sensitivity
+from .layers import resolve_layer_names
+from .perturb import ActRanges, WeightCache, input_quantizer, parse_option, calibrate_activations, quantized
+from .quantizer import FULL_PRECISION_BITS, WeightScheme
+
+Solution = Union[Result, Mapping[str, OptionLike]]
+Metric = Callable[[torch.Tensor, Any], float]
+
+__all__ = ["apply", "evaluate", "report", "QuantReport", "choices_of"]
+
+
+def choices_of(solution: Solution) -> dict[str, Option]:
+    """``{layer: Option}`` from a solve :class:`~mpqopt.Result` or a ``{layer: label/Option/bits}`` mapping.
+
+    >>> choices_of({"fc": "W4A8", "conv": 8})
+    {'fc': Option(w=4, a=8, label='W4A8'), 'conv': Option(w=8, a=None, label='W8')}
+    """
+    if isinstance(solution, Result):
+        if solution.x is None:
+            raise ProblemError(f"the result has no assignment to apply (status {solution.status}): {solution.message}")
+        options = solution.problem.options
+        return {name: options[int(k)] for name, k in zip(solution.problem.layers, solution.x.tolist())}
+    if isinstance(solution, Mapping):
+        if not solution:
+            raise ProblemError("the assignment is empty: give {layer name: option} for at least one layer")
+        return {name: parse_option(value, name) for name, value in solution.items()}
+    raise ProblemError(f"solution must be an mpqopt Result or a mapping layer -> option, got {type(solution).__name__}")
+
+
+@contextmanager
+def _eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Eval mode for the block (no BatchNorm statistics updated, dropout off), then the caller's mode back."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
+def _needs_act(choices: Mapping[str, Option]) -> list[str]:
+    return [name for name, opt in choices.items() if opt.a is not None and opt.a < FULL_PRECISION_BITS]
+
+
+def _act_ranges(model: nn.Module, choices: Mapping[str, Option], act_ranges: ActRanges | None, calibration: Iterable[Any] | None) -> ActRanges | None:
+    """Input ranges for every layer with an activation width: given, or calibrated on the FP32 model."""
+    need = _needs_act(choices)
+    if not need:
+        return act_ranges
+    if act_ranges is None:
+        if calibration is None:
+            raise ProblemError(
+                f"layers {need[:5]} have options with activation bits ({choices[need[0]].label}): give calibration= data "
+                "or act_ranges= {layer: (lo, hi)} to quantize their inputs, or use weight-only options"
+            )
+        with _eval_mode(model):
+            act_ranges = calibrate_activations(model, need, Evaluator(model, calibration, loss="mse"))
+    missing = [n for n in need if n not in act_ranges]
+    if missing:
+        raise ProblemError(f"act_ranges has no range for layers {missing[:5]}, whose options quantize activations")
+    return act_ranges
+
+
+def apply(
+    model: nn.Module,
+    solution: Solution,
+    scheme: WeightScheme = WeightScheme(),
+    *,
+    act_ranges: ActRanges | None = None,
+    calibration: Iterable[Any] | None = None,
+) -> nn.Module:
+    """A fake-quantized deep copy of ``model`` following ``solution``; ``model`` is left untouched.
+
+    ``solution`` is a :class:`~mpqopt.Result` (its problem's options) or ``{layer: option}`` with
+    options as labels (``"W4A8"``), :class:`~mpqopt.Option` or ints (weight bits). Layers not named
+    stay as they are. Options with an activation width need ``act_ranges`` ``{layer: (lo, hi)}`` or
+    ``calibration`` data (batches) to measure them on the FP32 model.
+    """
+    if not isinstance(model, nn.Module):
+        raise ProblemError(f"expected a torch.nn.Module, got {type(model).__name__}")
+    choices = choices_of(solution)
+    resolve_layer_names(model, choices)  # names any layer the model does not have
+    ranges = _act_ranges(model, choices, act_ranges, calibration)
+    try:
+        out = copy.deepcopy(model)
+    except Exception as exc:  # noqa: BLE001 - any deepcopy failure, reported with the cause
+        raise ProblemError(f"cannot deep-copy {type(model).__name__} to quantize it: {type(exc).__name__}: {exc}") from None
+    cache = WeightCache(out, scheme)
+    for name, opt in choices.items():
+        module = cache.module(name)
+        module.weight.data = cache.get(name, opt.w)
+        if ranges is not None and name in _needs_act({name: opt}):
+            lo, hi = ranges[name]
+            module.register_forward_pre_hook(input_quantizer(opt.a, lo, hi))
+    return out
+
+
+# ------------------------------------------------------------------------------ scoring
+def _outputs(model: nn.Module, batches: Sequence[tuple[Any, Any]], output_fn: Callable[[Any], torch.Tensor] | None) -> list[torch.Tensor]:
+    """Scored outputs of ``model`` on already-split batches (the Evaluator's error handling)."""
+    with _eval_mode(model):
+        return Evaluator(model, batches, loss="mse", output_fn=output_fn).references
+
+
+def _losses(ev: Evaluator, outputs: Sequence[torch.Tensor], what: str) -> np.ndarray:
+    return np.array([check_finite(float(ev.loss_of(i, out)), f"{what} on batch {i}") for i, out in enumerate(outputs)])
+
+
+def _accuracy(out: torch.Tensor, target: Any, i: int) -> float:
+    if target is None:
+        raise ProblemError(f"accuracy needs targets, but batch {i} has none: give (inputs, targets) batches")
+    target = torch.as_tensor(target)
+    if out.shape[:-1] != target.shape:
+        raise ProblemError(f"accuracy: batch {i} has outputs {tuple(out.shape)} but targets {tuple(target.shape)}; expected targets of shape {tuple(out.shape[:-1])}")
+    return float((out.argmax(dim=-1) == target).float().mean())
+
+
+def evaluate(
+    model: nn.Module,
+    data: Iterable[Any],
+    metric: str | Metric = "loss",
+    *,
+    loss: str | LossFn = "auto",
+    output_fn: Callable[[Any], torch.Tensor] | None = None,
+    reference: nn.Module | None = None,
+) -> float:
+    """``metric`` of ``model`` on ``data``: the mean over batches weighted by batch size.
+
+    ``metric`` is ``"loss"`` (``loss=`` as in the estimators: ``"ce"`` needs targets; ``"kl"``,
+    ``"mse"`` and ``"cosine"`` compare with ``reference``'s outputs, so they need ``reference=``,
+    e.g. the FP32 model), ``"accuracy"`` (top-1 over the last output dimension) or a callable
+    ``metric(output, target) -> number`` per batch. Runs in eval mode, the model's mode is restored.
+
+    >>> m = nn.Linear(2, 2)
+    >>> evaluate(m, [(torch.eye(2), torch.tensor([0, 1]))], "accuracy") in (0.0, 0.5, 1.0)
+    True
+    """
+    if not isinstance(model, nn.Module):
+        raise ProblemError(f"expected a torch.nn.Module, got {type(model).__name__}")
+    if metric == "loss":
+        with _eval_mode(reference or model):
+            ev = Evaluator(reference or model, data, loss=loss, output_fn=output_fn)
+        if ev.loss_name in ("kl", "mse", "cosine") and reference is None:
+            raise ProblemError(f"loss '{ev.loss_name}' compares the model with reference outputs: pass reference= (e.g. the FP32 model), or use labelled data and loss='ce'")
+        outputs = ev.references if reference is None else _outputs(model, ev.batches, output_fn)
+        values = _losses(ev, outputs, f"loss '{ev.loss_name}'")
+        batches = ev.batches
+    elif metric == "accuracy" or callable(metric):
+        with _eval_mode(model):
+            ev = Evaluator(model, data, loss="mse", output_fn=output_fn)
+        batches, outputs = ev.batches, ev.references
+        values = np.empty(len(outputs))
+        for i, (out, (_, target)) in enumerate(zip(outputs, batches)):
+            if metric == "accuracy":
+                values[i] = _accuracy(out, target, i)
+            else:
+                try:
+                    raw = metric(out, target)
+                    values[i] = float(raw)
+                except (TypeError, ValueError) as exc:
+                    raise ProblemError(f"metric failed on batch {i} or did not return a number: {exc}") from None
+                check_finite(values[i], f"metric on batch {i}")
+    else:
+        raise ProblemError(f"metric must be 'loss', 'accuracy' or a callable(output, target) -> number, got {metric!r}")
+    sizes = np.array([out.shape[0] if out.dim() else 1 for out in outputs], dtype=np.float64)
+    return float(np.average(values, weights=sizes))
+
+
+# ------------------------------------------------------------------------------ report
+@dataclass
+class QuantReport:
+    """Predicted against measured loss change of one allocation.
+
+    ``predicted`` is the problem's objective for the assignment (sum of the chosen sensitivity
+    entries plus the pairwise term, ``pairwise``); ``measured`` the mean over batches of the loss
+    of the quantized copy minus the FP32 loss (``measured_stderr`` its standard error); ``rows``
+    ``(layer, option, predicted entry, measured alone or None)``.
+    """
+
+    predicted: float
+    measured: float
+    measured_stderr: float
+    fp_loss: float
+    quantized_loss: float
+    loss: str
+    pairwise: float
+    rows: list[tuple[str, str, float, float | None]]
+
+    def table(self) -> str:
+        alone = any(r[3] is not None for r in self.rows)
+        head = ["layer", "option", "predicted"] + (["measured alone"] if alone else [])
+        body = [[name, label, fmt_num(pred)] + ([fmt_num(meas)] if alone else []) for name, label, pred, meas in self.rows]
+        if self.pairwise:
+            body.append(["(pairwise)", "", fmt_num(self.pairwise)] + ([""] if alone else []))
+        body.append(["total", "", fmt_num(self.predicted)] + ([fmt_num(sum(r[3] for r in self.rows if r[3] is not None))] if alone else []))
+        widths = [max(len(str(row[c])) for row in [head, *body]) for c in range(len(head))]
+        lines = ["  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip() for row in [head, *body]]
+        lines.insert(1, "  ".join("-" * w for w in widths))
+        lines.append("")
+        lines.append(
+            f"loss '{self.loss}': FP32 {fmt_num(self.fp_loss, 6)}, quantized {fmt_num(self.quantized_loss, 6)}; "
+            f"change predicted {fmt_num(self.predicted)}, measured {fmt_num(self.measured)} ± {fmt_num(self.measured_stderr, 2)}"
+        )
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.table()
+
+
+def _labels_for(problem: Problem, choices: Mapping[str, Option]) -> dict[str, str]:
+    """The problem's label for each chosen option (same label, else same (w, a))."""
+    by_label = set(problem.option_labels)
+    by_bits = {(o.w, o.a): o.label for o in problem.options}
+    out = {}
+    for name, opt in choices.items():
+        if opt.label in by_label:
+            out[name] = opt.label
+        elif (opt.w, opt.a) in by_bits:
+            out[name] = by_bits[(opt.w, opt.a)]
+        else:
+            raise ProblemError(f"layer {name!r} takes option {opt.label}, which is not one of the problem's options {list(problem.option_labels)}")
+    return out
+
+
+def report(
+    model: nn.Module,
+    solution: Solution,
+    problem: Problem | Sensitivity,
+    data: Iterable[Any],
+    *,
+    scheme: WeightScheme = WeightScheme(),
+    act_ranges: ActRanges | None = None,
+    calibration: Iterable[Any] | None = None,
+    loss: str | LossFn | None = None,
+    output_fn: Callable[[Any], torch.Tensor] | None = None,
+    per_layer: bool = False,
+) -> QuantReport:
+    """Predicted (``problem.evaluate(assignment).objective``) against measured loss change on ``data``.
+
+    ``loss`` defaults to the one the sensitivity was estimated with (``meta['loss']``), else
+    ``"auto"``. ``per_layer=True`` also measures each layer quantized alone (one pass over the
+    data per layer). The FP32 model is scored in eval mode and left unchanged.
+    """
+    if isinstance(problem, Sensitivity):
+        problem = problem.problem()
+    if not isinstance(problem, Problem):
+        raise ProblemError(f"report needs the Problem or Sensitivity that predicted the loss, got {type(problem).__name__}")
+    choices = choices_of(solution)
+    resolve_layer_names(model, choices)
+    predicted_eval = problem.evaluate(_labels_for(problem, choices))  # names missing/unknown layers
+    if loss is None:
+        named = problem.meta.get("loss")
+        loss = named if isinstance(named, str) and named in ("ce", "kl", "mse", "cosine") else "auto"
+    ranges = _act_ranges(model, choices, act_ranges, calibration)
+    with _eval_mode(model):
+        ev = Evaluator(model, data, loss=loss, output_fn=output_fn)
+        fp = _losses(ev, ev.references, "the FP32 model")
+    qmodel = apply(model, choices, scheme, act_ranges=ranges)
+    q = _losses(ev, _outputs(qmodel, ev.batches, output_fn), "the quantized model")
+    delta, stderr = mean_and_stderr(q - fp)
+    labels = _labels_for(problem, choices)
+    rows = []
+    cache = WeightCache(model, scheme)
+    for name in problem.layers:
+        entry = float(problem.sensitivity[problem.layer_index(name), problem.option_index(labels[name])])
+        alone = None
+        if per_layer:
+            with _eval_mode(model), quantized(model, {name: choices[name]}, cache=cache, act_ranges=ranges):
+                alone = float(np.mean(_losses(ev, [ev.output(i) for i in range(ev.num_batches)], f"layer {name!r} alone") - fp))
+        rows.append((name, labels[name], entry, alone))
+    pairwise = predicted_eval.objective - sum(r[2] for r in rows)
+    return QuantReport(predicted_eval.objective, float(delta), float(stderr), float(fp.mean()), float(q.mean()), ev.loss_name,
+                       pairwise if problem.pairwise is not None else 0.0, rows)
