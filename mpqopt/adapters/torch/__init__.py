@@ -1,0 +1,46 @@
+"""PyTorch adapter: from an ``nn.Module`` and a little data to a :class:`~mpqopt.Problem`, and an
+allocation back to a fake-quantized model (``pip install mpqopt[torch]``).
+
+>>> import torch; from torch import nn
+>>> import mpqopt
+>>> from mpqopt.adapters.torch import estimate_delta_loss, problem_from_model, apply
+>>> model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4)).eval()
+>>> data = [(torch.randn(32, 8), torch.randint(0, 4, (32,)))]
+>>> table = estimate_delta_loss(model, data, [2, 4, 8])
+>>> problem = problem_from_model(model, data[0], None, table, costs=("size_bits",), budgets={"size_bits": "50%"})
+>>> result = mpqopt.solve(problem)
+>>> quantized_model = apply(model, result)
+>>> result.status
+'optimal'
+
+Estimators (each returns a :class:`~mpqopt.adapters.sensitivity.Sensitivity`): ``estimate_delta_loss``,
+``estimate_hessian_trace`` (HAWQ-V2/V3), ``estimate_fisher`` (MPQCO), ``estimate_pairwise`` (CLADO),
+``estimate_entropy`` (EAGL, data-free), ``estimate_finetune_gain`` (ALPS), ``estimate_lsq_indicators``
+(LIMPQ); ``train_csq`` (CSQ) returns an allocation; ``exhaustive_losses`` is ground truth for small models.
+"""
+
+from ..sensitivity import Sensitivity
+from .apply import QuantReport, apply, evaluate, report
+from .build import problem_from_model
+from .costs import LayerCost, latency_table, measure_layers
+from .data import Evaluator
+from .estimators.csq_train import CsqResult, train_csq
+from .estimators.delta_loss import estimate_delta_loss
+from .estimators.entropy import estimate_entropy
+from .estimators.exhaustive import GroundTruth, exhaustive_losses
+from .estimators.finetune import estimate_finetune_gain
+from .estimators.fisher import estimate_fisher
+from .estimators.hessian import estimate_hessian_trace
+from .estimators.lsq import estimate_lsq_indicators
+from .estimators.pairwise import estimate_pairwise
+from .graph import ModelGraph, Ties, find_ties
+from .layers import LayerInfo, discover_layers
+from .perturb import WeightCache, calibrate_activations, quantized
+from .quantizer import WeightScheme, quantize_weight
+
+__all__ = [
+    "CsqResult", "Evaluator", "GroundTruth", "LayerCost", "LayerInfo", "ModelGraph", "QuantReport", "Sensitivity", "Ties", "WeightCache",
+    "WeightScheme", "apply", "calibrate_activations", "discover_layers", "estimate_delta_loss", "estimate_entropy", "estimate_finetune_gain",
+    "estimate_fisher", "estimate_hessian_trace", "estimate_lsq_indicators", "estimate_pairwise", "evaluate", "exhaustive_losses",
+    "find_ties", "latency_table", "measure_layers", "problem_from_model", "quantize_weight", "quantized", "report", "train_csq",
+]
