@@ -1,0 +1,406 @@
+"""Sensitivities of an ONNX model's layers: data-free from the weights, or measured with ONNX Runtime.
+
+Every function returns a :class:`~mpqopt.adapters.sensitivity.Sensitivity` with the torch adapter's
+conventions: ``values[l, k]`` = loss increase (or the method's proxy for it) when layer ``l`` takes
+option ``k`` and every other layer stays FP32; options at 32 bits or more score 0 at no cost.
+Weights are quantized by :func:`~.quantize.quantize_array` (the torch quantizer's math) in the
+weight scheme ``scheme=``: a torch-style ``WeightScheme``, a dict with keys ``symmetric``,
+``per_channel``, ``scale``, or None (symmetric, one scale per output channel along the stored
+weight's ``weight_axis``, min/max scale), as in :func:`~.export.fake_quantized_model`.
+
+- :func:`weight_error`: ``||Q(W) − W||²`` (``kind="mse"``), or the noise-to-signal ratio
+  ``||Q(W) − W||² / ||W||²`` (``kind="sqnr"``: ``10^(−SQNR_dB/10)``, 0 at FP32; the SQNR in dB
+  is in ``meta["sqnr_db"]``). Data-free.
+- :func:`entropy`: EAGL's entropy of the quantized weights, exactly the table of the torch
+  adapter's ``estimate_entropy`` (see :mod:`mpqopt.adapters.torch.estimators.entropy`). Data-free.
+- :func:`delta_output`: quantize one layer's weight in memory, run the calibration batches, and
+  measure the metric's change (KL for classifiers, cosine / MSE for embeddings, CE with labels);
+  ``std`` is its standard error across batches.
+- :func:`pairwise`: CLADO's cross terms ``Ω_ij = L(q_i, q_j) − L(q_i) − L(q_j) + L(0)`` measured
+  the same way, in the torch adapter's convention (``values = ΔL``, ``pairwise = Ω/2`` off the
+  diagonal, mirrored; see :mod:`mpqopt.adapters.torch.estimators.pairwise`).
+
+The measured ones build ONE ONNX Runtime session per call (:class:`~.runtime.OnnxEvaluator`: the
+weights are graph inputs, perturbed copies are fed), one intra-op thread by default, and show a
+progress bar on a terminal. Options with activation bits (``W4A8``) are not supported by them yet.
+
+>>> from onnx import TensorProto, helper, numpy_helper
+>>> rng = np.random.default_rng(0)
+>>> inits = [numpy_helper.from_array(rng.normal(size=s).astype(np.float32), n) for n, s in (("w1", (4, 8)), ("w2", (8, 3)))]
+>>> g = helper.make_graph([helper.make_node("MatMul", ["x", "w1"], ["h"], name="fc1"), helper.make_node("Relu", ["h"], ["r"]),
+...     helper.make_node("MatMul", ["r", "w2"], ["y"], name="fc2")], "g",
+...     [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
+...     [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 3])], inits)
+>>> model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+>>> batches = [{"x": rng.normal(size=(16, 4)).astype(np.float32)} for _ in range(2)]
+>>> s = delta_output(model, batches, [2, 8, 32], progress=False)
+>>> s.layers, s.values.shape, float(s.values[0, 2]), s.meta["forward_passes"]   # 2 references + 2 layers x 2 options x 2 batches
+(('fc1', 'fc2'), (2, 3), 0.0, 10)
+>>> p = pairwise(model, batches, [2, 8], progress=False)
+>>> p.pairwise.shape, bool(np.allclose(p.values, s.values[:, :2]))
+((4, 4), True)
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+from ...errors import ProblemError
+from ...options import Option, OptionLike
+from ...progress import Progress
+from ..sensitivity import Sensitivity
+from .export import _scheme  # TODO(graph helper): make it public (or move it to quantize.py)
+from .layers import OnnxLayer, discover_layers, resolve_layers, stored_weight
+from .model import ModelLike, OnnxModel, load_model
+from .quantize import FULL_PRECISION_BITS, grid_codes, quantize_array
+from .runtime import MetricFn, OnnxEvaluator
+
+MAX_REFERENCE_BITS = 16  # as the torch entropy estimator: past this the histogram counts FP32 values
+PairFilter = Callable[[str, str], bool] | Iterable[tuple[str, str]]
+
+
+# ------------------------------------------------------------------------------ shared set-up
+# TODO(lead): _options, _mean_and_stderr and _pair_mask repeat framework-free helpers of the torch
+# adapter (estimators/base.parse_options, data.mean_and_stderr, estimators/pairwise._pair_mask),
+# which live in modules that import torch; once they move to mpqopt/adapters/sensitivity.py both
+# adapters should import them from there.
+def _options(options: Sequence[OptionLike]) -> tuple[Option, ...]:
+    if isinstance(options, (str, int)) or not options:
+        raise ProblemError(f"options must be a non-empty list such as [2, 4, 8] or ['W4', 'W8'], got {options!r}")
+    return tuple(Option.parse(o) for o in options)
+
+
+def _mean_and_stderr(samples: np.ndarray, axis: int = -1) -> tuple[np.ndarray, np.ndarray]:
+    samples = np.asarray(samples, dtype=np.float64)
+    n = samples.shape[axis]
+    mean = samples.mean(axis=axis)
+    if n < 2:
+        return mean, np.zeros_like(mean)
+    return mean, samples.std(axis=axis, ddof=1) / np.sqrt(n)
+
+
+def _identity(opt: Option) -> bool:
+    return opt.w >= FULL_PRECISION_BITS and (opt.a is None or opt.a >= FULL_PRECISION_BITS)
+
+
+def _select(model: OnnxModel, layers: Sequence[str | OnnxLayer] | None, include: Any, exclude: Any) -> list[OnnxLayer]:
+    """The layers to score: exact names or layer objects (in that order), else include/exclude."""
+    if layers is None:
+        return discover_layers(model, include, exclude)
+    if isinstance(layers, str):
+        layers = [layers]
+    layers = list(layers)
+    if not layers:
+        raise ProblemError("layers is empty: give layer names, or None for every quantizable layer")
+    if all(isinstance(l, str) for l in layers):
+        found = resolve_layers(discover_layers(model), layers)
+        chosen = [found[n] for n in layers]  # type: ignore[index]
+    elif any(isinstance(l, str) for l in layers) or not all(hasattr(l, "name") and hasattr(l, "weight_name") for l in layers):
+        raise ProblemError("layers must be all layer names or all layer objects (OnnxLayer, from discover_layers)")
+    else:
+        chosen = layers  # layer objects with .name, .weight_name and a channel axis
+    seen: dict[str, str] = {}
+    for layer in chosen:
+        other = seen.setdefault(layer.weight_name, layer.name)
+        if other != layer.name:
+            raise ProblemError(f"layers {other!r} and {layer.name!r} share weight {layer.weight_name!r}: give the weight once")
+    if len({l.name for l in chosen}) != len(chosen):
+        raise ProblemError(f"layers lists a layer twice: {[l.name for l in chosen]}")
+    return chosen
+
+
+def _axis(layer: Any, sch: Any) -> int | None:
+    # the output-channel axis of the weight as stored (OnnxLayer.weight_axis; out_axis for plain objects)
+    return getattr(layer, "weight_axis", layer.out_axis) if sch.per_channel else None
+
+
+def _quantize(w: np.ndarray, bits: int, layer: Any, sch: Any) -> np.ndarray:
+    return quantize_array(w, bits, _axis(layer, sch), sch.symmetric, sch.scale)
+
+
+def _scheme_meta(sch: Any) -> dict[str, Any]:
+    return {"symmetric": sch.symmetric, "per_channel": sch.per_channel, "scale": sch.scale}
+
+
+def _weight(model: OnnxModel, layer: Any) -> np.ndarray:
+    if isinstance(layer, OnnxLayer):
+        return stored_weight(model, layer)
+    value = model.constant(layer.weight_name)
+    if value is None:
+        raise ProblemError(f"{model.source}: weight {layer.weight_name!r} of layer {layer.name!r} is not an initializer or Constant")
+    return value
+
+
+def _result(names: Sequence[str], opts: tuple[Option, ...], values: np.ndarray, std: np.ndarray | None, method: str,
+            pairwise: np.ndarray | None = None, **meta: Any) -> Sensitivity:
+    bad = ~np.isfinite(values)
+    if bad.any():
+        i, k = map(int, np.argwhere(bad)[0])
+        raise ProblemError(f"{method}: layer {names[i]!r} option {opts[k].label} gave a non-finite sensitivity ({values[i, k]}); check the model, inputs and metric")
+    return Sensitivity(tuple(names), opts, values, std, method, pairwise, meta)
+
+
+# ------------------------------------------------------------------------------ data-free
+def weight_error(
+    model: ModelLike,
+    options: Sequence[OptionLike],
+    *,
+    kind: str = "mse",
+    layers: Sequence[str | OnnxLayer] | None = None,
+    include: str | Iterable[str] | None = None,
+    exclude: str | Iterable[str] | None = None,
+    scheme: Any = None,
+    per_weight: bool = False,
+) -> Sensitivity:
+    """Weight quantization error per layer and option (data-free; activation bits are ignored).
+
+    ``kind="mse"``: ``||Q(W) − W||²`` (``per_weight=True``: divided by the weight count);
+    ``kind="sqnr"``: ``||Q(W) − W||² / ||W||²``, with the SQNR in dB in ``meta["sqnr_db"]``.
+    """
+    started = time.perf_counter()
+    if kind not in ("mse", "sqnr"):
+        raise ProblemError(f"weight_error kind must be 'mse' or 'sqnr', got {kind!r}")
+    sch = _scheme(scheme)
+    m = load_model(model)
+    opts = _options(options)
+    found = _select(m, layers, include, exclude)
+    values = np.zeros((len(found), len(opts)))
+    power = np.zeros(len(found))
+    for i, layer in enumerate(found):
+        w = _weight(m, layer).astype(np.float32)
+        power[i] = float(np.square(w, dtype=np.float64).sum())
+        for k, opt in enumerate(opts):
+            if opt.w >= FULL_PRECISION_BITS:
+                continue
+            q = _quantize(w, opt.w, layer, sch)
+            err = float(np.square(q.astype(np.float64) - w).sum())
+            values[i, k] = err / (w.size if per_weight else 1) if kind == "mse" else err / power[i] if power[i] > 0 else 0.0
+    meta: dict[str, Any] = {"seconds": time.perf_counter() - started, "forward_passes": 0, "backward_passes": 0, "kind": kind, "per_weight": per_weight, "scheme": _scheme_meta(sch)}
+    if kind == "sqnr":
+        with np.errstate(divide="ignore"):
+            meta["sqnr_db"] = np.where(values > 0, -10 * np.log10(np.where(values > 0, values, 1.0)), np.inf).tolist()
+    return _result([l.name for l in found], opts, values, None, f"weight_{kind}", **meta)
+
+
+def _code_entropy(codes: np.ndarray) -> float:
+    """Shannon entropy (bits) of the histogram of integer codes."""
+    _, counts = np.unique(codes.reshape(-1), return_counts=True)
+    p = counts / counts.sum()
+    return float(-(p * np.log2(p)).sum())
+
+
+def _layer_entropy(w: np.ndarray, bits: int, layer: Any, sch: Any) -> float:
+    codes = grid_codes(w, bits, _axis(layer, sch), sch.symmetric, sch.scale)
+    # a channel whose codes share a factor g lies on the coarser grid g*step: count that grid's codes,
+    # as the torch estimator does (it recovers the finest step the values fit)
+    g = np.gcd.reduce(np.abs(codes), axis=1, keepdims=True)
+    return _code_entropy(codes // np.where(g > 0, g, 1))
+
+
+def entropy(
+    model: ModelLike,
+    options: Sequence[OptionLike],
+    *,
+    layers: Sequence[str | OnnxLayer] | None = None,
+    include: str | Iterable[str] | None = None,
+    exclude: str | Iterable[str] | None = None,
+    scheme: Any = None,
+    reference_bits: int | None = None,
+    per_weight: bool = False,
+) -> Sensitivity:
+    """EAGL's table ``n_l · (H_l(b_ref) − H_l(min(w_k, b_ref)))`` in bits (data-free), the torch
+    adapter's ``estimate_entropy``: ``H_l(b)`` is the Shannon entropy of the histogram of the layer's
+    weight codes at ``b`` bits (pooled over its channels), ``n_l`` its weight count (dropped with
+    ``per_weight=True``), ``b_ref`` the largest weight bit-width among the options, capped at 16.
+    ``meta["entropies"]`` holds ``H_l`` per layer and option.
+    """
+    started = time.perf_counter()
+    sch = _scheme(scheme)
+    m = load_model(model)
+    opts = _options(options)
+    found = _select(m, layers, include, exclude)
+    ref = min(max(o.w for o in opts), MAX_REFERENCE_BITS) if reference_bits is None else reference_bits
+    if isinstance(ref, bool) or not isinstance(ref, int) or ref < 2:
+        raise ProblemError(f"entropy: reference_bits must be an integer >= 2, got {reference_bits!r}")
+    entropies = np.zeros((len(found), len(opts)))
+    values = np.zeros_like(entropies)
+    for i, layer in enumerate(found):
+        w = _weight(m, layer)
+        h_ref = _layer_entropy(w, ref, layer, sch)
+        for k, opt in enumerate(opts):
+            entropies[i, k] = h_ref if opt.w >= ref else _layer_entropy(w, opt.w, layer, sch)
+            values[i, k] = (h_ref - entropies[i, k]) * (1 if per_weight else w.size)
+    meta = {"seconds": time.perf_counter() - started, "forward_passes": 0, "backward_passes": 0, "reference_bits": ref,
+            "per_weight": per_weight, "entropies": entropies.tolist(), "scheme": _scheme_meta(sch)}
+    return _result([l.name for l in found], opts, values, None, "entropy", **meta)
+
+
+# ------------------------------------------------------------------------------ measured
+class _Measure:
+    """The evaluator and quantized weights one measured estimator call works with."""
+
+    def __init__(self, model: ModelLike, inputs: Any, options: Sequence[OptionLike], output: str | None, metric: str | MetricFn,
+                 labels: Sequence[Any] | None, layers: Any, include: Any, exclude: Any, scheme: Any, threads: int):
+        self.started = time.perf_counter()
+        self.scheme = _scheme(scheme)
+        self.model = load_model(model)
+        self.options = _options(options)
+        bad = [o.label for o in self.options if o.a is not None and o.a < FULL_PRECISION_BITS]
+        if bad:
+            raise ProblemError(f"options {bad} quantize activations, which the ONNX Runtime estimators do not support yet; use weight-only options such as 'W4'")
+        self.layers = _select(self.model, layers, include, exclude)
+        self.names = tuple(l.name for l in self.layers)
+        self.ev = OnnxEvaluator(self.model, inputs, output, metric, labels, [l.weight_name for l in self.layers], threads=threads)
+        self.base = self.ev.base_losses
+        for b, v in enumerate(self.base):
+            self._finite(v, f"the unquantized model on batch {b}")
+        self.live = [k for k, o in enumerate(self.options) if not _identity(o)]
+        self._cache: dict[tuple[int, int], np.ndarray] = {}
+
+    def quantized(self, i: int, k: int) -> tuple[str, np.ndarray]:
+        """Layer i's weight at option k (computed once)."""
+        key = (i, self.options[k].w)
+        if key not in self._cache:
+            layer = self.layers[i]
+            w = self.ev.weights[layer.weight_name]
+            q = _quantize(w, self.options[k].w, layer, self.scheme)
+            self._cache[key] = q.astype(w.dtype, copy=False)
+        return self.layers[i].weight_name, self._cache[key]
+
+    @staticmethod
+    def _finite(value: float, what: str) -> float:
+        if not np.isfinite(value):
+            raise ProblemError(f"{what} gave a non-finite loss ({value}); check the model, the inputs and the metric")
+        return value
+
+    def losses(self, changes: Sequence[tuple[int, int]]) -> np.ndarray:
+        """Per-batch losses with each (layer, option) of ``changes`` applied together."""
+        out = self.ev.batch_losses(dict(self.quantized(i, k) for i, k in changes))
+        for b, v in enumerate(out):
+            self._finite(v, " with ".join(f"layer {self.names[i]!r} at {self.options[k].label}" for i, k in changes) + f" (batch {b})")
+        return out
+
+    def meta(self, **extra: Any) -> dict[str, Any]:
+        return {"seconds": time.perf_counter() - self.started, "forward_passes": self.ev.runs, "backward_passes": 0, "metric": self.ev.metric_name,
+                "batches": self.ev.num_batches, "output": self.ev.output_name, "scheme": _scheme_meta(self.scheme), **extra}
+
+
+def delta_output(
+    model: ModelLike,
+    inputs: Any,
+    options: Sequence[OptionLike],
+    *,
+    output: str | None = None,
+    metric: str | MetricFn = "auto",
+    labels: Sequence[Any] | None = None,
+    layers: Sequence[str | OnnxLayer] | None = None,
+    include: str | Iterable[str] | None = None,
+    exclude: str | Iterable[str] | None = None,
+    scheme: Any = None,
+    threads: int = 1,
+    progress: bool = True,
+) -> Sensitivity:
+    """Loss increase of quantizing each layer's weight alone: ``values[l, k] = mean_b [loss_b(layer
+    l at option k) − loss_b(FP32)]`` over the calibration batches, ``std`` its standard error (None
+    with one batch). See :class:`~.runtime.OnnxEvaluator` for ``inputs``, ``output``, ``metric`` and
+    ``labels``; ``layers`` (names or :class:`~.layers.OnnxLayer` objects) wins over
+    ``include``/``exclude``. ``meta["forward_passes"]`` counts runs on one batch (references included).
+    """
+    s = _Measure(model, inputs, options, output, metric, labels, layers, include, exclude, scheme, threads)
+    L, K, nb = len(s.names), len(s.options), s.ev.num_batches
+    values, std = np.zeros((L, K)), np.zeros((L, K))
+    with Progress(L * len(s.live), "ONNX delta_output", enabled=progress) as bar:
+        for i in range(L):
+            for k in s.live:
+                values[i, k], std[i, k] = _mean_and_stderr(s.losses([(i, k)]) - s.base)
+                bar.update()
+    return _result(s.names, s.options, values, std if nb > 1 else None, "delta_output", **s.meta())
+
+
+def _pair_mask(names: Sequence[str], window: int | None, pairs: PairFilter | None) -> np.ndarray:
+    """``mask[a, b]`` (a < b in layer order): is the pair measured? (the torch estimator's rule)"""
+    L = len(names)
+    idx = np.arange(L)
+    mask = idx[:, None] < idx[None, :]
+    if window is not None:
+        if isinstance(window, bool) or not isinstance(window, int) or window < 0:
+            raise ProblemError(f"window must be a non-negative number of layers, got {window!r}")
+        mask &= (idx[None, :] - idx[:, None]) <= window
+    if pairs is None:
+        return mask
+    keep = np.zeros_like(mask)
+    if callable(pairs):
+        for a, b in zip(*np.nonzero(mask)):
+            keep[a, b] = bool(pairs(names[a], names[b]))
+        return mask & keep
+    pos = {n: k for k, n in enumerate(names)}
+    try:
+        listed = list(pairs)
+    except TypeError:
+        raise ProblemError(f"pairs must be a callable (layer_a, layer_b) -> bool or a list of (layer_a, layer_b), got {type(pairs).__name__}") from None
+    for item in listed:
+        if not (isinstance(item, (tuple, list)) and len(item) == 2):
+            raise ProblemError(f"pairs entries must be (layer_a, layer_b), got {item!r}")
+        for n in item:
+            if n not in pos:
+                raise ProblemError(f"pairs names unknown layer {n!r}")
+        a, b = sorted((pos[item[0]], pos[item[1]]))
+        keep[a, b] = True
+    return mask & keep
+
+
+def pairwise(
+    model: ModelLike,
+    inputs: Any,
+    options: Sequence[OptionLike],
+    *,
+    window: int | None = None,
+    pairs: PairFilter | None = None,
+    output: str | None = None,
+    metric: str | MetricFn = "auto",
+    labels: Sequence[Any] | None = None,
+    layers: Sequence[str | OnnxLayer] | None = None,
+    include: str | Iterable[str] | None = None,
+    exclude: str | Iterable[str] | None = None,
+    scheme: Any = None,
+    threads: int = 1,
+    progress: bool = True,
+) -> Sensitivity:
+    """CLADO's pairwise sensitivity measured with ONNX Runtime, in the torch estimator's convention:
+    ``values`` = :func:`delta_output`'s table (and ``std``), ``pairwise[l·K+k, m·K+p] = Ω/2`` with
+    ``Ω = L(q_lk, q_mp) − L(q_lk) − L(q_mp) + L(0)`` (losses averaged over the batches), mirrored,
+    zero diagonal; ``problem.evaluate(x).objective`` is then CLADO's prediction of ``L(x) − L(0)``.
+
+    ``window``: only pairs at most this many layers apart (layer order); ``pairs``: a callable
+    ``(layer_a, layer_b) -> bool`` or a list of name pairs. Unmeasured pairs are 0. Cost: one run
+    per batch for every (layer, option) and every pair of options of every measured layer pair.
+    """
+    s = _Measure(model, inputs, options, output, metric, labels, layers, include, exclude, scheme, threads)
+    L, K, nb = len(s.names), len(s.options), s.ev.num_batches
+    mask = _pair_mask(s.names, window, pairs)
+    layer_pairs = [(int(a), int(b)) for a, b in zip(*np.nonzero(mask))]
+    single = np.tile(s.base, (L, K, 1))  # identity options: the FP32 losses
+    pair = np.full((L * K, L * K), np.nan)  # mean loss, row = first layer's (layer, option)
+    total = L * len(s.live) + len(layer_pairs) * len(s.live) ** 2
+    with Progress(total, "ONNX pairwise", enabled=progress) as bar:
+        for i in range(L):
+            for k in s.live:
+                single[i, k] = s.losses([(i, k)])
+                bar.update()
+        for i, j in layer_pairs:
+            for k in s.live:
+                for p in s.live:
+                    pair[i * K + k, j * K + p] = s.losses([(i, k), (j, p)]).mean()
+                    bar.update()
+    base_mean = float(s.base.mean())
+    values, std = _mean_and_stderr(single - s.base[None, None, :], axis=2)
+    mean_single = (values + base_mean).ravel()
+    cross = pair - mean_single[:, None] - mean_single[None, :] + base_mean
+    cross[np.isnan(cross)] = 0.0  # unmeasured pairs (and identity options): no interaction
+    omega_half = 0.5 * (cross + cross.T)  # each measured pair sits on one side; mirror it, halved
+    np.fill_diagonal(omega_half, 0.0)
+    return _result(s.names, s.options, values, std if nb > 1 else None, "clado", pairwise=omega_half,
+                   **s.meta(entries=total, evaluations=total * nb, layer_pairs=len(layer_pairs)))
