@@ -6,6 +6,7 @@ import pytest
 torch = pytest.importorskip("torch", reason="the torch extra is not installed")
 from torch import nn  # noqa: E402
 
+import mpqopt  # noqa: E402
 from mpqopt import Option  # noqa: E402
 from mpqopt.adapters.torch.build import problem_from_model  # noqa: E402
 from mpqopt.adapters.torch.estimators.base import Sensitivity  # noqa: E402
@@ -151,3 +152,19 @@ def test_bad_inputs_name_the_problem():
     with pytest.raises(ProblemError, match=r"\['aux'\] never ran on the example input"):
         problem_from_model(Unused(), X, [4, 8], table(6, 2))
     assert problem_from_model(Unused(), X, [4, 8], table(), exclude="aux").layers == LAYERS
+
+
+def test_estimated_tables_round_trip_through_the_file_format(digits_bed, tmp_path):
+    """An estimator's table (with its standard errors) saved as a problem file reads back unchanged."""
+    from mpqopt.adapters import torch as mt
+
+    table = mt.estimate_delta_loss(digits_bed.model, digits_bed.train[:3], [2, 4, 8])
+    problem = mt.problem_from_model(digits_bed.model, digits_bed.train[0], None, table, budgets={"size_bits": "50%"})
+    for suffix in (".json", ".npz"):
+        path = tmp_path / f"digits{suffix}"
+        mpqopt.save(problem, path)
+        back = mpqopt.load(path)
+        assert back.layers == problem.layers and back.options == problem.options
+        np.testing.assert_array_equal(back.sensitivity, table.values)
+        np.testing.assert_array_equal(back.sensitivity_std, table.std)
+        assert mpqopt.solve(back).assignment == mpqopt.solve(problem).assignment
