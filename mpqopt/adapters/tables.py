@@ -1,6 +1,7 @@
 """``[layers x options]`` cost tables from per-layer facts (framework-free: any adapter's layer costs).
 
-A layer-cost record needs ``weight_params`` (weights only: biases stay in high precision whatever the
+:class:`LayerCost` is the record both adapters measure (the torch adapter from a forward pass, the
+ONNX adapter from shape inference). A layer-cost record needs ``weight_params`` (weights only: biases stay in high precision whatever the
 option) and ``macs`` (per sample). The tables reuse the core's models
 (:func:`mpqopt.costs.size_bits`, :func:`~mpqopt.costs.size_bytes`, :func:`~mpqopt.costs.bitops`).
 
@@ -12,6 +13,7 @@ option) and ``macs`` (per sample). The tables reuse the core's models
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
 import numpy as np
@@ -23,6 +25,30 @@ from ..options import Option, OptionLike
 # cost names made from layer facts (latency needs a benchmark or a table)
 COST_NAMES = ("size_bits", "size_bytes", "bitops")
 LATENCY_COST = "latency_s"
+
+
+@dataclass(frozen=True)
+class LayerCost:
+    """Cost facts of one quantizable layer.
+
+    ``params`` counts weight and bias, ``weight_params`` the weight alone; ``macs`` is per sample,
+    summed over the layer's ``calls`` (module calls in torch, nodes reading the weight in ONNX);
+    ``order`` is its position among the measured layers in execution order (torch: first call;
+    ONNX: first node in graph order); ``input_shape`` / ``output_shape`` are those of its first
+    call, with the batch.
+    """
+
+    name: str
+    kind: str
+    weight_shape: tuple[int, ...]
+    groups: int
+    params: int
+    weight_params: int
+    macs: float
+    calls: int
+    order: int
+    input_shape: tuple[int, ...]
+    output_shape: tuple[int, ...]
 
 
 def cost_tables(layer_costs: Sequence[Any], options: Sequence[OptionLike], costs: Iterable[str] = ("size_bits", "bitops"), *, default_act_bits: int | None = 8) -> dict[str, np.ndarray]:

@@ -27,36 +27,19 @@ unknown output shape is an error naming the node and the dynamic inputs. Tables 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import replace
 from typing import Iterable, Sequence
 
 from ...errors import ProblemError
-from ..tables import COST_NAMES, LATENCY_COST, check_latency, cost_tables
+from ..tables import COST_NAMES, LATENCY_COST, LayerCost, check_latency, cost_tables
 from .layers import OnnxLayer, discover_layers, node_keys
 from .model import InputShapes, ModelLike, OnnxModel, load_model
 
-__all__ = ["OnnxLayerCost", "layer_costs", "node_macs", "cost_tables", "check_latency", "COST_NAMES", "LATENCY_COST"]
+__all__ = ["LayerCost", "OnnxLayerCost", "layer_costs", "node_macs", "cost_tables", "check_latency", "COST_NAMES", "LATENCY_COST"]
 
 
-@dataclass(frozen=True)
-class OnnxLayerCost:
-    """Cost facts of one layer (the field names of the torch adapter's ``LayerCost``).
-
-    ``macs`` per sample, summed over the layer's ``calls`` nodes; ``order`` its position in graph
-    order; shapes are those of its first node's activation input and output (with the batch).
-    """
-
-    name: str
-    kind: str
-    weight_shape: tuple[int, ...]
-    groups: int
-    params: int
-    weight_params: int
-    macs: float
-    calls: int
-    order: int
-    input_shape: tuple[int, ...]
-    output_shape: tuple[int, ...]
+# the adapters share one record (framework-free, in mpqopt.adapters.tables); the ONNX name stays
+OnnxLayerCost = LayerCost
 
 
 def _reduction(layer: OnnxLayer) -> int:
@@ -97,8 +80,10 @@ def layer_costs(
     include: str | Iterable[str] | None = None,
     exclude: str | Iterable[str] | None = None,
     batch_size: int | None = None,
-) -> list[OnnxLayerCost]:
-    """Parameters and per-sample MACs of each quantizable layer, from shape inference.
+) -> list[LayerCost]:
+    """Parameters and per-sample MACs of each quantizable layer, from shape inference, as
+    :class:`~mpqopt.adapters.tables.LayerCost` records (the torch adapter's): ``order`` is the
+    position of the layer's first node in graph order, shapes are its first node's.
 
     ``layers`` (from :func:`~mpqopt.adapters.onnx.layers.discover_layers`) wins over ``include`` /
     ``exclude``; the result follows their order.
@@ -120,7 +105,7 @@ def layer_costs(
         macs = sum(node_macs(m, layer, nodes[k].output[0]) for k in layer.nodes)
         in_shape = m.shape(layer.input_name) or ()
         out_shape = m.shape(layer.output_name) or ()
-        out.append(OnnxLayerCost(layer.name, layer.kind, layer.weight_shape, layer.groups, layer.params, layer.weight_params,
-                                 macs / batch_size, len(layer.nodes), order[layer.nodes[0]], tuple(in_shape), tuple(out_shape)))  # type: ignore[arg-type]
+        out.append(LayerCost(layer.name, layer.kind, layer.weight_shape, layer.groups, layer.params, layer.weight_params,
+                             macs / batch_size, len(layer.nodes), order[layer.nodes[0]], tuple(in_shape), tuple(out_shape)))  # type: ignore[arg-type]
     ranks = {c.name: r for r, c in enumerate(sorted(out, key=lambda c: c.order))}
-    return [OnnxLayerCost(**{**c.__dict__, "order": ranks[c.name]}) for c in out]
+    return [replace(c, order=ranks[c.name]) for c in out]

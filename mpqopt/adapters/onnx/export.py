@@ -44,24 +44,24 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Mapping, Sequence, Union
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
 from ...errors import ProblemError
-from ...options import Option, OptionLike
-from ...result import Result
+from ...options import Option
+from ..choices import Solution, choices_of
+from ..scheme import FULL_PRECISION_BITS, WeightScheme, grid_range, parse_scheme
 from .layers import OnnxLayer, discover_layers, node_keys, resolve_layers, stored_weight
 from .model import ModelLike, OnnxModel, load_model
-from .quantize import FULL_PRECISION_BITS, SCALE_METHODS, grid_params, quantize_array
+from .quantize import grid_params, quantize_array
 
 __all__ = ["allocation_config", "write_config", "fake_quantized_model", "save", "choices_of", "CONFIG_FORMAT"]
 
-Solution = Union[Result, Mapping[str, OptionLike]]
 ActRanges = Mapping[str, Sequence[float]]
 CONFIG_FORMAT = "mpqopt.onnx-allocation"
 MODES = ("weights", "qdq")
@@ -69,55 +69,9 @@ _QDQ_MAX_BITS = 8
 _TWO_GIB = 2**31 - 1
 
 
-@dataclass(frozen=True)
-class _Scheme:
-    symmetric: bool
-    per_channel: bool
-    scale: str
-
-
-def _scheme(scheme: Any) -> _Scheme:
-    """The weight scheme from a torch-style ``WeightScheme`` (or any object with ``symmetric``,
-    ``per_channel``, ``scale``), a dict of those keys, or None (symmetric, per channel, min/max)."""
-    if scheme is None:
-        return _Scheme(True, True, "minmax")
-    get = scheme.get if isinstance(scheme, Mapping) else (lambda k, d: getattr(scheme, k, d))
-    unknown = set(scheme) - {"symmetric", "per_channel", "scale"} if isinstance(scheme, Mapping) else set()
-    if unknown:
-        raise ProblemError(f"weight scheme has unknown keys {sorted(unknown)}; use symmetric, per_channel, scale")
-    out = _Scheme(bool(get("symmetric", True)), bool(get("per_channel", True)), get("scale", "minmax"))
-    if out.scale not in SCALE_METHODS:
-        raise ProblemError(f"weight scale method must be one of {SCALE_METHODS}, got {out.scale!r}")
-    return out
-
-
-def choices_of(solution: Solution) -> dict[str, Option]:
-    """``{layer: Option}`` from a solve :class:`~mpqopt.Result` or a ``{layer: label/Option/bits}`` mapping.
-
-    >>> choices_of({"fc": "W4A8", "conv": 8})
-    {'fc': Option(w=4, a=8, label='W4A8'), 'conv': Option(w=8, a=None, label='W8')}
-    """
-    if isinstance(solution, Result):
-        if solution.x is None:
-            raise ProblemError(f"the result has no assignment to export (status {solution.status}): {solution.message}")
-        options = solution.problem.options
-        return {name: options[int(k)] for name, k in zip(solution.problem.layers, solution.x.tolist())}
-    if isinstance(solution, Mapping):
-        if not solution:
-            raise ProblemError("the assignment is empty: give {layer name: option} for at least one layer")
-        out = {}
-        for name, value in solution.items():
-            try:
-                out[name] = Option.parse(value)
-            except Exception as exc:  # noqa: BLE001 - re-raised with the layer named
-                raise ProblemError(f"layer {name!r}: {exc}") from None
-        return out
-    raise ProblemError(f"solution must be an mpqopt Result or a mapping layer -> option, got {type(solution).__name__}")
-
-
 def _resolved(m: OnnxModel, solution: Solution, layers: Sequence[OnnxLayer] | None) -> dict[str, tuple[OnnxLayer, Option]]:
     """``{layer name: (layer, option)}``; keys of the solution may be layer or framework names."""
-    choices = choices_of(solution)
+    choices = choices_of(solution, "export")
     found = resolve_layers(layers if layers is not None else discover_layers(m), choices)
     out: dict[str, tuple[OnnxLayer, Option]] = {}
     for key, opt in choices.items():
@@ -133,8 +87,8 @@ def allocation_config(solution: Solution, model: ModelLike | Sequence[OnnxLayer]
     """The allocation as a JSON-ready dict: per layer its option, ``w_bits``, ``a_bits`` (None when
     activations stay in float) and, when ``model`` (or its layers) is given, its nodes, op type,
     stored weight name and output-channel axis (names in ``solution`` are then checked)."""
-    sch = _scheme(scheme)
-    choices = choices_of(solution)
+    sch = parse_scheme(scheme)
+    choices = choices_of(solution, "export")
     if model is None:
         rows = {name: (None, opt) for name, opt in choices.items()}
     elif isinstance(model, (list, tuple)) and all(isinstance(l, OnnxLayer) for l in model):
@@ -149,7 +103,7 @@ def allocation_config(solution: Solution, model: ModelLike | Sequence[OnnxLayer]
             entry.update(nodes=list(layer.nodes), op_type=layer.op_type, weight=layer.weight_name,
                          weight_axis=layer.weight_axis if sch.per_channel else None, framework_name=layer.framework_name)
         layers[name] = entry
-    return {"format": CONFIG_FORMAT, "version": 1, "scheme": {"symmetric": sch.symmetric, "per_channel": sch.per_channel, "scale": sch.scale}, "layers": layers}
+    return {"format": CONFIG_FORMAT, "version": 1, "scheme": asdict(sch), "layers": layers}
 
 
 def write_config(path: str | os.PathLike, solution: Solution, model: ModelLike | Sequence[OnnxLayer] | None = None, scheme: Any = None) -> Path:
@@ -287,7 +241,7 @@ def fake_quantized_model(
 
     ``solution`` is a :class:`~mpqopt.Result` or ``{layer: option}`` (layer names, or the framework
     names of :attr:`OnnxLayer.framework_name`, e.g. PyTorch module names); options of 32 bits and
-    more leave the weight as is. ``scheme``: a torch-style ``WeightScheme``, a dict with
+    more leave the weight as is. ``scheme``: a :class:`~mpqopt.adapters.scheme.WeightScheme`, a dict with
     ``symmetric`` / ``per_channel`` / ``scale``, or None (symmetric per-channel min/max). ``mode``:
     ``"weights"`` or ``"qdq"`` (see the module docstring). ``act_ranges`` ``{layer: (lo, hi)}``
     quantizes the inputs of layers whose option has activation bits (at most 8), e.g. the torch
@@ -295,7 +249,7 @@ def fake_quantized_model(
     """
     if mode not in MODES:
         raise ProblemError(f"mode must be one of {MODES}, got {mode!r}")
-    sch = _scheme(scheme)
+    sch = parse_scheme(scheme)
     m = load_model(model)
     layers = layers if layers is not None else discover_layers(m)
     rows = _resolved(m, solution, layers)
@@ -338,11 +292,11 @@ def _range(value: Any, name: str) -> tuple[float, float]:
     return lo, hi
 
 
-def _qdq_weight(ed: _Editor, m: OnnxModel, layer: OnnxLayer, w: np.ndarray, bits: int, axis: int | None, sch: _Scheme) -> None:
+def _qdq_weight(ed: _Editor, m: OnnxModel, layer: OnnxLayer, w: np.ndarray, bits: int, axis: int | None, sch: WeightScheme) -> None:
     if w.dtype != np.float32:
         raise ProblemError(f"layer {layer.name!r}: mode='qdq' needs float32 weights, {layer.weight_name!r} is {w.dtype}; use mode='weights'")
     scale, zero = grid_params(w, bits, axis, sch.symmetric, sch.scale)
-    qmin, qmax = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if sch.symmetric else (0, 2**bits - 1)
+    qmin, qmax = grid_range(bits, sch.symmetric)
     shape = [1] * w.ndim
     if axis is not None and w.ndim > 1:
         shape[axis] = -1

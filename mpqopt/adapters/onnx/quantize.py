@@ -1,6 +1,7 @@
 """Fake quantization of weight arrays in numpy, with the torch adapter's math (no torch import).
 
-The grid and the scale rules are those of :mod:`mpqopt.adapters.torch.quantizer`: symmetric
+The grid and the scale rules are those of :mod:`mpqopt.adapters.torch.quantizer` (the grid, the
+bit checks and the :class:`~mpqopt.adapters.scheme.WeightScheme` are shared code): symmetric
 integer grid ``[-2^(b-1), 2^(b-1)-1]`` with ``scale = max|w| / (2^(b-1)-1)``; asymmetric grid
 ``[0, 2^b-1]`` over ``[min(w, 0), max(w, 0)]`` with an integer zero point; the scale from the
 min/max range or by an MSE search over 36 clipping ratios ``linspace(0.3, 1, 36)``; one scale per
@@ -22,9 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...errors import ProblemError
-
-SCALE_METHODS = ("minmax", "mse")
-FULL_PRECISION_BITS = 32  # a bit-width at or above this leaves the array untouched
+from ..scheme import FULL_PRECISION_BITS, SCALE_METHODS, check_bits, check_scale, grid_range  # noqa: F401 - SCALE_METHODS: importable from here too
 # The clipping ratios the MSE search tries: the float32 values torch.linspace(0.3, 1.0, 36) gives,
 # written out (no numpy formula reproduces torch's rounding of all 36; four differ in the last bit)
 _MSE_RATIOS = np.array(
@@ -35,13 +34,9 @@ _MSE_RATIOS = np.array(
 
 
 def _check(bits: int, symmetric: bool, scale: str) -> None:
-    # the torch quantizer's messages, so both adapters reject the same inputs the same way
-    if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) or bits < 1:
-        raise ProblemError(f"weight bit-width must be a positive integer, got {bits!r}")
-    if symmetric and bits < 2:
-        raise ProblemError("weight: symmetric quantization needs at least 2 bits (1 bit has no zero level); use an asymmetric scheme")
-    if scale not in SCALE_METHODS:
-        raise ProblemError(f"weight scale method must be one of {SCALE_METHODS}, got {scale!r}")
+    # the torch quantizer's checks and messages, so both adapters reject the same inputs the same way
+    check_bits(bits, "weight", symmetric)
+    check_scale(scale)
 
 
 def _rows(w: np.ndarray, axis: int | None) -> tuple[np.ndarray, int | None]:
@@ -64,19 +59,12 @@ def _unrows(flat: np.ndarray, shape: tuple[int, ...], axis: int | None) -> np.nd
     return np.ascontiguousarray(np.moveaxis(flat.reshape(moved), 0, axis))
 
 
-def _grid(bits: int, symmetric: bool) -> tuple[float, float]:
-    """Integer range of the quantization grid."""
-    if symmetric:
-        return -(2.0 ** (bits - 1)), 2.0 ** (bits - 1) - 1
-    return 0.0, 2.0**bits - 1
-
-
 def _params(lo: np.ndarray, hi: np.ndarray, bits: int, symmetric: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-row (scale, zero point, nonzero) of the grid spanning ``[lo, hi]`` (column vectors).
 
     The scale returned is never 0: an all-zero row gets scale 1 and ``nonzero`` False (it stays 0).
     """
-    _, qmax = _grid(bits, symmetric)
+    _, qmax = grid_range(bits, symmetric)
     one = np.float32(1.0)
     if symmetric:
         scale = np.maximum(np.abs(lo), np.abs(hi)) / np.float32(qmax)
@@ -91,7 +79,7 @@ def _params(lo: np.ndarray, hi: np.ndarray, bits: int, symmetric: bool) -> tuple
 
 def _codes(flat: np.ndarray, scale: np.ndarray, zero: np.ndarray, bits: int, symmetric: bool) -> np.ndarray:
     """Grid codes relative to the zero point, as float32 integers."""
-    qmin, qmax = _grid(bits, symmetric)
+    qmin, qmax = grid_range(bits, symmetric)
     return np.clip(np.round(flat / scale) + zero, np.float32(qmin), np.float32(qmax)) - zero
 
 

@@ -41,9 +41,10 @@ import onnxruntime as ort
 from onnx import helper
 
 from ...errors import ProblemError
+from ..losses import LOSS_NAMES, choose_loss
 from .model import ModelLike, OnnxModel, load_model
 
-METRICS = ("auto", "ce", "kl", "mse", "cosine")
+METRICS = LOSS_NAMES
 MetricFn = Callable[[np.ndarray, np.ndarray, Any], float]
 _MAX_PROTO_BYTES = 2**31 - 1  # protobuf cannot serialise more: ONNX Runtime gets the model as bytes
 # operator domains ONNX Runtime's CPU build registers kernels for
@@ -83,6 +84,8 @@ def _cosine(out: np.ndarray, ref: np.ndarray, target: Any) -> float:
     return float(1.0 - cos.mean())
 
 
+# the torch adapter has the same losses as torch ops (mpqopt/adapters/torch/data.py); these stay
+# numpy: this adapter must not import torch
 _METRIC_FNS: dict[str, MetricFn] = {"ce": _ce, "kl": _kl, "mse": _mse, "cosine": _cosine}
 
 
@@ -309,7 +312,8 @@ class OnnxEvaluator:
                     raise ProblemError(f"batch {b} carries labels and labels= gives them too: give them once")
                 target = labels[b]
             self.batches.append((_check_inputs(ins, b, declared, weights), target))
-        self.metric_name, self._metric = self._pick_metric(metric)
+        self.metric_name, self._metric = choose_loss(metric, [t is not None for _, t in self.batches], _METRIC_FNS, what="metric",
+                                                     target="labels", fix="pass labels= or use metric='kl'")
         proto, self.weights = expose_weights(m, list(weights), output)
         self.session = make_session(proto, m, threads)
         self.runs = 0
@@ -317,20 +321,6 @@ class OnnxEvaluator:
         if self.metric_name == "ce":
             self.batches = [(feeds, self._check_labels(b, target)) for b, (feeds, target) in enumerate(self.batches)]
         self.base_losses = self.batch_losses_of(self.references)
-
-    def _pick_metric(self, metric: str | MetricFn) -> tuple[str, MetricFn]:
-        has = [t is not None for _, t in self.batches]
-        if isinstance(metric, str):
-            if metric not in METRICS:
-                raise ProblemError(f"metric must be one of {METRICS} or a callable, got {metric!r}")
-            if metric == "auto":
-                metric = "ce" if all(has) else "kl"
-            if metric == "ce" and not all(has):
-                raise ProblemError(f"metric 'ce' needs labels, but batch {has.index(False)} has none: pass labels= or use metric='kl'")
-            return metric, _METRIC_FNS[metric]
-        if callable(metric):
-            return getattr(metric, "__name__", "custom"), metric
-        raise ProblemError(f"metric must be one of {METRICS} or a callable, got {type(metric).__name__}")
 
     def _check_labels(self, b: int, target: Any) -> np.ndarray:
         ref = self.references[b]

@@ -4,7 +4,7 @@ Every function returns a :class:`~mpqopt.adapters.sensitivity.Sensitivity` with 
 conventions: ``values[l, k]`` = loss increase (or the method's proxy for it) when layer ``l`` takes
 option ``k`` and every other layer stays FP32; options at 32 bits or more score 0 at no cost.
 Weights are quantized by :func:`~.quantize.quantize_array` (the torch quantizer's math) in the
-weight scheme ``scheme=``: a torch-style ``WeightScheme``, a dict with keys ``symmetric``,
+weight scheme ``scheme=``: a :class:`~mpqopt.adapters.scheme.WeightScheme`, a dict with keys ``symmetric``,
 ``per_channel``, ``scale``, or None (symmetric, one scale per output channel along the stored
 weight's ``weight_axis``, min/max scale), as in :func:`~.export.fake_quantized_model`.
 
@@ -44,48 +44,30 @@ progress bar on a terminal. Options with activation bits (``W4A8``) are not supp
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Iterable, Sequence
+from dataclasses import asdict
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
 from ...errors import ProblemError
 from ...options import Option, OptionLike
 from ...progress import Progress
-from ..sensitivity import Sensitivity
-from .export import _scheme  # TODO(graph helper): make it public (or move it to quantize.py)
+from ..choices import is_identity, parse_options
+from ..entropy import MAX_REFERENCE_BITS, code_entropy, entropy_table  # noqa: F401 - MAX_REFERENCE_BITS: importable from here too
+from ..pairs import PairFilter, pair_mask, pairwise_terms
+from ..scheme import FULL_PRECISION_BITS, parse_scheme
+from ..sensitivity import Sensitivity, check_finite, mean_and_stderr
 from .layers import OnnxLayer, discover_layers, resolve_layers, stored_weight
 from .model import ModelLike, OnnxModel, load_model
-from .quantize import FULL_PRECISION_BITS, grid_codes, quantize_array
+from .quantize import grid_codes, quantize_array
 from .runtime import MetricFn, OnnxEvaluator
 
-MAX_REFERENCE_BITS = 16  # as the torch entropy estimator: past this the histogram counts FP32 values
-PairFilter = Callable[[str, str], bool] | Iterable[tuple[str, str]]
+# what error messages ask the user to check, in this adapter's terms
+_CHECK_LOSS = "the model, the inputs and the metric"
+_CHECK_TABLE = "the model, inputs and metric"
 
 
 # ------------------------------------------------------------------------------ shared set-up
-# TODO(lead): _options, _mean_and_stderr and _pair_mask repeat framework-free helpers of the torch
-# adapter (estimators/base.parse_options, data.mean_and_stderr, estimators/pairwise._pair_mask),
-# which live in modules that import torch; once they move to mpqopt/adapters/sensitivity.py both
-# adapters should import them from there.
-def _options(options: Sequence[OptionLike]) -> tuple[Option, ...]:
-    if isinstance(options, (str, int)) or not options:
-        raise ProblemError(f"options must be a non-empty list such as [2, 4, 8] or ['W4', 'W8'], got {options!r}")
-    return tuple(Option.parse(o) for o in options)
-
-
-def _mean_and_stderr(samples: np.ndarray, axis: int = -1) -> tuple[np.ndarray, np.ndarray]:
-    samples = np.asarray(samples, dtype=np.float64)
-    n = samples.shape[axis]
-    mean = samples.mean(axis=axis)
-    if n < 2:
-        return mean, np.zeros_like(mean)
-    return mean, samples.std(axis=axis, ddof=1) / np.sqrt(n)
-
-
-def _identity(opt: Option) -> bool:
-    return opt.w >= FULL_PRECISION_BITS and (opt.a is None or opt.a >= FULL_PRECISION_BITS)
-
-
 def _select(model: OnnxModel, layers: Sequence[str | OnnxLayer] | None, include: Any, exclude: Any) -> list[OnnxLayer]:
     """The layers to score: exact names or layer objects (in that order), else include/exclude."""
     if layers is None:
@@ -121,10 +103,6 @@ def _quantize(w: np.ndarray, bits: int, layer: Any, sch: Any) -> np.ndarray:
     return quantize_array(w, bits, _axis(layer, sch), sch.symmetric, sch.scale)
 
 
-def _scheme_meta(sch: Any) -> dict[str, Any]:
-    return {"symmetric": sch.symmetric, "per_channel": sch.per_channel, "scale": sch.scale}
-
-
 def _weight(model: OnnxModel, layer: Any) -> np.ndarray:
     if isinstance(layer, OnnxLayer):
         return stored_weight(model, layer)
@@ -136,11 +114,7 @@ def _weight(model: OnnxModel, layer: Any) -> np.ndarray:
 
 def _result(names: Sequence[str], opts: tuple[Option, ...], values: np.ndarray, std: np.ndarray | None, method: str,
             pairwise: np.ndarray | None = None, **meta: Any) -> Sensitivity:
-    bad = ~np.isfinite(values)
-    if bad.any():
-        i, k = map(int, np.argwhere(bad)[0])
-        raise ProblemError(f"{method}: layer {names[i]!r} option {opts[k].label} gave a non-finite sensitivity ({values[i, k]}); check the model, inputs and metric")
-    return Sensitivity(tuple(names), opts, values, std, method, pairwise, meta)
+    return Sensitivity.checked(names, opts, values, std, method, pairwise, meta, check=_CHECK_TABLE)
 
 
 # ------------------------------------------------------------------------------ data-free
@@ -163,9 +137,9 @@ def weight_error(
     started = time.perf_counter()
     if kind not in ("mse", "sqnr"):
         raise ProblemError(f"weight_error kind must be 'mse' or 'sqnr', got {kind!r}")
-    sch = _scheme(scheme)
+    sch = parse_scheme(scheme)
     m = load_model(model)
-    opts = _options(options)
+    opts = parse_options(options)
     found = _select(m, layers, include, exclude)
     values = np.zeros((len(found), len(opts)))
     power = np.zeros(len(found))
@@ -178,18 +152,11 @@ def weight_error(
             q = _quantize(w, opt.w, layer, sch)
             err = float(np.square(q.astype(np.float64) - w).sum())
             values[i, k] = err / (w.size if per_weight else 1) if kind == "mse" else err / power[i] if power[i] > 0 else 0.0
-    meta: dict[str, Any] = {"seconds": time.perf_counter() - started, "forward_passes": 0, "backward_passes": 0, "kind": kind, "per_weight": per_weight, "scheme": _scheme_meta(sch)}
+    meta: dict[str, Any] = {"seconds": time.perf_counter() - started, "forward_passes": 0, "backward_passes": 0, "kind": kind, "per_weight": per_weight, "scheme": asdict(sch)}
     if kind == "sqnr":
         with np.errstate(divide="ignore"):
             meta["sqnr_db"] = np.where(values > 0, -10 * np.log10(np.where(values > 0, values, 1.0)), np.inf).tolist()
     return _result([l.name for l in found], opts, values, None, f"weight_{kind}", **meta)
-
-
-def _code_entropy(codes: np.ndarray) -> float:
-    """Shannon entropy (bits) of the histogram of integer codes."""
-    _, counts = np.unique(codes.reshape(-1), return_counts=True)
-    p = counts / counts.sum()
-    return float(-(p * np.log2(p)).sum())
 
 
 def _layer_entropy(w: np.ndarray, bits: int, layer: Any, sch: Any) -> float:
@@ -197,7 +164,7 @@ def _layer_entropy(w: np.ndarray, bits: int, layer: Any, sch: Any) -> float:
     # a channel whose codes share a factor g lies on the coarser grid g*step: count that grid's codes,
     # as the torch estimator does (it recovers the finest step the values fit)
     g = np.gcd.reduce(np.abs(codes), axis=1, keepdims=True)
-    return _code_entropy(codes // np.where(g > 0, g, 1))
+    return code_entropy(codes // np.where(g > 0, g, 1))
 
 
 def entropy(
@@ -218,23 +185,19 @@ def entropy(
     ``meta["entropies"]`` holds ``H_l`` per layer and option.
     """
     started = time.perf_counter()
-    sch = _scheme(scheme)
+    sch = parse_scheme(scheme)
     m = load_model(model)
-    opts = _options(options)
+    opts = parse_options(options)
     found = _select(m, layers, include, exclude)
-    ref = min(max(o.w for o in opts), MAX_REFERENCE_BITS) if reference_bits is None else reference_bits
-    if isinstance(ref, bool) or not isinstance(ref, int) or ref < 2:
-        raise ProblemError(f"entropy: reference_bits must be an integer >= 2, got {reference_bits!r}")
-    entropies = np.zeros((len(found), len(opts)))
-    values = np.zeros_like(entropies)
-    for i, layer in enumerate(found):
-        w = _weight(m, layer)
-        h_ref = _layer_entropy(w, ref, layer, sch)
-        for k, opt in enumerate(opts):
-            entropies[i, k] = h_ref if opt.w >= ref else _layer_entropy(w, opt.w, layer, sch)
-            values[i, k] = (h_ref - entropies[i, k]) * (1 if per_weight else w.size)
+
+    def rows() -> Iterator[tuple[int, Callable[[int], float]]]:
+        for layer in found:  # one weight in memory at a time
+            w = _weight(m, layer)
+            yield w.size, lambda bits, w=w, layer=layer: _layer_entropy(w, bits, layer, sch)
+
+    values, entropies, ref = entropy_table(opts, rows(), reference_bits=reference_bits, per_weight=per_weight)
     meta = {"seconds": time.perf_counter() - started, "forward_passes": 0, "backward_passes": 0, "reference_bits": ref,
-            "per_weight": per_weight, "entropies": entropies.tolist(), "scheme": _scheme_meta(sch)}
+            "per_weight": per_weight, "entropies": entropies.tolist(), "scheme": asdict(sch)}
     return _result([l.name for l in found], opts, values, None, "entropy", **meta)
 
 
@@ -245,9 +208,9 @@ class _Measure:
     def __init__(self, model: ModelLike, inputs: Any, options: Sequence[OptionLike], output: str | None, metric: str | MetricFn,
                  labels: Sequence[Any] | None, layers: Any, include: Any, exclude: Any, scheme: Any, threads: int):
         self.started = time.perf_counter()
-        self.scheme = _scheme(scheme)
+        self.scheme = parse_scheme(scheme)
         self.model = load_model(model)
-        self.options = _options(options)
+        self.options = parse_options(options)
         bad = [o.label for o in self.options if o.a is not None and o.a < FULL_PRECISION_BITS]
         if bad:
             raise ProblemError(f"options {bad} quantize activations, which the ONNX Runtime estimators do not support yet; use weight-only options such as 'W4'")
@@ -256,8 +219,8 @@ class _Measure:
         self.ev = OnnxEvaluator(self.model, inputs, output, metric, labels, [l.weight_name for l in self.layers], threads=threads)
         self.base = self.ev.base_losses
         for b, v in enumerate(self.base):
-            self._finite(v, f"the unquantized model on batch {b}")
-        self.live = [k for k, o in enumerate(self.options) if not _identity(o)]
+            check_finite(v, f"the unquantized model on batch {b}", _CHECK_LOSS)
+        self.live = [k for k, o in enumerate(self.options) if not is_identity(o)]
         self._cache: dict[tuple[int, int], np.ndarray] = {}
 
     def quantized(self, i: int, k: int) -> tuple[str, np.ndarray]:
@@ -270,22 +233,16 @@ class _Measure:
             self._cache[key] = q.astype(w.dtype, copy=False)
         return self.layers[i].weight_name, self._cache[key]
 
-    @staticmethod
-    def _finite(value: float, what: str) -> float:
-        if not np.isfinite(value):
-            raise ProblemError(f"{what} gave a non-finite loss ({value}); check the model, the inputs and the metric")
-        return value
-
     def losses(self, changes: Sequence[tuple[int, int]]) -> np.ndarray:
         """Per-batch losses with each (layer, option) of ``changes`` applied together."""
         out = self.ev.batch_losses(dict(self.quantized(i, k) for i, k in changes))
         for b, v in enumerate(out):
-            self._finite(v, " with ".join(f"layer {self.names[i]!r} at {self.options[k].label}" for i, k in changes) + f" (batch {b})")
+            check_finite(v, " with ".join(f"layer {self.names[i]!r} at {self.options[k].label}" for i, k in changes) + f" (batch {b})", _CHECK_LOSS)
         return out
 
     def meta(self, **extra: Any) -> dict[str, Any]:
         return {"seconds": time.perf_counter() - self.started, "forward_passes": self.ev.runs, "backward_passes": 0, "metric": self.ev.metric_name,
-                "batches": self.ev.num_batches, "output": self.ev.output_name, "scheme": _scheme_meta(self.scheme), **extra}
+                "batches": self.ev.num_batches, "output": self.ev.output_name, "scheme": asdict(self.scheme), **extra}
 
 
 def delta_output(
@@ -315,41 +272,9 @@ def delta_output(
     with Progress(L * len(s.live), "ONNX delta_output", enabled=progress) as bar:
         for i in range(L):
             for k in s.live:
-                values[i, k], std[i, k] = _mean_and_stderr(s.losses([(i, k)]) - s.base)
+                values[i, k], std[i, k] = mean_and_stderr(s.losses([(i, k)]) - s.base)
                 bar.update()
     return _result(s.names, s.options, values, std if nb > 1 else None, "delta_output", **s.meta())
-
-
-def _pair_mask(names: Sequence[str], window: int | None, pairs: PairFilter | None) -> np.ndarray:
-    """``mask[a, b]`` (a < b in layer order): is the pair measured? (the torch estimator's rule)"""
-    L = len(names)
-    idx = np.arange(L)
-    mask = idx[:, None] < idx[None, :]
-    if window is not None:
-        if isinstance(window, bool) or not isinstance(window, int) or window < 0:
-            raise ProblemError(f"window must be a non-negative number of layers, got {window!r}")
-        mask &= (idx[None, :] - idx[:, None]) <= window
-    if pairs is None:
-        return mask
-    keep = np.zeros_like(mask)
-    if callable(pairs):
-        for a, b in zip(*np.nonzero(mask)):
-            keep[a, b] = bool(pairs(names[a], names[b]))
-        return mask & keep
-    pos = {n: k for k, n in enumerate(names)}
-    try:
-        listed = list(pairs)
-    except TypeError:
-        raise ProblemError(f"pairs must be a callable (layer_a, layer_b) -> bool or a list of (layer_a, layer_b), got {type(pairs).__name__}") from None
-    for item in listed:
-        if not (isinstance(item, (tuple, list)) and len(item) == 2):
-            raise ProblemError(f"pairs entries must be (layer_a, layer_b), got {item!r}")
-        for n in item:
-            if n not in pos:
-                raise ProblemError(f"pairs names unknown layer {n!r}")
-        a, b = sorted((pos[item[0]], pos[item[1]]))
-        keep[a, b] = True
-    return mask & keep
 
 
 def pairwise(
@@ -380,7 +305,7 @@ def pairwise(
     """
     s = _Measure(model, inputs, options, output, metric, labels, layers, include, exclude, scheme, threads)
     L, K, nb = len(s.names), len(s.options), s.ev.num_batches
-    mask = _pair_mask(s.names, window, pairs)
+    mask = pair_mask(s.names, window, pairs)
     layer_pairs = [(int(a), int(b)) for a, b in zip(*np.nonzero(mask))]
     single = np.tile(s.base, (L, K, 1))  # identity options: the FP32 losses
     pair = np.full((L * K, L * K), np.nan)  # mean loss, row = first layer's (layer, option)
@@ -395,12 +320,6 @@ def pairwise(
                 for p in s.live:
                     pair[i * K + k, j * K + p] = s.losses([(i, k), (j, p)]).mean()
                     bar.update()
-    base_mean = float(s.base.mean())
-    values, std = _mean_and_stderr(single - s.base[None, None, :], axis=2)
-    mean_single = (values + base_mean).ravel()
-    cross = pair - mean_single[:, None] - mean_single[None, :] + base_mean
-    cross[np.isnan(cross)] = 0.0  # unmeasured pairs (and identity options): no interaction
-    omega_half = 0.5 * (cross + cross.T)  # each measured pair sits on one side; mirror it, halved
-    np.fill_diagonal(omega_half, 0.0)
+    values, std, omega_half = pairwise_terms(s.base, single, pair, s.options)
     return _result(s.names, s.options, values, std if nb > 1 else None, "clado", pairwise=omega_half,
                    **s.meta(entries=total, evaluations=total * nb, layer_pairs=len(layer_pairs)))

@@ -19,45 +19,26 @@ from __future__ import annotations
 import copy
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, Union
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
 from ...errors import ProblemError
-from ...options import Option, OptionLike
+from ...options import Option
 from ...problem import Problem
 from ...report import fmt_num
-from ...result import Result
-from .data import Evaluator, LossFn, check_finite, mean_and_stderr
-from .estimators.base import Sensitivity
+from ..choices import Solution, choices_of
+from ..sensitivity import Sensitivity, check_finite, mean_and_stderr
+from .data import Evaluator, LossFn
 from .layers import resolve_layer_names
-from .perturb import ActRanges, WeightCache, input_quantizer, parse_option, calibrate_activations, quantized
+from .perturb import ActRanges, WeightCache, input_quantizer, calibrate_activations, quantized
 from .quantizer import FULL_PRECISION_BITS, WeightScheme
 
-Solution = Union[Result, Mapping[str, OptionLike]]
 Metric = Callable[[torch.Tensor, Any], float]
 
 __all__ = ["apply", "evaluate", "report", "QuantReport", "choices_of"]
-
-
-def choices_of(solution: Solution) -> dict[str, Option]:
-    """``{layer: Option}`` from a solve :class:`~mpqopt.Result` or a ``{layer: label/Option/bits}`` mapping.
-
-    >>> choices_of({"fc": "W4A8", "conv": 8})
-    {'fc': Option(w=4, a=8, label='W4A8'), 'conv': Option(w=8, a=None, label='W8')}
-    """
-    if isinstance(solution, Result):
-        if solution.x is None:
-            raise ProblemError(f"the result has no assignment to apply (status {solution.status}): {solution.message}")
-        options = solution.problem.options
-        return {name: options[int(k)] for name, k in zip(solution.problem.layers, solution.x.tolist())}
-    if isinstance(solution, Mapping):
-        if not solution:
-            raise ProblemError("the assignment is empty: give {layer name: option} for at least one layer")
-        return {name: parse_option(value, name) for name, value in solution.items()}
-    raise ProblemError(f"solution must be an mpqopt Result or a mapping layer -> option, got {type(solution).__name__}")
 
 
 @contextmanager

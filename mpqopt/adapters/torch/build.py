@@ -19,9 +19,10 @@ from torch import nn
 from ...errors import ProblemError
 from ...options import Option, OptionLike
 from ...problem import Problem
+from ..choices import parse_options
+from ..sensitivity import Sensitivity
 from .costs import LATENCY_COST, Benchmark, LayerCost, check_latency, cost_tables, example_batch_size, latency_table, measure_layers, unused_error
 from .data import split_batch
-from .estimators.base import Sensitivity, parse_options
 from .graph import TieSpec, find_ties
 from .layers import discover_layers
 

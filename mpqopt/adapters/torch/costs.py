@@ -24,8 +24,7 @@ a benchmark callable the user provides.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -33,35 +32,13 @@ from torch import nn
 
 from ...errors import ProblemError
 from ...options import Option, OptionLike
-from ..tables import COST_NAMES, LATENCY_COST, check_latency, cost_tables  # framework-free, shared with the ONNX adapter
-from .data import call_model, split_batch
+from ..tables import COST_NAMES, LATENCY_COST, LayerCost, check_latency, cost_tables  # framework-free, shared with the ONNX adapter
+from .data import call_model, iter_tensors, split_batch
 from .layers import LayerInfo, discover_layers
 
-__all__ = ["LayerCost", "measure_layers", "example_batch_size", "run_example", "latency_table", "cost_tables", "check_latency", "COST_NAMES", "LATENCY_COST"]
+__all__ = ["LayerCost", "measure_layers", "example_batch_size", "run_example", "run_hooked", "latency_table", "cost_tables", "check_latency", "COST_NAMES", "LATENCY_COST"]
 
 Benchmark = Callable[[nn.Module, str, Option], float]
-
-
-@dataclass(frozen=True)
-class LayerCost:
-    """Cost facts of one quantizable layer, measured on the example input.
-
-    ``macs`` is per sample; ``calls`` counts how often the module ran in the forward; ``order`` is
-    the position of its first call among the measured layers (execution order, which is what
-    "first" and "last" layer mean); shapes are those of its first call.
-    """
-
-    name: str
-    kind: str
-    weight_shape: tuple[int, ...]
-    groups: int
-    params: int
-    weight_params: int
-    macs: float
-    calls: int
-    order: int
-    input_shape: tuple[int, ...]
-    output_shape: tuple[int, ...]
 
 
 def example_batch_size(inputs: Any) -> int:
@@ -70,23 +47,12 @@ def example_batch_size(inputs: Any) -> int:
     >>> example_batch_size({"input_ids": torch.zeros(3, 7, dtype=torch.long)})
     3
     """
-    first = _first_tensor(inputs)
+    first = next(iter_tensors(inputs), None)
     if first is None:
         raise ProblemError(f"the example input ({type(inputs).__name__}) holds no tensor: give a tensor, a tuple of tensors or a dict of them")
     if first.dim() == 0:
         raise ProblemError("the example input is a 0-d tensor: it has no batch dimension; pass batch_size=")
     return int(first.shape[0])
-
-
-def _first_tensor(value: Any) -> torch.Tensor | None:
-    if isinstance(value, torch.Tensor):
-        return value
-    items = value.values() if isinstance(value, Mapping) else value if isinstance(value, (tuple, list)) else ()
-    for item in items:
-        found = _first_tensor(item)
-        if found is not None:
-            return found
-    return None
 
 
 def run_example(model: nn.Module, example_input: Any) -> Any:
@@ -101,6 +67,21 @@ def run_example(model: nn.Module, example_input: Any) -> Any:
             return call_model(model, inputs)
         except (RuntimeError, TypeError, ValueError, IndexError) as exc:
             raise ProblemError(f"the model failed on the example input (wrong shape or type?): {exc}") from None
+
+
+def run_hooked(model: nn.Module, example_input: Any, hooks: Iterable[Any]) -> Any:
+    """:func:`run_example` in eval mode with ``hooks`` (handles of hooks just registered) in place;
+    afterwards the hooks are removed and the model's train/eval mode restored, even on an error.
+    (A forward in train mode would update BatchNorm statistics.)"""
+    handles = list(hooks)
+    was_training = model.training
+    model.eval()
+    try:
+        return run_example(model, example_input)
+    finally:
+        model.train(was_training)
+        for h in handles:
+            h.remove()
 
 
 def measure_layers(
@@ -148,19 +129,10 @@ def measure_layers(
 
         return record
 
-    handles = []
     for layer in layers:
         if layer.name not in modules:
             raise ProblemError(f"model has no layer named {layer.name!r}")
-        handles.append(modules[layer.name].register_forward_hook(hook(layer.name)))
-    was_training = model.training
-    model.eval()
-    try:
-        run_example(model, example_input)
-    finally:
-        model.train(was_training)
-        for h in handles:
-            h.remove()
+    run_hooked(model, example_input, [modules[layer.name].register_forward_hook(hook(layer.name)) for layer in layers])
     missing = [layer.name for layer in layers if layer.name not in seen]
     if missing and not skip_unused:
         raise unused_error(missing)

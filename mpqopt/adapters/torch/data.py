@@ -19,7 +19,7 @@ output (embeddings); ``"auto"`` = ``"ce"`` when batches carry targets, else ``"k
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -27,8 +27,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...errors import ProblemError
+from ..losses import LOSS_NAMES, choose_loss
+from ..sensitivity import check_finite, mean_and_stderr  # noqa: F401 - framework-free; importable from here too
 
-LOSSES = ("auto", "ce", "kl", "mse", "cosine")
+LOSSES = LOSS_NAMES
 LossFn = Callable[[torch.Tensor, torch.Tensor, Any], torch.Tensor]
 
 
@@ -57,6 +59,20 @@ def call_model(model: nn.Module, inputs: Any) -> Any:
     return model(inputs)
 
 
+def iter_tensors(value: Any) -> Iterator[torch.Tensor]:
+    """The tensors in a batch's inputs (a tensor, or tuples, lists and dicts of them, nested), in order.
+
+    >>> [tuple(t.shape) for t in iter_tensors({"ids": torch.zeros(2, 3), "extra": (torch.zeros(()), 7)})]
+    [(2, 3), ()]
+    """
+    if isinstance(value, torch.Tensor):
+        yield value
+        return
+    items = value.values() if isinstance(value, Mapping) else value if isinstance(value, (tuple, list)) else ()
+    for item in items:
+        yield from iter_tensors(item)
+
+
 def default_output(output: Any) -> torch.Tensor:
     """The tensor to score from a model's output."""
     if isinstance(output, torch.Tensor):
@@ -70,22 +86,27 @@ def default_output(output: Any) -> torch.Tensor:
     raise ProblemError(f"cannot find the output tensor in a {type(output).__name__}: pass output_fn= to pick it")
 
 
-def _named_loss(name: str) -> LossFn:
-    def ce(out: torch.Tensor, ref: torch.Tensor, target: Any) -> torch.Tensor:
-        return F.cross_entropy(out.reshape(-1, out.shape[-1]), target.reshape(-1))
+def _ce(out: torch.Tensor, ref: torch.Tensor, target: Any) -> torch.Tensor:
+    return F.cross_entropy(out.reshape(-1, out.shape[-1]), target.reshape(-1))
 
-    def kl(out: torch.Tensor, ref: torch.Tensor, target: Any) -> torch.Tensor:
-        ref_log = F.log_softmax(ref.reshape(-1, ref.shape[-1]), dim=-1)
-        out_log = F.log_softmax(out.reshape(-1, out.shape[-1]), dim=-1)
-        return F.kl_div(out_log, ref_log, log_target=True, reduction="batchmean")
 
-    def mse(out: torch.Tensor, ref: torch.Tensor, target: Any) -> torch.Tensor:
-        return F.mse_loss(out, ref)
+def _kl(out: torch.Tensor, ref: torch.Tensor, target: Any) -> torch.Tensor:
+    ref_log = F.log_softmax(ref.reshape(-1, ref.shape[-1]), dim=-1)
+    out_log = F.log_softmax(out.reshape(-1, out.shape[-1]), dim=-1)
+    return F.kl_div(out_log, ref_log, log_target=True, reduction="batchmean")
 
-    def cosine(out: torch.Tensor, ref: torch.Tensor, target: Any) -> torch.Tensor:
-        return 1.0 - F.cosine_similarity(out.reshape(-1, out.shape[-1]), ref.reshape(-1, ref.shape[-1]), dim=-1).mean()
 
-    return {"ce": ce, "kl": kl, "mse": mse, "cosine": cosine}[name]
+def _mse(out: torch.Tensor, ref: torch.Tensor, target: Any) -> torch.Tensor:
+    return F.mse_loss(out, ref)
+
+
+def _cosine(out: torch.Tensor, ref: torch.Tensor, target: Any) -> torch.Tensor:
+    return 1.0 - F.cosine_similarity(out.reshape(-1, out.shape[-1]), ref.reshape(-1, ref.shape[-1]), dim=-1).mean()
+
+
+# the ONNX adapter has the same losses in numpy (mpqopt/adapters/onnx/runtime.py); these must stay
+# torch ops, differentiable, for the gradient estimators
+_LOSS_FNS: dict[str, LossFn] = {"ce": _ce, "kl": _kl, "mse": _mse, "cosine": _cosine}
 
 
 class Evaluator:
@@ -110,18 +131,7 @@ class Evaluator:
             raise ProblemError("data is empty: give at least one batch")
         self.output_fn = output_fn or default_output
         has_target = [t is not None for _, t in self.batches]
-        if isinstance(loss, str):
-            if loss not in LOSSES:
-                raise ProblemError(f"loss must be one of {LOSSES} or a callable, got {loss!r}")
-            if loss == "auto":
-                loss = "ce" if all(has_target) else "kl"
-            if loss == "ce" and not all(has_target):
-                raise ProblemError(f"loss 'ce' needs targets, but batch {has_target.index(False)} has none: give (inputs, targets) batches or use loss='kl'")
-            self.loss_name, self._loss = loss, _named_loss(loss)
-        elif callable(loss):
-            self.loss_name, self._loss = getattr(loss, "__name__", "custom"), loss
-        else:
-            raise ProblemError(f"loss must be one of {LOSSES} or a callable, got {type(loss).__name__}")
+        self.loss_name, self._loss = choose_loss(loss, has_target, _LOSS_FNS)
         self.references = [self.output(i) for i in range(len(self.batches))]
 
     @property
@@ -146,28 +156,12 @@ class Evaluator:
         except (RuntimeError, ValueError, IndexError) as exc:
             raise ProblemError(f"loss '{self.loss_name}' failed on batch {index} (targets of the wrong shape?): {exc}") from None
 
+    def reference_losses(self) -> np.ndarray:
+        """Loss of each batch for the unquantized model, from the stored reference outputs (no
+        forward pass), rejecting a non-finite one."""
+        return np.array([check_finite(float(self.loss_of(i, self.references[i])), f"the unquantized model on batch {i}") for i in range(self.num_batches)])
+
     def batch_losses(self, indices: Sequence[int] | None = None) -> np.ndarray:
         """Loss of each batch for the model as it is now."""
         idx = range(self.num_batches) if indices is None else indices
         return np.array([float(self.loss_of(i, self.output(i))) for i in idx])
-
-
-def mean_and_stderr(samples: np.ndarray, axis: int = -1) -> tuple[np.ndarray, np.ndarray]:
-    """Mean over ``axis`` and its standard error (0 with a single sample).
-
-    >>> [float(v) for v in mean_and_stderr(np.array([1.0, 3.0]))]
-    [2.0, 1.0]
-    """
-    samples = np.asarray(samples, dtype=np.float64)
-    n = samples.shape[axis]
-    mean = samples.mean(axis=axis)
-    if n < 2:
-        return mean, np.zeros_like(mean)
-    return mean, samples.std(axis=axis, ddof=1) / np.sqrt(n)
-
-
-def check_finite(value: float, what: str) -> float:
-    """Reject NaN/inf losses with a message naming what produced them."""
-    if not np.isfinite(value):
-        raise ProblemError(f"{what} gave a non-finite loss ({value}); check the model, the data and the loss function")
-    return value

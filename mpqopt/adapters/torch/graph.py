@@ -40,10 +40,10 @@ from torch import nn
 
 from ...errors import ProblemError
 from ..ties import ModelGraph, Ties, TieSpec, resolve_ties, same_input_groups
-from .costs import run_example
+from .costs import run_hooked
 from .layers import resolve_layer_names
 
-__all__ = ["find_ties", "model_graph", "fx_graph", "hook_graph", "same_input_groups", "ModelGraph", "Ties", "TieSpec"]
+__all__ = ["find_ties", "model_graph", "fx_graph", "hook_graph", "same_input_groups", "LeafTracer", "mutates", "ModelGraph", "Ties", "TieSpec"]
 
 # ops whose output holds the same values as their first input (so the same quantizer applies)
 _PASS_METHODS = frozenset({
@@ -58,7 +58,7 @@ _PASS_MODULES = (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout
 
 
 # ------------------------------------------------------------------------------ fx
-class _LeafTracer(fx.Tracer):
+class LeafTracer(fx.Tracer):
     """Keeps quantizable layers as single call_module nodes even when they subclass nn.Linear/Conv
     outside torch.nn (fx would otherwise trace into them)."""
 
@@ -90,7 +90,7 @@ def _source(node: fx.Node, modules: Mapping[str, nn.Module]) -> fx.Node:
 _INPLACE_OPERATORS = frozenset({operator.iadd, operator.isub, operator.imul, operator.itruediv, operator.ifloordiv, operator.imod, operator.ipow, operator.iand, operator.ior, operator.ixor})
 
 
-def _mutates(node: fx.Node, modules: Mapping[str, nn.Module]) -> bool:
+def mutates(node: fx.Node, modules: Mapping[str, nn.Module]) -> bool:
     """True when ``node`` writes into its first input in place (``relu_``, ``inplace=True``, ``+=``)."""
     if node.kwargs.get("inplace") is True:
         return True
@@ -111,7 +111,7 @@ def fx_graph(model: nn.Module, layers: Sequence[str]) -> ModelGraph:
     values for each, so its reads are told apart by a version suffix (``node@1``).
     """
     leaves = set(layers)
-    traced = _LeafTracer(leaves).trace(model)
+    traced = LeafTracer(leaves).trace(model)
     modules = dict(model.named_modules())
     g = nx.DiGraph()
     inputs: dict[str, list[str]] = {}
@@ -125,7 +125,7 @@ def fx_graph(model: nn.Module, layers: Sequence[str]) -> ModelGraph:
                 src = _source(first, modules).name
                 version = versions.get(src, 0)
                 inputs.setdefault(str(node.target), []).append(f"{src}@{version}" if version else src)
-        elif first is not None and _mutates(node, modules):
+        elif first is not None and mutates(node, modules):
             src = _source(first, modules).name  # writing into a view writes into its base
             versions[src] = versions.get(src, 0) + 1
         g.add_node(node.name, **attrs)
@@ -182,15 +182,7 @@ def hook_graph(model: nn.Module, layers: Sequence[str], example_input: Any, reas
 
         return record
 
-    handles = [m.register_forward_pre_hook(hook(n)) for n, m in modules.items()]
-    was_training = model.training
-    model.eval()
-    try:
-        run_example(model, example_input)
-    finally:
-        model.train(was_training)
-        for h in handles:
-            h.remove()
+    run_hooked(model, example_input, [m.register_forward_pre_hook(hook(n)) for n, m in modules.items()])
     g = nx.DiGraph()
     for node in keys.values():
         g.add_node(node, op="tensor", target="")

@@ -23,7 +23,9 @@ import torch
 from torch import nn
 
 from ...errors import ProblemError
-from ...options import Option, OptionLike
+from ...options import OptionLike
+from ..choices import parse_option
+from ..scheme import parse_scheme
 from .data import Evaluator, call_model
 from .layers import resolve_layer_names
 from .quantizer import WeightScheme, quantize_activation, quantize_weight
@@ -43,7 +45,7 @@ class WeightCache:
 
     def __init__(self, model: nn.Module, scheme: WeightScheme = WeightScheme()):
         self.model = model
-        self.scheme = scheme
+        self.scheme = parse_scheme(scheme)  # a WeightScheme, or a dict of its fields as the ONNX adapter takes
         self._modules: dict[str, nn.Module] = {}
         self._cache: dict[tuple[str, int], torch.Tensor] = {}
 
@@ -57,14 +59,6 @@ class WeightCache:
         if key not in self._cache:
             self._cache[key] = quantize_weight(self.module(name).weight, int(bits), self.scheme)
         return self._cache[key]
-
-
-def parse_option(value: OptionLike, name: str) -> Option:
-    """The option a layer is given, with an error naming the layer when it cannot be read."""
-    try:
-        return Option.parse(value)
-    except Exception as exc:  # noqa: BLE001 - re-raised with the layer named
-        raise ProblemError(f"layer {name!r}: {exc}") from None
 
 
 @contextmanager

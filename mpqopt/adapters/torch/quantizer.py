@@ -1,8 +1,10 @@
 """Fake quantizers shared by every estimator and by ``apply``.
 
 Weights: uniform, symmetric or asymmetric, one scale per tensor or per output channel (axis 0),
-scale from the min/max range or by MSE search over clipping ratios. Activations: per-tensor,
-asymmetric, range calibrated on data.
+scale from the min/max range or by MSE search over clipping ratios, as a
+:class:`~mpqopt.adapters.scheme.WeightScheme` says (framework-free, shared with the ONNX adapter's
+numpy quantizer; still importable from here). Activations: per-tensor, asymmetric, range
+calibrated on data.
 
 >>> import torch
 >>> w = torch.tensor([[0.1, -0.4, 0.25, 0.0]])
@@ -12,54 +14,19 @@ asymmetric, range calibrated on data.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
-from ...errors import ProblemError
+from ..scheme import FULL_PRECISION_BITS, SCALE_METHODS, WeightScheme, check_bits, grid_range
 
-SCALE_METHODS = ("minmax", "mse")
+__all__ = ["FULL_PRECISION_BITS", "SCALE_METHODS", "WeightScheme", "quantize_weight", "quantization_error", "quantize_activation"]
+
 # MSE scale search: clipping ratios of the min/max range tried per channel
 _MSE_RATIOS = torch.linspace(0.3, 1.0, 36)
 
 
-@dataclass(frozen=True)
-class WeightScheme:
-    """How weights are quantized.
-
-    >>> WeightScheme(symmetric=False, per_channel=False, scale="mse").scale
-    'mse'
-    """
-
-    symmetric: bool = True
-    per_channel: bool = True
-    scale: str = "minmax"
-
-    def __post_init__(self) -> None:
-        if self.scale not in SCALE_METHODS:
-            raise ProblemError(f"weight scale method must be one of {SCALE_METHODS}, got {self.scale!r}")
-
-
-FULL_PRECISION_BITS = 32  # a bit-width at or above this leaves the tensor untouched
-
-
-def _check_bits(bits: int, what: str, symmetric: bool) -> None:
-    if isinstance(bits, bool) or not isinstance(bits, int) or bits < 1:
-        raise ProblemError(f"{what} bit-width must be a positive integer, got {bits!r}")
-    if symmetric and bits < 2:
-        raise ProblemError(f"{what}: symmetric quantization needs at least 2 bits (1 bit has no zero level); use an asymmetric scheme")
-
-
-def _grid(bits: int, symmetric: bool) -> tuple[float, float]:
-    """Integer range of the quantization grid."""
-    if symmetric:
-        return -(2.0 ** (bits - 1)), 2.0 ** (bits - 1) - 1
-    return 0.0, 2.0**bits - 1
-
-
 def _fake_quant(flat: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, bits: int, symmetric: bool) -> torch.Tensor:
     """Quantize rows of ``flat`` to the grid spanning ``[lo, hi]`` per row (column vectors)."""
-    qmin, qmax = _grid(bits, symmetric)
+    qmin, qmax = grid_range(bits, symmetric)
     if symmetric:
         scale = torch.maximum(lo.abs(), hi.abs()) / qmax if qmax > 0 else torch.maximum(lo.abs(), hi.abs())
         zero = torch.zeros_like(scale)
@@ -81,7 +48,7 @@ def quantize_weight(weight: torch.Tensor, bits: int, scheme: WeightScheme = Weig
     """
     if bits >= FULL_PRECISION_BITS:
         return weight.detach().clone()
-    _check_bits(bits, "weight", scheme.symmetric)
+    check_bits(bits, "weight", scheme.symmetric)
     w = weight.detach()
     flat = w.reshape(w.shape[0], -1) if (scheme.per_channel and w.dim() > 1) else w.reshape(1, -1)
     flat = flat.to(torch.float32)
@@ -122,7 +89,7 @@ def quantize_activation(x: torch.Tensor, bits: int, lo: float, hi: float) -> tor
     """
     if bits >= FULL_PRECISION_BITS:
         return x
-    _check_bits(bits, "activation", symmetric=False)
+    check_bits(bits, "activation", symmetric=False)
     lo_t = torch.tensor([[float(lo)]], dtype=torch.float32)
     hi_t = torch.tensor([[float(hi)]], dtype=torch.float32)
     out = _fake_quant(x.detach().reshape(1, -1).to(torch.float32), lo_t, hi_t, bits, symmetric=False)

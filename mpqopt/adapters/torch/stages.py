@@ -36,8 +36,8 @@ import torch
 from torch import fx, nn
 
 from ...errors import ProblemError
-from .data import call_model, default_output
-from .graph import _LeafTracer, _mutates
+from .data import call_model, default_output, iter_tensors
+from .graph import LeafTracer, mutates
 
 Env = dict[Any, Any]
 MODES = ("auto", "fx", "sequential", "full")
@@ -49,14 +49,7 @@ class Unbatchable(Exception):
 
 def batch_size(inputs: Any) -> int | None:
     """Leading dimension of the first tensor in a batch's inputs (None when there is none)."""
-    if isinstance(inputs, torch.Tensor):
-        return int(inputs.shape[0]) if inputs.dim() else None
-    values = inputs.values() if isinstance(inputs, dict) else inputs if isinstance(inputs, (tuple, list)) else ()
-    for v in values:
-        size = batch_size(v)
-        if size is not None:
-            return size
-    return None
+    return next((int(t.shape[0]) for t in iter_tensors(inputs) if t.dim()), None)
 
 
 def _cat(values: list[Any]) -> Any:
@@ -209,7 +202,7 @@ class _FxStages(StagedModel):
         # the last step reading each value (num_steps = the output): values are dropped after it
         self.last_use = {n: max((index.get(u, self.num_steps) for u in n.users), default=-1) for n in self.placeholders + self.steps}
         # steps that write into their first input (relu_, +=, inplace=True): copy-on-write below
-        self.mutating = [bool(n.args) and isinstance(n.args[0], fx.Node) and _mutates(n, self.modules) for n in self.steps]
+        self.mutating = [bool(n.args) and isinstance(n.args[0], fx.Node) and mutates(n, self.modules) for n in self.steps]
         self.carrying: dict[fx.Node, bool] = {n: True for n in self.placeholders}
         for n in self.steps:
             self.carrying[n] = n.op != "get_attr" and any(self.carrying[i] for i in n.all_input_nodes)
@@ -320,7 +313,7 @@ def _parameters(model: nn.Module) -> dict[str, Any]:
 def _build(mode: str, model: nn.Module, names: Sequence[str], graph: fx.Graph | None = None) -> StagedModel:
     if mode == "fx":
         if graph is None:
-            graph = model.graph if isinstance(model, fx.GraphModule) else _LeafTracer(set(names)).trace(model)
+            graph = model.graph if isinstance(model, fx.GraphModule) else LeafTracer(set(names)).trace(model)
         return _FxStages(model, names, graph)
     if mode == "sequential":
         if not isinstance(model, nn.Sequential):

@@ -11,26 +11,19 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 from torch import nn
 
-from ....errors import ProblemError
 from ....options import Option, OptionLike
+from ...choices import parse_options
 from ...sensitivity import Sensitivity
 from ..data import Evaluator, LossFn
 from ..layers import LayerInfo, discover_layers, resolve_layer_names
 from ..perturb import WeightCache
 from ..quantizer import WeightScheme
-
-
-def parse_options(options: Sequence[OptionLike]) -> tuple[Option, ...]:
-    """Options as :class:`Option` objects, with a clear error for an empty or bad list."""
-    if isinstance(options, (str, int)) or not options:
-        raise ProblemError(f"options must be a non-empty list such as [2, 4, 8] or ['W4A8', 'W8A8'], got {options!r}")
-    return tuple(Option.parse(o) for o in options)
 
 
 @dataclass
@@ -49,14 +42,10 @@ class Setup:
         return tuple(layer.name for layer in self.layers)
 
     def result(self, values: np.ndarray, std: np.ndarray | None, method: str, pairwise: np.ndarray | None = None, **meta: Any) -> Sensitivity:
-        bad = ~np.isfinite(values)
-        if bad.any():
-            i, k = map(int, np.argwhere(bad)[0])
-            raise ProblemError(f"{method}: layer {self.names[i]!r} option {self.options[k].label} gave a non-finite sensitivity ({values[i, k]}); check the model, data and loss")
         meta.setdefault("seconds", time.perf_counter() - self.started)
         meta.setdefault("loss", self.evaluator.loss_name)
         meta.setdefault("batches", self.evaluator.num_batches)
-        return Sensitivity(self.names, self.options, values, std, method, pairwise, meta)
+        return Sensitivity.checked(self.names, self.options, values, std, method, pairwise, meta)
 
 
 def prepare(

@@ -59,7 +59,7 @@ from ....problem import Problem
 from ..perturb import calibrate_activations, quantized
 from ..quantizer import FULL_PRECISION_BITS
 from .base import prepare
-from .finetune import OptimizerFactory, batch_loss, batch_schedule, check_count, make_optimizer, training_evaluator
+from .training import OptimizerFactory, batch_loss, batch_schedule, check_count, make_optimizer, training_evaluator
 
 GATE_INIT = 2.0  # sigmoid(2) = 0.88: every plane starts mostly on and the budget term prunes (at 1.0 the
 # digits CNN's loss started 20x higher, its weights scaled by 0.73)

@@ -5,8 +5,8 @@ over the batches ``b``; ``std`` is the standard error of that mean across batche
 single batch: one batch gives no spread). The loss is cross-entropy to the targets, or KL to the
 FP32 model's outputs for unlabelled data (see :mod:`..data` for the other losses).
 
-It needs one forward pass per batch per (layer, option); options at 32 bits or more with no
-activation bits are exactly zero and cost nothing. An option with activation bits (``W4A8``) also
+It needs one forward pass per batch per (layer, option); options at 32 bits or more (weights, and
+activations when the option has an activation width) are exactly zero and cost nothing. An option with activation bits (``W4A8``) also
 fake-quantizes that layer's input to ``a`` bits, on a per-tensor range calibrated on the same data
 (one extra pass per batch).
 
@@ -27,9 +27,9 @@ import numpy as np
 from torch import nn
 
 from ....options import OptionLike
-from ..data import check_finite, mean_and_stderr
+from ...choices import is_identity
+from ...sensitivity import check_finite, mean_and_stderr
 from ..perturb import calibrate_activations, quantized
-from ..quantizer import FULL_PRECISION_BITS
 from .base import Sensitivity, prepare
 
 
@@ -43,8 +43,7 @@ def estimate_delta_loss(model: nn.Module, data: Iterable[Any], options: Sequence
     setup = prepare(model, data, options, **kw)
     ev = setup.evaluator
     nb = ev.num_batches
-    # The FP32 losses come from the reference outputs the evaluator already holds: no extra pass
-    base = np.array([check_finite(float(ev.loss_of(i, ev.references[i])), f"the unquantized model on batch {i}") for i in range(nb)])
+    base = ev.reference_losses()  # from the reference outputs the evaluator already holds: no extra pass
     forward = nb
     act_ranges = None
     if any(o.a is not None for o in setup.options):
@@ -55,8 +54,8 @@ def estimate_delta_loss(model: nn.Module, data: Iterable[Any], options: Sequence
     std = np.zeros((L, K))
     for i, name in enumerate(setup.names):
         for k, opt in enumerate(setup.options):
-            if opt.w >= FULL_PRECISION_BITS and opt.a is None:
-                continue  # the identity: exactly zero, no pass needed
+            if is_identity(opt):
+                continue  # exactly zero, no pass needed
             with quantized(setup.model, {name: opt}, cache=setup.cache, act_ranges=act_ranges):
                 losses = ev.batch_losses()
             forward += nb

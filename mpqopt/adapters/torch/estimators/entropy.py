@@ -39,18 +39,18 @@ from __future__ import annotations
 import time
 from typing import Any, Iterable, Sequence
 
-import numpy as np
 import torch
 from torch import nn
 
 from ....errors import ProblemError
 from ....options import OptionLike
+from ...choices import parse_options
+from ...entropy import MAX_REFERENCE_BITS, entropy_table  # noqa: F401 - MAX_REFERENCE_BITS: importable from here too
+from ...entropy import code_entropy as shared_code_entropy
 from ..layers import discover_layers, resolve_layer_names
 from ..perturb import WeightCache
 from ..quantizer import WeightScheme
-from .base import Sensitivity, parse_options
-
-MAX_REFERENCE_BITS = 16
+from .base import Sensitivity
 _GRID_TOL = 1e-3  # a value is on a step's grid when value/step is this close to an integer
 
 
@@ -95,14 +95,13 @@ def grid_codes(q: torch.Tensor, max_divisor: int = 2**16) -> torch.Tensor:
 
 
 def code_entropy(codes: torch.Tensor) -> float:
-    """Shannon entropy (bits) of the histogram of integer codes.
+    """Shannon entropy (bits) of the histogram of integer codes
+    (:func:`mpqopt.adapters.entropy.code_entropy`, shared with the ONNX adapter).
 
     >>> code_entropy(torch.tensor([0, 0, 1, 2]))
     1.5
     """
-    _, counts = torch.unique(codes.reshape(-1), return_counts=True)
-    p = counts.to(torch.float64) / counts.sum()
-    return float(-(p * torch.log2(p)).sum())
+    return shared_code_entropy(codes.detach().cpu().numpy())
 
 
 def layer_entropy(cache: WeightCache, name: str, bits: int) -> float:
@@ -139,18 +138,10 @@ def estimate_entropy(
         resolve_layer_names(model, layers)  # names every unknown layer
         by_name = {layer.name: layer for layer in discover_layers(model)}
         found = [by_name[name] for name in layers]
-    ref = min(max(o.w for o in opts), MAX_REFERENCE_BITS) if reference_bits is None else reference_bits
-    if isinstance(ref, bool) or not isinstance(ref, int) or ref < 2:
-        raise ProblemError(f"entropy: reference_bits must be an integer >= 2, got {reference_bits!r}")
     cache = WeightCache(model, scheme)
     names = tuple(layer.name for layer in found)
-    entropies = np.zeros((len(names), len(opts)))
-    values = np.zeros_like(entropies)
-    for i, layer in enumerate(found):
-        h_ref = layer_entropy(cache, layer.name, ref)
-        for k, opt in enumerate(opts):
-            entropies[i, k] = h_ref if opt.w >= ref else layer_entropy(cache, layer.name, opt.w)
-            values[i, k] = (h_ref - entropies[i, k]) * (1 if per_weight else layer.weight_params)
+    rows = ((layer.weight_params, lambda bits, name=layer.name: layer_entropy(cache, name, bits)) for layer in found)
+    values, entropies, ref = entropy_table(opts, rows, reference_bits=reference_bits, per_weight=per_weight)
     meta = {"seconds": time.perf_counter() - started, "forward_passes": 0, "backward_passes": 0, "reference_bits": ref,
             "per_weight": per_weight, "entropies": entropies.tolist()}
     return Sensitivity(names, opts, values, None, "entropy", None, meta)

@@ -25,7 +25,7 @@ from torch import nn
 from ....errors import ProblemError
 from ....options import Option, OptionLike
 from ....problem import Problem
-from ..data import check_finite
+from ...sensitivity import check_finite
 from ..perturb import calibrate_activations, quantized
 from .base import prepare
 

@@ -23,8 +23,8 @@ around it. The copy stays in eval mode throughout: BatchNorm statistics are froz
 cannot re-estimate them) and the losses before and after are measured the same way.
 
 Cost: per entry, ``steps`` forward+backward passes on training batches and two passes over
-``data``; ``total_steps=`` spreads a global budget evenly over the entries instead. Options at 32
-bits or more without activation bits are exactly zero and cost nothing.
+``data``; ``total_steps=`` spreads a global budget evenly over the entries instead. Options that
+quantize nothing (32 bits or more, weights and activations) are exactly zero and cost nothing.
 
 >>> import torch; from torch import nn
 >>> _ = torch.manual_seed(0)
@@ -38,7 +38,7 @@ bits or more without activation bits are exactly zero and cost nothing.
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -47,61 +47,15 @@ from torch.nn.utils import parametrize
 
 from ....errors import ProblemError
 from ....options import OptionLike
-from ..data import Evaluator, call_model, check_finite, mean_and_stderr
+from ...choices import is_identity
+from ...sensitivity import check_finite, mean_and_stderr
 from ..layers import resolve_layer_names
 from ..perturb import input_quantizer, calibrate_activations
 from ..quantizer import FULL_PRECISION_BITS, WeightScheme, quantize_weight
 from .base import Sensitivity, prepare
+from .training import OptimizerFactory, batch_loss, batch_schedule, check_count, make_optimizer, training_evaluator
 
 MODES = ("ste", "freeze")
-OptimizerFactory = Callable[[list[torch.Tensor]], torch.optim.Optimizer]
-
-
-# ---------------------------------------------------------------- helpers shared by the training estimators
-def training_evaluator(model: nn.Module, train_data: Iterable[Any] | None, evaluator: Evaluator, kw: dict[str, Any]) -> Evaluator:
-    """An evaluator over the training batches with the same loss and output choice as ``evaluator``.
-
-    Built while ``model`` is still FP32, so KL/MSE losses distil towards the FP32 outputs.
-    """
-    if train_data is None:
-        return evaluator
-    return Evaluator(model, train_data, loss=kw.get("loss", "auto"), output_fn=kw.get("output_fn"))
-
-
-def batch_loss(evaluator: Evaluator, model: nn.Module, index: int) -> torch.Tensor:
-    """Differentiable loss of ``model`` (as it is now) on batch ``index`` of ``evaluator``."""
-    inputs, _ = evaluator.batches[index]
-    return evaluator.loss_of(index, evaluator.output_fn(call_model(model, inputs)))
-
-
-def batch_schedule(num_batches: int, steps: int, seed: int) -> list[int]:
-    """Batch index of each step: shuffled epochs over the batches, deterministic for a seed."""
-    gen = torch.Generator().manual_seed(int(seed))
-    order: list[int] = []
-    while len(order) < steps:
-        order.extend(torch.randperm(num_batches, generator=gen).tolist())
-    return order[:steps]
-
-
-def check_count(value: Any, what: str, minimum: int = 1) -> int:
-    """A whole number of at least ``minimum`` (steps, epochs...), or a ProblemError naming ``what``."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ProblemError(f"{what} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def make_optimizer(factory: OptimizerFactory | None, params: list[torch.Tensor], lr: float) -> torch.optim.Optimizer:
-    """``factory(params)``, or Adam at ``lr`` when no factory is given."""
-    if not params:
-        raise ProblemError("nothing to train: every parameter of the model has requires_grad=False")
-    if factory is None:
-        if not (isinstance(lr, (int, float)) and not isinstance(lr, bool) and lr > 0):
-            raise ProblemError(f"lr must be a positive number, got {lr!r}")
-        return torch.optim.Adam(params, lr=float(lr))
-    opt = factory(params)
-    if not isinstance(opt, torch.optim.Optimizer):
-        raise ProblemError(f"optimizer must be a callable returning a torch.optim.Optimizer, got {type(opt).__name__}")
-    return opt
 
 
 # ---------------------------------------------------------------- the estimator
@@ -150,14 +104,14 @@ def estimate_finetune_gain(
     train_ev = training_evaluator(work, train_data, ev, kw)
     scheme = setup.cache.scheme
     nb = ev.num_batches
-    base = np.array([check_finite(float(ev.loss_of(i, ev.references[i])), f"the unquantized model on batch {i}") for i in range(nb)])
+    base = ev.reference_losses()
     forward = nb + (train_ev.num_batches if train_ev is not ev else 0)
     act_ranges = None
     if any(o.a is not None for o in setup.options):
         act_ranges = calibrate_activations(work, setup.names, ev)
         forward += nb
 
-    entries = [(i, k) for i in range(len(setup.names)) for k, o in enumerate(setup.options) if o.w < FULL_PRECISION_BITS or o.a is not None]
+    entries = [(i, k) for i in range(len(setup.names)) for k, o in enumerate(setup.options) if not is_identity(o)]
     if total_steps is not None:
         total = check_count(total_steps, "total_steps")
         if entries and total < len(entries):

@@ -47,7 +47,8 @@ from torch.func import functional_call, grad, vmap
 
 from ....errors import ProblemError
 from ....options import OptionLike
-from ..data import call_model, mean_and_stderr
+from ...sensitivity import mean_and_stderr
+from ..data import call_model
 from .base import Sensitivity, Setup, prepare
 from .hessian import weights_requiring_grad
 

@@ -40,7 +40,8 @@ from torch import nn
 
 from ....errors import ProblemError
 from ....options import OptionLike
-from ..data import Evaluator, call_model, check_finite
+from ...sensitivity import check_finite
+from ..data import Evaluator, call_model
 from .base import Sensitivity, Setup, prepare
 
 

@@ -57,12 +57,13 @@ from torch.nn.utils import parametrize
 from ....errors import ProblemError
 from ....importers.limpq_indicators import indicator_table
 from ....options import OptionLike
-from ..data import check_finite
+from ...scheme import grid_range
+from ...sensitivity import check_finite
 from ..layers import resolve_layer_names
 from ..perturb import calibrate_activations
 from ..quantizer import FULL_PRECISION_BITS
 from .base import Sensitivity, prepare
-from .finetune import OptimizerFactory, batch_loss, batch_schedule, check_count, make_optimizer, training_evaluator
+from .training import OptimizerFactory, batch_loss, batch_schedule, check_count, make_optimizer, training_evaluator
 
 MIN_STEP = 1e-5  # LIMPQ's lower clamp: a step size must stay positive
 
@@ -80,12 +81,14 @@ def round_ste(x: torch.Tensor) -> torch.Tensor:
 
 
 def lsq_grid(bits: int, signed: bool) -> tuple[int, int]:
-    """``(Qn, Qp)``: the integer range of a ``bits``-bit grid (LIMPQ's signed grid keeps -2^(b-1)).
+    """``(Qn, Qp)``: the integer range of a ``bits``-bit grid (LIMPQ's signed grid keeps -2^(b-1),
+    as the weight quantizers' symmetric grid does).
 
     >>> lsq_grid(4, True), lsq_grid(4, False)
     ((-8, 7), (0, 15))
     """
-    return (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2**bits - 1)
+    qn, qp = grid_range(bits, signed)
+    return int(qn), int(qp)
 
 
 def lsq_quantize(x: torch.Tensor, step: torch.Tensor, qn: int, qp: int, grad_factor: float | None = None) -> torch.Tensor:

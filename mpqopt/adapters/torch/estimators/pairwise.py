@@ -58,62 +58,20 @@ from torch import nn
 from ....errors import ProblemError
 from ....options import Option, OptionLike
 from ....progress import Progress
-from ...sensitivity import Sensitivity
-from ..data import LossFn, check_finite, mean_and_stderr
+from ...choices import is_identity
+from ...pairs import PairFilter, clado_matrix, pair_mask, pairwise_terms
+from ...sensitivity import Sensitivity, check_finite
+from ..data import LossFn
 from ..perturb import calibrate_activations, quantized
-from ..quantizer import FULL_PRECISION_BITS, WeightScheme
+from ..quantizer import WeightScheme
 from ..stages import StagedModel, Unbatchable, batch_size, stage_model
 from .base import Setup, prepare
 
-PairFilter = Callable[[str, str], bool] | Iterable[tuple[str, str]]
+__all__ = ["estimate_pairwise", "clado_matrix", "PairFilter"]
+
 AUTO_BATCH_BYTES = 256 * 2**20  # live activations of stacked perturbations stay under this
 AUTO_STACK_CPU_ROWS = 16  # on CPU, "auto" stacks perturbations only for batches this small
 _CHECKPOINT_VERSION = 1
-
-
-def clado_matrix(sensitivity: Sensitivity) -> np.ndarray:
-    """CLADO's own ``Ω`` (``Ω_ii = 2ΔL_i``, off-diagonal the measured interactions) from a
-    pairwise :class:`Sensitivity`: ``2·pairwise + diag(2·values)``."""
-    if sensitivity.pairwise is None:
-        raise ProblemError(f"this sensitivity ({sensitivity.method}) has no pairwise matrix")
-    return 2.0 * np.asarray(sensitivity.pairwise) + np.diag(2.0 * sensitivity.values.ravel())
-
-
-def _is_identity(opt: Option) -> bool:
-    return opt.w >= FULL_PRECISION_BITS and (opt.a is None or opt.a >= FULL_PRECISION_BITS)
-
-
-def _pair_mask(names: Sequence[str], window: int | None, pairs: PairFilter | None) -> np.ndarray:
-    """``mask[a, b]`` (a < b in layer order): is the pair measured?"""
-    L = len(names)
-    idx = np.arange(L)
-    mask = idx[:, None] < idx[None, :]
-    if window is not None:
-        if isinstance(window, bool) or not isinstance(window, int) or window < 0:
-            raise ProblemError(f"window must be a non-negative number of layers, got {window!r}")
-        mask &= (idx[None, :] - idx[:, None]) <= window
-    if pairs is None:
-        return mask
-    if callable(pairs):
-        keep = np.zeros_like(mask)
-        for a, b in zip(*np.nonzero(mask)):
-            keep[a, b] = bool(pairs(names[a], names[b]))
-        return mask & keep
-    pos = {n: k for k, n in enumerate(names)}
-    keep = np.zeros_like(mask)
-    try:
-        listed = list(pairs)
-    except TypeError:
-        raise ProblemError(f"pairs must be a callable (layer_a, layer_b) -> bool or a list of (layer_a, layer_b), got {type(pairs).__name__}") from None
-    for item in listed:
-        if not (isinstance(item, (tuple, list)) and len(item) == 2):
-            raise ProblemError(f"pairs entries must be (layer_a, layer_b), got {item!r}")
-        for n in item:
-            if n not in pos:
-                raise ProblemError(f"pairs names unknown layer {n!r}")
-        a, b = sorted((pos[item[0]], pos[item[1]]))
-        keep[a, b] = True
-    return mask & keep
 
 
 # --------------------------------------------------------------------------- the work itself
@@ -146,7 +104,7 @@ class _Runner:
         self.names, self.options = setup.names, setup.options
         self.cut = [staged.cut[n] for n in self.names]
         self.partners = partners
-        self.live = [k for k, o in enumerate(self.options) if not _is_identity(o)]
+        self.live = [k for k, o in enumerate(self.options) if not is_identity(o)]
         self.group = max(1, min(group, len(self.live))) if staged.mode != "full" else 1
         self.batching: bool | None = None if self.group > 1 else False  # None: not checked yet
         self.note = ""
@@ -433,8 +391,8 @@ def estimate_pairwise(
     ev = setup.evaluator
     names, opts = setup.names, setup.options
     L, K, nb = len(names), len(opts), ev.num_batches
-    mask = _pair_mask(names, window, pairs)
-    base = np.array([check_finite(float(ev.loss_of(b, ev.references[b])), f"the unquantized model on batch {b}") for b in range(nb)])
+    mask = pair_mask(names, window, pairs)
+    base = ev.reference_losses()
     forward = nb
     act_ranges = None
     if any(o.a is not None for o in opts):
@@ -448,7 +406,7 @@ def estimate_pairwise(
     order = sorted(range(L), key=lambda l: (staged.cut[names[l]], l))
     rank = {l: r for r, l in enumerate(order)}
     partners = {i: sorted((j for j in range(L) if j != i and (mask[i, j] or mask[j, i]) and rank[j] > rank[i]), key=rank.get) for i in range(L)}
-    live = [k for k, o in enumerate(opts) if not _is_identity(o)]
+    live = [k for k, o in enumerate(opts) if not is_identity(o)]
     rows = [(i, o) for i in order for o in live]
     cost = {i: 1 + len(partners[i]) * len(live) for i in range(L)}  # entries per row
 
@@ -494,7 +452,7 @@ def estimate_pairwise(
             if path is not None:
                 state.save(path)  # also when interrupted: the next call resumes from here
 
-    values, std, pairwise = _assemble(state, opts)
+    values, std, pairwise = pairwise_terms(state.base, state.single, state.pair, opts)
     evaluations = stats["evaluations"]
     return setup.result(
         values,
@@ -555,20 +513,3 @@ def _run_on(executor: Any, job: _Job, parts: list[list[tuple[int, int]]], absorb
             fut.cancel()  # after an error or an interrupt: do not start what is still queued
         for key in [k for k in _WORKER if k[0] == job.token]:
             del _WORKER[key]  # a thread pool's runners lived here: free their model copies
-
-
-def _assemble(state: _State, opts: Sequence[Option]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """ΔL (mean over batches) with its standard error, and the halved, mirrored interactions."""
-    base = state.base
-    single = state.single.copy()
-    for k, opt in enumerate(opts):
-        if _is_identity(opt):
-            single[:, k, :] = base  # the identity changes nothing
-    values, std = mean_and_stderr(single - base[None, None, :], axis=2)
-    base_mean = float(base.mean())
-    mean_single = (values + base_mean).ravel()
-    cross = state.pair - mean_single[:, None] - mean_single[None, :] + base_mean
-    cross[np.isnan(cross)] = 0.0  # unmeasured pairs (and identity options): no interaction
-    pairwise = 0.5 * (cross + cross.T)  # each pair was measured on one side: mirror it, halved
-    np.fill_diagonal(pairwise, 0.0)
-    return values, std, pairwise
