@@ -8,6 +8,7 @@ JSON config or a fake-quantized ONNX model). Needs the ``onnx`` extra; never imp
 """
 
 from ..sensitivity import Sensitivity
+from .build import problem_from_onnx
 from .costs import OnnxLayerCost, layer_costs, node_macs
 from .export import allocation_config, fake_quantized_model, save, write_config
 from .graph import find_ties, model_graph
@@ -20,5 +21,5 @@ from .sensitivity import delta_output, entropy, pairwise, weight_error
 __all__ = [
     "OnnxEvaluator", "OnnxLayer", "OnnxLayerCost", "OnnxModel", "Sensitivity", "allocation_config", "delta_output", "discover_layers", "entropy",
     "fake_quantized_model", "find_ties", "framework_name", "grid_codes", "grid_params", "layer_costs", "load_model", "model_graph", "node_macs",
-    "pairwise", "quantize_array", "resolve_layers", "save", "stored_weight", "weight_error", "write_config",
+    "pairwise", "problem_from_onnx", "quantize_array", "resolve_layers", "save", "stored_weight", "weight_error", "write_config",
 ]

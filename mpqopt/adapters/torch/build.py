@@ -11,17 +11,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Iterable, Mapping, Sequence
 
-import numpy as np
 from torch import nn
 
-from ...errors import ProblemError
-from ...options import Option, OptionLike
+from ...options import OptionLike
 from ...problem import Problem
-from ..choices import parse_options
+from ..build import assemble_problem, check_sensitivity
 from ..sensitivity import Sensitivity
-from .costs import LATENCY_COST, Benchmark, LayerCost, check_latency, cost_tables, example_batch_size, latency_table, measure_layers, unused_error
+from .costs import LATENCY_COST, Benchmark, check_latency, example_batch_size, latency_table, measure_layers, unused_error
 from .data import split_batch
 from .graph import TieSpec, find_ties
 from .layers import discover_layers
@@ -72,7 +71,7 @@ def problem_from_model(
     """
     layers = discover_layers(model, include, exclude)
     names = [layer.name for layer in layers]
-    opts, values = _sensitivity(sensitivity, options, names)
+    opts, _ = check_sensitivity(sensitivity, options, names)
     if isinstance(sensitivity, Sensitivity):
         names = list(sensitivity.layers)  # same set, the sensitivity's order
 
@@ -83,88 +82,18 @@ def problem_from_model(
     unused = [n for n in names if n not in measured]
     if unused:
         raise unused_error(unused)
-    layer_costs = [measured[n] for n in names]
-    tables = cost_tables(layer_costs, opts, costs, default_act_bits=default_act_bits)
+    extra = {}
     if latency is not None:
-        tables[LATENCY_COST] = latency_table(model, names, opts, latency) if callable(latency) else check_latency(latency, names, opts)
+        extra[LATENCY_COST] = latency_table(model, names, opts, latency) if callable(latency) else check_latency(latency, names, opts)
 
     note = ""
     if isinstance(ties, str) and ties == "auto" and not any(o.a is not None for o in opts):
         ties, note = None, "weight-only options: layers share no input quantizer"
     found = find_ties(model, names, ties, example_input=example_input, extra=tie_extra, exclude=tie_exclude)
-
-    fixed = _first_last(keep_first_last, measured, names, opts)
-    meta: dict[str, Any] = {
-        "source": "torch",
-        "model": type(model).__name__,
-        "ties_method": found.method,
-        "macs_per_sample": [c.macs for c in layer_costs],
-        "batch_size": batch_size,
-    }
-    if found.reason or note:
-        meta["ties_note"] = found.reason or note
-    if "bitops" in tables:
-        meta["default_act_bits"] = default_act_bits
-    if fixed:
-        meta["keep_first_last"] = sorted(fixed, key=names.index)
-    kwargs: dict[str, Any] = dict(ties=found.groups, fixed=fixed, cost_units={"bitops": "bitops"} if "bitops" in tables else None, meta=meta)
-    if isinstance(sensitivity, Sensitivity):
-        return sensitivity.problem(tables, budgets, **kwargs)
-    return Problem(names, opts, values, tables, budgets, **kwargs)
-
-
-def _sensitivity(sensitivity: Any, options: Sequence[OptionLike] | None, names: list[str]) -> tuple[tuple[Option, ...], np.ndarray]:
-    """``(options, values)`` from a Sensitivity or a plain table, checked against the selected layers."""
-    if isinstance(sensitivity, Sensitivity):
-        got = list(sensitivity.layers)
-        extra = [n for n in got if n not in set(names)]
-        missing = [n for n in names if n not in set(got)]
-        if extra or missing:
-            raise ProblemError(
-                f"the sensitivity's layers do not match the model's selected layers: in the sensitivity but not selected {extra[:8]}, "
-                f"selected but missing from the sensitivity {missing[:8]} (give the include=/exclude= the estimator was given)"
-            )
-        opts = tuple(sensitivity.options)
-        if options is not None and parse_options(options) != opts:
-            raise ProblemError(f"options {[o.label for o in parse_options(options)]} differ from the sensitivity's {[o.label for o in opts]}; pass options=None to use the sensitivity's")
-        return opts, sensitivity.values
-    if options is None:
-        raise ProblemError("options are needed when the sensitivity is a plain table (only a Sensitivity carries its own)")
-    opts = parse_options(options)
-    try:
-        values = np.array(sensitivity, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ProblemError(f"sensitivity must be a Sensitivity or a numeric [layers x options] table, got {type(sensitivity).__name__}") from None
-    if values.shape != (len(names), len(opts)):
-        raise ProblemError(f"sensitivity table has shape {values.shape}, but the model has {len(names)} selected layers {names[:8]} and {len(opts)} options")
-    return opts, values
-
-
-def _first_last(keep: OptionLike | None, measured: Mapping[str, LayerCost], names: Sequence[str], opts: Sequence[Option]) -> dict[str, str]:
-    """``{layer: label}`` fixing the first and last layers that run (if they are in the problem)."""
-    if keep is None:
-        return {}
-    label = _keep_option(keep, opts)
-    ordered = sorted(measured.values(), key=lambda c: c.order)
-    ends = {ordered[0].name, ordered[-1].name}
-    return {n: label for n in names if n in ends}
-
-
-def _keep_option(keep: OptionLike, opts: Sequence[Option]) -> str:
-    labels = [o.label for o in opts]
-    if isinstance(keep, int) and not isinstance(keep, bool):
-        same_w = [o for o in opts if o.w == keep]
-        if not same_w:
-            raise ProblemError(f"keep_first_last={keep} needs an option with {keep}-bit weights among the options {labels}; add it, or exclude= the first/last layers to leave them unquantized")
-        # W8A8 over W8A4 for keep_first_last=8: the first/last layers are kept high precision in both
-        return max(same_w, key=lambda o: (o.a == keep, o.a or 0)).label
-    try:
-        want = Option.parse(keep)
-    except ProblemError as exc:
-        raise ProblemError(f"keep_first_last: {exc}") from None
-    if want.label in labels:
-        return want.label
-    match = [o.label for o in opts if (o.w, o.a) == (want.w, want.a)]
-    if match:
-        return match[0]
-    raise ProblemError(f"keep_first_last={want.label} is not one of the options {labels}")
+    if note and not found.reason:
+        found = replace(found, reason=note)
+    return assemble_problem(
+        [measured[n] for n in names], opts, sensitivity, source="torch", all_layers=list(measured.values()), costs=costs, extra_tables=extra,
+        budgets=budgets, ties=found, keep_first_last=keep_first_last, default_act_bits=default_act_bits,
+        meta={"model": type(model).__name__, "batch_size": batch_size},
+    )
