@@ -32,8 +32,12 @@ class Infeasibility:
 
 def check_budgets_alone(problem: "Problem", budgets: Mapping[str, float]) -> Infeasibility | None:
     """Exact, instant check of each budget on its own; an ``Infeasibility`` if any is below its minimum."""
+    from .verify import BUDGET_RTOL
+
     cheapest = {name: problem.cost_range(name)[0] for name in budgets}
-    unmet = [name for name, limit in budgets.items() if cheapest[name] > limit]
+    # with verify's tolerance: a budget set to the cheapest total, summed in another order, may fall
+    # a few ulps below cost_range's sum and is still met
+    unmet = [name for name, limit in budgets.items() if cheapest[name] > limit + BUDGET_RTOL * max(abs(limit), abs(cheapest[name]))]
     if not unmet:
         return None
     from .budgets import cost_unit
