@@ -71,7 +71,8 @@ def lower_hulls(model: CanonicalModel, cost: np.ndarray) -> tuple[np.ndarray, np
     before = np.tri(K, k=-1, dtype=bool).T  # before[p, j]: p < j
     for lo in range(0, C.shape[0], _ROW_CHUNK):
         c, v, a = C[lo:lo + _ROW_CHUNK], V[lo:lo + _ROW_CHUNK], alive[lo:lo + _ROW_CHUNK]
-        with np.errstate(invalid="ignore", divide="ignore"):
+        # slopes past float range (cost steps near the float minimum) saturate at +-inf, as steepest
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
             slope = (v[:, None, :] - v[:, :, None]) / (c[:, None, :] - c[:, :, None])  # [row, p, j]
         pair = a[:, :, None] & a[:, None, :]
         incoming = np.where(pair & before, slope, -np.inf).max(axis=1)  # over p < j
