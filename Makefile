@@ -43,3 +43,8 @@ clean:
 
 notebooks: $(STAMP)
 	$(PY) scripts/run_notebooks.py
+
+# the digits CNN study of estimators + exact solver against exhaustive ground truth (torch extra)
+.PHONY: bench-digits
+bench-digits: $(STAMP)
+	$(PY) benchmarks/digits_study.py
