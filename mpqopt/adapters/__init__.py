@@ -6,5 +6,5 @@ Each adapter is an optional extra (``pip install mpqopt[torch]``, ``mpqopt[onnx]
 (weight schemes and the quantization grid), :mod:`.choices` (option lists, allocations, identity
 options), :mod:`.pairs` (CLADO pair filters and tables), :mod:`.losses` (the loss choice),
 :mod:`.entropy` (EAGL's table), :mod:`.tables` (layer costs and cost tables), :mod:`.patterns`
-(layer-name patterns) and :mod:`.ties` (tie groups).
+(layer-name patterns), :mod:`.ties` (tie groups) and :mod:`.build` (assembling the problem).
 """
