@@ -46,6 +46,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from mpqopt.testbeds.digits import digits_data
+
 WEIGHT_BITS = (2, 3, 4, 6, 8)
 ACT_BITS = 8
 OPTIONS: list[dict[str, Any]] = [{"label": f"W{w}", "w": w, "a": ACT_BITS} for w in WEIGHT_BITS]
@@ -235,19 +237,6 @@ def make_digits_cnn() -> nn.Sequential:
     ]))  # fmt: skip
 
 
-def load_digits_split() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
-    x, y = load_digits(return_X_y=True)
-    x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=0.3, random_state=0, stratify=y)
-
-    def images(a: np.ndarray) -> torch.Tensor:
-        return torch.tensor(a / 16.0, dtype=torch.float32).reshape(-1, 1, 8, 8)
-
-    return images(x_tr), torch.tensor(y_tr), images(x_te), torch.tensor(y_te)
-
-
 def train_digits(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
     gen = torch.Generator().manual_seed(0)
     opt = torch.optim.Adam(model.parameters(), lr=DIGITS_LR)
@@ -276,7 +265,7 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 def digits_problem() -> dict[str, Any]:
     log("digits CNN: training")
     torch.manual_seed(0)
-    x_tr, y_tr, x_te, y_te = load_digits_split()
+    x_tr, y_tr, x_te, y_te = digits_data()  # the testbed's split: the same tensors this script always used
     model = make_digits_cnn()
     t0 = time.time()
     train_digits(model, x_tr, y_tr)
