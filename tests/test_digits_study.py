@@ -37,3 +37,12 @@ def test_exact_allocations_from_delta_loss_beat_uniform_precision(digits_bed, st
         best = truth.best(base, {"size_bits": limit})[1]
         measured = truth.lookup(result.x)
         assert best <= measured <= uniform + 1e-9, (f, best, measured, uniform)
+
+
+def test_ground_truth_lookup_names_a_bad_assignment(study):
+    from mpqopt.errors import ProblemError
+
+    truth = study[0]
+    for bad in ([0, 1, 2], [0, 1, 2, 3, 4], [0, 1, 2, 3, 9]):
+        with pytest.raises(ProblemError, match="option indices in 0..3"):
+            truth.lookup(bad)

@@ -45,7 +45,10 @@ class GroundTruth:
     def lookup(self, x: Sequence[int] | np.ndarray) -> float:
         """Measured loss change of one assignment (option indices in layer order)."""
         k = len(self.options)
-        index = int(np.ravel_multi_index(tuple(np.asarray(x, dtype=np.int64)), (k,) * len(self.layers)))
+        x = np.asarray(x)
+        if x.shape != (len(self.layers),) or not np.issubdtype(x.dtype, np.integer) or (x < 0).any() or (x >= k).any():
+            raise ProblemError(f"an assignment here is {len(self.layers)} option indices in 0..{k - 1} (layers {list(self.layers)}), got {x.tolist()!r}")
+        index = int(np.ravel_multi_index(tuple(x), (k,) * len(self.layers)))
         return float(self.change[index])
 
     def best(self, problem: Problem, budgets: Mapping[str, float] | None = None) -> tuple[np.ndarray, float] | None:
