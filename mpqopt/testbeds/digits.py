@@ -11,13 +11,14 @@ evaluated exhaustively: a true optimum to check estimators and solvers against.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 from torch import nn
 
 from ..errors import MpqoptError
+from .classifier import ClassifierBed, accuracy, train_classifier
+
+__all__ = ["ClassifierBed", "DigitsCNN", "accuracy", "digits_data", "load_digits_cnn"]
 
 
 class DigitsCNN(nn.Sequential):
@@ -30,19 +31,6 @@ class DigitsCNN(nn.Sequential):
             nn.Conv2d(32, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2),
             nn.Flatten(), nn.Linear(256, 64), nn.ReLU(), nn.Linear(64, 10),
         )
-
-
-@dataclass
-class DigitsBed:
-    """The trained model (eval mode), training batches ``[(x, y), ...]`` and the held-out split."""
-
-    model: DigitsCNN
-    train: list[tuple[torch.Tensor, torch.Tensor]]
-    test_x: torch.Tensor
-    test_y: torch.Tensor
-
-    def test_batches(self, batch_size: int = 540) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        return [(self.test_x[i : i + batch_size], self.test_y[i : i + batch_size]) for i in range(0, len(self.test_y), batch_size)]
 
 
 def digits_data() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -60,29 +48,9 @@ def digits_data() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tenso
     return x[tr], y[tr], x[te], y[te]
 
 
-def load_digits_cnn(epochs: int = 15, seed: int = 0, batch_size: int = 64) -> DigitsBed:
+def load_digits_cnn(epochs: int = 15, seed: int = 0, batch_size: int = 64) -> ClassifierBed:
     """Train :class:`DigitsCNN` with Adam 3e-3 (deterministic for a seed); ~99% test accuracy at
     the default epochs in a few seconds on one thread."""
     train_x, train_y, test_x, test_y = digits_data()
     torch.manual_seed(seed)
-    model = DigitsCNN()
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    gen = torch.Generator().manual_seed(seed)
-    loss_fn = nn.CrossEntropyLoss()
-    model.train()
-    for _ in range(epochs):
-        perm = torch.randperm(len(train_y), generator=gen)
-        for i in range(0, len(perm), batch_size):
-            b = perm[i : i + batch_size]
-            opt.zero_grad()
-            loss_fn(model(train_x[b]), train_y[b]).backward()
-            opt.step()
-    model.eval()
-    train = [(train_x[i : i + batch_size], train_y[i : i + batch_size]) for i in range(0, len(train_y), batch_size)]
-    return DigitsBed(model, train, test_x, test_y)
-
-
-def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    """Top-1 accuracy of ``model`` on ``(x, y)``."""
-    with torch.no_grad():
-        return float((model(x).argmax(dim=1) == y).float().mean())
+    return train_classifier(DigitsCNN(), train_x, train_y, test_x, test_y, epochs=epochs, seed=seed, batch_size=batch_size)
