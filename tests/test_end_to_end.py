@@ -80,7 +80,9 @@ def test_checks_count_what_the_cells_say(report):
     assert sum(c["exact_vs_uniform"].values()) == len(rows) == 2 * 5 * 5
     for r in rows:
         assert r["verdict"] == ("better" if r["metric"] > r["uniform"] else "equal" if r["metric"] == r["uniform"] else "worse")
+        assert r["loss_verdict"] == ("better" if r["loss_change"] < r["uniform_loss_change"] else "equal" if r["loss_change"] == r["uniform_loss_change"] else "worse")
     assert c["pairwise_beats_separable_somewhere"] == any(r["pairwise"] > r["best_separable"] for r in c["pairwise_tight"])
+    assert c["pairwise_beats_separable_on_loss_somewhere"] == any(r["pairwise_loss"] < r["best_separable_loss"] for r in c["pairwise_tight"])
 
 
 def test_checks_on_a_made_up_report():
@@ -89,14 +91,16 @@ def test_checks_on_a_made_up_report():
     def cell(metric):
         return {"metric": metric, "loss_change": 1 - metric}
 
-    budgets = [{"per_unit": 2.5, "uniform": {"option": "W2", "metric": 0.5, "loss_change": 0.5}},
-               {"per_unit": 3.0, "uniform": {"option": "W3", "metric": 0.9, "loss_change": 0.1}}]
+    budgets = [{"per_unit": 2.5, "uniform": {"option": "W2", "metric": 0.5, "loss_change": 1 - 0.5}},
+               {"per_unit": 3.0, "uniform": {"option": "W3", "metric": 0.9, "loss_change": 1 - 0.9}}]
     metrics = {"delta_loss": [0.8, 0.85], "hessian_trace": [0.7, 0.9], "fisher": [0.6, 0.95], "entropy": [0.4, 0.9], "pairwise": [0.81, 0.91]}
     methods = {m: {"budgets": [cell(v) for v in vs]} for m, vs in metrics.items()}
     report = {"models": {"m": {"sweeps": {"size": {"budgets": budgets, "methods": methods}}}}}
     c = e2e.checks(report)
     assert c["exact_vs_uniform"] == {"better": 6, "equal": 2, "worse": 2}
+    assert c["exact_vs_uniform_on_loss"] == {"better": 6, "equal": 2, "worse": 2}  # loss change = 1 - metric here
     assert [r["beats_all"] for r in c["pairwise_tight"]] == [True, False]
+    assert [r["beats_all_on_loss"] for r in c["pairwise_tight"]] == [True, False]
     assert c["pairwise_beats_separable_somewhere"]
 
 
@@ -116,3 +120,18 @@ def test_a_model_without_its_data_is_skipped_with_the_reason(monkeypatch):
     out = e2e.run(["fashion"], quick=True)
     assert "apt-get install -y dataset-fashion-mnist" in out["models"]["fashion"]["skipped"]
     assert "## fashion" in e2e.markdown(out)
+
+
+def test_the_oracle_is_no_worse_than_any_method_on_its_own_images(digits_bed):
+    e2e = bench()
+    bed = e2e.classifier_testbed("digits", digits_bed, 8, 100, 0.0, "digits", quick=True)  # measure and oracle on 100 test images
+    s = e2e.run_sweep(bed, e2e.SIZE, truth=True)
+    for k, b in enumerate(s["budgets"]):
+        best = b["true_best"]
+        assert best["loss_change"] == pytest.approx(best["subset_loss_change"], abs=1e-9)  # the same images, measured twice
+        assert best["allocations"] == 4**5 and best["images"] == 100
+        for method, r in s["methods"].items():
+            assert best["loss_change"] <= r["budgets"][k]["loss_change"] + 1e-9, (method, k)
+    assert "true best (oracle" in e2e.markdown({"machine": "", "quick": True, "models": {"digits": {
+        "describe": "d", "metric": "accuracy", "fp32": {}, "setup_seconds": 0.0, "sweeps": {"size": s}}}, "checks": e2e.checks(
+        {"models": {"digits": {"sweeps": {"size": s}}}})})

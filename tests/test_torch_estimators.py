@@ -418,3 +418,17 @@ def test_digits_rankings_agree_with_delta_loss(digits_bed, digits_delta, name):
     print(f"{name}: Spearman {rho:.2f} vs delta_loss at W2, {s.meta['seconds']:.2f} s, "
           f"{s.meta['forward_passes']} forward / {s.meta['backward_passes']} backward passes")
     assert rho > 0
+
+
+def test_exhaustive_losses_quantize_activations_to_given_ranges():
+    from mpqopt.adapters.torch import exhaustive_losses
+
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3)).eval()
+    data = [torch.randn(32, 4)]
+    default = exhaustive_losses(m, data, ["W8A4", "W8A8"], loss="kl")
+    wide = exhaustive_losses(m, data, ["W8A4", "W8A8"], loss="kl", act_ranges={"0": (-50.0, 50.0), "2": (-50.0, 50.0)})
+    # a range 10x too wide wastes the 4-bit grid: every allocation loses more than with calibrated ranges
+    assert np.all(wide.change > default.change)
+    with pytest.raises(ProblemError, match=r"act_ranges has no range for layers \['2'\]"):
+        exhaustive_losses(m, data, ["W8A4"], loss="kl", act_ranges={"0": (-1.0, 1.0)})

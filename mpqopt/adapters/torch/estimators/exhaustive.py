@@ -69,9 +69,13 @@ class GroundTruth:
         return self.assignments[i].copy(), float(self.change[i])
 
 
-def exhaustive_losses(model: nn.Module, data: Iterable[Any], options: Sequence[OptionLike], **prepare_kwargs: Any) -> GroundTruth:
+def exhaustive_losses(model: nn.Module, data: Iterable[Any], options: Sequence[OptionLike], *,
+                      act_ranges: Mapping[str, tuple[float, float]] | None = None, **prepare_kwargs: Any) -> GroundTruth:
     """Measure the loss of every assignment of ``options`` to the model's quantizable layers
-    (``layers=`` / ``include=`` / ``exclude=`` choose them; ``loss=`` as in the estimators)."""
+    (``layers=`` / ``include=`` / ``exclude=`` choose them; ``loss=`` as in the estimators).
+
+    Options with activation bits quantize each layer's input to ``act_ranges`` ``{layer: (lo, hi)}``
+    (e.g. calibrated on other data than ``data``), or by default to ranges calibrated on ``data``."""
     setup = prepare(model, data, options, **prepare_kwargs)
     L, K = len(setup.layers), len(setup.options)
     total = K**L
@@ -79,7 +83,12 @@ def exhaustive_losses(model: nn.Module, data: Iterable[Any], options: Sequence[O
         raise ProblemError(f"{K} options over {L} layers is {total:,} allocations; exhaustive evaluation is limited to {MAX_EVALUATIONS:,}")
     fp = float(setup.evaluator.batch_losses().mean())
     # options with activation bits quantize each layer's input too, to ranges calibrated in FP32
-    act_ranges = calibrate_activations(setup.model, setup.names, setup.evaluator) if any(o.a is not None for o in setup.options) else None
+    if any(o.a is not None for o in setup.options):
+        if act_ranges is None:
+            act_ranges = calibrate_activations(setup.model, setup.names, setup.evaluator)
+        missing = [name for name in setup.names if name not in act_ranges]
+        if missing:
+            raise ProblemError(f"act_ranges has no range for layers {missing[:5]}, whose options quantize activations")
     assignments = np.array(list(itertools.product(range(K), repeat=L)), dtype=np.int64)
     change = np.empty(total)
     for n, x in enumerate(assignments):
