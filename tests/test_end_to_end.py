@@ -3,24 +3,15 @@ verified allocation, the uniform baseline is the best that fits, and the checks 
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
+from benchmark_scripts import load_benchmark
 
 torch = pytest.importorskip("torch", reason="the torch extra is not installed")
 pytest.importorskip("sklearn", reason="scikit-learn (test extra) is not installed")
 
 
 def bench():
-    if "end_to_end" not in sys.modules:
-        path = Path(__file__).resolve().parents[1] / "benchmarks" / "end_to_end.py"
-        spec = importlib.util.spec_from_file_location("end_to_end", path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["end_to_end"] = module  # dataclasses look their module up while being built
-        spec.loader.exec_module(module)
-    return sys.modules["end_to_end"]
+    return load_benchmark("end_to_end")
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,7 @@ from the raw JSON (``benchmarks/bench_peers.py``) and solved by scipy's own HiGH
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +18,7 @@ from mpqopt.errors import FormatError, ProblemError
 from mpqopt.importers import hawq_v3_problem, hawq_v3_released, limpq_problem, limpq_published_policy
 from mpqopt.verify import violations
 
+from benchmark_scripts import load_benchmark
 from conftest import PEERS
 
 HAWQ_KEYS = [f"{kind}_{r}" for kind in ("modelsize", "bops", "latency") for r in (0.25, 0.5, 0.75)]
@@ -30,13 +29,7 @@ SUBOPTIMAL_RELEASE = ("resnet50", "modelsize_0.25")  # the one released HAWQ-V3 
 
 def _bench():
     """The naive builders of ``benchmarks/bench_peers.py`` (not part of the package)."""
-    if "bench_peers" not in sys.modules:
-        path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_peers.py"
-        spec = importlib.util.spec_from_file_location("bench_peers", path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["bench_peers"] = module  # dataclasses look their module up while being built
-        spec.loader.exec_module(module)
-    return sys.modules["bench_peers"]
+    return load_benchmark("bench_peers")
 
 
 EXACT_SOLVERS = ["highs", "mckp"]  # the same optima from HiGHS and from mpqopt's own engine
