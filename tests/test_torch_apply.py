@@ -235,3 +235,11 @@ def test_digits_end_to_end_build_solve_apply_evaluate(digits_bed):
     assert acc_q > 0.95 and acc_fp - acc_q < 0.02  # a quarter of the way up from all-2-bit barely hurts
     uniform2 = evaluate(apply(model, {n: 2 for n in DIGITS_LAYERS}), digits_bed.test_batches(), "accuracy")
     assert acc_q > uniform2
+
+
+def test_a_full_precision_activation_width_needs_no_range():
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2)).eval()
+    x = torch.randn(8, 4)
+    with torch.no_grad():  # W8A32 leaves the input alone: no calibration asked for, same model as W8
+        assert torch.equal(apply(m, {"0": "W8A32"})(x), apply(m, {"0": "W8"})(x))

@@ -45,6 +45,11 @@ def is_identity(option: Option) -> bool:
     return option.w >= FULL_PRECISION_BITS and (option.a is None or option.a >= FULL_PRECISION_BITS)
 
 
+def quantizes_input(option: Option) -> bool:
+    """True when ``option`` fake-quantizes the layer's input: an activation width below full precision."""
+    return option.a is not None and option.a < FULL_PRECISION_BITS
+
+
 def choices_of(solution: Solution, purpose: str = "apply") -> dict[str, Option]:
     """``{layer: Option}`` from a solve :class:`~mpqopt.Result` or a ``{layer: label/Option/bits}``
     mapping; ``purpose`` ("apply", "export") words the error for a result with no assignment.

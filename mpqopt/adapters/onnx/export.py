@@ -54,7 +54,7 @@ from onnx import helper, numpy_helper
 
 from ...errors import ProblemError
 from ...options import Option
-from ..choices import Solution, choices_of
+from ..choices import Solution, choices_of, quantizes_input
 from ..scheme import FULL_PRECISION_BITS, WeightScheme, grid_range, parse_scheme
 from .layers import OnnxLayer, discover_layers, node_keys, resolve_layers, stored_weight
 from .model import ModelLike, OnnxModel, load_model
@@ -255,7 +255,7 @@ def fake_quantized_model(
     rows = _resolved(m, solution, layers)
     # keyed by layer name, keeping the user's key (maybe a framework name) for error messages
     range_of = {layer.name: (key, act_ranges[key]) for key, layer in resolve_layers(layers, act_ranges).items()} if act_ranges else {}
-    acts = any(o.a is not None and o.a < FULL_PRECISION_BITS and n in range_of for n, (_, o) in rows.items())
+    acts = any(quantizes_input(o) and n in range_of for n, (_, o) in rows.items())
     if mode == "qdq" and (acts or any(o.w <= _QDQ_MAX_BITS for _, o in rows.values())) and m.opset < 13:
         raise ProblemError(f"{m.source}: QuantizeLinear/DequantizeLinear export needs opset >= 13, the model has opset {m.opset}: "
                            "use mode='weights', or convert the model (onnx.version_converter.convert_version)")
@@ -270,7 +270,7 @@ def fake_quantized_model(
                 _qdq_weight(ed, m, layer, w, opt.w, axis, sch)
             else:
                 ed.set_weight(layer, quantize_array(w, opt.w, axis, sch.symmetric, sch.scale).astype(w.dtype))
-        if opt.a is not None and opt.a < FULL_PRECISION_BITS and name in range_of:
+        if quantizes_input(opt) and name in range_of:
             if opt.a > 8:
                 raise ProblemError(f"layer {name!r}: activation quantization in ONNX is exported for at most 8 bits, got {opt.a}")
             lo, hi = _range(range_of[name][1], range_of[name][0])

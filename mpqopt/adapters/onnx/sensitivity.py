@@ -52,7 +52,7 @@ import numpy as np
 from ...errors import ProblemError
 from ...options import Option, OptionLike
 from ...progress import Progress
-from ..choices import is_identity, parse_options
+from ..choices import is_identity, parse_options, quantizes_input
 from ..entropy import MAX_REFERENCE_BITS, code_entropy, entropy_table  # noqa: F401 - MAX_REFERENCE_BITS: importable from here too
 from ..pairs import PairFilter, pair_mask, pairwise_terms
 from ..scheme import FULL_PRECISION_BITS, parse_scheme
@@ -211,7 +211,7 @@ class _Measure:
         self.scheme = parse_scheme(scheme)
         self.model = load_model(model)
         self.options = parse_options(options)
-        bad = [o.label for o in self.options if o.a is not None and o.a < FULL_PRECISION_BITS]
+        bad = [o.label for o in self.options if quantizes_input(o)]
         if bad:
             raise ProblemError(f"options {bad} quantize activations, which the ONNX Runtime estimators do not support yet; use weight-only options such as 'W4'")
         self.layers = _select(self.model, layers, include, exclude)

@@ -29,12 +29,12 @@ from ...errors import ProblemError
 from ...options import Option
 from ...problem import Problem
 from ...report import fmt_num
-from ..choices import Solution, choices_of
+from ..choices import Solution, choices_of, quantizes_input
 from ..sensitivity import Sensitivity, check_finite, mean_and_stderr
 from .data import Evaluator, LossFn
 from .layers import resolve_layer_names
-from .perturb import ActRanges, WeightCache, input_quantizer, calibrate_activations, quantized
-from .quantizer import FULL_PRECISION_BITS, WeightScheme
+from .perturb import ActRanges, WeightCache, calibrate_activations, check_act_ranges, input_quantizer, quantized
+from .quantizer import WeightScheme
 
 Metric = Callable[[torch.Tensor, Any], float]
 
@@ -53,7 +53,7 @@ def _eval_mode(model: nn.Module) -> Iterator[nn.Module]:
 
 
 def _needs_act(choices: Mapping[str, Option]) -> list[str]:
-    return [name for name, opt in choices.items() if opt.a is not None and opt.a < FULL_PRECISION_BITS]
+    return [name for name, opt in choices.items() if quantizes_input(opt)]
 
 
 def _act_ranges(model: nn.Module, choices: Mapping[str, Option], act_ranges: ActRanges | None, calibration: Iterable[Any] | None) -> ActRanges | None:
@@ -69,9 +69,7 @@ def _act_ranges(model: nn.Module, choices: Mapping[str, Option], act_ranges: Act
             )
         with _eval_mode(model):
             act_ranges = calibrate_activations(model, need, Evaluator(model, calibration, loss="mse"))
-    missing = [n for n in need if n not in act_ranges]
-    if missing:
-        raise ProblemError(f"act_ranges has no range for layers {missing[:5]}, whose options quantize activations")
+    check_act_ranges(act_ranges, need)
     return act_ranges
 
 

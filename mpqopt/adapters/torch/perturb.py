@@ -24,7 +24,7 @@ from torch import nn
 
 from ...errors import ProblemError
 from ...options import OptionLike
-from ..choices import parse_option
+from ..choices import parse_option, quantizes_input
 from ..scheme import parse_scheme
 from .data import Evaluator, call_model
 from .layers import resolve_layer_names
@@ -83,7 +83,7 @@ def quantized(
             module = cache.module(name)
             saved.append((module, module.weight.data))
             module.weight.data = cache.get(name, opt.w)
-            if opt.a is not None:
+            if quantizes_input(opt):
                 if act_ranges is None:  # silently skipping the activations would measure the wrong thing
                     raise ProblemError(f"layer {name!r} has option {opt.label} with activation bits: give act_ranges (from calibrate_activations)")
                 if name not in act_ranges:
@@ -138,3 +138,10 @@ def calibrate_activations(model: nn.Module, layers: Iterable[str], evaluator: Ev
     if missing:
         raise ProblemError(f"layers {missing} never ran on the calibration data, so their activation range is unknown")
     return {n: (ranges[n][0], ranges[n][1]) for n in modules}
+
+
+def check_act_ranges(act_ranges: Mapping[str, tuple[float, float]], layers: Iterable[str]) -> None:
+    """Name the layers whose options quantize their input but have no range in ``act_ranges``."""
+    missing = [name for name in layers if name not in act_ranges]
+    if missing:
+        raise ProblemError(f"act_ranges has no range for layers {missing[:5]}, whose options quantize activations")

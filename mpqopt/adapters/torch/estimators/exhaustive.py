@@ -26,7 +26,8 @@ from ....errors import ProblemError
 from ....options import Option, OptionLike
 from ....problem import Problem
 from ...sensitivity import check_finite
-from ..perturb import calibrate_activations, quantized
+from ...choices import quantizes_input
+from ..perturb import calibrate_activations, check_act_ranges, quantized
 from .base import prepare
 
 MAX_EVALUATIONS = 100_000
@@ -82,13 +83,12 @@ def exhaustive_losses(model: nn.Module, data: Iterable[Any], options: Sequence[O
     if total > MAX_EVALUATIONS:
         raise ProblemError(f"{K} options over {L} layers is {total:,} allocations; exhaustive evaluation is limited to {MAX_EVALUATIONS:,}")
     fp = float(setup.evaluator.batch_losses().mean())
-    # options with activation bits quantize each layer's input too, to ranges calibrated in FP32
-    if any(o.a is not None for o in setup.options):
+    # options with activation bits quantize each layer's input too: to the given ranges, or to ranges
+    # calibrated on the FP32 model over ``data``
+    if any(quantizes_input(o) for o in setup.options):
         if act_ranges is None:
             act_ranges = calibrate_activations(setup.model, setup.names, setup.evaluator)
-        missing = [name for name in setup.names if name not in act_ranges]
-        if missing:
-            raise ProblemError(f"act_ranges has no range for layers {missing[:5]}, whose options quantize activations")
+        check_act_ranges(act_ranges, setup.names)
     assignments = np.array(list(itertools.product(range(K), repeat=L)), dtype=np.int64)
     change = np.empty(total)
     for n, x in enumerate(assignments):
