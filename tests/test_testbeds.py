@@ -85,11 +85,15 @@ def test_train_classifier_is_deterministic_for_a_seed():
     assert not a.model.training and [len(t[0]) for t in a.train] == [32, 32, 32]
 
 
-def test_minilm_texts_are_disjoint_ranges_of_real_prose():
-    from mpqopt.testbeds.minilm import topic_texts
+def test_minilm_text_split_is_disjoint_and_spans_the_topics():
+    from mpqopt.testbeds.minilm import passages, split_passages
 
-    calibration, held_out = topic_texts(0, 16), topic_texts(600, 64)
-    assert not set(calibration) & set(held_out)
+    pool = passages()
+    calibration, held_out = split_passages(16, 64)
+    assert len(calibration) == 16 and len(held_out) == 64 and not set(calibration) & set(held_out)
     assert all(0 < len(t.split()) <= 60 for t in calibration + held_out)
-    with pytest.raises(MpqoptError, match="passages 100..9099 requested"):
-        topic_texts(100, 9000)
+    positions = sorted(pool.index(t) for t in calibration)  # spread over the whole text, not its first topics
+    assert positions[0] < len(pool) // 4 and positions[-1] > 3 * len(pool) // 4
+    assert split_passages(16, 64) == (calibration, held_out) and split_passages(16, 64, seed=1) != (calibration, held_out)
+    with pytest.raises(MpqoptError, match="16 calibration \\+ 9000 held-out passages requested"):
+        split_passages(16, 9000)

@@ -52,8 +52,12 @@ def train_classifier(model: nn.Module, train_x: torch.Tensor, train_y: torch.Ten
     return ClassifierBed(model, train, test_x, test_y)
 
 
+def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 2000) -> torch.Tensor:
+    """``model``'s outputs on ``x``, computed in batches without gradients (eval mode is the caller's)."""
+    with torch.no_grad():
+        return torch.cat([model(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
+
+
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 2000) -> float:
     """Top-1 accuracy of ``model`` on ``(x, y)``, in batches (eval mode is the caller's)."""
-    with torch.no_grad():
-        hits = sum(int((model(x[i : i + batch_size]).argmax(dim=1) == y[i : i + batch_size]).sum()) for i in range(0, len(y), batch_size))
-    return hits / max(len(y), 1)
+    return int((predict(model, x, batch_size).argmax(dim=1) == y).sum()) / max(len(y), 1)

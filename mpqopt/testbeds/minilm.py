@@ -16,12 +16,13 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from ..errors import MpqoptError
 
-__all__ = ["SentenceEmbedding", "load_minilm", "topic_texts", "batches", "mean_cosine"]
+__all__ = ["SentenceEmbedding", "load_minilm", "passages", "split_passages", "batches", "mean_cosine"]
 
 
 class SentenceEmbedding(nn.Module):
@@ -50,19 +51,26 @@ def load_minilm(attn: str = "eager") -> tuple[Any, SentenceEmbedding]:
     return AutoTokenizer.from_pretrained(path), SentenceEmbedding(AutoModel.from_pretrained(path, attn_implementation=attn)).eval()
 
 
-def topic_texts(start: int, count: int, words: int = 60) -> list[str]:
-    """``count`` passages of CPython's reference prose: every topic of ``pydoc_data.topics`` (in
-    sorted-key order) cut into consecutive ``words``-word passages, from passage ``start`` on.
-    Disjoint ranges give disjoint texts; far-apart ranges come from different topics."""
+def passages(words: int = 60) -> list[str]:
+    """CPython's reference prose: every topic of ``pydoc_data.topics`` (sorted by key) cut into
+    consecutive ``words``-word passages."""
     from pydoc_data.topics import topics
 
-    passages = []
+    out = []
     for key in sorted(topics):
         tokens = topics[key].split()
-        passages += [" ".join(tokens[i : i + words]) for i in range(0, len(tokens), words)]
-    if start < 0 or count < 0 or start + count > len(passages):
-        raise MpqoptError(f"topic_texts: passages {start}..{start + count - 1} requested, {len(passages)} exist")
-    return passages[start : start + count]
+        out += [" ".join(tokens[i : i + words]) for i in range(0, len(tokens), words)]
+    return out
+
+
+def split_passages(calibration: int, held_out: int, seed: int = 0, words: int = 60) -> tuple[list[str], list[str]]:
+    """Two disjoint random samples of :func:`passages` (so both span all the topics): calibration
+    text for the estimators and held-out text to measure on."""
+    pool = passages(words)
+    if calibration < 0 or held_out < 0 or calibration + held_out > len(pool):
+        raise MpqoptError(f"split_passages: {calibration} calibration + {held_out} held-out passages requested, {len(pool)} exist")
+    order = np.random.default_rng(seed).permutation(len(pool))
+    return [pool[i] for i in order[:calibration]], [pool[i] for i in order[calibration : calibration + held_out]]
 
 
 def batches(tokenizer: Any, texts: list[str], batch_size: int = 12, max_length: int = 48) -> list[dict[str, torch.Tensor]]:
