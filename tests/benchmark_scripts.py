@@ -9,11 +9,17 @@ from types import ModuleType
 
 
 def load_benchmark(name: str) -> ModuleType:
-    """``benchmarks/<name>.py`` as module ``name`` (registered first: dataclasses look their module up while being built)."""
-    if name not in sys.modules:
+    """``benchmarks/<name>.py`` as module ``benchmarks_<name>`` (registered before it runs: dataclasses
+    look their module up while being built)."""
+    key = f"benchmarks_{name}"
+    if key not in sys.modules:
         path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
-        spec = importlib.util.spec_from_file_location(name, path)
+        spec = importlib.util.spec_from_file_location(key, path)
         module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+        sys.modules[key] = module
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:  # no half-built module left behind for the next test
+            del sys.modules[key]
+            raise
+    return sys.modules[key]

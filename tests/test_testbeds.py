@@ -57,10 +57,15 @@ def test_fashion_data_missing_or_inconsistent_files_say_what_to_do(tmp_path):
     fake_folder(tmp_path, labels_train=np.arange(4))
     with pytest.raises(MpqoptError, match="train split: images \\(3, 28, 28\\) and labels \\(4,\\)"):
         fashion.fashion_data(tmp_path)
-    (tmp_path / "t10k-labels-idx1-ubyte.gz").write_bytes(b"not gzip")
     fake_folder(tmp_path)
     (tmp_path / "t10k-labels-idx1-ubyte.gz").write_bytes(b"not gzip at all")
     with pytest.raises(MpqoptError, match="t10k-labels-idx1-ubyte.gz: cannot decompress"):
+        fashion.fashion_data(tmp_path)
+    fake_folder(tmp_path)
+    good = bytearray(gzip.compress(idx(np.arange(200, dtype=np.uint8).reshape(2, 10, 10))))
+    good[12:20] = b"\xff" * 8  # a valid gzip header over a corrupt deflate stream (zlib.error, not OSError)
+    (tmp_path / "train-images-idx3-ubyte.gz").write_bytes(bytes(good))
+    with pytest.raises(MpqoptError, match="train-images-idx3-ubyte.gz: cannot decompress"):
         fashion.fashion_data(tmp_path)
 
 

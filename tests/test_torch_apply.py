@@ -190,6 +190,9 @@ def test_report_predicted_vs_measured(digits_bed):
         assert pred == want and alone == pytest.approx(want, rel=1e-4, abs=1e-8), name
     text = rep.table()
     assert "measured alone" in text and text.count("\n") >= len(DIGITS_LAYERS) + 3 and "change predicted" in text
+    assert "(s.e. over 4 batches)" in text and rep.batches == 4
+    one = report(model, choice, sens, batches[:1])  # one batch: no standard error to claim
+    assert one.measured_stderr is None and "(one batch: no standard error)" in one.table()
     # the pairwise term is part of the prediction
     pair = np.zeros((20, 20))
     pair[0 * 4 + 3, 1 * 4 + 2] = pair[1 * 4 + 2, 0 * 4 + 3] = 0.01  # ('0', W8) with ('3', W4)

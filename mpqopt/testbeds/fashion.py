@@ -2,8 +2,8 @@
 
 The data installs offline with ``apt-get install -y dataset-fashion-mnist`` (IDX files in
 ``/usr/share/datasets/fashion-mnist``; another folder with the four standard ``*-ubyte.gz`` files
-can be given). The CNN has the digits testbed's shape (3 convs, 2 linears, 98.5k parameters); a
-minute of training on one thread reaches ~89% on the 10k test split.
+can be given). The CNN has the digits testbed's shape (3 convs, 2 linears, 98.7k parameters); the
+default 3 epochs take about 70 s on one thread and reach ~90.6% on the 10k test split.
 
 >>> read_idx(b"\\x00\\x00\\x08\\x01\\x00\\x00\\x00\\x03\\x07\\x02\\x09", "labels").tolist()
 [7, 2, 9]
@@ -15,7 +15,9 @@ mpqopt.errors.MpqoptError: labels: the IDX header promises 5 values but the file
 from __future__ import annotations
 
 import gzip
+import math
 import os
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -53,7 +55,7 @@ def read_idx(raw: bytes, what: str) -> np.ndarray:
     if ndim == 0 or len(raw) < header:
         raise MpqoptError(f"{what}: truncated IDX header")
     shape = tuple(int.from_bytes(raw[4 + 4 * k : 8 + 4 * k], "big") for k in range(ndim))
-    count = int(np.prod(shape))
+    count = math.prod(shape)
     if len(raw) - header != count:
         raise MpqoptError(f"{what}: the IDX header promises {count} values but the file holds {len(raw) - header}")
     return np.frombuffer(raw, np.uint8, offset=header).reshape(shape)
@@ -71,8 +73,9 @@ def fashion_data(folder: str | os.PathLike = DEFAULT_DIR) -> tuple[torch.Tensor,
                 raise MpqoptError(f"Fashion-MNIST file {path} is missing: apt-get install -y dataset-fashion-mnist "
                                   "(or pass the folder holding the four *-ubyte.gz files)")
             try:
-                raw = gzip.open(path).read()
-            except (OSError, EOFError) as exc:
+                with gzip.open(path) as f:
+                    raw = f.read()
+            except (OSError, EOFError, zlib.error) as exc:
                 raise MpqoptError(f"{path}: cannot decompress ({exc})") from None
             arrays.append(read_idx(raw, str(path)))
         x, y = arrays

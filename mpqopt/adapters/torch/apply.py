@@ -185,18 +185,20 @@ class QuantReport:
 
     ``predicted`` is the problem's objective for the assignment (sum of the chosen sensitivity
     entries plus the pairwise term, ``pairwise``); ``measured`` the mean over batches of the loss
-    of the quantized copy minus the FP32 loss (``measured_stderr`` its standard error); ``rows``
+    of the quantized copy minus the FP32 loss (``measured_stderr`` its standard error across the
+    ``batches``; None with a single batch, where it cannot be estimated); ``rows``
     ``(layer, option, predicted entry, measured alone or None)``.
     """
 
     predicted: float
     measured: float
-    measured_stderr: float
+    measured_stderr: float | None
     fp_loss: float
     quantized_loss: float
     loss: str
     pairwise: float
     rows: list[tuple[str, str, float, float | None]]
+    batches: int = 1
 
     def table(self) -> str:
         alone = any(r[3] is not None for r in self.rows)
@@ -211,7 +213,8 @@ class QuantReport:
         lines.append("")
         lines.append(
             f"loss '{self.loss}': FP32 {fmt_num(self.fp_loss, 6)}, quantized {fmt_num(self.quantized_loss, 6)}; "
-            f"change predicted {fmt_num(self.predicted)}, measured {fmt_num(self.measured)} ± {fmt_num(self.measured_stderr, 2)}"
+            f"change predicted {fmt_num(self.predicted)}, measured {fmt_num(self.measured)}"
+            + (f" ± {fmt_num(self.measured_stderr, 2)} (s.e. over {self.batches} batches)" if self.measured_stderr is not None else " (one batch: no standard error)")
         )
         return "\n".join(lines)
 
@@ -281,5 +284,5 @@ def report(
                 alone = float(np.mean(_losses(ev, [ev.output(i) for i in range(ev.num_batches)], f"layer {name!r} alone") - fp))
         rows.append((name, labels[name], entry, alone))
     pairwise = predicted_eval.objective - sum(r[2] for r in rows)
-    return QuantReport(predicted_eval.objective, float(delta), float(stderr), float(fp.mean()), float(q.mean()), ev.loss_name,
-                       pairwise if problem.pairwise is not None else 0.0, rows)
+    return QuantReport(predicted_eval.objective, float(delta), float(stderr) if ev.num_batches > 1 else None, float(fp.mean()), float(q.mean()),
+                       ev.loss_name, pairwise if problem.pairwise is not None else 0.0, rows, ev.num_batches)
