@@ -356,15 +356,14 @@ def checks(report: dict[str, Any]) -> dict[str, Any]:
     for model, m in report["models"].items():
         for sweep_name, s in m.get("sweeps", {}).items():
             where = f"{m.get('title', model)} / {sweep_name}"
-            for b in s["budgets"]:
-                b.update(best_uniform(s["uniform"], b["limit"]))
+            baselines = [best_uniform(s["uniform"], b["limit"]) for b in s["budgets"]]  # from the cells: --render needs no stored copy
             for method, r in s["methods"].items():
-                for b, cell in zip(s["budgets"], r.get("budgets", [])):
+                for b, base, cell in zip(s["budgets"], baselines, r.get("budgets", [])):
                     if "metric" not in cell:
                         continue
                     if method in EXACT:
                         rows.append({"where": where, "method": method, "budget": b["per_unit"], **{
-                            q: {"value": cell[q], "uniform": b[key][q], "option": b[key]["option"], "verdict": _better(cell[q], b[key][q], q)}
+                            q: {"value": cell[q], "uniform": base[key][q], "option": base[key]["option"], "verdict": _better(cell[q], base[key][q], q)}
                             for q, key in (("metric", "uniform"), ("loss_change", "uniform_by_loss"))}})
                     if "true_best" in b:
                         hit = oracle_hits.setdefault(method, [0, 0])
