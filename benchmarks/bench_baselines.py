@@ -98,7 +98,7 @@ def naive_from_problem(problem: mpqopt.Problem) -> NaiveMilp:
     """
     if problem.ties or problem.fixed or problem.pairwise is not None:
         raise ValueError("naive_from_problem covers problems without ties, fixed layers or pairwise terms")
-    L, K = problem.num_layers, problem.num_options
+    L = problem.num_layers
     layer, option = np.nonzero(problem.allowed)  # row-major: grouped by layer
     n = layer.size
     one_hot = sp.csr_matrix((np.ones(n), (layer, np.arange(n))), shape=(L, n))
@@ -379,7 +379,7 @@ def llm_cases(sizes: tuple[int, ...], pulp: Any, skip: str | None, gurobi: Any, 
         naive = naive_from_problem(problem)
         highs_stop = highs_stop or projected("HiGHS", L)
         if L > HIGHS_NAIVE_MAX_LAYERS:  # scipy's call has no time limit: it ran 13+ min at 100,000 layers here
-            highs_stop = highs_stop or f"skipped: HiGHS on the naive model (no time limit) ran over 13 min at 100,000 layers on this machine"
+            highs_stop = highs_stop or "skipped: HiGHS on the naive model (no time limit) ran over 13 min at 100,000 layers on this machine"
         others = run_others(naive, gurobi, gurobi_skip, repeat, highs_skip=highs_stop)
         if not others["highs"].get("skipped"):
             last["HiGHS"] = (L, others["highs"]["median_ms"] / 1e3)

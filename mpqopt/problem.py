@@ -334,7 +334,7 @@ class Problem:
 
     def _build_groups(self) -> None:
         """One decision per tie group (or single layer), with its common mask and fixed option."""
-        L, K = self.num_layers, self.num_options
+        L = self.num_layers
         group_of = np.arange(L)
         for members in self.ties:
             idx = [self._layer_pos[n] for n in members]

@@ -254,7 +254,7 @@ def problem_summary(problem: "Problem") -> str:
     rows = []
     for l, layer in enumerate(problem.layers):
         row = [layer, f"{fmt_num(s_lo[l], 3)}..{fmt_num(s_hi[l], 3)}"]
-        for n, c in info["costs"].items():
+        for c in info["costs"].values():
             lo, hi = c["per_layer"][layer]
             row.append(f"{eng(lo, 3)}..{eng(hi, 3)}")
         rows.append(row + ([notes[l]] if show_notes else []))

@@ -75,7 +75,7 @@ def test_digits_layers_map_to_torch_layers(digits):
     from mpqopt.adapters.torch.costs import measure_layers
 
     bed, paths, x = digits
-    for folded, path in paths.items():
+    for path in paths.values():
         layers = discover_layers(path)
         assert [l.framework_name for l in layers] == TORCH_NAMES
         assert [l.op_type for l in layers] == ["Conv"] * 3 + ["Gemm"] * 2

@@ -213,7 +213,7 @@ def test_uniform_points_are_uniform_assignments():
     problem = mckp_problem(10, 4, budgets=0, seed=6)
     frontier = mpqopt.pareto(problem, cost="size_bits")
     assert [label for label, _, _ in frontier.uniform] == list(problem.option_labels)
-    for k, (label, c, v) in enumerate(frontier.uniform):
+    for k, (_label, c, v) in enumerate(frontier.uniform):
         assert c == pytest.approx(problem.costs["size_bits"][:, k].sum()) and v == pytest.approx(problem.sensitivity[:, k].sum())
 
 

@@ -186,7 +186,7 @@ def test_report_predicted_vs_measured(digits_bed):
     assert rep.measured_stderr == pytest.approx((q - fp).std(ddof=1) / 2, rel=1e-4)
     assert rep.fp_loss == pytest.approx(fp.mean(), rel=1e-5) and rep.loss == "ce"
     # each layer alone: the hand table is exactly "loss change with that layer alone quantized"
-    for (name, label, pred, alone), want in zip(rep.rows, picked):
+    for (name, _label, pred, alone), want in zip(rep.rows, picked):
         assert pred == want and alone == pytest.approx(want, rel=1e-4, abs=1e-8), name
     text = rep.table()
     assert "measured alone" in text and text.count("\n") >= len(DIGITS_LAYERS) + 3 and "change predicted" in text

@@ -56,7 +56,7 @@ def solve_core(model: CanonicalModel, base: np.ndarray, alternatives: np.ndarray
     blocks = _blocks(core_items, start, weight, value)
     # after the last block nothing is left to bound but the capacity itself
     bound_after = _completion_bound(model, core_groups, core_items, start, lam, [b[0] for b in blocks]) if len(blocks) > 1 else _capacity_only
-    for b, (last_step, combos, d_cost, d_gain) in enumerate(blocks):
+    for b, (last_step, _combos, d_cost, d_gain) in enumerate(blocks):
         # one run per combination, each sorted by cost like the states: a stable sort merges runs cheaply
         new_cost = (d_cost[:, None] + cost[None, :]).ravel()
         new_gain = (d_gain[:, None] + gain[None, :]).ravel()

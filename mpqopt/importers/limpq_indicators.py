@@ -280,7 +280,7 @@ def indicator_table(source: str | Path | Mapping[str, Any], options: Sequence[Op
                 raise ProblemError(f"option {opt.label}: the {kind} indicators have no {bit}-bit entry (their bits are {bits})")
             values[:, k] += factor * table[:, bits.index(bit)]
             allowed[:, k] &= ~mask[:, bits.index(bit)]
-    for k, opt in enumerate(opts):
+    for opt in opts:
         if opt.a is not None and opt.a < FULL_PRECISION_BITS and "act" not in tables:
             raise ProblemError(f"option {opt.label} has activation bits but the indicators have no 'act' table")
     empty = ~allowed.any(axis=1)

@@ -164,7 +164,7 @@ def _dominated(value: np.ndarray, costs: np.ndarray, candidates: np.ndarray) -> 
 
 def _group_pairwise(problem: Problem, value_g: np.ndarray) -> tuple[np.ndarray, sp.csr_array, list[str]]:
     """Pairwise matrix at group level: same-group diagonal folded into the linear term, the rest cross-group."""
-    L, K = problem.num_layers, problem.num_options
+    K = problem.num_options
     omega = sp.csr_array(problem.pairwise)
     coo = omega.tocoo()
     row_layer, col_layer = coo.row // K, coo.col // K

@@ -12,7 +12,7 @@ recorded with their ``groups`` so costs count them correctly.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Iterable
 
 import torch
 from torch import nn
