@@ -1,25 +1,57 @@
 # Two commands set everything up on a fresh clone: `make demo` and `make test`.
+#
+# Environments:
+#   .venv         from the committed lock (constraints.txt): what `make test`, `make demo` and CI use
+#   .venv-latest  the newest releases pyproject.toml allows (`make test-latest`): what breaks there
+#                 is a bug to fix; when it passes, `make lock` records those versions as the new lock
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+LOCK   := constraints.txt
+LATEST := .venv-latest
 TORCH_VERSION ?= 2.13.0
+EXTRAS := all,test
 
-.PHONY: demo test bench notebooks clean
+.PHONY: demo test lint fuzz test-latest lock bench notebooks clean
 
-$(STAMP): pyproject.toml
+# torch first, pinned: the local CPU wheel (any other spec resolves to a multi-GB CUDA build).
+# The package is built without isolation, with the locked setuptools, so nothing unlocked enters.
+$(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	# torch first, pinned: the local CPU wheel (any other spec resolves to a multi-GB CUDA build)
+	$(PY) -m pip install --quiet -c $(LOCK) pip setuptools
 	$(PY) -m pip install --quiet "torch==$(TORCH_VERSION)"
-	$(PY) -m pip install --quiet -e ".[test,plot,graph,gurobi,pyomo,torch,onnx]"
+	$(PY) -m pip install --quiet -c $(LOCK) --no-build-isolation -e ".[$(EXTRAS)]"
 	touch $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/mpqopt demo
 
-test: $(STAMP)
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+test: lint
 	$(PY) -m pytest -q
+
+# the same property tests with fresh random examples, 20x as many (tests/fuzz.py); pin what it finds
+fuzz: $(STAMP)
+	MPQOPT_HYPOTHESIS=fuzz $(PY) -m pytest -q -m hypothesis
+
+# the newest allowed releases, refreshed on every call; the versions used are printed first
+test-latest:
+	test -x $(LATEST)/bin/python || $(PYTHON) -m venv $(LATEST)
+	$(LATEST)/bin/python -m pip install --quiet --upgrade pip setuptools
+	$(LATEST)/bin/python -m pip install --quiet "torch==$(TORCH_VERSION)"
+	$(LATEST)/bin/python -m pip install --quiet --upgrade --upgrade-strategy eager -e ".[$(EXTRAS)]"
+	$(LATEST)/bin/python -m pip freeze --exclude-editable | grep -iE "^(numpy|scipy|highspy|gurobipy|pyomo|networkx|matplotlib|onnx|onnxruntime|hypothesis|pytest)=="
+	$(LATEST)/bin/ruff check .
+	$(LATEST)/bin/python -m pytest -q
+
+# record .venv-latest's versions (after `make test-latest` passed) as the lock
+lock:
+	test -x $(LATEST)/bin/python || (echo "run make test-latest first" && false)
+	( echo "# Every version the suite passed with (make test-latest, then make lock). pip install -c constraints.txt ..."; \
+	  $(LATEST)/bin/python -m pip freeze --exclude-editable --all | sed -e 's/^torch==\(.*\)+cpu$$/torch==\1/' ) > $(LOCK)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_peers.py
@@ -39,7 +71,7 @@ bench-baselines: $(STAMP)
 	$(PY) benchmarks/bench_baselines.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(LATEST) build *.egg-info
 
 notebooks: $(STAMP)
 	$(PY) scripts/run_notebooks.py

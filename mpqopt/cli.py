@@ -49,6 +49,7 @@ from .report import allocation_matrix, fmt_cost, fmt_gap, fmt_num, percent_of_ra
 from .result import Result
 from .solve import solve
 from .solvers import backend_class, backend_names
+from .stdio import c_stdout_to_stderr
 from .verify import violations
 
 EXIT_OK, EXIT_INTERNAL, EXIT_INPUT, EXIT_INFEASIBLE, EXIT_NO_SOLUTION = 0, 1, 2, 3, 4
@@ -251,26 +252,13 @@ def result_json(result: Result) -> str:
 
 @contextlib.contextmanager
 def _stdout_to_stderr(active: bool) -> Iterator[None]:
-    """Send everything written to stdout (including a C solver's log on fd 1) to stderr, so the
-    ``--json`` output stays one clean JSON object even with ``--verbose``."""
+    """Send everything written to stdout meanwhile, from Python or from a C solver library (HiGHS's
+    banner, its debugging printfs, a --verbose log), to stderr: ``--json`` output stays one JSON object."""
     if not active:
         yield
         return
-    sys.stdout.flush()
-    try:
-        saved = os.dup(1)
-    except OSError:
-        saved = None
-    if saved is not None:
-        os.dup2(2, 1)
-    try:
-        with contextlib.redirect_stdout(sys.stderr):
-            yield
-    finally:
-        sys.stdout.flush()
-        if saved is not None:
-            os.dup2(saved, 1)
-            os.close(saved)
+    with c_stdout_to_stderr(), contextlib.redirect_stdout(sys.stderr):
+        yield
 
 
 # ---------------------------------------------------------------------------------- solve
@@ -279,7 +267,7 @@ def cmd_solve(args: argparse.Namespace) -> int:
         backend_class(args.solver)  # unknown name: fail before reading the file
     overrides = parse_budget_args(args.budget)
     problem = load_problem(args.file)
-    with _stdout_to_stderr(args.verbose and args.json):
+    with _stdout_to_stderr(args.json):
         result = solve(problem, budgets=overrides or None, solver=args.solver, time_limit=args.time_limit,
                        mip_gap=args.mip_gap, threads=args.threads, verbose=args.verbose)
     text = result_json(result)
@@ -307,8 +295,9 @@ def cmd_pareto(args: argparse.Namespace) -> int:
         backend_class(args.solver)
     overrides = parse_budget_args(args.budget)
     problem = load_problem(args.file)
-    frontier = pareto(problem, cost=args.cost, points=args.points, budgets=overrides or None,
-                      solver=args.solver, time_limit=args.time_limit)
+    with _stdout_to_stderr(args.json):
+        frontier = pareto(problem, cost=args.cost, points=args.points, budgets=overrides or None,
+                          solver=args.solver, time_limit=args.time_limit)
     text = json.dumps(frontier.to_dict(), indent=2, default=_json_default)
     _write(args.output, text + "\n")
     _write(args.csv, frontier.to_csv())
@@ -358,7 +347,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     solvers = None if args.solvers is None else check_solver_names(args.solvers)  # unknown name: fail before reading
     overrides = parse_budget_args(args.budget)
     problem = load_problem(args.file)
-    comparison = compare(problem, solvers, overrides or None, time_limit=args.time_limit, repeat=args.repeat)
+    with _stdout_to_stderr(args.json):
+        comparison = compare(problem, solvers, overrides or None, time_limit=args.time_limit, repeat=args.repeat)
     print(json.dumps(comparison.to_dict(), indent=2, default=_json_default) if args.json else comparison.table())
     if not comparison.consistent:
         print(f"mpqopt: the solvers contradict each other ({len(comparison.contradictions)} conflicting pairs): "

@@ -1,4 +1,3 @@
-import os
 import sys
 from pathlib import Path
 
@@ -15,12 +14,17 @@ def peers_dir() -> Path:
         pytest.skip(f"peer data not found at {PEERS} (../shared/peers beside the repository)")
     return PEERS
 
-# CI gates a landing, so its property tests replay a fixed sample; local runs explore new examples.
+# Property tests: `make test` replays a fixed sample (derandomized, no example database shared
+# between runs), so CI is reproducible; `make fuzz` explores fresh random examples (tests/fuzz.py).
 from hypothesis import settings as _hypothesis_settings  # noqa: E402
 
-_hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
-if os.environ.get("CI"):
-    _hypothesis_settings.load_profile("ci")
+from fuzz import PROFILE  # noqa: E402
+
+_hypothesis_settings.register_profile("deterministic", derandomize=True, database=None, print_blob=True, deadline=None)
+_hypothesis_settings.register_profile("fuzz", derandomize=False, database=None, print_blob=True, deadline=None)
+if PROFILE not in ("deterministic", "fuzz"):
+    raise pytest.UsageError(f"MPQOPT_HYPOTHESIS={PROFILE!r}: use 'deterministic' (the default) or 'fuzz'")
+_hypothesis_settings.load_profile(PROFILE)
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,8 @@ def brute_force(problem, budgets: dict[str, float], rtol: float = 1e-12):
     index = {name: i for i, name in enumerate(problem.layers)}
     label_index = {o.label: k for k, o in enumerate(problem.options)}
     best, argbest = None, []
+    # ties within round-off of the sums (relative to the problem's own magnitude, not to 1)
+    tie = 1e-12 * problem.objective_scale
     for x in itertools.product(range(K), repeat=L):
         if not all(problem.allowed[l, x[l]] for l in range(L)):
             continue
@@ -28,8 +30,8 @@ def brute_force(problem, budgets: dict[str, float], rtol: float = 1e-12):
             flat = [l * K + x[l] for l in range(L)]
             omega = np.asarray(problem.pairwise.todense() if hasattr(problem.pairwise, "todense") else problem.pairwise)
             value += sum(omega[i, j] for i in flat for j in flat)
-        if best is None or value < best - 1e-12 * max(1.0, abs(best)):
+        if best is None or value < best - tie:
             best, argbest = value, [x]
-        elif abs(value - best) <= 1e-12 * max(1.0, abs(best)):
+        elif abs(value - best) <= tie:
             argbest.append(x)
     return best, argbest

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from fuzz import examples
 
 import mpqopt
 from mpqopt.reductions import canonicalize
@@ -72,7 +73,7 @@ def test_exact_forms_on_clado_shaped_problems(case):
         assert bound <= optimum + tol
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=problems(pairwise=True), seed=st.integers(0, 2**32 - 1))
 def test_exact_forms_on_random_sign_problems(case, seed):
     """Random-sign (indefinite, asymmetric) matrices of any magnitude, with ties, masks and fixed layers."""

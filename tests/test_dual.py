@@ -13,6 +13,7 @@ import scipy.optimize as so
 import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from fuzz import examples
 
 import mpqopt
 from mpqopt.algorithms.dual import solve_dual
@@ -315,7 +316,7 @@ def test_large_model_converges_with_a_valid_bound():
     assert r.bound <= objective <= r.bound + 1e-4 * abs(r.bound)
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=examples(25), deadline=None)
 @given(seed=st.integers(0, 10**6), budgets=st.integers(1, 4), layers=st.integers(1, 25), options=st.integers(2, 8), frac=st.floats(0.0, 1.0))
 def test_property_matches_lp(seed, budgets, layers, options, frac):
     problem = random_problem(layers, budgets, seed, options=options, masks=True, fractions=[frac] * budgets)

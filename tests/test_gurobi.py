@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
+from fuzz import examples
 
 gp = pytest.importorskip("gurobipy", reason="gurobipy is not installed (pip install mpqopt[gurobi]); the Gurobi backend is optional")
 
@@ -35,14 +36,14 @@ def _matches_oracle(problem, solver):
 
 
 @pytest.mark.parametrize("solver", EXACT_MODES)
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(40), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=problems(pairwise=True))
 def test_pairwise_random_sign_problems_match_oracle(solver, case):
     """Indefinite, asymmetric random-sign matrices from 1e-9 to 1e7, ties, masks, fixed layers, 1-3 budgets."""
     _check_against_oracle(*case, solver=solver)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(40), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=problems())
 def test_separable_problems_match_oracle(case):
     _check_against_oracle(*case, solver="gurobi")

@@ -15,6 +15,7 @@ import pytest
 import scipy.sparse as sp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from fuzz import examples
 
 import mpqopt
 from mpqopt import FormatError, Option, Problem, ProblemError
@@ -140,13 +141,13 @@ def error_of(path: Path) -> FormatError:
 
 
 # ---------------------------------------------------------------------------------------- round trips
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(80), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(problems())
 def test_json_text_round_trip_is_exact(p):
     assert_same_problem(p, loads(dumps(p)), sparse_kept=False)
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(80), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(problems())
 def test_npz_round_trip_is_exact_and_keeps_sparse_pairwise(p):
     buf = io.BytesIO()
@@ -155,7 +156,7 @@ def test_npz_round_trip_is_exact_and_keeps_sparse_pairwise(p):
     assert_same_problem(p, mpqopt.io.npz_format.read_npz(buf), sparse_kept=True)
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(15), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(p=problems())
 def test_save_load_files_round_trip(tmp_path_factory, p):
     folder = tmp_path_factory.mktemp("rt")
@@ -269,7 +270,7 @@ def test_schema_is_a_valid_draft_2020_12_schema():
     assert schema()["$schema"] == "https://json-schema.org/draft/2020-12/schema"
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(40), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(problems())
 def test_schema_accepts_every_file_we_write(p):
     VALIDATOR.validate(json.loads(dumps(p)))

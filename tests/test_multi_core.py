@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from fuzz import examples
 
 import mpqopt
 import mpqopt.solvers.mckp as mckp_module
@@ -104,7 +105,7 @@ def _close(a: float, b: float, scale: float) -> bool:
     return abs(a - b) <= 1e-9 * max(abs(a), abs(b), scale)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=several_budgets(), data=st.data())
 def test_core_dp_is_optimal_among_the_kept_items(case, data):
     """Any keep mask, any feasible incumbent, any multipliers (the bound must be valid for all of
@@ -138,7 +139,7 @@ def test_core_dp_is_optimal_among_the_kept_items(case, data):
     assert _close(model.items_objective(result.items), _best(model, keep), float(np.abs(model.value).max(initial=0.0)))
 
 
-@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(250), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=several_budgets())
 def test_mckp_matches_the_exhaustive_oracle_with_several_budgets(case):
     problem, budgets = case
@@ -150,7 +151,7 @@ def test_mckp_matches_the_exhaustive_oracle_with_several_budgets(case):
     event("core DP" if "core DP" in result.message else "HiGHS")
     assert result.status == "optimal", result.message
     assert violations(problem, result.x, budgets) == []
-    tol = 1e-9 * max(1.0, abs(best))
+    tol = 1e-9 * problem.objective_scale
     assert abs(result.objective - best) <= tol
     assert result.bound <= best + tol
 

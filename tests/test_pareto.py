@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from fuzz import examples
 
 import mpqopt
 from mpqopt import cli
@@ -108,7 +109,7 @@ def dyadic_problems(draw):
         return base
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(dyadic_problems())
 def test_full_frontier_equals_brute_force(problem):
     frontier = mpqopt.pareto(problem, cost="c")
@@ -117,7 +118,7 @@ def test_full_frontier_equals_brute_force(problem):
     assert_same_pairs([(pt.cost, pt.objective) for pt in frontier.points], brute_frontier(problem, "c"), problem.objective_scale)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(L=st.integers(5, 6), K=st.integers(1, 4), seed=st.integers(0, 10**6), kind=st.sampled_from(["cnn", "llm", "groups"]),
        cost=st.sampled_from(["size_bits", "bitops", "latency_ms"]), ties=st.integers(0, 1), fixed=st.integers(0, 1),
        masked=st.sampled_from([0.0, 0.3]))
@@ -182,7 +183,7 @@ def test_single_point_solves_the_dearest_budget():
 
 
 # ------------------------------------------------------------------------------ LP frontier
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(80), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(dyadic_problems())
 def test_lp_frontier_bounds_every_point_and_its_vertices_are_greedy(problem):
     frontier = mpqopt.pareto(problem, cost="c")

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 from hypothesis import HealthCheck, given, settings
+from fuzz import examples
 
 pe = pytest.importorskip("pyomo.environ", reason="pyomo is not installed (pip install mpqopt[pyomo]); the Pyomo backend is optional")
 
@@ -33,14 +34,14 @@ def _matches_oracle(problem, solver="pyomo:appsi_highs"):
     return result
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(100), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=problems())
 def test_separable_problems_match_oracle(case):
     """Magnitudes 1e-9..1e7, plateaus, signed values, 1-3 budgets, ties, masks, fixed layers."""
     _check_against_oracle(*case, solver="pyomo:appsi_highs")
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(80), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=problems(pairwise=True))
 def test_pairwise_problems_match_oracle(case):
     """Indefinite random-sign pairwise matrices, through the exact one-hot linearization."""

@@ -15,7 +15,8 @@ from mpqopt.adapters.torch.estimators.delta_loss import estimate_delta_loss  # n
 from mpqopt.adapters.torch.estimators.finetune import estimate_finetune_gain  # noqa: E402
 from mpqopt.adapters.torch.estimators.lsq import estimate_lsq_indicators, lsq_grid, lsq_quantize  # noqa: E402
 from mpqopt.adapters.torch.layers import discover_layers  # noqa: E402
-from mpqopt.adapters.torch.perturb import quantized  # noqa: E402
+from mpqopt.adapters.torch.perturb import calibrate_activations, quantized  # noqa: E402
+from mpqopt.adapters.torch.data import Evaluator  # noqa: E402
 from mpqopt.adapters.torch.quantizer import quantize_weight  # noqa: E402
 from mpqopt.errors import BudgetError, ProblemError  # noqa: E402
 from mpqopt.importers.limpq_indicators import indicator_table, load_limpq_indicators  # noqa: E402
@@ -115,7 +116,9 @@ def test_lsq_indicators_on_the_digits_cnn(bed, tmp_path):
     w = np.array([[ind[n][str(bit)] for bit in BITS] for n in s.layers])
     w0 = np.array([[init[n][str(bit)] for bit in BITS] for n in s.layers])
     # the steps trained (each moved) but stay where LIMPQ expects: per layer, lower bits -> larger step
-    assert (np.abs(w / w0 - 1) > 1e-3).all()
+    # (how far each one ends from its start is a floating-point trajectory that differs between
+    # CPU vector units: one step ended 3e-5 from its start with ATEN_CPU_CAPABILITY=default)
+    assert (w != w0).all() and np.median(np.abs(w / w0 - 1)) > 1e-2
     assert (np.diff(w, axis=1) < 0).all() and s.meta["wired_points"] == {"weight": []}
     # LIMPQ's initial weight step, from the layer's own weights: max(|mu -+ 3 sigma|) / 2^(b-1)
     w_first = b.model[0].weight.detach()
@@ -124,7 +127,9 @@ def test_lsq_indicators_on_the_digits_cnn(bed, tmp_path):
     # learning the 2-bit steps lowers the all-2-bit loss a lot (LSQ works), measured on held-out data
     before, after = s.meta["uniform_losses_before"], s.meta["uniform_losses_after"]
     assert s.meta["uniform_bits"]["weight"] == [8, 4, 3, 2]
-    assert after[-1] < 0.6 * before[-1]
+    # (after/before at these 20 steps, seeds 0-4: 0.35-0.70 with ATEN_CPU_CAPABILITY=default, 0.45-0.62
+    # with avx2; the former bound 0.6 sat inside that spread and failed on some machines)
+    assert after[-1] < 0.8 * before[-1]
     # the table is LIMPQ's objective: alpha * weight indicator (no activation bits here)
     np.testing.assert_allclose(s.values, 2.0 * w)
     assert s.meta["backward_passes"] == 20 * (4 + 1)  # four uniform policies and one random one per step
@@ -218,4 +223,11 @@ def test_csq_with_activation_bits_scores_them_too(bed):
     weights_only = {n: label.split("A")[0] for n, label in r.allocation.items()}
     with quantized(b.model, weights_only):
         weights_loss = _ce(b.model, test)
-    assert r.loss > weights_loss + 1e-4  # the 4-bit inputs of layers 3 and 7 add to the weights' loss
+    # r.loss counts the 4-bit inputs of layers 3 and 7: it is the loss measured here with weights
+    # and inputs quantized (calibrated ranges), not the weights-only loss. Which of the two is
+    # larger is a property of the trained network (it flips with the CPU's vector unit), not of CSQ.
+    ranges = calibrate_activations(b.model, ["3", "7"], Evaluator(b.model, test))
+    with quantized(b.model, r.allocation, act_ranges=ranges):
+        full_loss = _ce(b.model, test)
+    assert r.loss == pytest.approx(full_loss, rel=1e-6)
+    assert abs(full_loss - weights_loss) > 1e-4

@@ -54,6 +54,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import SolverError
+from ..highs_runtime import new_highs
+from ..highs_runtime import run as run_highs
 from ..reductions import CanonicalModel
 from .heuristics import BUDGET_SLACK
 from .scaling import budget_row_scales
@@ -465,8 +467,7 @@ class _Master:
 
     def _build(self, unit: float) -> None:
         hs = self.hs
-        h = hs.Highs()
-        h.setOptionValue("output_flag", False)
+        h = new_highs()
         h.setOptionValue("primal_feasibility_tolerance", 1e-10)
         h.setOptionValue("dual_feasibility_tolerance", 1e-10)
         h.changeObjectiveSense(hs.ObjSense.kMaximize)
@@ -498,7 +499,7 @@ class _Master:
         if not self.unit or unit > 4.0 * self.unit:
             self._build(unit)
         self.h.changeColsBounds(self.m, self._cols, lower, upper)
-        self.h.run()
+        run_highs(self.h)
         if self.h.getModelStatus() != self.hs.HighsModelStatus.kOptimal:
             return None
         sol = self.h.getSolution()

@@ -23,8 +23,9 @@ objective row's RHS, negated, which readers add back), so a solver's optimum on 
 >>> import tempfile, pathlib, mpqopt
 >>> p = mpqopt.Problem(["a", "b"], [4, 8], [[0.5, 0.0], [0.1, 0.0]], costs={"size_bits": [[4, 8], [4, 8]]})
 >>> out = export(p, pathlib.Path(tempfile.mkdtemp()) / "model.lp", budgets={"size_bits": 12})
->>> [line.strip() for line in out.read_text().splitlines() if line.startswith(" obj:")]
-['obj: +0.5 x_a_W4 +0.1 x_b_W4']
+>>> objective = next(line for line in out.read_text().splitlines() if line.startswith(" obj:")).split()[1:]
+>>> {name: float(coef) for coef, name in zip(objective[::2], objective[1::2])}  # each writer's float digits
+{'x_a_W4': 0.5, 'x_b_W4': 0.1}
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ import numpy as np
 
 from ..budgets import resolve_budgets
 from ..errors import MpqoptError, SolverUnavailableError
+from ..highs_runtime import new_highs
 from ..problem import Problem
 from ..reductions import CanonicalModel, canonicalize
 from ..reductions.linearize import Linearization
@@ -78,8 +80,7 @@ def export(problem: Problem, path: str | os.PathLike, budgets: Mapping[str, Any]
     cols, rows = _names(model, linear)
     lp.col_names_, lp.row_names_ = cols, rows
     lp.model_name_ = "mpqopt"
-    h = highspy.Highs()
-    h.setOptionValue("output_flag", False)
+    h = new_highs()
     h.passModel(lp)
     _write(h, path, kind, _header(model, limits, arrays.row_scale, linear, kind))
     return path

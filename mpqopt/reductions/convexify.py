@@ -57,6 +57,8 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 
 from ..errors import SolverError
+from ..highs_runtime import new_highs
+from ..highs_runtime import run as run_highs
 from .canonical import CanonicalModel
 
 METHODS = ("mineig", "onehot", "psd")
@@ -347,8 +349,7 @@ def _solve_relaxation(model: CanonicalModel, cost: np.ndarray, P: np.ndarray | N
 
     start, index, value, row_lower, row_upper = csc_arrays(model)
     n = model.num_items
-    h = highspy.Highs()
-    h.setOptionValue("output_flag", False)
+    h = new_highs()
     if deadline is not None:
         h.setOptionValue("time_limit", max(deadline - time.perf_counter(), 1e-3))
     lp = highspy.HighsLp()
@@ -371,7 +372,7 @@ def _solve_relaxation(model: CanonicalModel, cost: np.ndarray, P: np.ndarray | N
         status = h.passHessian(n, int(lower.nnz), highspy.HessianFormat.kTriangular, lower.indptr.astype(np.int32), lower.indices.astype(np.int32), lower.data)
         if status == highspy.HighsStatus.kError:
             return None
-    h.run()
+    run_highs(h)
     model_status = h.getModelStatus()
     if want_objective:
         if model_status != highspy.HighsModelStatus.kOptimal:

@@ -25,6 +25,8 @@ from ..algorithms.heuristics import improve, is_feasible, repair, round_lp, sepa
 from ..algorithms.lagrangian import fixable_items
 from ..algorithms.scaling import budget_row_scales, normalized_columns
 from ..errors import SolverError
+from ..highs_runtime import new_highs
+from ..highs_runtime import run as run_highs
 from ..reductions import CanonicalModel, restrict
 from ..reductions.linearize import Linearization, linearize
 from .base import Backend, RawSolution, SolveSettings, items_from_values, register
@@ -49,18 +51,6 @@ def csc_arrays(model: CanonicalModel) -> tuple[np.ndarray, np.ndarray, np.ndarra
     row_lower = np.concatenate([np.ones(F), np.full(m, -np.inf)])
     row_upper = np.concatenate([np.ones(F), model.rhs / scale])
     return start, rows[keep], vals[keep], row_lower, row_upper
-
-
-_scheduler_threads: list[int | None] = [None]
-
-
-def _use_threads(highspy, threads: int | None) -> None:
-    """HiGHS's thread pool is process-wide and fixed at first use: asking a later solve for another
-    thread count fails ('Not Set') unless the pool is reset first."""
-    if threads and _scheduler_threads[0] not in (None, threads):
-        highspy.Highs.resetGlobalScheduler(True)
-    if threads:
-        _scheduler_threads[0] = threads
 
 
 def _with_linearization(start, index, value, row_lower, row_upper, n: int, linear: Linearization):
@@ -156,11 +146,8 @@ class _HighsModel:
         self.arrays = milp_arrays(model, linear)
         self.cost, self.scale, self.constant = self.arrays.cost, self.arrays.scale, self.arrays.constant
         self.row_scale = self.arrays.row_scale
-        h = highspy.Highs()
-        h.setOptionValue("output_flag", bool(settings.verbose))
-        _use_threads(highspy, settings.threads)
-        if settings.threads:
-            h.setOptionValue("threads", int(settings.threads))
+        self.settings = settings
+        h = new_highs(settings.threads, settings.verbose)
         # Tight tolerances keep answers close to the exact budgets, but a MIP feasibility tolerance
         # of 1e-8 or 1e-9 made HiGHS 1.15 claim wrong optima (3,000 x 8 llm-shaped, HAWQ-V3 with a
         # budget 5e-10 below an achievable size); 1e-7 gave right answers on both. Answers that
@@ -184,6 +171,9 @@ class _HighsModel:
         self.h.cbMipInterrupt.subscribe(interrupt)
         self.h.cbSimplexInterrupt.subscribe(interrupt)
         self.h.cbIpmInterrupt.subscribe(interrupt)
+
+    def run(self) -> None:
+        run_highs(self.h, self.settings.threads, self.settings.verbose)
 
     def status_text(self) -> str:
         return self.h.modelStatusToString(self.h.getModelStatus())
@@ -229,7 +219,7 @@ class HighsBackend(Backend):
     def _solve_with_fixing(self, model: CanonicalModel, settings: SolveSettings, deadline: float | None) -> RawSolution:
         relaxed = _HighsModel(model, settings, integer=False)
         relaxed.stop_at(deadline)
-        relaxed.h.run()
+        relaxed.run()
         if relaxed.h.getModelStatus() != relaxed.hs.HighsModelStatus.kOptimal:
             # includes 'infeasible': HiGHS's LP has been seen to say so wrongly within 1e-9 of a
             # budget, so the MILP on the whole model decides, started from a greedy allocation
@@ -282,7 +272,7 @@ class HighsBackend(Backend):
         keep[incumbent] = True
         sub, kept = restrict(model, keep)
         relaxed = _HighsModel(sub, settings, integer=False)
-        relaxed.h.run()
+        relaxed.run()
         if relaxed.h.getModelStatus() != relaxed.hs.HighsModelStatus.kOptimal:
             return None
         found = cls._incumbent(sub, np.asarray(relaxed.h.getSolution().col_value), np.searchsorted(kept, incumbent))
@@ -315,7 +305,7 @@ class HighsBackend(Backend):
             solution = hs.HighsSolution()
             solution.col_value = hm.arrays.start_values(warm, linear)
             h.setSolution(solution)
-        h.run()
+        hm.run()
         status, info, text = h.getModelStatus(), h.getInfo(), hm.status_text()
         stats = {"nodes": int(info.mip_node_count), "highs_status": text}
         if status == hs.HighsModelStatus.kInfeasible:

@@ -47,9 +47,11 @@ import numpy as np
 from ..algorithms.heuristics import is_feasible, repair, separable_incumbent
 from ..algorithms.scaling import budget_row_scales, normalized_columns
 from ..errors import SolverError, SolverUnavailableError
+from ..highs_runtime import use_threads
 from ..problem import Problem
 from ..reductions import CanonicalModel, canonicalize
 from ..reductions.linearize import Linearization, linearize
+from ..stdio import c_stdout_to_stderr
 from .base import Backend, RawSolution, SolveSettings, items_from_values, register
 
 DEFAULT_SOLVER = "appsi_highs"
@@ -219,16 +221,14 @@ class PyomoBackend(Backend):
             kwargs["options"] = options
         if self.family == "highs" and remaining is not None:
             kwargs["timelimit"] = remaining
-        if self.family == "highs" and settings.threads:
-            from .highs import _use_threads  # HiGHS's process-wide thread pool must be reset for a new count
-            import highspy
-
-            _use_threads(highspy, settings.threads)
+        if self.family == "highs":
+            use_threads(settings.threads)  # HiGHS's process-wide thread pool must be reset for a new count
         if warm is not None and self._warm_start_capable():
             _set_start(m, model, linear, warm)
             kwargs["warmstart"] = True
         try:
-            results = self.opt.solve(m, **kwargs)
+            with c_stdout_to_stderr(not settings.verbose):  # C-level solver prints stay off stdout
+                results = self.opt.solve(m, **kwargs)
         except Exception as exc:  # solver plugins raise anything: one line, naming the solver
             detail = " ".join(str(exc).split()) or type(exc).__name__
             raise SolverError(f"pyomo:{self.solver}: {detail}") from None
