@@ -47,7 +47,7 @@ from .pareto import Frontier, pareto
 from .problem import Problem
 from .report import allocation_matrix, fmt_cost, fmt_gap, fmt_num, percent_of_range, problem_info, problem_summary
 from .result import Result
-from .solve import solve
+from .solve import choose_solver, solve
 from .solvers import backend_class, backend_names
 from .stdio import c_stdout_to_stderr
 from .verify import violations
@@ -180,8 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("demo", parents=[common], help="solve the bundled examples at several size budgets",
-                       description="Solve the bundled example problems at 25/50/75%% of the size range "
-                                   "(and at the size of uniform W4) with HiGHS.")
+                       description="Solve the bundled example problems at 25/50/75% of the size range "
+                                   "(and at the size of uniform W4) with the default solver ('auto').")
     p.add_argument("name", nargs="?", metavar="NAME", help="run only this example (see --list)")
     p.add_argument("--list", action="store_true", help="list the bundled examples")
     p.set_defaults(func=cmd_demo)
@@ -283,8 +283,16 @@ def cmd_solve(args: argparse.Namespace) -> int:
               f"(gap {fmt_gap(result.gap)})", file=sys.stderr)
     elif result.status == "feasible":
         print(f"mpqopt: warning: the assignment meets every budget but is not proven optimal (gap {fmt_gap(result.gap)}); "
-              f"an exact solver ('auto') proves optimality", file=sys.stderr)
+              f"{_proof_advice(result)}", file=sys.stderr)
     return code
+
+
+def _proof_advice(result: Result) -> str:
+    """What proves optimality after a 'feasible' answer: an exact solver if this one is a heuristic."""
+    exact = choose_solver(result.problem)
+    if result.solver.split(" ", 1)[0] == exact:
+        return f"'{exact}' stopped short of its proof here; the gap bounds how far from optimal it can be"
+    return f"the exact solver '{exact}' (the default, --solver auto) proves optimality"
 
 
 # ---------------------------------------------------------------------------------- pareto
@@ -498,15 +506,16 @@ def demo_example(name: str, problem: Problem) -> list[Result]:
     base = problem.replace(budgets={})  # the sweep sets the size budget alone
     if cost is None:
         print("no cost table: solving without budgets")
-        results = [solve(base, solver="highs")]
+        results = [solve(base)]
         print("\n" + allocation_matrix(problem, ["free"], results))
         return results
     unit = cost_unit(problem, cost)
     lo, hi = problem.cost_range(cost)
-    print(f"budget on {cost} alone, range {fmt_cost(lo, unit)} .. {fmt_cost(hi, unit)}; solver HiGHS")
     budgets = demo_budgets(problem, cost)
     columns = [c for c, _ in budgets]
-    results = [solve(base, budgets={cost: value}, solver="highs") for _, value in budgets]
+    results = [solve(base, budgets={cost: value}) for _, value in budgets]
+    solvers = ", ".join(dict.fromkeys(r.solver.split(" ", 1)[0] for r in results))  # "mckp (auto)" -> "mckp"
+    print(f"budget on {cost} alone, range {fmt_cost(lo, unit)} .. {fmt_cost(hi, unit)}; solver {solvers}")
     print("\n" + allocation_matrix(problem, columns, results, cost))
     k = _uniform_option(problem)
     column = None if k is None else f"={problem.option_labels[k]}"

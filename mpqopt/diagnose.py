@@ -7,6 +7,9 @@ from dataclasses import dataclass, field
 from itertools import combinations
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
+from .budgets import cost_unit
+from .report import fmt_cost
+
 if TYPE_CHECKING:
     from .problem import Problem
 
@@ -40,14 +43,21 @@ def check_budgets_alone(problem: "Problem", budgets: Mapping[str, float]) -> Inf
     unmet = [name for name, limit in budgets.items() if cheapest[name] > limit + BUDGET_RTOL * max(abs(limit), abs(cheapest[name]))]
     if not unmet:
         return None
-    from .budgets import cost_unit
-
-    def amount(name: str, value: float) -> str:
-        unit = cost_unit(problem, name)
-        return f"{value:.6g}" + (f" {unit}" if unit else "")
-
-    parts = [f"budget '{n}' = {amount(n, budgets[n])} is below the cheapest achievable {amount(n, cheapest[n])}" for n in unmet]
+    parts = []
+    for n in unmet:
+        limit, least = _amounts(problem, n, budgets[n], cheapest[n])
+        parts.append(f"budget '{n}' = {limit} is below the cheapest achievable {least}")
     return Infeasibility(dict(budgets), cheapest, unmet, [], "infeasible: " + "; ".join(parts))
+
+
+def _amounts(problem: "Problem", name: str, *values: float | None) -> list[str]:
+    """Cost totals as people read them, in the table's unit (bits and bytes also in KiB/MiB); if two
+    of them would read the same, each also gets its exact value in the table's unit."""
+    unit = cost_unit(problem, name)
+    readable = [fmt_cost(v, unit) if v is not None else "none" for v in values]
+    if len(set(readable)) == len(readable):
+        return readable
+    return [r if v is None else f"{r} ({v:.15g}{' ' + unit if unit else ''})" for r, v in zip(readable, values)]
 
 
 def diagnose_joint(problem: "Problem", budgets: Mapping[str, float], min_cost_given: Callable[[str, str, float], float | None]) -> Infeasibility:
@@ -65,11 +75,13 @@ def diagnose_joint(problem: "Problem", budgets: Mapping[str, float], min_cost_gi
     if conflicts:
         c = conflicts[0]
         a, b = c["budgets"]
+        given, limit_b = _amounts(problem, b, c["cheapest_given"], budgets[b])
+        (limit_a,) = _amounts(problem, a, budgets[a])
         message = (
-            f"infeasible: budgets '{a}' and '{b}' conflict: each can be met alone, but with '{a}' <= {budgets[a]:.6g} "
-            f"the cheapest '{b}' is {c['cheapest_given']:.6g} > {budgets[b]:.6g}"
+            f"infeasible: budgets '{a}' and '{b}' conflict: each can be met alone, but with '{a}' <= {limit_a} "
+            f"the cheapest '{b}' is {given} > {limit_b}"
         )
     else:
         message = "infeasible: every budget can be met alone and every pair together, but not all of them at once"
-    cheap = ", ".join(f"'{n}' >= {v:.6g}" for n, v in cheapest.items())
+    cheap = ", ".join(f"'{n}' >= {_amounts(problem, n, v)[0]}" for n, v in cheapest.items())
     return Infeasibility(dict(budgets), cheapest, [], conflicts, f"{message} (cheapest alone: {cheap})")

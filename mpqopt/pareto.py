@@ -36,6 +36,7 @@ from .reductions import canonicalize
 from .solve import solve
 from .verify import violations
 
+SAMPLE_HINT = "points=N in Python, --points N on the command line"
 FULL_FRONTIER_STATE_LIMIT = 2_000_000
 ROUNDOFF_RTOL = 1e-12  # relative difference of two totals below which they are equal (as verify.BUDGET_RTOL)
 
@@ -191,9 +192,10 @@ def pareto(
     lp_costs, lp_values = _lp_frontier(problem, name)
     if points is None:
         if others:
-            raise ProblemError(f"the full frontier ignores no budget, but {sorted(others)} also apply: give points=N to solve sampled budgets under them")
+            raise ProblemError(f"the full frontier cannot respect other budgets (here: {', '.join(map(repr, sorted(others)))}): "
+                               f"sample it instead at N budgets that respect them ({SAMPLE_HINT}), or drop them")
         if not problem.is_separable:
-            raise ProblemError("the full frontier needs a separable problem (no pairwise term); give points=N")
+            raise ProblemError(f"the full frontier needs a separable problem (no pairwise term): sample it at N budgets instead ({SAMPLE_HINT})")
         found = _full_frontier(problem, name)
     else:
         if isinstance(points, bool) or not isinstance(points, (int, np.integer)) or points < 1:
@@ -248,7 +250,8 @@ def _full_frontier(problem: Problem, name: str) -> list[FrontierPoint]:
         parents.append(parent[front])
         chosen.append(item[front])
         if cost.size > FULL_FRONTIER_STATE_LIMIT:
-            raise ProblemError(f"the full frontier has over {FULL_FRONTIER_STATE_LIMIT} points after {f + 1} of {model.num_groups} decisions; give points=N")
+            raise ProblemError(f"the full frontier has over {FULL_FRONTIER_STATE_LIMIT} points after {f + 1} of {model.num_groups} decisions: "
+                               f"sample it at N budgets instead ({SAMPLE_HINT})")
     # walk every final state back to its items, all states at once
     items = np.empty((cost.size, model.num_groups), dtype=np.int64)
     state = np.arange(cost.size)

@@ -99,3 +99,44 @@ def test_budget_a_hair_below_an_achievable_total(solver):
     assert result.x is not None, (solver, result.message)
     assert violations(problem, result.x, tight) == []
     assert result.objective == pytest.approx(best.objective, rel=1e-12), solver
+
+
+@pytest.mark.parametrize("solver", ["highs", "pyomo", "scipy", "gurobi", "bnb"])
+def test_a_solver_claim_that_its_assignment_contradicts_is_not_a_proof(solver):
+    """HiGHS 1.16 handed back the warm start of this 4-layer pairwise problem as 'Optimal' with the
+    objective of its presolved model (found by fuzzing pyomo:appsi_highs). The backends compare the
+    claimed objective with their assignment's, solve again without the start, and return the
+    exact optimum; on other HiGHS releases the first answer is already right."""
+    from mpqopt.solvers import backend_class
+    from oracle import brute_force
+    from test_solve_properties import HIGHS116_START_PRESOLVE
+
+    if not backend_class(solver).available():
+        pytest.skip(f"solver '{solver}' is not installed")
+    problem, budgets = HIGHS116_START_PRESOLVE
+    best, optimal = brute_force(problem, budgets)
+    result = mpqopt.solve(problem, budgets=budgets, solver=solver)
+    assert result.status == "optimal" and tuple(result.x) in optimal, result.message
+    assert result.bound <= best + 1e-12 * problem.objective_scale
+
+
+def test_optimal_needs_a_bound_that_closes_the_gap():
+    """solve() re-checks a backend's 'optimal' against its bound: a claim with a gap is 'feasible'."""
+    from mpqopt.solvers import RawSolution, register
+    from mpqopt.solvers.base import Backend, _REGISTRY
+
+    @register
+    class Boastful(Backend):
+        name = "boastful-test"
+
+        def solve(self, model, settings):
+            # the lightest item of every group (feasible), claimed optimal at a bound far below it
+            lightest = np.array([lo + int(np.argmin(model.weights[0, lo:hi])) for lo, hi in zip(model.group_start[:-1], model.group_start[1:])])
+            return RawSolution("optimal", items=lightest, objective=model.items_objective(lightest), bound=model.items_objective(lightest) - 1.0)
+
+    try:
+        problem = mckp_problem(5, 3, budgets=1, seed=1)
+        result = mpqopt.solve(problem, solver="boastful-test")
+        assert result.status == "feasible" and "called it optimal" in result.message and result.gap > 0
+    finally:
+        _REGISTRY.pop("boastful-test")

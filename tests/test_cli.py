@@ -17,7 +17,7 @@ import pytest
 
 import mpqopt
 from mpqopt import cli
-from mpqopt.report import eng
+from mpqopt.report import eng, fmt_cost
 from mpqopt.result import Result
 from mpqopt.solvers import backend_class, backend_names
 from oracle import brute_force
@@ -227,7 +227,7 @@ def test_debug_shows_traceback(capsys, tmp_path):
 def test_infeasible_budget_exits_3_naming_budget_and_cheapest(capsys, toy):
     code, out, err = run(capsys, "solve", toy, "--budget", "size_bits=1000")
     assert code == 3
-    assert "size_bits" in err and f"{SIZE_LO:.6g}" in err and "Traceback" not in err
+    assert "size_bits" in err and fmt_cost(SIZE_LO, "bit") in err and "Traceback" not in err
     assert eng(SIZE_LO) in out  # the table shows the cheapest achievable size
     code, res = run_json(capsys, "solve", toy, "--budget", "size_bits=1000")
     assert code == 3

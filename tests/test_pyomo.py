@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from fuzz import examples
 
 pe = pytest.importorskip("pyomo.environ", reason="pyomo is not installed (pip install mpqopt[pyomo]); the Pyomo backend is optional")
@@ -18,7 +18,7 @@ from mpqopt.synthetic import iqp_problem, mckp_problem  # noqa: E402
 from mpqopt.verify import violations  # noqa: E402
 
 from oracle import brute_force  # noqa: E402
-from test_solve_properties import _check_against_oracle, problems  # noqa: E402
+from test_solve_properties import HIGHS116_START_PRESOLVE, _check_against_oracle, problems  # noqa: E402
 
 if not pe.SolverFactory("appsi_highs").available(exception_flag=False):
     pytest.skip("Pyomo's appsi_highs interface cannot run (highspy missing)", allow_module_level=True)
@@ -43,6 +43,7 @@ def test_separable_problems_match_oracle(case):
 
 @settings(max_examples=examples(80), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=problems(pairwise=True))
+@example(case=HIGHS116_START_PRESOLVE)
 def test_pairwise_problems_match_oracle(case):
     """Indefinite random-sign pairwise matrices, through the exact one-hot linearization."""
     _check_against_oracle(*case, solver="pyomo:appsi_highs")

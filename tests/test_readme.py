@@ -37,3 +37,19 @@ def test_the_pytorch_example_runs_on_the_digits_cnn(digits_bed):
     assert change, printed
     predicted, measured = float(change.group(1)), float(change.group(2))
     assert 0 <= predicted < 1 and 0 <= measured < 1  # the 25% budget keeps the CE increase small on the digits test split
+
+
+def test_the_complete_file_is_what_save_writes_and_solves(tmp_path):
+    """The JSON layout section's file: loading it and saving it again gives the same text, and it
+    solves at its own budget (conv1 and fc tied at W4, conv2 fixed at W8A8)."""
+    import mpqopt
+
+    text = re.search(r"A complete file, exactly as `mpqopt.save` writes it:\n\n```json\n(.*?)```", README, re.S).group(1)
+    path = tmp_path / "complete.json"
+    path.write_text(text)
+    problem = mpqopt.load(path)
+    mpqopt.save(problem, tmp_path / "again.json")
+    assert (tmp_path / "again.json").read_text() == text
+    result = mpqopt.solve(problem)
+    assert result.status == "optimal" and result.assignment == {"conv1": "W4", "conv2": "W8A8", "fc": "W4"}
+    assert result.costs["size_bits"] == 2440.0 <= problem.budgets["size_bits"]

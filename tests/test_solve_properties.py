@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 from fuzz import examples
 
@@ -14,6 +16,17 @@ from mpqopt.verify import violations
 from oracle import brute_force
 
 MAGNITUDES = [1e-9, 1e-3, 1.0, 1e3, 1e7]
+DATA = Path(__file__).parent / "data"
+
+
+def pinned(name: str) -> tuple[mpqopt.Problem, dict[str, float]]:
+    """A counterexample fuzzing found, kept in tests/data with its budgets (``@example``)."""
+    problem = mpqopt.load(DATA / name)
+    return problem, dict(problem.budgets)
+
+
+# pyomo:appsi_highs and highs: HiGHS 1.16 returned the warm start as 'Optimal' with a presolved-space objective
+HIGHS116_START_PRESOLVE = pinned("highs116_start_presolve.json")
 
 
 @st.composite
@@ -125,6 +138,7 @@ def test_bruteforce_backend_matches_oracle(case):
 @pytest.mark.parametrize("solver", ["bruteforce", "highs", "bnb"])
 @settings(max_examples=examples(100), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=problems(pairwise=True))
+@example(case=HIGHS116_START_PRESOLVE)
 def test_pairwise_problems_match_oracle(solver, case):
     """Tie merging, fixed layers and masks keep the quadratic objective intact (bruteforce), and the
     one-hot linearization solved by HiGHS is exact on indefinite, asymmetric matrices."""

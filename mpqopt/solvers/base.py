@@ -106,6 +106,17 @@ def get_backend(name: str) -> Backend:
     return cls(arg or None)
 
 
+INCONSISTENT_START = ("the solver's answer from the starting assignment claimed an objective its assignment does not have "
+                      "(seen with HiGHS 1.16 when presolve reduces the model): solved again without the start")
+
+
+def claim_matches(claimed: float, actual: float) -> bool:
+    """Whether a MILP solver's reported objective is that of the solution it returned, both in
+    normalized units (largest cost 1; continuous pair columns may be off by the feasibility
+    tolerance). A solver whose claim fails this has proven nothing about its answer."""
+    return abs(claimed - actual) <= 1e-5 * max(1.0, abs(actual))
+
+
 def items_from_values(model: CanonicalModel, values: np.ndarray) -> np.ndarray:
     """One item per group from a (near-)binary solution vector; SolverError if that is not one-hot."""
     chosen = np.nonzero(np.asarray(values) > 0.5)[0]

@@ -29,7 +29,7 @@ from ..highs_runtime import new_highs
 from ..highs_runtime import run as run_highs
 from ..reductions import CanonicalModel, restrict
 from ..reductions.linearize import Linearization, linearize
-from .base import Backend, RawSolution, SolveSettings, items_from_values, register
+from .base import INCONSISTENT_START, Backend, RawSolution, SolveSettings, claim_matches, items_from_values, register
 
 
 def csc_arrays(model: CanonicalModel) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -322,8 +322,19 @@ class HighsBackend(Backend):
             if warm is not None and is_feasible(model, np.asarray(warm)):  # HiGHS never got to it
                 return RawSolution(kind, items=np.asarray(warm), objective=model.items_objective(np.asarray(warm)), bound=bound, message=f"HiGHS: {text}; returning the starting assignment", stats=stats)
             return RawSolution(kind, bound=bound, message=f"HiGHS: {text}, no assignment found", stats=stats)
-        gap = max(float(info.objective_function_value) - float(info.mip_dual_bound), 0.0) * hm.scale
-        return milp_solution(model, np.asarray(h.getSolution().col_value), kind, f"HiGHS: {text}", gap if bound is not None else None, stats, linear)
+        col_value = np.asarray(h.getSolution().col_value)
+        claimed = float(info.objective_function_value)
+        if not claim_matches(claimed, float(hm.cost @ col_value)):
+            # HiGHS 1.16 can hand back a MIP start as 'Optimal' with the objective of its presolved
+            # space (an offset lost) and a bound to match: a wrong proof. Solve again without it.
+            if warm is not None:
+                raw = self._milp(model, settings, None, deadline, core, linear)
+                raw.message += f"; {INCONSISTENT_START}"
+                raw.stats["inconsistent_start"] = True
+                return raw
+            kind, bound, text = "feasible", None, f"{text}, but its objective {claimed:.12g} disagrees with its assignment's: no bound taken from it"
+        gap = max(claimed - float(info.mip_dual_bound), 0.0) * hm.scale
+        return milp_solution(model, col_value, kind, f"HiGHS: {text}", gap if bound is not None else None, stats, linear)
 
 
 def linearization_for(model: CanonicalModel) -> Linearization:

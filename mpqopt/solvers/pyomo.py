@@ -52,7 +52,7 @@ from ..problem import Problem
 from ..reductions import CanonicalModel, canonicalize
 from ..reductions.linearize import Linearization, linearize
 from ..stdio import c_stdout_to_stderr
-from .base import Backend, RawSolution, SolveSettings, items_from_values, register
+from .base import INCONSISTENT_START, Backend, RawSolution, SolveSettings, claim_matches, items_from_values, register
 
 DEFAULT_SOLVER = "appsi_highs"
 # names checked when listing what this machine can run (an unknown name costs nothing to check)
@@ -223,17 +223,33 @@ class PyomoBackend(Backend):
             kwargs["timelimit"] = remaining
         if self.family == "highs":
             use_threads(settings.threads)  # HiGHS's process-wide thread pool must be reset for a new count
-        if warm is not None and self._warm_start_capable():
+        started = warm is not None and self._warm_start_capable()
+        if started:
             _set_start(m, model, linear, warm)
             kwargs["warmstart"] = True
+        raw = self._run(self.opt, m, kwargs, model, linear, scale, constant, stats, settings)
+        if started and raw.stats.get("inconsistent_claim"):
+            # a fresh solver object (persistent interfaces keep the start) and no values on the model
+            import pyomo.environ as pe
+
+            kwargs["warmstart"] = False
+            for var in m.component_data_objects(pe.Var):
+                var.set_value(None)
+            if "timelimit" in kwargs and deadline is not None:
+                kwargs["timelimit"] = max(deadline - time.perf_counter(), 1e-3)
+            raw = self._run(_probe(self.solver)[0], m, kwargs, model, linear, scale, constant, {**stats, "inconsistent_start": True}, settings)
+            raw.message += f"; {INCONSISTENT_START}"
+        stats["solve_seconds"] = time.perf_counter() - start - stats["build_seconds"]
+        return raw
+
+    def _run(self, opt, m, kwargs: dict[str, Any], model: CanonicalModel, linear, scale: float, constant: float, stats: dict, settings: SolveSettings) -> RawSolution:
         try:
             with c_stdout_to_stderr(not settings.verbose):  # C-level solver prints stay off stdout
-                results = self.opt.solve(m, **kwargs)
+                results = opt.solve(m, **kwargs)
         except Exception as exc:  # solver plugins raise anything: one line, naming the solver
             detail = " ".join(str(exc).split()) or type(exc).__name__
             raise SolverError(f"pyomo:{self.solver}: {detail}") from None
-        stats["solve_seconds"] = time.perf_counter() - start - stats["build_seconds"]
-        return self._result(m, results, model, linear, scale, constant, stats)
+        return self._result(m, results, model, linear, scale, constant, dict(stats))
 
     def _warm_start_capable(self) -> bool:
         try:
@@ -275,6 +291,12 @@ class PyomoBackend(Backend):
         items = items_from_values(model, values)
         found = model.items_objective(items)
         solver_value = float(pe.value(m.objective))
+        claimed = _number(getattr(results.problem, "upper_bound", None))
+        if claimed is not None and not claim_matches(claimed, solver_value):
+            # the solver's objective is not its assignment's: its bound proves nothing (see INCONSISTENT_START)
+            stats["inconsistent_claim"] = True
+            kind, raw_bound = "feasible", None
+            text = f"{text}, but its objective {claimed:.12g} disagrees with its assignment's {solver_value:.12g}"
         if raw_bound is None and kind == "optimal":
             raw_bound = solver_value  # the interface reports no bound: its optimality is the proof
         if not is_feasible(model, items):
