@@ -64,21 +64,21 @@ def oracle(budgets: dict[str, float], d: dict | None = None) -> tuple[float, dic
     return best, {name: p.options[k].label for name, k in zip(p.layers, argbest[0])}
 
 
-def run(capsys, *argv: str) -> tuple[int, str, str]:
+def run(capfd, *argv: str) -> tuple[int, str, str]:
     code = cli.main(list(argv))
-    out, err = capsys.readouterr()
+    out, err = capfd.readouterr()
     return code, out, err
 
 
-def run_json(capsys, *argv: str) -> tuple[int, dict]:
-    code, out, err = run(capsys, *argv, "--json")
+def run_json(capfd, *argv: str) -> tuple[int, dict]:
+    code, out, err = run(capfd, *argv, "--json")
     return code, json.loads(out)
 
 
 # ---------------------------------------------------------------------------------- solve
-def test_table_lists_every_layer_and_totals(capsys, toy):
+def test_table_lists_every_layer_and_totals(capfd, toy):
     best, expected = oracle({"size_bits": FILE_BUDGET})
-    code, out, err = run(capsys, "solve", toy)
+    code, out, err = run(capfd, "solve", toy)
     assert code == 0, err
     lines = out.splitlines()
     for layer in LAYERS:
@@ -92,8 +92,8 @@ def test_table_lists_every_layer_and_totals(capsys, toy):
     assert "slack" in out and "optimal" in out and "objective" in out and "gap" in out
 
 
-def test_json_has_required_keys_and_matches_oracle_and_solve(capsys, toy):
-    code, res = run_json(capsys, "solve", toy)
+def test_json_has_required_keys_and_matches_oracle_and_solve(capfd, toy):
+    code, res = run_json(capfd, "solve", toy)
     assert code == 0
     for key in ("status", "objective", "bound", "gap", "assignment", "costs", "slack", "solver", "solve_time_s", "message"):
         assert key in res
@@ -111,7 +111,7 @@ def test_json_has_required_keys_and_matches_oracle_and_solve(capsys, toy):
     assert res["assignment"] == direct.assignment
 
 
-def test_solve_time_excludes_file_loading(capsys, toy, monkeypatch):
+def test_solve_time_excludes_file_loading(capfd, toy, monkeypatch):
     delay = 0.5
 
     def slow_load(path):
@@ -120,22 +120,22 @@ def test_solve_time_excludes_file_loading(capsys, toy, monkeypatch):
 
     monkeypatch.setattr(cli, "load", slow_load)
     start = time.perf_counter()
-    code, res = run_json(capsys, "solve", toy)
+    code, res = run_json(capfd, "solve", toy)
     assert code == 0
     assert time.perf_counter() - start >= delay  # the slow loader really ran
     assert 0 < res["solve_time_s"] < delay
 
 
-def test_budget_override_replaces_file_budget(capsys, toy):
-    code, res = run_json(capsys, "solve", toy, "--budget", "size=2400")
+def test_budget_override_replaces_file_budget(capfd, toy):
+    code, res = run_json(capfd, "solve", toy, "--budget", "size=2400")
     assert code == 0
     assert res["budgets"] == {"size_bits": 2400.0}
     assert res["assignment"] == oracle({"size_bits": 2400.0})[1]
     assert res["assignment"] != oracle({"size_bits": FILE_BUDGET})[1]  # the override changed the answer
 
 
-def test_budget_percent_and_extra_budget(capsys, toy):
-    code, res = run_json(capsys, "solve", toy, "-b", "size_bits=50%", "-b", "bitops=30%")
+def test_budget_percent_and_extra_budget(capfd, toy):
+    code, res = run_json(capfd, "solve", toy, "-b", "size_bits=50%", "-b", "bitops=30%")
     assert code == 0
     size_limit = SIZE_LO + 0.5 * (SIZE_HI - SIZE_LO)
     ops_lo, ops_hi = BITOPS.min(axis=1).sum(), BITOPS.max(axis=1).sum()
@@ -144,17 +144,17 @@ def test_budget_percent_and_extra_budget(capsys, toy):
     assert res["assignment"] == oracle({"size_bits": size_limit, "bitops": ops_limit})[1]
 
 
-def test_budget_none_removes_file_budget(capsys, toy):
-    code, res = run_json(capsys, "solve", toy, "--budget", "size_bits=none")
+def test_budget_none_removes_file_budget(capfd, toy):
+    code, res = run_json(capfd, "solve", toy, "--budget", "size_bits=none")
     assert code == 0
     assert res["budgets"] == {} and res["slack"] == {}
     labels = [o["label"] for o in OPTIONS]
     assert res["assignment"] == {n: labels[int(np.argmin(SENS[i]))] for i, n in enumerate(LAYERS)}
 
 
-def test_output_file_gets_json_and_table_still_printed(capsys, toy, tmp_path):
+def test_output_file_gets_json_and_table_still_printed(capfd, toy, tmp_path):
     out_path = tmp_path / "result.json"
-    code, out, err = run(capsys, "solve", toy, "-o", str(out_path))
+    code, out, err = run(capfd, "solve", toy, "-o", str(out_path))
     assert code == 0
     saved = json.loads(out_path.read_text())
     assert saved["assignment"] == oracle({"size_bits": FILE_BUDGET})[1]
@@ -179,22 +179,22 @@ def _assert_clean_error(code: int, err: str, *needles: str) -> None:
         assert needle in err
 
 
-def test_missing_file_exits_2(capsys, tmp_path):
-    code, out, err = run(capsys, "solve", str(tmp_path / "nope.json"))
+def test_missing_file_exits_2(capfd, tmp_path):
+    code, out, err = run(capfd, "solve", str(tmp_path / "nope.json"))
     _assert_clean_error(code, err, "nope.json")
     assert out == ""
 
 
-def test_bad_json_exits_2(capsys, tmp_path):
+def test_bad_json_exits_2(capfd, tmp_path):
     path = tmp_path / "broken.json"
     path.write_text('{"format": "mpqopt.problem", "layers": [')
-    code, out, err = run(capsys, "solve", str(path))
+    code, out, err = run(capfd, "solve", str(path))
     _assert_clean_error(code, err, "broken.json")
 
 
-def test_invalid_problem_exits_2_naming_the_key(capsys, tmp_path):
+def test_invalid_problem_exits_2_naming_the_key(capfd, tmp_path):
     path = write(tmp_path, problem_dict(sensitivity=SENS[:3].tolist()))
-    code, out, err = run(capsys, "info", path)
+    code, out, err = run(capfd, "info", path)
     _assert_clean_error(code, err, "sensitivity")
 
 
@@ -207,29 +207,29 @@ def test_invalid_problem_exits_2_naming_the_key(capsys, tmp_path):
         (["--budget", "size=lots"], "lots"),
     ],
 )
-def test_bad_budget_or_solver_exits_2(capsys, toy, args, needle):
-    code, out, err = run(capsys, "solve", toy, *args)
+def test_bad_budget_or_solver_exits_2(capfd, toy, args, needle):
+    code, out, err = run(capfd, "solve", toy, *args)
     _assert_clean_error(code, err, needle)
 
 
 @pytest.mark.parametrize("args", [["--mip-gap", "2"], ["--time-limit", "-1"], ["--threads", "0"], ["--bogus"]])
-def test_bad_arguments_exit_2(capsys, toy, args):
-    code, out, err = run(capsys, "solve", toy, *args)
+def test_bad_arguments_exit_2(capfd, toy, args):
+    code, out, err = run(capfd, "solve", toy, *args)
     assert code == 2 and "usage:" in err
 
 
-def test_debug_shows_traceback(capsys, tmp_path):
-    code, out, err = run(capsys, "solve", str(tmp_path / "nope.json"), "--debug")
+def test_debug_shows_traceback(capfd, tmp_path):
+    code, out, err = run(capfd, "solve", str(tmp_path / "nope.json"), "--debug")
     assert code == 2 and "Traceback" in err and err.rstrip().splitlines()[-1].startswith("mpqopt: error: ")
 
 
 # ---------------------------------------------------------------------------------- infeasible / no solution
-def test_infeasible_budget_exits_3_naming_budget_and_cheapest(capsys, toy):
-    code, out, err = run(capsys, "solve", toy, "--budget", "size_bits=1000")
+def test_infeasible_budget_exits_3_naming_budget_and_cheapest(capfd, toy):
+    code, out, err = run(capfd, "solve", toy, "--budget", "size_bits=1000")
     assert code == 3
     assert "size_bits" in err and fmt_cost(SIZE_LO, "bit") in err and "Traceback" not in err
     assert eng(SIZE_LO) in out  # the table shows the cheapest achievable size
-    code, res = run_json(capsys, "solve", toy, "--budget", "size_bits=1000")
+    code, res = run_json(capfd, "solve", toy, "--budget", "size_bits=1000")
     assert code == 3
     assert res["status"] == "infeasible" and res["assignment"] is None
     assert res["infeasibility"]["unmet"] == ["size_bits"]
@@ -237,30 +237,30 @@ def test_infeasible_budget_exits_3_naming_budget_and_cheapest(capsys, toy):
 
 
 @pytest.mark.parametrize("status, has_x, expected", [("time_limit", False, 4), ("error", False, 4), ("time_limit", True, 0)])
-def test_exit_code_without_solution(capsys, toy, monkeypatch, status, has_x, expected):
+def test_exit_code_without_solution(capfd, toy, monkeypatch, status, has_x, expected):
     def fake_solve(problem, **kwargs):
         x = np.zeros(problem.num_layers, dtype=np.int64) if has_x else None
         return Result(status, "stopped early", problem, x=x, costs={} if x is None else problem.evaluate(x).costs, solver="fake")
 
     monkeypatch.setattr(cli, "solve", fake_solve)
-    code, out, err = run(capsys, "solve", toy, "--budget", "size_bits=none")
+    code, out, err = run(capfd, "solve", toy, "--budget", "size_bits=none")
     assert code == expected
     assert status.replace("_", " ") in err.replace("_", " ")  # a time-limit warning or the failure reason
 
 
 # ---------------------------------------------------------------------------------- info
-def test_info_text_and_json(capsys, tmp_path):
+def test_info_text_and_json(capfd, tmp_path):
     allowed = np.ones((4, 3), dtype=bool)
     allowed[3, 0] = False  # fc2 may not use W2
     d = problem_dict(ties=[["conv1", "conv2"]], fixed={"fc1": "W8"}, allowed=allowed.tolist())
     path = write(tmp_path, d)
-    code, out, err = run(capsys, "info", path)
+    code, out, err = run(capfd, "info", path)
     assert code == 0, err
     for needle in LAYERS + ["W2", "W4", "W8", "size_bits", "bitops", "four-layer toy network", "masked entries: 1", "fc2:W2", "absent"]:
         assert needle in out
     assert "tie 1: conv1, conv2" in out and "fc1 = W8" in out
 
-    code, info = run_json(capsys, "info", path)
+    code, info = run_json(capfd, "info", path)
     assert code == 0
     # independent range: tied conv1+conv2 choose together, fc1 fixed to W8, fc2 without W2
     tied = SIZE[0] + SIZE[1]
@@ -277,8 +277,8 @@ def test_info_text_and_json(capsys, tmp_path):
 
 
 # ---------------------------------------------------------------------------------- solvers
-def test_solvers_lists_backends(capsys):
-    code, out, err = run(capsys, "solvers")
+def test_solvers_lists_backends(capfd):
+    code, out, err = run(capfd, "solvers")
     assert code == 0
     for name in backend_names():
         row = next(line for line in out.splitlines() if line.split()[:1] == [name])
@@ -294,7 +294,7 @@ def _example(name: str) -> Path:
     return path
 
 
-def test_demo_digits_allocations_are_optimal(capsys):
+def test_demo_digits_allocations_are_optimal(capfd):
     d = json.loads(_example("digits_cnn").read_text())
     assert not d.get("ties") and not d.get("fixed") and not d.get("allowed")  # the independent range below assumes so
     size = np.array(d["costs"]["size_bits"])
@@ -303,7 +303,7 @@ def test_demo_digits_allocations_are_optimal(capsys):
     budgets = {f"{p}%": lo + p / 100 * (hi - lo) for p in (25, 50, 75)}
     budgets["=W4"] = size[:, labels.index("W4")].sum()
 
-    code, out, err = run(capsys, "demo", "digits_cnn")
+    code, out, err = run(capfd, "demo", "digits_cnn")
     assert code == 0, err
     lines = out.splitlines()
     header = next(line for line in lines if line.startswith("layer")).split()[1:]
@@ -320,9 +320,9 @@ def test_demo_digits_allocations_are_optimal(capsys):
     assert "objective" in out and "gap" in out and "time" in out
 
 
-def test_demo_runs_every_example(capsys):
+def test_demo_runs_every_example(capfd):
     _example("digits_cnn")
-    code, out, err = run(capsys, "demo")
+    code, out, err = run(capfd, "demo")
     assert code == 0, err
     for name, resource in cli.example_paths().items():
         if resource is None:
@@ -334,14 +334,14 @@ def test_demo_runs_every_example(capsys):
     assert "Traceback" not in err
 
 
-def test_demo_list_and_unknown_and_missing(capsys, monkeypatch):
+def test_demo_list_and_unknown_and_missing(capfd, monkeypatch):
     _example("digits_cnn")
-    code, out, err = run(capsys, "demo", "--list")
+    code, out, err = run(capfd, "demo", "--list")
     assert code == 0 and "digits_cnn" in out and "5 layers" in out
-    code, out, err = run(capsys, "demo", "nosuch")
+    code, out, err = run(capfd, "demo", "nosuch")
     _assert_clean_error(code, err, "nosuch", "digits_cnn")
     monkeypatch.setattr(cli, "EXAMPLES", cli.EXAMPLES + ("ghost_net",))
-    code, out, err = run(capsys, "demo", "ghost_net")
+    code, out, err = run(capfd, "demo", "ghost_net")
     _assert_clean_error(code, err, "ghost_net", "missing")
 
 
@@ -357,3 +357,34 @@ def test_python_dash_m_and_console_script(toy):
     assert json.loads(proc.stdout)["assignment"] == oracle({"size_bits": FILE_BUDGET})[1]
     proc = subprocess.run([str(script), "solve", toy + ".missing"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and proc.stderr.startswith("mpqopt: error: ") and "Traceback" not in proc.stderr
+
+
+def _fresh_process_json(*argv: str) -> tuple[int, dict]:
+    """The CLI in a new process, so HiGHS makes its first ``Highs`` there (1.16 prints its banner on
+    stdout then): stdout must be exactly one JSON object whatever the solver libraries print."""
+    proc = subprocess.run([sys.executable, "-m", "mpqopt", *argv, "--json"], capture_output=True, text=True, timeout=120)
+    try:
+        return proc.returncode, json.loads(proc.stdout)
+    except json.JSONDecodeError:
+        pytest.fail(f"stdout is not one JSON object:\n{proc.stdout[:2000]}\n--- stderr:\n{proc.stderr[-2000:]}")
+
+
+@pytest.mark.parametrize("argv", [
+    ("solve", "{limpq}"),                       # two budgets: Lagrangian dual (HiGHS LP) + core
+    ("solve", "{limpq}", "--solver", "highs"),
+    ("solve", "{pairwise}", "--solver", "highs"),
+    ("solve", "{limpq}", "--solver", "pyomo", "--verbose"),  # a solver log, and it goes to stderr
+    ("compare", "{toy}", "--solvers", "mckp,highs,scipy"),
+    ("pareto", "{toy}", "--cost", "size", "--points", "3"),
+], ids=["limpq-auto", "limpq-highs", "pairwise-highs", "limpq-pyomo-verbose", "compare", "pareto"])
+def test_json_stdout_is_only_json_through_highs(argv, toy, tmp_path, peers_dir):
+    from mpqopt.importers import limpq_problem
+    from mpqopt.synthetic import iqp_problem
+
+    if "pyomo" in argv and not backend_class("pyomo").available():
+        pytest.skip("pyomo is not installed")
+    files = {"toy": toy, "limpq": str(tmp_path / "limpq.json"), "pairwise": str(tmp_path / "pairwise.json")}
+    mpqopt.save(limpq_problem(peers_dir / "limpq_resnet50.json"), files["limpq"])
+    mpqopt.save(iqp_problem(6, 3, seed=1), files["pairwise"])
+    code, doc = _fresh_process_json(*(a.format(**files) for a in argv))
+    assert code == 0 and doc

@@ -191,16 +191,16 @@ def test_compare_flags_a_solver_that_overclaims(toy, monkeypatch):
     assert "CONTRADICTION" in comparison.table()
 
 
-def test_cli_compare_table_and_json(toy_file, toy, capsys):
+def test_cli_compare_table_and_json(toy_file, toy, capfd):
     assert cli.main(["compare", toy_file, "--solvers", ",".join(SEPARABLE), "--repeat", "2"]) == cli.EXIT_OK
-    out = capsys.readouterr().out
+    out = capfd.readouterr().out
     lines = out.splitlines()
     assert lines[0].split()[:5] == ["solver", "status", "objective", "bound", "gap"]
     for name in SEPARABLE:
         assert any(line.split()[0] == name for line in lines[1:])
     best, _ = brute_force(toy, {"size_bits": BUDGET})
     assert cli.main(["compare", toy_file, "--solvers", "mckp,highs", "--json", "--budget", "size=4000"]) == cli.EXIT_OK
-    data = json.loads(capsys.readouterr().out)
+    data = json.loads(capfd.readouterr().out)
     best4000, _ = brute_force(toy, {"size_bits": 4000.0})
     assert data["budgets"] == {"size_bits": 4000.0} and best4000 < best
     assert [r["solver"] for r in data["records"]] == ["mckp", "highs"]
@@ -208,16 +208,16 @@ def test_cli_compare_table_and_json(toy_file, toy, capsys):
     assert data["best_objective"] == pytest.approx(best4000) and data["consistent"] is True
 
 
-def test_cli_compare_exit_codes(toy_file, capsys, monkeypatch):
+def test_cli_compare_exit_codes(toy_file, capfd, monkeypatch):
     assert cli.main(["compare", toy_file, "--solvers", "highs,nosuch"]) == cli.EXIT_INPUT
-    err = capsys.readouterr().err
+    err = capfd.readouterr().err
     assert "unknown solver 'nosuch'" in err and "known solvers: auto" in err and "mckp" in err
     assert cli.main(["compare", toy_file, "--solvers", "mckp", "--budget", "size=1"]) == cli.EXIT_INFEASIBLE
     assert cli.main(["compare", toy_file, "--budget", "nosuch=5"]) == cli.EXIT_INPUT
-    capsys.readouterr()
+    capfd.readouterr()
     _overclaiming_greedy(monkeypatch)
     assert cli.main(["compare", toy_file, "--solvers", "mckp,greedy"]) == cli.EXIT_INTERNAL
-    assert "contradict" in capsys.readouterr().err
+    assert "contradict" in capfd.readouterr().err
 
 
 def test_to_pandas_without_pandas_is_a_clear_error(toy, monkeypatch):

@@ -272,15 +272,15 @@ def toy_problem() -> mpqopt.Problem:
     return mpqopt.Problem(TOY_LAYERS, ["W2", "W4", "W8"], TOY_SENS, costs={"size_bits": TOY_SIZE, "bitops": TOY_SIZE * 80})
 
 
-def run(capsys, *argv: str) -> tuple[int, str, str]:
+def run(capfd, *argv: str) -> tuple[int, str, str]:
     code = cli.main(list(argv))
-    out, err = capsys.readouterr()
+    out, err = capfd.readouterr()
     return code, out, err
 
 
-def test_cli_table_lists_the_brute_force_frontier(capsys, toy_file):
+def test_cli_table_lists_the_brute_force_frontier(capfd, toy_file):
     expected = brute_frontier(toy_problem(), "size_bits")
-    code, out, err = run(capsys, "pareto", toy_file, "--cost", "size")
+    code, out, err = run(capfd, "pareto", toy_file, "--cost", "size")
     assert code == 0, err
     lines = out.strip().splitlines()
     assert lines[0].split()[:3] == ["cost", "objective", "lp_bound"] and lines[0].split()[3:] == ["W2", "W4", "W8"]
@@ -291,10 +291,10 @@ def test_cli_table_lists_the_brute_force_frontier(capsys, toy_file):
     assert f"{len(expected)} points" in lines[-1] and "size_bits" in lines[-1]
 
 
-def test_cli_json_csv_and_output_file(capsys, toy_file, tmp_path):
+def test_cli_json_csv_and_output_file(capfd, toy_file, tmp_path):
     expected = brute_frontier(toy_problem(), "size_bits")
     out_csv, out_json = tmp_path / "f.csv", tmp_path / "f.json"
-    code, out, err = run(capsys, "pareto", toy_file, "--cost", "size_bits", "--json", "--csv", str(out_csv), "-o", str(out_json))
+    code, out, err = run(capfd, "pareto", toy_file, "--cost", "size_bits", "--json", "--csv", str(out_csv), "-o", str(out_json))
     assert code == 0, err
     data = json.loads(out)  # stdout is only the JSON
     assert {"cost", "complete", "points", "lp_frontier", "uniform", "other_budgets", "time_s"} <= set(data)
@@ -306,8 +306,8 @@ def test_cli_json_csv_and_output_file(capsys, toy_file, tmp_path):
     assert len(rows) == len(expected)
 
 
-def test_cli_sampled_with_other_budget(capsys, toy_file):
-    code, out, err = run(capsys, "pareto", toy_file, "--cost", "size", "--points", "5", "--budget", "bitops=50%", "--json")
+def test_cli_sampled_with_other_budget(capfd, toy_file):
+    code, out, err = run(capfd, "pareto", toy_file, "--cost", "size", "--points", "5", "--budget", "bitops=50%", "--json")
     assert code == 0, err
     data = json.loads(out)
     problem = toy_problem()
@@ -323,18 +323,18 @@ def test_cli_sampled_with_other_budget(capsys, toy_file):
         assert lo <= p["budget"] <= hi
 
 
-def test_cli_plot_writes_a_png(capsys, toy_file, tmp_path):
+def test_cli_plot_writes_a_png(capfd, toy_file, tmp_path):
     pytest.importorskip("matplotlib")
     path = tmp_path / "front.png"
-    code, out, err = run(capsys, "pareto", toy_file, "--cost", "size", "--plot", str(path))
+    code, out, err = run(capfd, "pareto", toy_file, "--cost", "size", "--plot", str(path))
     assert code == 0, err
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_cli_plot_without_matplotlib_exits_2(capsys, toy_file, tmp_path, monkeypatch):
+def test_cli_plot_without_matplotlib_exits_2(capfd, toy_file, tmp_path, monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "matplotlib", None)  # import matplotlib now fails
     path = tmp_path / "front.png"
-    code, out, err = run(capsys, "pareto", toy_file, "--cost", "size", "--plot", str(path))
+    code, out, err = run(capfd, "pareto", toy_file, "--cost", "size", "--plot", str(path))
     assert code == 2 and out == "" and not path.exists()
     assert err.strip() == "mpqopt: error: --plot needs matplotlib, which is not installed: pip install mpqopt[plot]"
 
@@ -347,26 +347,26 @@ def test_cli_plot_without_matplotlib_exits_2(capsys, toy_file, tmp_path, monkeyp
     (["--cost", "size", "--points", "3", "--solver", "nope"], "nope"),
     (["--cost", "size", "--plot", "/nonexistent-dir/f.png"], "nonexistent-dir"),
 ])
-def test_cli_bad_input_exits_2_with_one_line(capsys, toy_file, args, needle):
-    code, out, err = run(capsys, "pareto", toy_file, *args)
+def test_cli_bad_input_exits_2_with_one_line(capfd, toy_file, args, needle):
+    code, out, err = run(capfd, "pareto", toy_file, *args)
     assert code == 2
     assert len(err.strip().splitlines()) == 1 and err.startswith("mpqopt: error: ") and needle in err
 
 
 @pytest.mark.parametrize("args", [["--points", "0"], ["--points", "x"], []])  # [] : --cost is required
-def test_cli_bad_arguments_exit_2(capsys, toy_file, args):
+def test_cli_bad_arguments_exit_2(capfd, toy_file, args):
     cost = [] if not args else ["--cost", "size"]
-    code, out, err = run(capsys, "pareto", toy_file, *cost, *args)
+    code, out, err = run(capfd, "pareto", toy_file, *cost, *args)
     assert code == 2 and "usage:" in err
 
 
-def test_cli_missing_file_exits_2(capsys, tmp_path):
-    code, out, err = run(capsys, "pareto", str(tmp_path / "missing.json"), "--cost", "size")
+def test_cli_missing_file_exits_2(capfd, tmp_path):
+    code, out, err = run(capfd, "pareto", str(tmp_path / "missing.json"), "--cost", "size")
     assert code == 2 and "missing.json" in err and out == ""
 
 
-def test_cli_no_feasible_sample_exits_3(capsys, toy_file):
-    code, out, err = run(capsys, "pareto", toy_file, "--cost", "size", "--points", "3", "--budget", "bitops=0")
+def test_cli_no_feasible_sample_exits_3(capfd, toy_file):
+    code, out, err = run(capfd, "pareto", toy_file, "--cost", "size", "--points", "3", "--budget", "bitops=0")
     assert code == 3 and "bitops" in err
 
 
