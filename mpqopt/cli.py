@@ -257,7 +257,10 @@ def _stdout_to_stderr(active: bool) -> Iterator[None]:
     if not active:
         yield
         return
-    with c_stdout_to_stderr(), contextlib.redirect_stdout(sys.stderr):
+    # Python's stdout goes to a copy of descriptor 2, not to sys.stderr itself: Pyomo's output capture
+    # redirects the descriptors under sys.stdout and sys.stderr and deadlocks when they are one object
+    with c_stdout_to_stderr(), os.fdopen(os.dup(2), "w", encoding="utf-8", errors="backslashreplace") as stderr_copy, \
+            contextlib.redirect_stdout(stderr_copy):
         yield
 
 
