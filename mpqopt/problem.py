@@ -11,8 +11,14 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from .errors import ProblemError
+from .errors import FormatError, ProblemError
 from .options import Option, OptionLike
+
+# meta is free-form data that must survive a JSON round trip; beyond this depth it is a mistake or an
+# attack (json and repr recurse once per level: 100,000 levels crash them with RecursionError)
+MAX_META_DEPTH = 100
+MAX_META_NODES = 10_000_000
+
 
 @dataclass(frozen=True)
 class Evaluation:
@@ -79,7 +85,7 @@ class Problem:
         self.allowed = self._mask(allowed, shape)
         self.fixed: dict[str, str] = self._validate_fixed(fixed or {})
         self.pairwise = self._validate_pairwise(pairwise)
-        self.meta: dict[str, Any] = dict(meta or {})
+        self.meta: dict[str, Any] = check_meta({} if meta is None else meta)
         self.ties: tuple[tuple[str, ...], ...] = self._merge_ties(ties)
         self._build_groups()
 
@@ -371,6 +377,42 @@ class Problem:
         self.group_allowed.setflags(write=False)
         self.group_fixed = group_fixed
         self.group_fixed.setflags(write=False)
+
+
+def check_meta(meta: Any, where: str = "$.meta", source: str | None = None) -> dict[str, Any]:
+    """``meta`` as a dict, refused (``FormatError``) if it is not a mapping or nests deeper than ``MAX_META_DEPTH``.
+
+    The walk is iterative, so a 100,000-level structure is refused rather than crashing the check itself.
+
+    >>> deep = {}
+    >>> node = deep
+    >>> for _ in range(200):
+    ...     node["x"] = node = {}
+    >>> check_meta(deep)
+    Traceback (most recent call last):
+    ...
+    mpqopt.errors.FormatError: $.meta: nested deeper than 100 levels (at $.meta.x.x.x...); keep meta shallow
+    """
+    if not isinstance(meta, Mapping):
+        raise FormatError(f"meta must be a mapping (a dict of free-form data), got {type(meta).__name__}", where, source)
+    stack: list[tuple[Any, int]] = [(meta, 1)]
+    visited = 0
+    while stack:
+        node, depth = stack.pop()
+        # a structure that contains itself is infinitely deep, so this also refuses reference cycles
+        if depth > MAX_META_DEPTH:
+            raise FormatError(f"nested deeper than {MAX_META_DEPTH} levels (at {where}.x.x.x...); keep meta shallow", where, source)
+        if isinstance(node, Mapping):
+            children = list(node.values())
+        elif isinstance(node, (list, tuple)):
+            children = list(node)
+        else:
+            continue
+        visited += len(children)
+        if visited > MAX_META_NODES:  # shared sub-lists can make a shallow structure exponentially large
+            raise FormatError(f"holds more than {MAX_META_NODES:,} values; keep meta small (tables belong in costs)", where, source)
+        stack.extend((child, depth + 1) for child in children)
+    return dict(meta)
 
 
 def _validate_layers(layers: Sequence[str]) -> tuple[str, ...]:
