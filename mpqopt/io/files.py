@@ -67,11 +67,7 @@ def load(path: str | os.PathLike[str], *, max_bytes: int = DEFAULT_MAX_BYTES) ->
         with os.fdopen(fd, "rb") as file:
             fd = -1  # the file object owns it now
             if suffix == ".json":
-                # read one byte past the cap: a file that grew since fstat is refused, not read unbounded
-                data = file.read(max_bytes + 1)
-                if len(data) > max_bytes:
-                    raise FormatError(f"grew past the {_size(max_bytes)} limit on problem files while being read", "$", source)
-                return loads(data, source)
+                return loads(_read_capped(file, info.st_size, max_bytes, source), source)
             return read_npz(file, source, max_bytes)
     except IsADirectoryError:
         raise FormatError("is a directory, not a problem file", "$", source) from None
@@ -95,6 +91,22 @@ def save(problem: Problem, path: str | os.PathLike[str]) -> None:
         _atomic_write(path, lambda file: file.write(text))
     else:
         _atomic_write(path, lambda file: write_npz(problem, file))
+
+
+def _read_capped(file: IO[bytes], size: int, max_bytes: int, source: str) -> bytes:
+    """The whole file, refused if it grew past ``max_bytes`` since fstat. Reads what fstat said plus one
+    byte first (``read(n)`` allocates n bytes up front, so ``read(max_bytes)`` would take 2 GiB at once)."""
+    data = file.read(size + 1)
+    if len(data) <= size:
+        return data
+    chunks = [data]
+    total = len(data)
+    while chunk := file.read(1 << 24):
+        total += len(chunk)
+        if total > max_bytes:
+            raise FormatError(f"grew past the {_size(max_bytes)} limit on problem files while being read", "$", source)
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _kind(mode: int) -> str:

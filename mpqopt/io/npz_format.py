@@ -93,7 +93,7 @@ def read_npz(file: IO[bytes], source: str | None = None, max_bytes: int = DEFAUL
     if start != _ZIP_MAGIC:
         raise FormatError("not an NPZ archive (a zip file of .npy arrays)", "$", source)
     try:
-        headers = _member_headers(file, source, max_bytes)
+        headers = _member_headers(file, source)
         file.seek(0)
         npz = np.load(file, allow_pickle=False)
     except FormatError:
@@ -101,13 +101,12 @@ def read_npz(file: IO[bytes], source: str | None = None, max_bytes: int = DEFAUL
     except _CORRUPT as exc:
         raise FormatError(f"corrupt or truncated NPZ archive ({exc})", "$", source) from None
     with npz:
-        return _read_members(npz, source, headers)
+        return _read_members(npz, source, headers, max_bytes)
 
 
-def _member_headers(file: IO[bytes], source: str | None, max_bytes: int) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
-    """Each member's (shape, dtype) from its ``.npy`` header; refuses object arrays and a total above the cap."""
+def _member_headers(file: IO[bytes], source: str | None) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """Each member's (shape, dtype) from its ``.npy`` header, nothing decompressed past it; refuses object arrays."""
     out: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
-    total = 0
     with zipfile.ZipFile(file) as archive:
         for info in archive.infolist():
             key = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
@@ -126,13 +125,19 @@ def _member_headers(file: IO[bytes], source: str | None, max_bytes: int) -> dict
                     raise FormatError(f"not a readable .npy array ({exc})", key, source) from None
             if dtype.hasobject:
                 raise FormatError("is an object array, which only pickle can load; mpqopt never loads pickles", key, source)
-            nbytes = math.prod(shape) * dtype.itemsize
-            total += nbytes
-            if total > max_bytes:
-                raise FormatError(f"the arrays expand to more than the {max_bytes:,} byte limit on problem files "
-                                  f"(this one: shape {shape}, dtype {dtype}); raise it with max_bytes= or --max-file-size", key, source)
             out[key] = (tuple(shape), dtype)
     return out
+
+
+def _check_expanded_size(headers: dict[str, tuple[tuple[int, ...], np.dtype]], keys: list[str], max_bytes: int, fail: Any) -> None:
+    """The members in ``keys`` together, once decompressed, must fit the cap on problem files."""
+    total = 0
+    for key in keys:
+        shape, dtype = headers[key]
+        total += math.prod(shape) * dtype.itemsize
+        if total > max_bytes:
+            raise fail(key, f"the arrays expand to more than the {max_bytes:,} byte limit on problem files (this one: "
+                            f"shape {shape}, dtype {dtype}); raise it with max_bytes= (mpqopt.load) or --max-file-size")
 
 
 def _check_shapes(headers: dict[str, tuple[tuple[int, ...], np.dtype]], doc: dict[str, Any], fail: Any) -> None:
@@ -161,7 +166,7 @@ def _check_shapes(headers: dict[str, tuple[tuple[int, ...], np.dtype]], doc: dic
             raise fail(key, f"expected a 1-d array, got shape {headers[key][0]}")
 
 
-def _read_members(npz: Any, source: str | None, headers: dict[str, tuple[tuple[int, ...], np.dtype]]) -> Problem:
+def _read_members(npz: Any, source: str | None, headers: dict[str, tuple[tuple[int, ...], np.dtype]], max_bytes: int) -> Problem:
     def fail(where: str, message: str) -> FormatError:
         return FormatError(message, where, source)
 
@@ -178,8 +183,10 @@ def _read_members(npz: Any, source: str | None, headers: dict[str, tuple[tuple[i
     members = set(npz.files)
     if "header" not in members:
         raise fail("header", "missing: an mpqopt NPZ problem holds its layers, options and budgets in a 'header' array")
+    _check_expanded_size(headers, ["header"], max_bytes, fail)  # the header first: it gives L x K
     doc = _header(get("header"), fail, source)
-    _check_shapes(headers, doc, fail)
+    _check_shapes(headers, doc, fail)  # a wrong shape is named as such, before any size complaint
+    _check_expanded_size(headers, list(headers), max_bytes, fail)
     cost_names = doc.get("costs", [])
     if not isinstance(cost_names, list) or not all(isinstance(n, str) for n in cost_names):
         raise fail("$.costs", "expected the list of cost names (each table is the array 'cost/<name>')")
