@@ -8,7 +8,7 @@ they don't; here the child gets ``RLIMIT_AS`` (its address space, so an allocati
 >>> out = run_python("print(1 + 1)")
 >>> out.returncode, out.stdout.splitlines()[0], out.error
 (0, '2', None)
->>> run_python("[0] * 10**10").error  # 80 GB of list: over the 1 GiB cap
+>>> run_forked("[0] * 10**10").error  # 80 GB of list: over the 1 GiB cap
 'MemoryError'
 """
 
@@ -17,6 +17,8 @@ from __future__ import annotations
 import json
 import os
 import resource
+import select
+import signal
 import subprocess
 import sys
 import time
@@ -84,6 +86,63 @@ def _run(argv: list[str], memory: int, timeout: float, cwd: Path | None) -> Outc
         out = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else exc.stdout or ""
         raise AssertionError(f"timed out after {timeout} s: {argv[1:3]}...\n{out[-2000:]}") from None
     return Outcome(done.returncode, done.stdout, done.stderr, time.perf_counter() - start)
+
+
+def _address_space() -> int:
+    """This process's current virtual size in bytes (the forked child's cap is on top of it)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def _report(exc: BaseException | None) -> str:
+    out = {"type": None} if exc is None else {
+        "type": type(exc).__name__, "classes": [c.__name__ for c in type(exc).__mro__], "message": str(exc)}
+    return json.dumps(out, ensure_ascii=True)
+
+
+def run_forked(code: str, *, memory: int = MEMORY_CAP, timeout: float = TIMEOUT_S) -> Outcome:
+    """Run ``code`` in a fork of this process (mpqopt already imported: ~10 ms instead of ~1.3 s for a
+    fresh interpreter), with ``memory`` bytes of address space on top of what it has, killed at ``timeout``."""
+    read_end, write_end = os.pipe()
+    start = time.perf_counter()
+    pid = os.fork()
+    if pid == 0:  # the child: never return into the test runner
+        try:
+            os.close(read_end)
+            cap = _address_space() + memory
+            resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+            resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+            raised = None
+            try:
+                exec(compile(code, "<sandboxed>", "exec"), {"__name__": "__sandboxed__"})
+            except BaseException as exc:  # noqa: BLE001 -- MemoryError and RecursionError are what we look for
+                raised = exc
+            os.write(write_end, _report(raised).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    chunks = []
+    try:
+        while True:
+            left = start + timeout - time.perf_counter()
+            if left <= 0 or not select.select([read_end], [], [], left)[0]:
+                os.kill(pid, signal.SIGKILL)
+                raise AssertionError(f"timed out after {timeout} s: {code[:200]!r}")
+            data = os.read(read_end, 1 << 16)
+            if not data:
+                break
+            chunks.append(data)
+    finally:
+        os.close(read_end)
+        _, status = os.waitpid(pid, 0)
+    text = b"".join(chunks).decode()
+    if not text:
+        raise AssertionError(f"the sandboxed code died without a report (wait status {status}): {code[:200]!r}")
+    raised = json.loads(text)
+    return Outcome(os.waitstatus_to_exitcode(status), "", "", time.perf_counter() - start, None if raised["type"] is None else raised)
 
 
 def run_python(code: str, *, memory: int = MEMORY_CAP, timeout: float = TIMEOUT_S, cwd: Path | None = None) -> Outcome:

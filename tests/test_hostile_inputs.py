@@ -1,6 +1,7 @@
 """The hostile-input corpus: every input a new user tried that hung, ate memory, crashed or answered wrong.
 
-Each case runs in a fresh process under a 1 GiB address-space cap and a timeout (tests/sandbox.py) and
+Each case runs in its own process (a fork of the test process for Python cases, a fresh ``mpqopt`` for
+command lines) under a 1 GiB address-space cap and a timeout (tests/sandbox.py) and
 asserts the error's type (an ``MpqoptError`` subclass), the exit code for command-line cases (2: bad
 input, 3: infeasible) and that the message names the culprit (layer, key, budget, argument).
 """
@@ -16,7 +17,7 @@ import numpy as np
 import pytest
 
 import mpqopt
-from sandbox import run_cli, run_python
+from sandbox import run_cli, run_forked
 
 TOY = {"format": "mpqopt.problem", "version": 1, "layers": ["a", "b"],
        "options": [{"label": "W4", "w": 4}, {"label": "W8", "w": 8}],
@@ -101,7 +102,7 @@ LOAD_CASES["pairwise_nan_in_npz"] = (_pairwise_nan_npz,) + LOAD_CASES["pairwise_
 def test_hostile_files_are_refused_fast_and_small(tmp_path, case):
     make, kwargs, error, fragments = LOAD_CASES[case]
     path = make(tmp_path)
-    out = run_python(f"import mpqopt\nmpqopt.load({str(path)!r}, **{kwargs!r})")
+    out = run_forked(f"import mpqopt\nmpqopt.load({str(path)!r}, **{kwargs!r})")
     assert out.is_a("MpqoptError") and out.error == error, (out.raised, out.stderr[-2000:])
     for fragment in fragments:
         assert fragment in out.message, (fragment, out.message)
@@ -185,7 +186,7 @@ API_CASES = {
 @pytest.mark.parametrize("case", sorted(API_CASES))
 def test_hostile_api_arguments_raise_mpqopt_errors_naming_them(case):
     code, error, fragments = API_CASES[case]
-    out = run_python(TOY_PY + code)
+    out = run_forked(TOY_PY + code)
     assert out.is_a("MpqoptError") and out.error == error, (out.raised, out.stderr[-2000:])
     for fragment in fragments:
         assert fragment in out.message, (fragment, out.message)
