@@ -71,6 +71,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     name ...
     0
     """
+    # free text from a file (a meta description) may hold a lone surrogate: print it escaped, not crash
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(AttributeError, ValueError):  # replaced streams (tests, pipes) may not reconfigure
+            stream.reconfigure(errors="backslashreplace")
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

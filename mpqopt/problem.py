@@ -76,12 +76,15 @@ class Problem:
         for name, table in costs.items():
             if not isinstance(name, str) or not name:
                 raise ProblemError(f"cost names must be non-empty strings, got {name!r}")
-            _check_encodable([name], "cost")
+            _check_encodable([name], "cost name", indexed=False)
             self.costs[name] = self._table(f"costs['{name}']", table, shape, nonnegative=True)
         self.cost_units: dict[str, str] = dict(cost_units or {})
-        for name in self.cost_units:
+        for name, unit in self.cost_units.items():
             if name not in self.costs:
                 raise ProblemError(f"cost_units names unknown cost '{name}'; costs are {sorted(self.costs)}")
+            if not isinstance(unit, str):
+                raise ProblemError(f"cost_units['{name}'] must be a unit string such as 'bit' or 'ms', got {unit!r}")
+            _check_encodable([unit], f"cost_units['{name}']: unit", indexed=False)
 
         self.allowed = self._mask(allowed, shape)
         self.fixed: dict[str, str] = self._validate_fixed(fixed or {})
@@ -459,7 +462,7 @@ def check_meta(meta: Any, where: str = "$.meta", source: str | None = None) -> d
     return dict(meta)
 
 
-def _check_encodable(names: Sequence[str], what: str) -> None:
+def _check_encodable(names: Sequence[str], what: str, indexed: bool = True) -> None:
     """Names must be UTF-8 text: a lone surrogate ('\\ud800') cannot be printed, written to a terminal or a zip."""
     try:
         "".join(names).encode("utf-8")
@@ -468,7 +471,8 @@ def _check_encodable(names: Sequence[str], what: str) -> None:
             try:
                 name.encode("utf-8")
             except UnicodeEncodeError as exc:
-                raise ProblemError(f"{what} {i}: name {name!r} holds a lone surrogate at character {exc.start}, "
+                where = f"{what} {i}: name" if indexed else what
+                raise ProblemError(f"{where} {name!r} holds a lone surrogate at character {exc.start}, "
                                    f"which is not valid Unicode text (no UTF-8 encoding); names must be printable text") from None
 
 

@@ -129,11 +129,13 @@ CLI_CASES = {
     "budget_two_names_one_cost": (["solve", "{toy}", "-b", "size=10", "-b", "size_bits=12"], 2, ["'size'", "'size_bits'", "both"]),
     "threads_zero": (["solve", "{toy}", "--threads", "0"], 2, ["--threads"]),
     "export_infeasible": (["export", "{toy}", "-b", "size=1", "--lp", "{tmp}/out.lp"], 3, ["infeasible", "size_bits"]),
+    # free text may hold one (meta round-trips it); printing escapes it instead of crashing (exit 0)
+    "lone_surrogate_in_meta_prints": (["info", "{tmp}/m.json"], 0, []),
 }
 
 
 @pytest.mark.parametrize("case", sorted(CLI_CASES))
-def test_hostile_command_lines_exit_2_with_the_culprit(tmp_path, case):
+def test_hostile_command_lines_exit_with_the_culprit(tmp_path, case):
     args, code, fragments = CLI_CASES[case]
     toy = _cli_files(tmp_path)["toy"]
     if "pipe.json" in " ".join(args):
@@ -142,6 +144,7 @@ def test_hostile_command_lines_exit_2_with_the_culprit(tmp_path, case):
     write_json(tmp_path / "deep.json", deep_meta_json(100_000))
     write_json(tmp_path / "o.json", {**TOY, "costs": {"size_bits": [[1e308, 1e308], [1e308, 1e308]]}})
     write_json(tmp_path / "s.json", json.dumps({**TOY, "layers": ["a", "\ud800"]}, ensure_ascii=True))
+    write_json(tmp_path / "m.json", json.dumps({**TOY, "meta": {"description": "x\ud800"}}, ensure_ascii=True))
     out = run_cli(*(a.format(toy=toy, tmp=tmp_path) for a in args))
     assert out.returncode == code, (out.returncode, out.stderr[-2000:])
     assert "Traceback" not in out.stderr
@@ -170,6 +173,8 @@ API_CASES = {
                          "ProblemError", ["costs['size_bits']", "overflows"]),
     "overflowing_objective": ("mpqopt.Problem(['a', 'b'], [4], [[1e308], [1e308]])", "ProblemError", ["sensitivity", "overflows"]),
     "lone_surrogate_layer": ("mpqopt.Problem(['a', '\\ud800'], [4], [[1.0], [1.0]])", "ProblemError", ["layer 1", "surrogate"]),
+    "lone_surrogate_unit": ("mpqopt.Problem(['a'], [4], [[1.0]], costs={'c': [[1.0]]}, cost_units={'c': 'b\\udc00'})",
+                            "ProblemError", ["cost_units['c']", "surrogate"]),
     "pairwise_inf": ("import numpy as np\nq = np.zeros((4, 4))\nq[3, 0] = np.inf\n"
                      "mpqopt.Problem(['a', 'b'], [4, 8], [[1.0, 0.0], [1.0, 0.0]], pairwise=q)",
                      "ProblemError", ["pairwise[3, 0]", "(layer 'b', option 'W8')", "(layer 'a', option 'W4')"]),

@@ -489,7 +489,7 @@ def test_lone_surrogates_in_names_are_refused(tmp_path):
         Problem(["\ud800", "é"], [4], [[1.0], [2.0]])
     with pytest.raises(ProblemError, match="option 0: .*lone surrogate"):
         Problem(["a"], [Option(4, label="\udfff")], [[1.0]])
-    with pytest.raises(ProblemError, match="cost 0: .*lone surrogate"):
+    with pytest.raises(ProblemError, match="cost name .*lone surrogate"):
         Problem(["a"], [4], [[1.0]], costs={"\ud800": [[1.0]]})
     text = '{"format": "mpqopt.problem", "version": 1, "layers": ["a", "\\ud800"], "options": [{"label": "W4", "w": 4}], "sensitivity": [[1], [2]]}'
     (tmp_path / "p.json").write_text(text)
