@@ -32,10 +32,10 @@ def load(path: str | os.PathLike[str], *, max_bytes: int = DEFAULT_MAX_BYTES) ->
     without blocking), and no more than ``max_bytes`` (default 2 GiB) of them: a bigger file is
     refused before it is read. ``path`` must be a file name, not an open file or bytes.
 
-    >>> load("/dev/zero.json")
+    >>> load(b"model.json")
     Traceback (most recent call last):
     ...
-    mpqopt.errors.FormatError: /dev/zero.json: $: no such file
+    mpqopt.errors.ArgumentError: path must be a file name (str or os.PathLike), got b'model.json' (bytes)
     """
     path = check_path(path, "path")
     max_bytes = check_max_bytes(max_bytes)
