@@ -182,6 +182,7 @@ API_CASES = {
     "load_open_file": ("mpqopt.load(open(__import__('os').devnull, 'rb'))", "ArgumentError", ["path", "file name"]),
     "load_bytes": ("mpqopt.load(b'p.json')", "ArgumentError", ["path", "bytes"]),
     "load_max_bytes_text": ("mpqopt.load('p.json', max_bytes='1GB')", "ArgumentError", ["max_bytes"]),
+    "export_path_none": ("mpqopt.export(p, None)", "ArgumentError", ["path", "None"]),
     "save_missing_directory": ("mpqopt.save(p, '/nonexistent-dir/p.json')", "FormatError", ["/nonexistent-dir/p.json", "does not exist"]),
     "budget_inf": ("mpqopt.solve(p, budgets={'size': float('inf')})", "BudgetError", ["size_bits", "infinite", "None"]),
     "budget_two_names_one_cost": ("mpqopt.solve(p, budgets={'size': 10, 'size_bits': 12})", "BudgetError", ["'size'", "'size_bits'"]),
