@@ -29,8 +29,9 @@ from typing import Any, Mapping
 import numpy as np
 
 from .algorithms.hull import hull_increments
+from .arguments import validated_arguments
 from .budgets import resolve_budget_name, resolve_budgets
-from .errors import BudgetError, MpqoptError, ProblemError
+from .errors import ArgumentError, BudgetError, MpqoptError, ProblemError
 from .problem import Problem
 from .reductions import canonicalize
 from .solve import solve
@@ -182,6 +183,12 @@ def pareto(
     other budget). ``points=N`` solves ``N`` budgets spread evenly from the cheapest to the dearest
     allocation, each exactly with ``solver`` (other budgets in ``budgets`` or the problem apply).
     """
+    if not isinstance(problem, Problem):
+        raise ArgumentError(f"pareto() needs an mpqopt.Problem, got {type(problem).__name__}")
+    checked = validated_arguments(solver=solver, time_limit=time_limit)
+    solver, time_limit = checked.solver, checked.time_limit
+    if not isinstance(cost, str):
+        raise ArgumentError(f"cost must be the name of a cost table such as 'size_bits', got {cost!r}")
     start = time.perf_counter()
     try:
         name = resolve_budget_name(problem, cost)
