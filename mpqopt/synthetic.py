@@ -216,6 +216,59 @@ def iqp_problem(
     return base.replace(pairwise=omega, meta=meta)
 
 
+KNAPSACK_CLASSES = ("uncorrelated", "weakly", "strongly", "inverse_strongly", "subset_sum")
+
+
+def knapsack_problem(layers: int, options: int = 10, kind: str = "uncorrelated", R: int = 1000, seed: int = 0) -> Problem:
+    """A classic multiple-choice knapsack instance from the OR literature, as an allocation problem.
+
+    Pisinger's classes ("A minimal algorithm for the multiple-choice knapsack problem", EJOR 83, 1995),
+    integer data in ``[1, R]``: ``uncorrelated`` (weight and profit independent), ``weakly``
+    (profit = weight + U[-10, 10], at least 1), ``strongly`` (cumulative sums over a class of
+    weight U[1, R] and profit weight + 10, sorted: every item is on its class's hull),
+    ``inverse_strongly`` (the same with profit drawn first and weight = profit + 10) and ``subset_sum``
+    (profit = weight). The capacity is halfway between the cheapest and dearest totals (rounded down).
+    Profits become sensitivities ``max profit of the layer - profit`` (integers >= 0), weights the
+    ``size_bits`` cost: maximizing profit is minimizing sensitivity. Unlike :func:`mckp_problem`,
+    nothing here looks like a network; these classes are hard in different ways (many items of equal
+    efficiency) and keep an exact engine honest.
+
+    >>> p = knapsack_problem(50, 10, "strongly", R=1000, seed=1)
+    >>> p.num_layers, p.num_options, bool((p.sensitivity == p.sensitivity.round()).all())
+    (50, 10, True)
+    """
+    if kind not in KNAPSACK_CLASSES:
+        raise ProblemError(f"kind must be one of {KNAPSACK_CLASSES}, got {kind!r}")
+    for name, value in (("layers", layers), ("options", options), ("R", R)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ProblemError(f"{name} must be a positive integer, got {value!r}")
+    L, K = int(layers), int(options)
+    rng = np.random.default_rng(seed)
+    if kind in ("strongly", "inverse_strongly"):
+        first = np.sort(rng.integers(1, R + 1, (L, K)), axis=1)
+        second = first + 10
+        weight, profit = (first, second) if kind == "strongly" else (second, first)
+        weight, profit = np.cumsum(weight, axis=1), np.cumsum(profit, axis=1)
+    else:
+        weight = rng.integers(1, R + 1, (L, K))
+        if kind == "uncorrelated":
+            profit = rng.integers(1, R + 1, (L, K))
+        elif kind == "weakly":
+            profit = np.maximum(weight + rng.integers(-10, 11, (L, K)), 1)
+        else:
+            profit = weight.copy()
+    capacity = (int(weight.min(axis=1).sum()) + int(weight.max(axis=1).sum())) // 2
+    sensitivity = (profit.max(axis=1, keepdims=True) - profit).astype(np.float64)
+    return Problem(
+        [f"l{i}" for i in range(L)],
+        [Option(k + 1) for k in range(K)],
+        sensitivity,
+        costs={"size_bits": weight.astype(np.float64)},
+        budgets={"size_bits": float(capacity)},
+        meta={"generator": "mpqopt.synthetic.knapsack_problem", "kind": kind, "R": int(R), "seed": int(seed)},
+    )
+
+
 # ------------------------------------------------------------------------------------- helpers
 def _parse_options(options: int | Sequence[OptionLike]) -> list[Option]:
     if isinstance(options, (int, np.integer)) and not isinstance(options, bool):

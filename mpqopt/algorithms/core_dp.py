@@ -4,8 +4,8 @@ Every group starts at its ``base`` item (the Lagrangian choice, reduced cost 0).
 have *alternatives* (items whose reduced cost is small enough to matter) form the core, solved by
 dynamic programming over non-dominated (cost change, value change) states, Nemhauser-Ullmann style.
 Two prunings keep it small: the completion bound (the LP relaxation of the later core groups at the
-state's own leftover capacity, a convex piecewise-linear function read off their sorted hull
-increments; for very large cores the weaker Lagrangian bound), and a target that falls as the search
+state's own leftover capacity, read off their hull increments in a segment tree, so it stays exact
+on cores of any size: :class:`~mpqopt.algorithms.suffix_lp.SuffixLP`), and a target that falls as the search
 goes, because every state completed with ``base`` for the later groups is a full solution.
 """
 
@@ -18,8 +18,8 @@ import numpy as np
 
 from ..reductions import CanonicalModel, select_items
 from .hull import hull_increments
+from .suffix_lp import SuffixLP
 
-LP_BOUND_MAX_GROUPS = 2000  # above this the per-step LP bounds cost more than they save
 
 
 @dataclass
@@ -55,7 +55,7 @@ def solve_core(model: CanonicalModel, base: np.ndarray, alternatives: np.ndarray
     peak = 1
     blocks = _blocks(core_items, start, weight, value)
     # after the last block nothing is left to bound but the capacity itself
-    bound_after = _completion_bound(model, core_groups, core_items, start, lam, [b[0] for b in blocks]) if len(blocks) > 1 else _capacity_only
+    bound_after = _completion_bound(model, core_groups, core_items, start) if len(blocks) > 1 else _capacity_only
     for b, (last_step, _combos, d_cost, d_gain) in enumerate(blocks):
         # one run per combination, each sorted by cost like the states: a stable sort merges runs cheaply
         new_cost = (d_cost[:, None] + cost[None, :]).ravel()
@@ -152,8 +152,8 @@ def value_plus(model: CanonicalModel, items: np.ndarray, lam: float) -> np.ndarr
     return model.value[items] + lam * model.weights[0, items]
 
 
-def _completion_bound(model: CanonicalModel, core_groups: np.ndarray, items: np.ndarray, start: np.ndarray, lam: float, ends: list[int]) -> Callable[[int, np.ndarray], np.ndarray]:
-    """``f(step, spare)`` for ``step`` in ``ends``: lower bound on the value change the core groups
+def _completion_bound(model: CanonicalModel, core_groups: np.ndarray, items: np.ndarray, start: np.ndarray) -> Callable[[int, np.ndarray], np.ndarray]:
+    """``f(step, spare)``, called with increasing steps: lower bound on the value change the core groups
     after ``step`` can add when the states leave ``spare`` capacity against base (``+inf`` where
     nothing fits)."""
     num_steps = core_groups.size
@@ -167,30 +167,16 @@ def _completion_bound(model: CanonicalModel, core_groups: np.ndarray, items: np.
     weight = model.weights[0]
     base_cost_after = after(weight[base_items])
     base_value_after = after(model.value[base_items])
-    if core_groups.size > LP_BOUND_MAX_GROUPS:
-        best = np.minimum.reduceat(value_plus(model, items, lam), start[:-1])
-        cheapest = np.minimum.reduceat(weight[items], start[:-1])
-        best_after, saving_after = after(best), after(cheapest - weight[base_items])
-
-        def lagrangian(step: int, spare: np.ndarray) -> np.ndarray:
-            bound = best_after[step] - lam * (spare + base_cost_after[step]) - base_value_after[step]
-            return np.where(spare + saving_after[step] >= 0, bound, np.inf)
-
-        return lagrangian
-
     sub = select_items(model, items, new_group, num_steps, model.free_groups[core_groups])
     inc = hull_increments(sub)
     start_cost_after = after(sub.weights[0, inc.start_items])
     start_value_after = after(sub.value[inc.start_items])
-    tables = {}
-    for step in ends:
-        later = inc.group > step
-        tables[step] = (np.concatenate([[0.0], np.cumsum(inc.dcost[later])]), np.concatenate([[0.0], np.cumsum(inc.dvalue[later])]))
+    suffix = SuffixLP(inc.dcost, inc.dvalue, inc.group)  # exact LP of the later groups, O(increments) memory
 
     def lp(step: int, spare: np.ndarray) -> np.ndarray:
+        suffix.remove_through(step)
         room = spare + base_cost_after[step] - start_cost_after[step]
-        cum_cost, cum_value = tables[step]
-        bound = start_value_after[step] + np.interp(room, cum_cost, cum_value) - base_value_after[step]
+        bound = start_value_after[step] + suffix(np.maximum(room, 0.0)) - base_value_after[step]
         return np.where(room >= 0, bound, np.inf)
 
     return lp
