@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any, Mapping
 
 import numpy as np
 
 from .budgets import resolve_budgets
+from .deadline import Deadline, grace
 from .diagnose import check_budgets_alone, diagnose_joint
 from .errors import MpqoptError, SolverError
 from .problem import Problem
@@ -71,14 +73,21 @@ def solve(
     label = f"{backend.label} (auto)" if solver == "auto" else backend.label
 
     start = time.perf_counter()
+    clock = Deadline(time_limit, start)  # preprocessing counts against the limit too
     alone = check_budgets_alone(problem, limits)
     if alone is not None:
         return Result("infeasible", alone.message, problem, budgets=limits, solver=label, solve_time_s=time.perf_counter() - start, infeasibility=alone)
 
-    model = canonicalize(problem, limits)
-    settings = SolveSettings(time_limit, mip_gap, threads, verbose, _warm_items(problem, model, warm_start))
-    raw = _run(backend, model, settings)
+    def prepare() -> tuple[CanonicalModel, SolveSettings]:
+        model = canonicalize(problem, limits)
+        return model, SolveSettings(time_limit, mip_gap, threads, verbose, _warm_items(problem, model, warm_start), clock)
+
+    model, raw = _prepared_run(backend, prepare) if time_limit is None else _run_until(backend, prepare, clock)
     elapsed = time.perf_counter() - start
+    if model is None:  # the time limit hit while canonicalizing
+        return Result("time_limit", raw.message, problem, budgets=limits, solver=label, solve_time_s=elapsed, stats=raw.stats)
+    if raw.status == "time_limit" and clock.message() not in raw.message:
+        raw.message = f"{clock.message()}; {raw.message}" if raw.message else clock.message()
     stats = {**raw.stats, "groups": model.num_groups, "items": model.num_items, "options_pruned": model.options_pruned}
     if raw.status == "infeasible" and len(limits) == 1:
         # one budget that its cheapest assignment meets cannot be infeasible: the backend erred
@@ -102,6 +111,56 @@ def _run(backend: Backend, model: CanonicalModel, settings: SolveSettings) -> Ra
         return backend.solve(model, settings)
     except MpqoptError as exc:
         return RawSolution("error", message=str(exc))
+
+
+def _prepared_run(backend: Backend, prepare) -> tuple[CanonicalModel, RawSolution]:
+    model, settings = prepare()
+    return model, _run(backend, model, settings)
+
+
+def _run_until(backend: Backend, prepare, clock: Deadline) -> tuple[CanonicalModel | None, RawSolution]:
+    """Canonicalization and ``_run`` in a worker thread that is abandoned if it outlives the deadline
+    by half the allowed overrun (a solver that ignores its own limit: HiGHS in presolve, scipy's
+    milp, an external Pyomo solver; a large dense pairwise matrix to canonicalize). The other half is
+    left for verifying what is returned: the best assignment and bound the backend reported to the
+    deadline on its way (see :class:`mpqopt.deadline.Deadline`). The model is None if
+    canonicalization did not finish."""
+    box: list = []
+    prepared: list = []
+
+    def work() -> None:
+        try:
+            model, settings = prepare()
+            prepared.append(model)
+            if clock.expired():  # preprocessing used the time up
+                box.append(RawSolution("time_limit", message=f"{clock.message()} before the solver started"))
+                return
+            box.append(_run(backend, model, settings))
+        except BaseException as exc:  # re-raised in the caller's thread
+            box.append(exc)
+
+    # daemon: an abandoned solver must not keep the interpreter from exiting
+    worker = threading.Thread(target=work, name=f"mpqopt-{backend.label}", daemon=True)
+    worker.start()
+    worker.join(clock.remaining() + 0.5 * grace(clock.limit))
+    if box:
+        if isinstance(box[0], BaseException):
+            raise box[0]
+        return prepared[0], box[0]
+    clock.cancel()  # cooperative stages (HiGHS callbacks, our loops) see this and stop
+    stats = {"abandoned": True}
+    if not prepared:
+        return None, RawSolution("time_limit", message=f"{clock.message()} while preparing the model (canonicalization), before any solver ran", stats=stats)
+    model = prepared[0]
+    items, bound = clock.best_items, (clock.bound if np.isfinite(clock.bound) else None)
+    if items is None:
+        return model, RawSolution("time_limit", bound=bound, message=f"{clock.message()}: solver '{backend.label}' did not stop by itself and had found no assignment", stats=stats,
+                                  proof="" if bound is None else f"{backend.label}, the best bound it reported before the time limit")
+    items = np.asarray(items)
+    objective = model.items_objective(items)
+    return model, RawSolution("time_limit", items=items, objective=objective, bound=None if bound is None else min(bound, objective),
+                       message=f"{clock.message()}: solver '{backend.label}' did not stop by itself; returning the best assignment it had found", stats=stats,
+                       proof="" if bound is None else f"{backend.label}, the best bound it reported before the time limit")
 
 
 def _verified(problem: Problem, model: CanonicalModel, raw: RawSolution, limits: dict[str, float], bound: float | None, label: str, elapsed: float, stats: dict, mip_gap: float) -> Result:
