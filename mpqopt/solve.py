@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import os
+import sys
 import threading
 import time
 from typing import Any, Mapping
@@ -16,12 +20,15 @@ from .problem import Problem
 from .reductions import CanonicalModel, canonicalize
 from .result import Result, relative_gap
 from .solvers import Backend, RawSolution, SolveSettings, get_backend
+from .stdio import release_thread
 from .verify import violations
 
 
 # gaps a backend may leave and still call its answer optimal (round-off of sums; HiGHS's 1e-6 default
 # relative gap is replaced by 0 in every backend, so anything above this is a real gap)
 OPTIMAL_RTOL = 1e-9
+EXIT_WAIT_S = 60.0  # how long interpreter exit waits for abandoned solvers to stop (see _join_abandoned)
+_abandoned: list[threading.Thread] = []  # solver threads solve() stopped waiting for
 
 
 def choose_solver(problem: Problem) -> str:
@@ -127,6 +134,7 @@ def _run_until(backend: Backend, prepare, clock: Deadline) -> tuple[CanonicalMod
     canonicalization did not finish."""
     box: list = []
     prepared: list = []
+    saved = _dup_std()  # descriptors 1 and 2 as the caller has them (a solver may redirect them)
 
     def work() -> None:
         try:
@@ -143,11 +151,18 @@ def _run_until(backend: Backend, prepare, clock: Deadline) -> tuple[CanonicalMod
     worker = threading.Thread(target=work, name=f"mpqopt-{backend.label}", daemon=True)
     worker.start()
     worker.join(clock.remaining() + 0.5 * grace(clock.limit))
+    if not box:
+        # stop waiting: the caller's output must not stay redirected by the worker (our C-level
+        # stdout redirect, Pyomo's capture of descriptors 1 and 2)
+        release_thread(worker.ident)
+        _restore_std(saved)
+    _close_std(saved)
     if box:
         if isinstance(box[0], BaseException):
             raise box[0]
         return prepared[0], box[0]
     clock.cancel()  # cooperative stages (HiGHS callbacks, our loops) see this and stop
+    _abandoned.append(worker)
     stats = {"abandoned": True}
     if not prepared:
         return None, RawSolution("time_limit", message=f"{clock.message()} while preparing the model (canonicalization), before any solver ran", stats=stats)
@@ -161,6 +176,52 @@ def _run_until(backend: Backend, prepare, clock: Deadline) -> tuple[CanonicalMod
     return model, RawSolution("time_limit", items=items, objective=objective, bound=None if bound is None else min(bound, objective),
                        message=f"{clock.message()}: solver '{backend.label}' did not stop by itself; returning the best assignment it had found", stats=stats,
                        proof="" if bound is None else f"{backend.label}, the best bound it reported before the time limit")
+
+
+def _dup_std() -> list:
+    """Copies of descriptors 1 and 2, then the Python stream objects (Pyomo replaces both while it solves)."""
+    out: list = []
+    for fd in (1, 2):
+        try:
+            out.append(os.dup(fd))
+        except OSError:  # no such descriptor (a daemon): nothing to restore
+            out.append(None)
+    return out + [sys.stdout, sys.stderr]
+
+
+def _restore_std(saved: list) -> None:
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    sys.stdout, sys.stderr = saved[2], saved[3]
+    for fd, copy in zip((1, 2), saved[:2]):
+        if copy is not None:
+            with contextlib.suppress(OSError):
+                os.dup2(copy, fd)
+
+
+def _close_std(saved: list) -> None:
+    for copy in saved[:2]:
+        if copy is not None:
+            with contextlib.suppress(OSError):
+                os.close(copy)
+
+
+def abandoned_solvers() -> list[threading.Thread]:
+    """Solver threads that ``solve`` stopped waiting for at a time limit and that still run (they
+    were told to stop; a library that does not listen stops at its own time limit)."""
+    _abandoned[:] = [t for t in _abandoned if t.is_alive()]
+    return list(_abandoned)
+
+
+@atexit.register
+def _join_abandoned() -> None:
+    """Let abandoned solvers finish before the interpreter goes: a HiGHS thread still running at
+    finalization aborts the process ('terminate called without an active exception', exit 134).
+    The CLI does not wait: it ends with ``os._exit`` once its output is written."""
+    stop = time.perf_counter() + EXIT_WAIT_S
+    for worker in abandoned_solvers():
+        worker.join(max(stop - time.perf_counter(), 0.0))
 
 
 def _verified(problem: Problem, model: CanonicalModel, raw: RawSolution, limits: dict[str, float], bound: float | None, label: str, elapsed: float, stats: dict, mip_gap: float) -> Result:
