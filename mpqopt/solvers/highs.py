@@ -213,7 +213,7 @@ class HighsBackend(Backend):
         if model.quadratic is not None:
             # HiGHS has no MIQP: the exact one-hot linearization makes the problem a MILP, started
             # from the separable part's greedy allocation unless the caller gave one
-            warm = settings.warm_start if settings.warm_start is not None else separable_incumbent(model)
+            warm = settings.warm_start if settings.warm_start is not None else separable_incumbent(model, settings.left())
             if warm is not None and is_feasible(model, np.asarray(warm)):
                 settings.deadline.offer(np.asarray(warm), model.items_objective(np.asarray(warm)))
             return solve_linearized(model, lambda linear: self._milp(model, settings, warm, deadline, linear=linear))
@@ -228,9 +228,9 @@ class HighsBackend(Backend):
         if relaxed.h.getModelStatus() != relaxed.hs.HighsModelStatus.kOptimal:
             # includes 'infeasible': HiGHS's LP has been seen to say so wrongly within 1e-9 of a
             # budget, so the MILP on the whole model decides, started from a greedy allocation
-            warm = settings.warm_start if settings.warm_start is not None else separable_incumbent(model)
             if settings.deadline.expired():  # the LP used the time up: no MILP can run
-                return _start_only(model, warm, None, f"HiGHS: {settings.deadline.message()} in the LP relaxation")
+                return _start_only(model, settings.warm_start, None, f"HiGHS: {settings.deadline.message()} in the LP relaxation")
+            warm = settings.warm_start if settings.warm_start is not None else separable_incumbent(model, settings.left())
             return self._milp(model, settings, warm, deadline)
         solution = relaxed.h.getSolution()
         # budget multipliers in original units: dual of the scaled, normalized row, mapped back

@@ -186,7 +186,7 @@ class MckpBackend(Backend):
             return RawSolution("infeasible", message="the Lagrangian dual proves the budgets cannot be met together, even fractionally")
         clock.improve_bound(dual.bound)
         candidates = []
-        repaired = repair(model, dual.items)
+        repaired = repair(model, dual.items, deadline=deadline)
         if repaired is not None:
             candidates.append(improve(model, fill(model, repaired)))
         if settings.warm_start is not None and is_feasible(model, settings.warm_start):
