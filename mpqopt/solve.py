@@ -150,7 +150,14 @@ def _run_until(backend: Backend, prepare, clock: Deadline) -> tuple[CanonicalMod
     # daemon: an abandoned solver must not keep the interpreter from exiting
     worker = threading.Thread(target=work, name=f"mpqopt-{backend.label}", daemon=True)
     worker.start()
-    worker.join(clock.remaining() + 0.5 * grace(clock.limit))
+    try:
+        worker.join(clock.remaining() + 0.5 * grace(clock.limit))
+    except BaseException:  # Ctrl-C while waiting: the solver must stop too, not run on unseen
+        clock.cancel()
+        _abandoned.append(worker)
+        release_thread(worker.ident)
+        _close_std(saved)
+        raise
     if not box:
         # stop waiting: the caller's output must not stay redirected by the worker (our C-level
         # stdout redirect, Pyomo's capture of descriptors 1 and 2)
