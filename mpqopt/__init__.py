@@ -10,7 +10,7 @@ from .budgets import resolve_budgets
 from .compare import Comparison, compare
 from .costs import bitops, latency_from_lut, size_bits, size_bytes
 from .diagnose import Infeasibility
-from .errors import BudgetError, FormatError, MpqoptError, ProblemError, SolverError, SolverUnavailableError
+from .errors import ArgumentError, BudgetError, FormatError, MpqoptError, ProblemError, SolverError, SolverUnavailableError
 from .io import load, save
 from .io.export import export
 from .options import Option
@@ -23,7 +23,7 @@ from .solvers.pyomo import to_pyomo  # imports pyomo only when called
 __version__ = "0.1.0"
 
 __all__ = [
-    "BudgetError", "Comparison", "Evaluation", "FormatError", "Frontier", "FrontierPoint", "Infeasibility", "MpqoptError", "Option", "Problem",
+    "ArgumentError", "BudgetError", "Comparison", "Evaluation", "FormatError", "Frontier", "FrontierPoint", "Infeasibility", "MpqoptError", "Option", "Problem",
     "ProblemError", "Result", "SolverError", "SolverUnavailableError", "bitops", "compare", "export", "latency_from_lut",
     "load", "pareto", "resolve_budgets", "save", "size_bits", "size_bytes", "solve", "to_pyomo",
 ]

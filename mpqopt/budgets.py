@@ -31,7 +31,9 @@ _UNITS: dict[str, tuple[str, float]] = {
 _NAME_SUFFIX_UNITS = {"_bits": "bit", "_bytes": "byte", "_ms": "ms", "_us": "us", "_ns": "ns", "_s": "s"}
 _SPEC_RE = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*([A-Za-zµ%]*)\s*$")
 _COUNT_UNITS = {"op", "ops", "count", "bitops", "bops", "macs", "flops"}  # plain counts: 'k', 'M', 'G' apply
-_REMOVE = {"none", "off", "inf", "unlimited"}
+_REMOVE = {"none", "off", "unlimited"}
+# 'inf' used to drop a budget while 1e400 (also inf) was refused: now both are refused with this advice
+_DROP_ADVICE = "to drop a budget give None in Python or 'none' on the command line (-b NAME=none)"
 
 
 def cost_unit(problem: "Problem", name: str) -> str | None:
@@ -71,6 +73,8 @@ def parse_budget(problem: "Problem", name: str, spec: Any) -> float | None:
             value = float(spec)  # numpy scalars
         except (TypeError, ValueError):
             raise BudgetError(f"budget '{name}': cannot read {spec!r}; use a number, '50%' or a value with a unit like '7.9MiB'") from None
+    if math.isinf(value) and value > 0:
+        raise BudgetError(f"budget '{name}' is infinite ({spec!r}); {_DROP_ADVICE}")
     if not math.isfinite(value) or value < 0:
         raise BudgetError(f"budget '{name}' must be a finite non-negative number, got {value}")
     return value
@@ -92,8 +96,15 @@ def resolve_budgets(problem: "Problem", budgets: Mapping[str, Any] | None, base:
         return out
     if not isinstance(budgets, Mapping):
         raise BudgetError("budgets must be a mapping of cost name -> limit")
+    given: dict[str, str] = {}  # cost name -> the budget name that set it here
     for raw_name, spec in budgets.items():
-        name = resolve_budget_name(problem, str(raw_name))
+        if not isinstance(raw_name, str):
+            raise BudgetError(f"budget names must be strings (cost names such as 'size_bits'), got {raw_name!r}")
+        name = resolve_budget_name(problem, raw_name)
+        if name in given:
+            # {'size': 1, 'size_bits': 2} would silently keep the last one
+            raise BudgetError(f"budgets '{given[name]}' and '{raw_name}' both set the budget on cost '{name}'; give it once")
+        given[name] = raw_name
         value = parse_budget(problem, name, spec)
         if value is None:
             out.pop(name, None)
@@ -109,11 +120,15 @@ def parse_budget_args(items: list[str]) -> dict[str, str]:
         name, sep, value = item.partition("=")
         if not sep or not name.strip() or not value.strip():
             raise BudgetError(f"cannot read budget {item!r}: expected NAME=VALUE, e.g. size_bits=8.4e6 or size=50%")
+        if name.strip() in out:
+            raise BudgetError(f"budget '{name.strip()}' is given twice ({name.strip()}={out[name.strip()]} and {item.strip()}); give it once")
         out[name.strip()] = value.strip()
     return out
 
 
 def _parse_text(problem: "Problem", name: str, text: str) -> float:
+    if text.strip().lower().lstrip("+") in ("inf", "infinity"):
+        return math.inf  # refused by parse_budget, with the advice to use 'none'
     match = _SPEC_RE.match(text)
     if not match:
         raise BudgetError(f"budget '{name}': cannot read {text!r}; use a number, '50%' or a value with a unit like '7.9MiB'")

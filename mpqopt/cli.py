@@ -33,6 +33,7 @@ import importlib
 import importlib.resources
 import json
 import os
+import re
 import sys
 import traceback
 from pathlib import Path
@@ -41,7 +42,9 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from . import __version__, load
-from .budgets import cost_unit, parse_budget_args
+from .arguments import DEFAULT_MAX_BYTES
+from .budgets import cost_unit, parse_budget_args, resolve_budgets
+from .diagnose import check_budgets_alone
 from .errors import MpqoptError
 from .pareto import Frontier, pareto
 from .problem import Problem
@@ -85,6 +88,10 @@ def _flush_std() -> None:
 
 
 def _main(argv: Sequence[str] | None) -> int:
+    # free text from a file (a meta description) may hold a lone surrogate: print it escaped, not crash
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(AttributeError, ValueError):  # replaced streams (tests, pipes) may not reconfigure
+            stream.reconfigure(errors="backslashreplace")
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -118,6 +125,11 @@ def build_parser() -> argparse.ArgumentParser:
     # SUPPRESS so a subcommand's default does not overwrite `mpqopt --debug solve ...`
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks on errors")
 
+    reads = argparse.ArgumentParser(add_help=False)  # commands that read a problem file
+    reads.add_argument("--max-file-size", type=_byte_size, default=DEFAULT_MAX_BYTES, metavar="SIZE",
+                       help="refuse problem files (and NPZ arrays once expanded) larger than SIZE: bytes, or with a "
+                            "unit (500MB, 4GiB); default 2GiB")
+
     parser = argparse.ArgumentParser(
         prog="mpqopt",
         description="Exact mixed-precision bit allocation: sensitivity tables in, proven-optimal bit-widths out.",
@@ -128,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    p = sub.add_parser("solve", parents=[common], help="solve a problem file and print the allocation",
+    p = sub.add_parser("solve", parents=[common, reads], help="solve a problem file and print the allocation",
                        description="Solve a problem file (.json / .npz) and print the allocation.")
     p.add_argument("file", metavar="FILE", help="problem file")
     p.add_argument("-b", "--budget", action="append", default=[], metavar="NAME=VALUE",
@@ -144,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", metavar="OUT", help="also write the result JSON to OUT")
     p.set_defaults(func=cmd_solve)
 
-    p = sub.add_parser("pareto", parents=[common], help="Pareto frontier of objective against one cost",
+    p = sub.add_parser("pareto", parents=[common, reads], help="Pareto frontier of objective against one cost",
                        description="Every Pareto-optimal allocation of a problem file against one cost (exact dynamic "
                                    "programming), or exact solves at N budgets spread over the cost range (--points N, "
                                    "needed when other budgets apply). Also gives the LP frontier (vertices = MPQCO's "
@@ -163,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", metavar="OUT", help="also write the frontier JSON to OUT")
     p.set_defaults(func=cmd_pareto)
 
-    p = sub.add_parser("compare", parents=[common], help="solve a problem file with several solvers and compare them",
+    p = sub.add_parser("compare", parents=[common, reads], help="solve a problem file with several solvers and compare them",
                        description="Solve a problem file with each of several solvers at the same budgets and compare status, "
                                    "objective, bound, gap, time and budget slack; checks that no objective lies below another "
                                    "solver's proven bound. Exit 0 if any solver found an assignment, 1 if the solvers "
@@ -178,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print only the comparison, as one JSON object")
     p.set_defaults(func=cmd_compare)
 
-    p = sub.add_parser("export", parents=[common], help="write the problem as an .lp or .mps file for other solvers",
+    p = sub.add_parser("export", parents=[common, reads], help="write the problem as an .lp or .mps file for other solvers",
                        description="Write the MILP mpqopt solves (HiGHS's model; pairwise terms by their exact one-hot "
                                    "linearization) at the given budgets as a CPLEX-LP or MPS file. A solver's optimum on it equals "
                                    "mpqopt's objective (forced layers' sensitivity is the file's objective constant).")
@@ -190,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--mps", metavar="OUT", help="write an MPS file to OUT")
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("info", parents=[common], help="describe a problem file",
+    p = sub.add_parser("info", parents=[common, reads], help="describe a problem file",
                        description="Describe a problem: layers, options, cost ranges, budgets, ties, fixed layers, masks.")
     p.add_argument("file", metavar="FILE", help="problem file")
     p.add_argument("--json", action="store_true", help="print the description as JSON")
@@ -223,17 +235,33 @@ def _number(convert, accept, expected: str, rule: str):
     return parse
 
 
+_SIZE_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+               "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+
+
+def _byte_size(text: str) -> int:
+    """``--max-file-size``: a number of bytes, optionally with a unit (``500MB``, ``4GiB``)."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d*)?)\s*([A-Za-z]*)\s*", text)
+    unit = match.group(2).upper() if match else None
+    if not match or unit not in _SIZE_UNITS:
+        raise argparse.ArgumentTypeError(f"expected a size such as 2147483648, 500MB or 4GiB, got {text!r}")
+    value = int(float(match.group(1)) * _SIZE_UNITS[unit])
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 byte, got {text!r}")
+    return value
+
+
 _positive_float = _number(float, lambda v: 0 < v < float("inf"), "a number of seconds", "must be a positive number")
 _positive_int = _number(int, lambda v: v >= 1, "a whole number", "must be at least 1")
 _gap = _number(float, lambda v: 0.0 <= v < 1.0, "a number in [0, 1)", "must lie in [0, 1)")
 
 
 # ---------------------------------------------------------------------------------- helpers
-def load_problem(path: str | Path) -> Problem:
+def load_problem(path: str | Path, max_bytes: int = DEFAULT_MAX_BYTES) -> Problem:
     """``mpqopt.load`` with every failure turned into an ``MpqoptError`` that names the file."""
     name = str(path)
     try:
-        return load(path)
+        return load(path, max_bytes=max_bytes)
     except MpqoptError as exc:
         if Path(name).name in str(exc):
             raise
@@ -274,7 +302,10 @@ def _stdout_to_stderr(active: bool) -> Iterator[None]:
     if not active:
         yield
         return
-    with c_stdout_to_stderr(), contextlib.redirect_stdout(sys.stderr):
+    # Python's stdout goes to a copy of descriptor 2, not to sys.stderr itself: Pyomo's output capture
+    # redirects the descriptors under sys.stdout and sys.stderr and deadlocks when they are one object
+    with c_stdout_to_stderr(), os.fdopen(os.dup(2), "w", encoding="utf-8", errors="backslashreplace") as stderr_copy, \
+            contextlib.redirect_stdout(stderr_copy):
         yield
 
 
@@ -283,7 +314,7 @@ def cmd_solve(args: argparse.Namespace) -> int:
     if args.solver != "auto":
         backend_class(args.solver)  # unknown name: fail before reading the file
     overrides = parse_budget_args(args.budget)
-    problem = load_problem(args.file)
+    problem = load_problem(args.file, args.max_file_size)
     with _stdout_to_stderr(args.json):
         result = solve(problem, budgets=overrides or None, solver=args.solver, time_limit=args.time_limit,
                        mip_gap=args.mip_gap, threads=args.threads, verbose=args.verbose)
@@ -319,7 +350,7 @@ def cmd_pareto(args: argparse.Namespace) -> int:
     if args.solver != "auto":
         backend_class(args.solver)
     overrides = parse_budget_args(args.budget)
-    problem = load_problem(args.file)
+    problem = load_problem(args.file, args.max_file_size)
     with _stdout_to_stderr(args.json):
         frontier = pareto(problem, cost=args.cost, points=args.points, budgets=overrides or None,
                           solver=args.solver, time_limit=args.time_limit)
@@ -373,7 +404,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     solvers = None if args.solvers is None else check_solver_names(args.solvers)  # unknown name: fail before reading
     overrides = parse_budget_args(args.budget)
-    problem = load_problem(args.file)
+    problem = load_problem(args.file, args.max_file_size)
     with _stdout_to_stderr(args.json):
         comparison = compare(problem, solvers, overrides or None, time_limit=args.time_limit, repeat=args.repeat)
     print(json.dumps(comparison.to_dict(), indent=2, default=_json_default) if args.json else comparison.table())
@@ -393,16 +424,24 @@ def cmd_export(args: argparse.Namespace) -> int:
     from .io.export import export
 
     overrides = parse_budget_args(args.budget)
-    problem = load_problem(args.file)
+    problem = load_problem(args.file, args.max_file_size)
     fmt, out = ("lp", args.lp) if args.lp else ("mps", args.mps)
     path = export(problem, out, budgets=overrides or None, fmt=fmt)
     print(f"wrote {path} ({fmt.upper()}, {problem.num_layers} layers x {problem.num_options} options)", file=sys.stderr)
+    # as `solve` does: a budget below its cheapest achievable total makes the written model infeasible;
+    # the file is still written (to study the model), but scripts must not take it for a solvable one.
+    # Each budget is checked alone (exact, instant); several budgets that only conflict jointly are
+    # found by the solver that reads the file.
+    alone = check_budgets_alone(problem, resolve_budgets(problem, overrides or None, base=problem.budgets))
+    if alone is not None:
+        print(f"mpqopt: {alone.message}", file=sys.stderr)
+        return EXIT_INFEASIBLE
     return EXIT_OK
 
 
 # ---------------------------------------------------------------------------------- info
 def cmd_info(args: argparse.Namespace) -> int:
-    problem = load_problem(args.file)
+    problem = load_problem(args.file, args.max_file_size)
     if args.json:
         info = {"file": str(args.file), **problem_info(problem)}
         print(json.dumps(info, indent=2, default=_json_default))

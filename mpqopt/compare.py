@@ -19,8 +19,9 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
+from .arguments import check_solver, validated_arguments
 from .budgets import resolve_budgets
-from .errors import MpqoptError, SolverError, SolverUnavailableError
+from .errors import ArgumentError, MpqoptError, SolverError, SolverUnavailableError
 from .problem import Problem
 from .report import DASH, fmt_gap, fmt_num, fmt_time, format_table
 from .result import Result, relative_gap
@@ -39,7 +40,12 @@ def check_solver_names(solvers: Sequence[str] | str) -> list[str]:
     """The solver names in order, without repeats; a SolverError (listing the known ones) for an
     unknown name or a malformed argument such as ``gurobi:foo``. ``"a,b"`` is read as two names.
     A backend that is merely not installed passes: :func:`compare` gives it an ``unavailable`` row."""
-    names = [s.strip() for s in solvers.split(",")] if isinstance(solvers, str) else [str(s).strip() for s in solvers]
+    if isinstance(solvers, str):
+        names = [s.strip() for s in solvers.split(",")]
+    elif isinstance(solvers, Sequence):
+        names = [check_solver(s, "solvers").strip() for s in solvers]
+    else:
+        raise ArgumentError(f"solvers must be a list of backend names or 'a,b,...', got {solvers!r}")
     names = list(dict.fromkeys(n for n in names if n))
     if not names:
         raise SolverError("no solver to compare; name at least one (see `mpqopt solvers`)")
@@ -176,8 +182,10 @@ def compare(
     """
     if not isinstance(problem, Problem):
         raise MpqoptError(f"compare() needs an mpqopt.Problem, got {type(problem).__name__}")
-    if not (isinstance(repeat, int) and repeat >= 1):
-        raise MpqoptError(f"repeat must be a whole number >= 1, got {repeat!r}")
+    if isinstance(repeat, bool) or not (isinstance(repeat, int) and repeat >= 1):
+        raise ArgumentError(f"repeat must be a whole number >= 1, got {repeat!r}")
+    checked = validated_arguments(time_limit=time_limit, mip_gap=mip_gap)
+    time_limit, mip_gap = checked.time_limit, checked.mip_gap
     names = check_solver_names(default_solvers(problem) if solvers is None else solvers)
     limits = resolve_budgets(problem, budgets, base=problem.budgets)  # a bad budget fails once, not per row
     records = [_record(problem, name, budgets, time_limit, mip_gap, repeat) for name in names]

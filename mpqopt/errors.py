@@ -33,6 +33,10 @@ class BudgetError(MpqoptError, ValueError):
     """A budget specification is malformed or names an unknown cost."""
 
 
+class ArgumentError(MpqoptError, ValueError):
+    """A function or command-line argument has the wrong type or value; the message names the argument."""
+
+
 class SolverError(MpqoptError, RuntimeError):
     """A backend failed, or cannot take this problem (size limits, missing features)."""
 

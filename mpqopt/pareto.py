@@ -29,9 +29,10 @@ from typing import Any, Mapping
 import numpy as np
 
 from .algorithms.hull import hull_increments
+from .arguments import validated_arguments
 from .budgets import resolve_budget_name, resolve_budgets
 from .deadline import Deadline
-from .errors import BudgetError, MpqoptError, ProblemError
+from .errors import ArgumentError, BudgetError, MpqoptError, ProblemError
 from .problem import Problem
 from .reductions import canonicalize
 from .solve import solve
@@ -191,6 +192,12 @@ def pareto(
     budget gets a share of what is left, and budgets not reached in time are listed in
     ``Frontier.unreached``. ``Frontier.message`` says why there are fewer points than budgets.
     """
+    if not isinstance(problem, Problem):
+        raise ArgumentError(f"pareto() needs an mpqopt.Problem, got {type(problem).__name__}")
+    checked = validated_arguments(solver=solver, time_limit=time_limit)
+    solver, time_limit = checked.solver, checked.time_limit
+    if not isinstance(cost, str):
+        raise ArgumentError(f"cost must be the name of a cost table such as 'size_bits', got {cost!r}")
     start = time.perf_counter()
     clock = Deadline(time_limit, start)
     try:

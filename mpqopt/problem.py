@@ -11,8 +11,14 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from .errors import ProblemError
+from .errors import FormatError, ProblemError
 from .options import Option, OptionLike
+
+# meta is free-form data that must survive a JSON round trip; beyond this depth it is a mistake or an
+# attack (json and repr recurse once per level: 100,000 levels crash them with RecursionError)
+MAX_META_DEPTH = 100
+MAX_META_NODES = 10_000_000
+
 
 @dataclass(frozen=True)
 class Evaluation:
@@ -70,16 +76,21 @@ class Problem:
         for name, table in costs.items():
             if not isinstance(name, str) or not name:
                 raise ProblemError(f"cost names must be non-empty strings, got {name!r}")
+            _check_encodable([name], "cost name", indexed=False)
             self.costs[name] = self._table(f"costs['{name}']", table, shape, nonnegative=True)
         self.cost_units: dict[str, str] = dict(cost_units or {})
-        for name in self.cost_units:
+        for name, unit in self.cost_units.items():
             if name not in self.costs:
                 raise ProblemError(f"cost_units names unknown cost '{name}'; costs are {sorted(self.costs)}")
+            if not isinstance(unit, str):
+                raise ProblemError(f"cost_units['{name}'] must be a unit string such as 'bit' or 'ms', got {unit!r}")
+            _check_encodable([unit], f"cost_units['{name}']: unit", indexed=False)
 
         self.allowed = self._mask(allowed, shape)
         self.fixed: dict[str, str] = self._validate_fixed(fixed or {})
         self.pairwise = self._validate_pairwise(pairwise)
-        self.meta: dict[str, Any] = dict(meta or {})
+        self._check_totals_finite()
+        self.meta: dict[str, Any] = check_meta({} if meta is None else meta)
         self.ties: tuple[tuple[str, ...], ...] = self._merge_ties(ties)
         self._build_groups()
 
@@ -234,7 +245,19 @@ class Problem:
     # ------------------------------------------------------------------ validation helpers
     def _table(self, key: str, value: Any, shape: tuple[int, int], nonnegative: bool = False) -> np.ndarray:
         try:
-            arr = np.array(value, dtype=np.float64)
+            raw = np.asarray(value)
+            kind = raw.dtype.kind
+            if kind == "O":  # mixed or huge Python numbers: complex ones hide among them
+                kind = "c" if any(isinstance(v, complex) for v in raw.ravel()) else "O"
+            if kind == "c":  # float64 conversion would silently drop the imaginary part
+                raise ProblemError(f"{key} holds complex numbers; the table must be real (take .real or abs() first if that is meant)")
+            if kind in "USaV":  # float64 conversion would read '1' as 1.0
+                raise ProblemError(f"{key} must be a numeric table of shape {shape} (layers x options), got text (dtype {raw.dtype})")
+            arr = np.array(raw, dtype=np.float64)
+        except ProblemError:
+            raise
+        except OverflowError:
+            raise ProblemError(f"{key} holds a number beyond float64's range (about 1.8e308)") from None
         except (TypeError, ValueError):
             raise ProblemError(f"{key} must be a numeric table of shape {shape} (layers x options)") from None
         if arr.shape != shape:
@@ -251,6 +274,18 @@ class Problem:
             raise ProblemError(f"{key}: entry for layer '{self.layers[l]}', option '{self.options[o].label}' is negative ({arr[l, o]})")
         arr.setflags(write=False)
         return arr
+
+    def _check_totals_finite(self) -> None:
+        """Totals must stay finite: 1e308 per layer sums to inf, and an 'optimal' answer with cost inf and
+        slack -inf would be nonsense. Checked on the largest total any assignment can reach."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            for name, table in self.costs.items():
+                if not np.isfinite(np.where(self.allowed, table, 0.0).max(axis=1).sum()):
+                    raise ProblemError(f"costs['{name}']: the largest total ({self.num_layers} layers' dearest options) "
+                                       f"overflows float64 (> 1.8e308); rescale the table, e.g. to another unit")
+            if not np.isfinite(self.objective_scale):
+                raise ProblemError("sensitivity" + (" and pairwise" if self.pairwise is not None else "") +
+                                   ": the objective's largest total overflows float64 (> 1.8e308); rescale the sensitivities")
 
     def _mask(self, allowed: Any, shape: tuple[int, int]) -> np.ndarray:
         if allowed is None:
@@ -300,10 +335,28 @@ class Problem:
         if mat.shape != (n, n):
             raise ProblemError(f"pairwise has shape {mat.shape}, expected ({n}, {n}) = (layers*options)^2, index l*K + o")
         if not np.isfinite(values).all():
-            raise ProblemError("pairwise has non-finite entries")
+            raise ProblemError(self._pairwise_fault(mat))
         if isinstance(mat, np.ndarray):
             mat.setflags(write=False)
         return mat
+
+    def _pairwise_fault(self, mat: Any) -> str:
+        """Where the first non-finite pairwise entry is: row, column and their (layer, option) pairs."""
+        if sp.issparse(mat):
+            coo = sp.coo_array(mat)
+            bad = np.flatnonzero(~np.isfinite(coo.data))
+            i, j, value, count = int(coo.row[bad[0]]), int(coo.col[bad[0]]), coo.data[bad[0]], bad.size
+        else:
+            where = np.argwhere(~np.isfinite(mat))
+            (i, j), count = map(int, where[0]), len(where)
+            value = mat[i, j]
+        K = self.num_options
+
+        def pair(n: int) -> str:
+            return f"(layer '{self.layers[n // K]}', option '{self.options[n % K].label}')"
+
+        return (f"pairwise has non-finite entries ({count}); the first, pairwise[{i}, {j}], is {value}: "
+                f"row {i} is {pair(i)}, column {j} is {pair(j)}")
 
     def _merge_ties(self, ties: Iterable[Sequence[str]]) -> tuple[tuple[str, ...], ...]:
         """Union overlapping tie groups; every layer name must exist."""
@@ -373,6 +426,56 @@ class Problem:
         self.group_fixed.setflags(write=False)
 
 
+def check_meta(meta: Any, where: str = "$.meta", source: str | None = None) -> dict[str, Any]:
+    """``meta`` as a dict, refused (``FormatError``) if it is not a mapping or nests deeper than ``MAX_META_DEPTH``.
+
+    The walk is iterative, so a 100,000-level structure is refused rather than crashing the check itself.
+
+    >>> deep = {}
+    >>> node = deep
+    >>> for _ in range(200):
+    ...     node["x"] = node = {}
+    >>> check_meta(deep)
+    Traceback (most recent call last):
+    ...
+    mpqopt.errors.FormatError: $.meta: nested deeper than 100 levels (at $.meta.x.x.x...); keep meta shallow
+    """
+    if not isinstance(meta, Mapping):
+        raise FormatError(f"meta must be a mapping (a dict of free-form data), got {type(meta).__name__}", where, source)
+    stack: list[tuple[Any, int]] = [(meta, 1)]
+    visited = 0
+    while stack:
+        node, depth = stack.pop()
+        # a structure that contains itself is infinitely deep, so this also refuses reference cycles
+        if depth > MAX_META_DEPTH:
+            raise FormatError(f"nested deeper than {MAX_META_DEPTH} levels (at {where}.x.x.x...); keep meta shallow", where, source)
+        if isinstance(node, Mapping):
+            children = list(node.values())
+        elif isinstance(node, (list, tuple)):
+            children = list(node)
+        else:
+            continue
+        visited += len(children)
+        if visited > MAX_META_NODES:  # shared sub-lists can make a shallow structure exponentially large
+            raise FormatError(f"holds more than {MAX_META_NODES:,} values; keep meta small (tables belong in costs)", where, source)
+        stack.extend((child, depth + 1) for child in children)
+    return dict(meta)
+
+
+def _check_encodable(names: Sequence[str], what: str, indexed: bool = True) -> None:
+    """Names must be UTF-8 text: a lone surrogate ('\\ud800') cannot be printed, written to a terminal or a zip."""
+    try:
+        "".join(names).encode("utf-8")
+    except UnicodeEncodeError:
+        for i, name in enumerate(names):
+            try:
+                name.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                where = f"{what} {i}: name" if indexed else what
+                raise ProblemError(f"{where} {name!r} holds a lone surrogate at character {exc.start}, "
+                                   f"which is not valid Unicode text (no UTF-8 encoding); names must be printable text") from None
+
+
 def _validate_layers(layers: Sequence[str]) -> tuple[str, ...]:
     if isinstance(layers, str) or not isinstance(layers, Iterable):
         raise ProblemError("layers must be a list of layer names")
@@ -383,6 +486,7 @@ def _validate_layers(layers: Sequence[str]) -> tuple[str, ...]:
         for i, name in enumerate(names):
             if not isinstance(name, str) or not name:
                 raise ProblemError(f"layer {i}: name must be a non-empty string, got {name!r}")
+    _check_encodable(names, "layer")
     if len(set(names)) != len(names):
         seen: set[str] = set()
         for name in names:
@@ -399,6 +503,7 @@ def _validate_options(options: Sequence[OptionLike]) -> tuple[Option, ...]:
     if not parsed:
         raise ProblemError("a problem needs at least one option")
     labels = [o.label for o in parsed]
+    _check_encodable(labels, "option")
     dupes = sorted({lbl for lbl in labels if labels.count(lbl) > 1})
     if dupes:
         raise ProblemError(f"duplicate option labels {dupes}")

@@ -81,8 +81,14 @@ class Result:
 
     @property
     def slack(self) -> dict[str, float]:
-        """Budget minus total cost, per budget (negative would mean a violation, which is never returned)."""
-        return {name: limit - self.costs[name] for name, limit in self.budgets.items() if name in self.costs}
+        """Budget minus total cost, per budget; never negative.
+
+        A budget is met when ``total <= limit + BUDGET_RTOL * max(|limit|, |total|)`` (``verify.BUDGET_RTOL``
+        = 1e-12: sums in another order differ in the last bits), and every returned assignment is
+        verified so. A total within that tolerance above the limit shows slack 0: it meets the budget.
+        """
+        # -0.0 would print as a violation: max(..., 0.0) gives +0.0 for both
+        return {name: max(limit - self.costs[name], 0.0) for name, limit in self.budgets.items() if name in self.costs}
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dictionary (the CLI's ``--json`` output)."""

@@ -8,14 +8,16 @@ import os
 import sys
 import threading
 import time
+from dataclasses import astuple
 from typing import Any, Mapping
 
 import numpy as np
 
+from .arguments import validated_arguments
 from .budgets import resolve_budgets
 from .deadline import Deadline, grace
 from .diagnose import check_budgets_alone, diagnose_joint
-from .errors import MpqoptError, SolverError
+from .errors import ArgumentError, MpqoptError, SolverError
 from .problem import Problem
 from .reductions import CanonicalModel, canonicalize
 from .result import Result, relative_gap
@@ -67,11 +69,9 @@ def solve(
     ('optimal', {'a': 'W8', 'b': 'W4', 'c': 'W2'}, 0.2)
     """
     if not isinstance(problem, Problem):
-        raise MpqoptError(f"solve() needs an mpqopt.Problem, got {type(problem).__name__}")
-    if time_limit is not None and not (time_limit > 0):
-        raise MpqoptError(f"time_limit must be a positive number of seconds, got {time_limit!r}")
-    if not (0.0 <= mip_gap < 1.0):
-        raise MpqoptError(f"mip_gap must lie in [0, 1), got {mip_gap!r}")
+        raise ArgumentError(f"solve() needs an mpqopt.Problem, got {type(problem).__name__}")
+    solver, time_limit, mip_gap, threads, verbose = astuple(validated_arguments(
+        solver=solver, time_limit=time_limit, mip_gap=mip_gap, threads=threads, verbose=verbose))
     limits = resolve_budgets(problem, budgets, base=problem.budgets)
     name = choose_solver(problem) if solver == "auto" else solver
     backend = get_backend(name)

@@ -114,9 +114,9 @@ def test_json_has_required_keys_and_matches_oracle_and_solve(capfd, toy):
 def test_solve_time_excludes_file_loading(capfd, toy, monkeypatch):
     delay = 0.5
 
-    def slow_load(path):
+    def slow_load(path, **options):  # options: max_bytes from --max-file-size
         time.sleep(delay)
-        return mpqopt.load(path)
+        return mpqopt.load(path, **options)
 
     monkeypatch.setattr(cli, "load", slow_load)
     start = time.perf_counter()

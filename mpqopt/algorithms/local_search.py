@@ -54,6 +54,16 @@ class SearchResult:
     stats: dict[str, Any] = field(default_factory=dict)
 
 
+def too_many_items_advice(model: CanonicalModel) -> str:
+    """What to use instead when a dense-Q method refuses a model: advice that works on it."""
+    if model.quadratic is None:
+        return "use solver 'mckp' (exact at millions of layers; the default for separable problems)"
+    # measured: 5,000 layers x 4 options with pair terms between neighbours, optimal in 13 s on HiGHS
+    return ("use solver 'highs' (exact, on the one-hot linearization of the pairwise term; sparse pairwise "
+            "matrices keep it small), with a time limit if needed: solve(..., solver='highs', time_limit=60) "
+            "or --solver highs --time-limit 60")
+
+
 class Objective:
     """``value`` and a dense, symmetric, cross-group-only ``Q`` with the same objective on one-hot
     assignments as ``model`` (the diagonal is folded into ``value`` since ``x_i^2 = x_i``; two items of
@@ -64,7 +74,7 @@ class Objective:
         if model.num_items > MAX_DENSE_ITEMS:
             # separable models too: a 2-opt round scores every pair of items (mckp solves those exactly)
             raise SolverError(f"the IQP heuristics hold the pairwise matrix dense and score every pair of items: "
-                              f"{model.num_items} options to choose from exceed {MAX_DENSE_ITEMS}")
+                              f"{model.num_items} options to choose from exceed {MAX_DENSE_ITEMS}; {too_many_items_advice(model)}")
         value = np.array(model.value, dtype=np.float64)
         self.Q: np.ndarray | None = None
         if model.quadratic is not None:

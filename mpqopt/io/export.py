@@ -38,6 +38,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from ..arguments import check_path
 from ..budgets import resolve_budgets
 from ..errors import MpqoptError, SolverUnavailableError
 from ..highs_runtime import new_highs
@@ -61,7 +62,7 @@ def export(problem: Problem, path: str | os.PathLike, budgets: Mapping[str, Any]
     """
     if not isinstance(problem, Problem):
         raise MpqoptError(f"export() needs an mpqopt.Problem, got {type(problem).__name__}")
-    path = Path(path)
+    path = check_path(path, "path")
     kind = _format(path, fmt)
     try:
         import highspy

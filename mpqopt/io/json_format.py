@@ -16,7 +16,7 @@ import json
 from typing import Any
 
 from ..errors import FormatError
-from ..problem import Problem
+from ..problem import MAX_META_DEPTH, Problem
 from .encode import problem_to_dict
 from .validate import problem_from_dict
 
@@ -54,6 +54,10 @@ def decode(data: str | bytes, source: str | None = None, container: str | None =
         raise FormatError(f"invalid JSON: {exc.msg}", at, source) from None
     except UnicodeDecodeError as exc:
         raise FormatError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", container or "$", source) from None
+    except RecursionError:
+        # json's C scanner recurses once per level: 100,000 nested brackets exhaust the stack
+        raise FormatError(f"JSON nested too deeply (more than Python's parser can hold; problem files need at most "
+                          f"{MAX_META_DEPTH} levels inside \"meta\")", container or "$", source) from None
     except _DuplicateKey as exc:
         raise FormatError(f"duplicate key {exc.args[0]!r} in one JSON object", container or "$", source) from None
 

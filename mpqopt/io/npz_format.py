@@ -23,13 +23,16 @@ Layout (every member a plain ``.npy``; nothing is ever pickled or unpickled):
 from __future__ import annotations
 
 import json
+import math
 import zipfile
 import zlib
 from typing import IO, Any
 
 import numpy as np
+import numpy.lib.format as npformat
 import scipy.sparse as sp
 
+from ..arguments import DEFAULT_MAX_BYTES
 from ..errors import FormatError
 from ..problem import Problem
 from .encode import problem_to_dict
@@ -78,21 +81,92 @@ def _member_name_ok(name: str) -> bool:
     return "\x00" not in name
 
 
-def read_npz(file: IO[bytes], source: str | None = None) -> Problem:
-    """Read a problem from an NPZ archive (binary file object) without ever unpickling anything."""
+def read_npz(file: IO[bytes], source: str | None = None, max_bytes: int = DEFAULT_MAX_BYTES) -> Problem:
+    """Read a problem from an NPZ archive (binary file object) without ever unpickling anything.
+
+    Every member's shape and dtype is read from its ``.npy`` header, inside the archive, and checked
+    against the problem's ``L x K`` (and the ``max_bytes`` cap on all members together) before it is
+    decompressed: a small archive that expands to gigabytes is refused in milliseconds.
+    """
     start = file.read(4)
     file.seek(0)
     if start != _ZIP_MAGIC:
         raise FormatError("not an NPZ archive (a zip file of .npy arrays)", "$", source)
     try:
+        headers = _member_headers(file, source)
+        file.seek(0)
         npz = np.load(file, allow_pickle=False)
+    except FormatError:
+        raise
     except _CORRUPT as exc:
         raise FormatError(f"corrupt or truncated NPZ archive ({exc})", "$", source) from None
     with npz:
-        return _read_members(npz, source)
+        return _read_members(npz, source, headers, max_bytes)
 
 
-def _read_members(npz: Any, source: str | None) -> Problem:
+def _member_headers(file: IO[bytes], source: str | None) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """Each member's (shape, dtype) from its ``.npy`` header, nothing decompressed past it; refuses object arrays."""
+    out: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
+    with zipfile.ZipFile(file) as archive:
+        for info in archive.infolist():
+            key = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+            with archive.open(info) as member:
+                try:
+                    version = npformat.read_magic(member)
+                    if version == (1, 0):
+                        shape, _, dtype = npformat.read_array_header_1_0(member)
+                    elif version == (2, 0):
+                        shape, _, dtype = npformat.read_array_header_2_0(member)
+                    else:
+                        raise FormatError(f".npy format version {version[0]}.{version[1]} is not read here (1.0 and 2.0 are)", key, source)
+                except FormatError:
+                    raise
+                except _CORRUPT as exc:
+                    raise FormatError(f"not a readable .npy array ({exc})", key, source) from None
+            if dtype.hasobject:
+                raise FormatError("is an object array, which only pickle can load; mpqopt never loads pickles", key, source)
+            out[key] = (tuple(shape), dtype)
+    return out
+
+
+def _check_expanded_size(headers: dict[str, tuple[tuple[int, ...], np.dtype]], keys: list[str], max_bytes: int, fail: Any) -> None:
+    """The members in ``keys`` together, once decompressed, must fit the cap on problem files."""
+    total = 0
+    for key in keys:
+        shape, dtype = headers[key]
+        total += math.prod(shape) * dtype.itemsize
+        if total > max_bytes:
+            raise fail(key, f"the arrays expand to more than the {max_bytes:,} byte limit on problem files (this one: "
+                            f"shape {shape}, dtype {dtype}); raise it with max_bytes= (mpqopt.load) or --max-file-size")
+
+
+def _check_shapes(headers: dict[str, tuple[tuple[int, ...], np.dtype]], doc: dict[str, Any], fail: Any) -> None:
+    """Every table's declared shape and dtype against ``L x K`` (from the header), before any is decompressed."""
+    layers, options = doc.get("layers"), doc.get("options")
+    if not isinstance(layers, list) or not isinstance(options, list):
+        return  # the validator names that fault
+    L, K = len(layers), len(options)
+    tables = [key for key in headers if key in _TABLES or key.startswith(COST_PREFIX)]
+    for key in tables + (["pairwise"] if "pairwise" in headers else []):
+        shape, dtype = headers[key]
+        rows, cols = (L * K, L * K) if key == "pairwise" else (L, K)
+        if key == "allowed" and dtype.kind != "b":
+            raise fail(key, f"expected a boolean array, got dtype {dtype}")
+        if key != "allowed" and dtype.kind not in "fiu":
+            raise fail(key, f"expected a real numeric array (float64), got dtype {dtype}")
+        if len(shape) != 2:
+            raise fail(key, f"expected a 2-d array of shape ({rows}, {cols}), got shape {shape}")
+        unit = ("layer-option pair, index l*K + o", "layer-option pair") if key == "pairwise" else ("layer", "option")
+        if shape[0] != rows:
+            raise fail(key, f"expected {rows} rows (one per {unit[0]}), got {shape[0]}")
+        if shape[1] != cols:
+            raise fail(key, f"expected {cols} columns (one per {unit[1]}), got {shape[1]}")
+    for key in _SPARSE:
+        if key in headers and len(headers[key][0]) != 1:
+            raise fail(key, f"expected a 1-d array, got shape {headers[key][0]}")
+
+
+def _read_members(npz: Any, source: str | None, headers: dict[str, tuple[tuple[int, ...], np.dtype]], max_bytes: int) -> Problem:
     def fail(where: str, message: str) -> FormatError:
         return FormatError(message, where, source)
 
@@ -109,7 +183,10 @@ def _read_members(npz: Any, source: str | None) -> Problem:
     members = set(npz.files)
     if "header" not in members:
         raise fail("header", "missing: an mpqopt NPZ problem holds its layers, options and budgets in a 'header' array")
+    _check_expanded_size(headers, ["header"], max_bytes, fail)  # the header first: it gives L x K
     doc = _header(get("header"), fail, source)
+    _check_shapes(headers, doc, fail)  # a wrong shape is named as such, before any size complaint
+    _check_expanded_size(headers, list(headers), max_bytes, fail)
     cost_names = doc.get("costs", [])
     if not isinstance(cost_names, list) or not all(isinstance(n, str) for n in cost_names):
         raise fail("$.costs", "expected the list of cost names (each table is the array 'cost/<name>')")

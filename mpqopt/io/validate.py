@@ -26,7 +26,7 @@ import scipy.sparse as sp
 
 from ..errors import BudgetError, FormatError, ProblemError
 from ..options import Option
-from ..problem import Problem
+from ..problem import Problem, check_meta
 
 FORMAT = "mpqopt.problem"
 VERSION = 1  # what the writers produce
@@ -130,7 +130,7 @@ class _Reader:
         budgets = self._budgets(doc.get("budgets", {}))
         allowed = self._table(doc["allowed"], self.locate("allowed", None), L, K, boolean=True) if "allowed" in doc else None
         pairwise = self._pairwise(doc["pairwise"]) if "pairwise" in doc else None
-        meta = dict(self._object(doc.get("meta", {}), "$.meta"))
+        meta = check_meta(self._object(doc.get("meta", {}), "$.meta"), "$.meta", self.source)
         for key, value in extensions.items():
             if key in meta:
                 raise self.fail(f"$.{key}", f"extension key {key!r} also appears in $.meta; keep one of them")

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..algorithms.heuristics import is_feasible, repair
 from ..algorithms.iqp_bound import PairBound, Split
-from ..algorithms.local_search import MAX_DENSE_ITEMS, Objective, anneal, iterated_linearization, two_opt
+from ..algorithms.local_search import MAX_DENSE_ITEMS, Objective, anneal, iterated_linearization, too_many_items_advice, two_opt
 from ..errors import SolverError
 from ..reductions import CanonicalModel
 from .base import Backend, RawSolution, SolveSettings, get_backend, register
@@ -88,7 +88,7 @@ class BranchAndBound(Backend):
     def solve(self, model: CanonicalModel, settings: SolveSettings) -> RawSolution:
         if model.num_items > MAX_DENSE_ITEMS:
             raise SolverError(f"bnb holds the pairwise matrix and its split dense: {model.num_items} options to choose from "
-                              f"exceed {MAX_DENSE_ITEMS} (for a separable problem use solver 'mckp', exact at millions of layers)")
+                              f"exceed {MAX_DENSE_ITEMS}; {too_many_items_advice(model)}")
         deadline = settings.stop_at
         started = time.perf_counter()
         inc = _Incumbent(model, settings)
