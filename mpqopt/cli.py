@@ -50,7 +50,7 @@ from .pareto import Frontier, pareto
 from .problem import Problem
 from .report import allocation_matrix, fmt_cost, fmt_gap, fmt_num, percent_of_range, problem_info, problem_summary
 from .result import Result
-from .solve import choose_solver, solve
+from .solve import abandoned_solvers, choose_solver, solve
 from .solvers import backend_class, backend_names
 from .stdio import c_stdout_to_stderr
 from .verify import violations
@@ -71,6 +71,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     name ...
     0
     """
+    code = _main(argv)
+    if argv is None and abandoned_solvers():
+        # the process is ours (the console script, python -m mpqopt) and a solver abandoned at the
+        # time limit still runs: waiting for it would break the limit, and a HiGHS thread alive at
+        # interpreter exit aborts the process. The output is written; end here.
+        _flush_std()
+        os._exit(code)
+    return code
+
+
+def _flush_std() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+
+
+def _main(argv: Sequence[str] | None) -> int:
     # free text from a file (a meta description) may hold a lone surrogate: print it escaped, not crash
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(AttributeError, ValueError):  # replaced streams (tests, pipes) may not reconfigure
@@ -151,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="budget on another cost that every point must meet (needs --points), overriding the file's; "
                         "'none' drops the file's budget; repeatable")
     p.add_argument("--solver", default="auto", metavar="NAME", help="backend for --points (see `mpqopt solvers`; default: auto)")
-    p.add_argument("--time-limit", type=_positive_float, metavar="S", help="time limit of each --points solve, in seconds")
+    p.add_argument("--time-limit", type=_positive_float, metavar="S", help="time limit of the whole frontier (all --points solves together), in seconds")
     p.add_argument("--json", action="store_true", help="print only the frontier, as one JSON object")
     p.add_argument("--csv", metavar="OUT", help="write the points to OUT as CSV (cost, objective, ..., one column per layer)")
     p.add_argument("--plot", metavar="OUT", help="plot the frontier to OUT (.png, .pdf, .svg; needs matplotlib)")
@@ -346,6 +363,8 @@ def cmd_pareto(args: argparse.Namespace) -> int:
         except (OSError, ValueError) as exc:  # unwritable path, unknown image format
             raise MpqoptError(f"cannot write plot '{args.plot}': {exc}") from None
     print(text if args.json else frontier.table())
+    if frontier.message:  # fewer points than budgets asked: say why (also in the JSON as "message")
+        print(f"mpqopt: {frontier.message}", file=sys.stderr)
     if not frontier.points:
         print(f"mpqopt: no sampled budget on '{frontier.cost}' meets the other budgets {frontier.other_budgets}", file=sys.stderr)
         return EXIT_INFEASIBLE

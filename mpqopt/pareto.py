@@ -31,6 +31,7 @@ import numpy as np
 from .algorithms.hull import hull_increments
 from .arguments import validated_arguments
 from .budgets import resolve_budget_name, resolve_budgets
+from .deadline import Deadline
 from .errors import ArgumentError, BudgetError, MpqoptError, ProblemError
 from .problem import Problem
 from .reductions import canonicalize
@@ -38,6 +39,7 @@ from .solve import solve
 from .verify import violations
 
 SAMPLE_HINT = "points=N in Python, --points N on the command line"
+MAX_POINTS = 10_000  # sampled budgets: each is a full solve, and a plot or table shows far fewer
 FULL_FRONTIER_STATE_LIMIT = 2_000_000
 ROUNDOFF_RTOL = 1e-12  # relative difference of two totals below which they are equal (as verify.BUDGET_RTOL)
 
@@ -67,6 +69,8 @@ class Frontier:
     uniform: list[tuple[str, float, float]] = field(default_factory=list)  # (option label, cost, objective)
     other_budgets: dict[str, float] = field(default_factory=dict)
     time_s: float = 0.0
+    message: str = ""  # why a sampled frontier has fewer points than budgets asked ("" when it has as many)
+    unreached: list[float] = field(default_factory=list)  # budgets not solved before the time limit
 
     def lp_bound(self, cost: float | np.ndarray) -> np.ndarray:
         """The LP frontier at ``cost``: a lower bound on the objective of any allocation that cheap."""
@@ -96,6 +100,8 @@ class Frontier:
             "lp_frontier": {"cost": self.lp_costs.tolist(), "objective": self.lp_values.tolist()},
             "uniform": [{"option": label, "cost": c, "objective": v} for label, c, v in self.uniform],
             "time_s": self.time_s,
+            "message": self.message,
+            "unreached_budgets": list(self.unreached),
         }
 
     def to_json(self, **kwargs: Any) -> str:
@@ -180,8 +186,11 @@ def pareto(
     """Pareto frontier of total sensitivity against cost ``cost``.
 
     ``points=None`` gives every Pareto-optimal allocation (exact DP; separable problems with no
-    other budget). ``points=N`` solves ``N`` budgets spread evenly from the cheapest to the dearest
-    allocation, each exactly with ``solver`` (other budgets in ``budgets`` or the problem apply).
+    other budget). ``points=N`` (at most ``MAX_POINTS``) solves ``N`` budgets spread evenly from the
+    cheapest to the dearest allocation, each exactly with ``solver`` (other budgets in ``budgets`` or
+    the problem apply); identical budgets are solved once. ``time_limit`` bounds the whole call: each
+    budget gets a share of what is left, and budgets not reached in time are listed in
+    ``Frontier.unreached``. ``Frontier.message`` says why there are fewer points than budgets.
     """
     if not isinstance(problem, Problem):
         raise ArgumentError(f"pareto() needs an mpqopt.Problem, got {type(problem).__name__}")
@@ -190,6 +199,7 @@ def pareto(
     if not isinstance(cost, str):
         raise ArgumentError(f"cost must be the name of a cost table such as 'size_bits', got {cost!r}")
     start = time.perf_counter()
+    clock = Deadline(time_limit, start)
     try:
         name = resolve_budget_name(problem, cost)
     except BudgetError as exc:
@@ -203,16 +213,19 @@ def pareto(
                                f"sample it instead at N budgets that respect them ({SAMPLE_HINT}), or drop them")
         if not problem.is_separable:
             raise ProblemError(f"the full frontier needs a separable problem (no pairwise term): sample it at N budgets instead ({SAMPLE_HINT})")
-        found = _full_frontier(problem, name)
+        found, message, unreached = _full_frontier(problem, name), "", []
     else:
         if isinstance(points, bool) or not isinstance(points, (int, np.integer)) or points < 1:
             raise ProblemError(f"points must be a positive integer, got {points!r}")
-        found = _sampled_frontier(problem, name, int(points), others, solver, time_limit)
+        if points > MAX_POINTS:
+            raise ProblemError(f"points={points} asks for {points} solves; at most {MAX_POINTS} budgets are sampled "
+                               f"(a frontier that fine repeats allocations: use fewer points, or the full frontier without points)")
+        found, message, unreached = _sampled_frontier(problem, name, int(points), others, solver, clock)
     for pt in found:  # every point meets every constraint, like any solve() result
         broken = violations(problem, pt.x, {**others, name: pt.cost})
         if broken:
             raise MpqoptError(f"internal error: frontier point fails verification: {broken}")
-    return Frontier(problem, name, found, points is None, lp_costs, lp_values, _uniform(problem, name), others, time.perf_counter() - start)
+    return Frontier(problem, name, found, points is None, lp_costs, lp_values, _uniform(problem, name), others, time.perf_counter() - start, message, unreached)
 
 
 def _lp_frontier(problem: Problem, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -284,17 +297,32 @@ def _nondominated(cost: np.ndarray, value: np.ndarray, cost_tol: float, value_to
     return keep & (value <= best[last_equal] + value_tol)
 
 
-def _sampled_frontier(problem: Problem, name: str, points: int, others: dict[str, float], solver: str, time_limit: float | None) -> list[FrontierPoint]:
+def _sampled_frontier(problem: Problem, name: str, points: int, others: dict[str, float], solver: str, clock: Deadline) -> tuple[list[FrontierPoint], str, list[float]]:
     """Exact solves at ``points`` budgets from cheapest to dearest, each warm-started from the last
-    (a cheaper allocation always fits a dearer budget)."""
+    (a cheaper allocation always fits a dearer budget), within ``clock``: each solve gets an equal
+    share of the time left, so one hard budget cannot starve the rest.
+
+    Returns ``(points, message, budgets not reached)``; the message says why there are fewer
+    points than budgets asked ("" if there are as many)."""
     lo, hi = problem.cost_range(name)
-    budgets = np.linspace(lo, hi, points) if points > 1 else np.array([hi])
+    budgets = np.unique(np.linspace(lo, hi, points)) if points > 1 else np.array([hi])  # a narrow range repeats budgets
     found: list[FrontierPoint] = []
     warm = None
-    for b in budgets.tolist():
-        result = solve(problem, budgets={**others, name: b}, solver=solver, time_limit=time_limit, warm_start=warm)
+    infeasible = 0
+    unreached: list[float] = []
+    todo = budgets.tolist()
+    for i, b in enumerate(todo):
+        if clock.expired():
+            unreached = todo[i:]
+            break
+        share = None if clock.at is None else clock.remaining() / (len(todo) - i)
+        result = solve(problem, budgets={**others, name: b}, solver=solver, time_limit=share, warm_start=warm)
         if result.x is None:
-            continue  # other budgets make this one infeasible
+            if result.status == "time_limit":
+                unreached.append(b)  # its share ran out before any assignment
+            else:
+                infeasible += 1  # other budgets make this one infeasible
+            continue
         warm = result.x
         found.append(FrontierPoint(result.costs[name], result.objective, result.x, result.gap, result.status, b))
     found.sort(key=lambda pt: pt.cost)
@@ -303,7 +331,23 @@ def _sampled_frontier(problem: Problem, name: str, points: int, others: dict[str
     for pt in found:
         if not unique or not np.array_equal(unique[-1].x, pt.x):
             unique.append(pt)
-    return unique
+    return unique, _sampling_message(points, budgets.size, infeasible, len(found), len(unique), unreached, clock), unreached
+
+
+def _sampling_message(asked: int, distinct: int, infeasible: int, solved: int, unique: int, unreached: list[float], clock: Deadline) -> str:
+    """Why a sampled frontier has fewer points than the budgets asked for (each reason counted)."""
+    reasons = []
+    if distinct < asked:
+        reasons.append(f"{asked - distinct} repeat a budget (the cost range is too narrow for {asked} distinct budgets)")
+    if unreached:
+        reasons.append(f"{len(unreached)} not solved: {clock.message()} (budgets {min(unreached):.6g} to {max(unreached):.6g} not reached)")
+    if infeasible:
+        reasons.append(f"{infeasible} cannot be met together with the other budgets")
+    if unique < solved:
+        reasons.append(f"{solved - unique} repeat an allocation already on the frontier")
+    if not reasons:
+        return ""
+    return f"{asked} budgets asked, {unique} distinct allocation{'s' * (unique != 1)}: " + "; ".join(reasons)
 
 
 def _uniform(problem: Problem, name: str) -> list[tuple[str, float, float]]:

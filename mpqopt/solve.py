@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import os
+import sys
+import threading
 import time
 from dataclasses import astuple
 from typing import Any, Mapping
@@ -10,18 +15,22 @@ import numpy as np
 
 from .arguments import validated_arguments
 from .budgets import resolve_budgets
+from .deadline import Deadline, grace
 from .diagnose import check_budgets_alone, diagnose_joint
 from .errors import ArgumentError, MpqoptError, SolverError
 from .problem import Problem
 from .reductions import CanonicalModel, canonicalize
 from .result import Result, relative_gap
 from .solvers import Backend, RawSolution, SolveSettings, get_backend
+from .stdio import release_thread
 from .verify import violations
 
 
 # gaps a backend may leave and still call its answer optimal (round-off of sums; HiGHS's 1e-6 default
 # relative gap is replaced by 0 in every backend, so anything above this is a real gap)
 OPTIMAL_RTOL = 1e-9
+EXIT_WAIT_S = 60.0  # how long interpreter exit waits for abandoned solvers to stop (see _join_abandoned)
+_abandoned: list[threading.Thread] = []  # solver threads solve() stopped waiting for
 
 
 def choose_solver(problem: Problem) -> str:
@@ -71,14 +80,21 @@ def solve(
     label = f"{backend.label} (auto)" if solver == "auto" else backend.label
 
     start = time.perf_counter()
+    clock = Deadline(time_limit, start)  # preprocessing counts against the limit too
     alone = check_budgets_alone(problem, limits)
     if alone is not None:
         return Result("infeasible", alone.message, problem, budgets=limits, solver=label, solve_time_s=time.perf_counter() - start, infeasibility=alone)
 
-    model = canonicalize(problem, limits)
-    settings = SolveSettings(time_limit, mip_gap, threads, verbose, _warm_items(problem, model, warm_start))
-    raw = _run(backend, model, settings)
+    def prepare() -> tuple[CanonicalModel, SolveSettings]:
+        model = canonicalize(problem, limits)
+        return model, SolveSettings(time_limit, mip_gap, threads, verbose, _warm_items(problem, model, warm_start), clock)
+
+    model, raw = _prepared_run(backend, prepare) if time_limit is None else _run_until(backend, prepare, clock)
     elapsed = time.perf_counter() - start
+    if model is None:  # the time limit hit while canonicalizing
+        return Result("time_limit", raw.message, problem, budgets=limits, solver=label, solve_time_s=elapsed, stats=raw.stats)
+    if raw.status == "time_limit" and clock.message() not in raw.message:
+        raw.message = f"{clock.message()}; {raw.message}" if raw.message else clock.message()
     stats = {**raw.stats, "groups": model.num_groups, "items": model.num_items, "options_pruned": model.options_pruned}
     if raw.status == "infeasible" and len(limits) == 1:
         # one budget that its cheapest assignment meets cannot be infeasible: the backend erred
@@ -102,6 +118,117 @@ def _run(backend: Backend, model: CanonicalModel, settings: SolveSettings) -> Ra
         return backend.solve(model, settings)
     except MpqoptError as exc:
         return RawSolution("error", message=str(exc))
+
+
+def _prepared_run(backend: Backend, prepare) -> tuple[CanonicalModel, RawSolution]:
+    model, settings = prepare()
+    return model, _run(backend, model, settings)
+
+
+def _run_until(backend: Backend, prepare, clock: Deadline) -> tuple[CanonicalModel | None, RawSolution]:
+    """Canonicalization and ``_run`` in a worker thread that is abandoned if it outlives the deadline
+    by half the allowed overrun (a solver that ignores its own limit: HiGHS in presolve, scipy's
+    milp, an external Pyomo solver; a large dense pairwise matrix to canonicalize). The other half is
+    left for verifying what is returned: the best assignment and bound the backend reported to the
+    deadline on its way (see :class:`mpqopt.deadline.Deadline`). The model is None if
+    canonicalization did not finish."""
+    box: list = []
+    prepared: list = []
+    saved = _dup_std()  # descriptors 1 and 2 as the caller has them (a solver may redirect them)
+
+    def work() -> None:
+        try:
+            model, settings = prepare()
+            prepared.append(model)
+            if clock.expired():  # preprocessing used the time up
+                box.append(RawSolution("time_limit", message=f"{clock.message()} before the solver started"))
+                return
+            box.append(_run(backend, model, settings))
+        except BaseException as exc:  # re-raised in the caller's thread
+            box.append(exc)
+
+    # daemon: an abandoned solver must not keep the interpreter from exiting
+    worker = threading.Thread(target=work, name=f"mpqopt-{backend.label}", daemon=True)
+    worker.start()
+    try:
+        worker.join(clock.remaining() + 0.5 * grace(clock.limit))
+    except BaseException:  # Ctrl-C while waiting: the solver must stop too, not run on unseen
+        clock.cancel()
+        _abandoned.append(worker)
+        release_thread(worker.ident)
+        _close_std(saved)
+        raise
+    if not box:
+        # stop waiting: the caller's output must not stay redirected by the worker (our C-level
+        # stdout redirect, Pyomo's capture of descriptors 1 and 2)
+        release_thread(worker.ident)
+        _restore_std(saved)
+    _close_std(saved)
+    if box:
+        if isinstance(box[0], BaseException):
+            raise box[0]
+        return prepared[0], box[0]
+    clock.cancel()  # cooperative stages (HiGHS callbacks, our loops) see this and stop
+    _abandoned.append(worker)
+    stats = {"abandoned": True}
+    if not prepared:
+        return None, RawSolution("time_limit", message=f"{clock.message()} while preparing the model (canonicalization), before any solver ran", stats=stats)
+    model = prepared[0]
+    items, bound = clock.best_items, (clock.bound if np.isfinite(clock.bound) else None)
+    if items is None:
+        return model, RawSolution("time_limit", bound=bound, message=f"{clock.message()}: solver '{backend.label}' did not stop by itself and had found no assignment", stats=stats,
+                                  proof="" if bound is None else f"{backend.label}, the best bound it reported before the time limit")
+    items = np.asarray(items)
+    objective = model.items_objective(items)
+    return model, RawSolution("time_limit", items=items, objective=objective, bound=None if bound is None else min(bound, objective),
+                       message=f"{clock.message()}: solver '{backend.label}' did not stop by itself; returning the best assignment it had found", stats=stats,
+                       proof="" if bound is None else f"{backend.label}, the best bound it reported before the time limit")
+
+
+def _dup_std() -> list:
+    """Copies of descriptors 1 and 2, then the Python stream objects (Pyomo replaces both while it solves)."""
+    out: list = []
+    for fd in (1, 2):
+        try:
+            out.append(os.dup(fd))
+        except OSError:  # no such descriptor (a daemon): nothing to restore
+            out.append(None)
+    return out + [sys.stdout, sys.stderr]
+
+
+def _restore_std(saved: list) -> None:
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    sys.stdout, sys.stderr = saved[2], saved[3]
+    for fd, copy in zip((1, 2), saved[:2]):
+        if copy is not None:
+            with contextlib.suppress(OSError):
+                os.dup2(copy, fd)
+
+
+def _close_std(saved: list) -> None:
+    for copy in saved[:2]:
+        if copy is not None:
+            with contextlib.suppress(OSError):
+                os.close(copy)
+
+
+def abandoned_solvers() -> list[threading.Thread]:
+    """Solver threads that ``solve`` stopped waiting for at a time limit and that still run (they
+    were told to stop; a library that does not listen stops at its own time limit)."""
+    _abandoned[:] = [t for t in _abandoned if t.is_alive()]
+    return list(_abandoned)
+
+
+@atexit.register
+def _join_abandoned() -> None:
+    """Let abandoned solvers finish before the interpreter goes: a HiGHS thread still running at
+    finalization aborts the process ('terminate called without an active exception', exit 134).
+    The CLI does not wait: it ends with ``os._exit`` once its output is written."""
+    stop = time.perf_counter() + EXIT_WAIT_S
+    for worker in abandoned_solvers():
+        worker.join(max(stop - time.perf_counter(), 0.0))
 
 
 def _verified(problem: Problem, model: CanonicalModel, raw: RawSolution, limits: dict[str, float], bound: float | None, label: str, elapsed: float, stats: dict, mip_gap: float) -> Result:

@@ -24,7 +24,7 @@ import threading
 from typing import Iterator
 
 _lock = threading.RLock()
-_depth = 0
+_depth: dict[int, int] = {}  # open redirections per thread (ident): active while any thread holds one
 _saved_fd: int | None = None
 
 
@@ -60,22 +60,40 @@ def c_stdout_to_stderr(active: bool = True) -> Iterator[None]:
     if not active:
         yield
         return
+    me = threading.get_ident()
     with _lock:
-        if _depth == 0:
+        if not _depth:
             _flush_all()
             try:
                 _saved_fd = os.dup(1)
                 os.dup2(2, 1)
             except OSError:  # no descriptor 1 or 2 (a daemon): nothing to protect
                 _saved_fd = None
-        _depth += 1
+        _depth[me] = _depth.get(me, 0) + 1
     try:
         yield
     finally:
         with _lock:
-            _depth -= 1
-            if _depth == 0 and _saved_fd is not None:
-                _flush_all()
-                os.dup2(_saved_fd, 1)
-                os.close(_saved_fd)
-                _saved_fd = None
+            if me in _depth:  # absent: released by release_thread (a solver abandoned at a time limit)
+                _depth[me] -= 1
+                if not _depth[me]:
+                    del _depth[me]
+                _restore_if_unheld()
+
+
+def release_thread(ident: int | None) -> None:
+    """Drop the redirections thread ``ident`` holds, as if its blocks had ended: a solver thread
+    that :func:`mpqopt.solve` stopped waiting for at a time limit must not keep descriptor 1 on
+    stderr for the rest of the program (it would take ``--json`` output with it)."""
+    with _lock:
+        if _depth.pop(ident, None):
+            _restore_if_unheld()
+
+
+def _restore_if_unheld() -> None:
+    global _saved_fd
+    if not _depth and _saved_fd is not None:
+        _flush_all()
+        os.dup2(_saved_fd, 1)
+        os.close(_saved_fd)
+        _saved_fd = None

@@ -165,6 +165,9 @@ def _dominated(value: np.ndarray, costs: np.ndarray, candidates: np.ndarray) -> 
 def _group_pairwise(problem: Problem, value_g: np.ndarray) -> tuple[np.ndarray, sp.csr_array, list[str]]:
     """Pairwise matrix at group level: same-group diagonal folded into the linear term, the rest cross-group."""
     K = problem.num_options
+    G = value_g.shape[0]
+    if isinstance(problem.pairwise, np.ndarray) and G == problem.num_layers and np.array_equal(problem.layer_group, np.arange(G)):
+        return _dense_pairwise(problem, value_g)
     omega = sp.csr_array(problem.pairwise)
     coo = omega.tocoo()
     row_layer, col_layer = coo.row // K, coo.col // K
@@ -173,7 +176,6 @@ def _group_pairwise(problem: Problem, value_g: np.ndarray) -> tuple[np.ndarray, 
     group = problem.layer_group
     rows = group[row_layer[keep]] * K + coo.row[keep] % K
     cols = group[col_layer[keep]] * K + coo.col[keep] % K
-    G = value_g.shape[0]
     omega_g = sp.csr_array((coo.data[keep], (rows, cols)), shape=(G * K, G * K))
     omega_g.sum_duplicates()
     coo_g = omega_g.tocoo()
@@ -191,6 +193,29 @@ def _group_pairwise(problem: Problem, value_g: np.ndarray) -> tuple[np.ndarray, 
     return value_g + linear.reshape(G, K), quad, notes
 
 
+def _dense_pairwise(problem: Problem, value_g: np.ndarray) -> tuple[np.ndarray, sp.csr_array, list[str]]:
+    """``_group_pairwise`` for a dense matrix and no tied layers (groups are layers), in dense numpy:
+    the same numbers, 5-10x faster than through three sparse conversions (1,000 x 4: 8 s -> ~1 s),
+    which matters because canonicalization counts against a time limit."""
+    L, K = value_g.shape
+    omega = np.array(problem.pairwise, dtype=np.float64)  # a copy: same-layer blocks are cleared below
+    linear = np.diagonal(omega).copy()  # same layer, same option: a linear term
+    blocks = omega.reshape(L, K, L, K)
+    layer = np.arange(L)
+    same = blocks[layer, :, layer, :]  # (L, K, K): two options of one layer, never chosen together
+    dropped = int(np.count_nonzero(same)) - int(np.count_nonzero(np.diagonal(same, axis1=1, axis2=2)))
+    blocks[layer, :, layer, :] = 0.0
+    sym = omega + omega.T  # (Q + Q^T) / 2 as in the sparse path (in place, numpy copies the transpose: slower)
+    sym *= 0.5
+    # CSR by hand: sp.csr_array(dense) took 15 s on 4,000 x 4,000 here, this ~0.4 s
+    nonzero = sym != 0.0
+    indptr = np.concatenate([[0], np.cumsum(nonzero.sum(axis=1))])
+    columns = np.broadcast_to(np.arange(sym.shape[1]), sym.shape)[nonzero]  # row-major, as CSR wants
+    quad = sp.csr_array((sym[nonzero], columns, indptr), shape=sym.shape)
+    notes = [f"{dropped} pairwise entries between two options of the same layer ignored (never chosen together)"] if dropped else []
+    return value_g + linear.reshape(L, K), quad, notes
+
+
 def _restrict_quadratic(quad_g, K, item_groups, item_opts, forced_rows, forced_opts, value_g, offset):
     """Fold terms with forced decisions into the linear part and offset; keep free-free terms."""
     item_flat = item_groups * K + item_opts
@@ -200,7 +225,10 @@ def _restrict_quadratic(quad_g, K, item_groups, item_opts, forced_rows, forced_o
         # free-forced terms appear twice in a symmetric matrix: x_i * Q[i,f] + x_f * Q[f,i]
         value_items += 2.0 * np.asarray(quad_g[item_flat][:, forced_flat].sum(axis=1)).ravel()
         offset += float(quad_g[forced_flat][:, forced_flat].sum())
-    quadratic = sp.csr_array(quad_g[item_flat][:, item_flat])
+    if np.array_equal(item_flat, np.arange(quad_g.shape[0])):
+        quadratic = sp.csr_array(quad_g)  # nothing pruned: indexing rows and columns took 5 s on 1,000 x 4
+    else:
+        quadratic = sp.csr_array(quad_g[item_flat][:, item_flat])
     return offset, value_items, quadratic
 
 

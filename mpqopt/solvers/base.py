@@ -15,19 +15,39 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ..deadline import Deadline
 from ..errors import SolverError, SolverUnavailableError
 from ..reductions import CanonicalModel
 
 
 @dataclass
 class SolveSettings:
-    """Options common to every backend."""
+    """Options common to every backend.
 
-    time_limit: float | None = None  # seconds
+    ``deadline`` is the clock of the whole solve (started by :func:`mpqopt.solve` before any
+    preprocessing); without one, a deadline of ``time_limit`` seconds starts when the settings are
+    made. Backends stop at ``deadline.at`` and give sub-solvers ``deadline.remaining()``.
+    """
+
+    time_limit: float | None = None  # seconds (the user's limit; the time left is deadline.remaining())
     mip_gap: float = 0.0  # relative gap at which a backend may stop and call the result optimal
     threads: int | None = None
     verbose: bool = False
     warm_start: np.ndarray | None = None  # one item index per free group
+    deadline: Deadline | None = None
+
+    def __post_init__(self) -> None:
+        if self.deadline is None:
+            self.deadline = Deadline(self.time_limit)
+
+    @property
+    def stop_at(self) -> float | None:
+        """The deadline as a ``time.perf_counter()`` value (None: no limit)."""
+        return self.deadline.at
+
+    def left(self) -> float | None:
+        """Seconds left for a sub-solver (None: no limit)."""
+        return self.deadline.remaining()
 
 
 @dataclass

@@ -35,15 +35,12 @@ _NODE_ITERATIONS = 20  # and again at every node, from its parent's split (52 x 
 _POLISH_WINDOW = 0.05  # polish candidates within 5% of the incumbent
 
 
-def _deadline(settings: SolveSettings) -> float | None:
-    return None if settings.time_limit is None else time.perf_counter() + settings.time_limit
-
-
 class _Incumbent:
     """The best feasible assignment seen, with its objective."""
 
-    def __init__(self, model: CanonicalModel):
+    def __init__(self, model: CanonicalModel, settings: SolveSettings):
         self.model = model
+        self.clock = settings.deadline  # told of every new best, in case solve() must stop waiting
         self.items: np.ndarray | None = None
         self.objective = np.inf
         self.evaluate = Objective(model)
@@ -60,11 +57,12 @@ class _Incumbent:
         value = self.evaluate(items)
         if value < self.objective + _POLISH_WINDOW * abs(self.objective):
             # local search only on promising points: it costs O(n^2) per round
-            items = two_opt(self.model, items, objective=self.evaluate).items
+            items = two_opt(self.model, items, deadline=self.clock.at, objective=self.evaluate).items
             value = self.evaluate(items)
             self.polished += 1
         if value < self.objective:
             self.items, self.objective = items, value
+            self.clock.offer(items, value)
             return True
         return False
 
@@ -75,7 +73,7 @@ def _starting_points(model: CanonicalModel, settings: SolveSettings) -> list[np.
     if settings.warm_start is not None:
         starts.append(np.asarray(settings.warm_start, dtype=np.int64))
     separable = model if model.quadratic is None else replace(model, quadratic=None)
-    raw = get_backend("mckp").solve(separable, SolveSettings(time_limit=settings.time_limit, mip_gap=1e-6))
+    raw = get_backend("mckp").solve(separable, SolveSettings(time_limit=settings.left(), mip_gap=1e-6))
     if raw.items is not None:
         starts.append(raw.items)
     return starts
@@ -91,9 +89,9 @@ class BranchAndBound(Backend):
         if model.num_items > MAX_DENSE_ITEMS:
             raise SolverError(f"bnb holds the pairwise matrix and its split dense: {model.num_items} options to choose from "
                               f"exceed {MAX_DENSE_ITEMS}; {too_many_items_advice(model)}")
-        deadline = _deadline(settings)
+        deadline = settings.stop_at
         started = time.perf_counter()
-        inc = _Incumbent(model)
+        inc = _Incumbent(model, settings)
         for start in _starting_points(model, settings):
             inc.offer(start)
             if model.quadratic is not None and is_feasible(model, start):
@@ -121,6 +119,7 @@ class BranchAndBound(Backend):
         # without an incumbent, aim a little above the bound (Polyak steps need a target)
         target = inc.objective if np.isfinite(inc.objective) else first + max(abs(first), magnitude, 1e-300) * 0.1
         root = root_view.optimize(target, iterations=_ROOT_ITERATIONS, deadline=deadline, tol=slack())
+        settings.deadline.improve_bound(root)
         bound_model.adopt(root_view)
         if inc.items is not None and model.quadratic is not None and inc.objective - root > _ANNEAL_GAP * abs(inc.objective):
             # a wide root gap means a long search, where a better incumbent prunes more: anneal a little
@@ -135,7 +134,7 @@ class BranchAndBound(Backend):
             bound, _, choice, allowed, split = heap[0]
             if bound >= inc.objective - slack():
                 break
-            if deadline is not None and time.perf_counter() > deadline:
+            if settings.deadline.expired():
                 timed_out = True
                 break
             heapq.heappop(heap)
@@ -148,7 +147,8 @@ class BranchAndBound(Backend):
         if inc.items is None:
             if not heap and not timed_out:
                 return RawSolution("infeasible", message="bnb: no assignment meets the budgets", stats=stats)
-            return RawSolution("time_limit", message="bnb: time limit before any feasible assignment", stats=stats)
+            lowest = heap[0][0] if heap else root
+            return RawSolution("time_limit", bound=lowest, message="bnb: time limit before any feasible assignment", stats=stats, proof=f"mpqopt branch-and-bound: split bounds, {nodes} nodes")
         lowest_open = heap[0][0] if heap else np.inf
         final_bound = min(inc.objective, lowest_open)
         status = "time_limit" if timed_out else "optimal"

@@ -64,7 +64,7 @@ class GurobiBackend(Backend):
     def solve(self, model: CanonicalModel, settings: SolveSettings) -> RawSolution:
         import gurobipy as gp
 
-        deadline = None if settings.time_limit is None else time.perf_counter() + settings.time_limit
+        deadline = settings.stop_at
         conv, stats = None, {}
         if model.quadratic is not None and self.mode is not None:
             start = time.perf_counter()

@@ -98,11 +98,12 @@ class _HeuristicBackend(Backend):
         return self.name if self.arg is None else f"{self.name}:{self.seed}"
 
     def solve(self, model: CanonicalModel, settings: SolveSettings) -> RawSolution:
-        deadline = None if settings.time_limit is None else time.perf_counter() + settings.time_limit
+        deadline = settings.stop_at
         objective = Objective(model)
         start, origin = heuristic_start(model, settings, deadline)
         if start is None:
             return RawSolution("infeasible", message=origin)
+        settings.deadline.offer(start, objective(start))  # what solve() returns if the search overruns
         found = self.search(model, start, objective, settings, deadline)
         items = found.items
         kept_start = objective(start) < objective(items)  # the methods descend, but annealing/CSQ may not

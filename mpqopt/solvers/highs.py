@@ -160,12 +160,15 @@ class _HighsModel:
     def stop_at(self, deadline: float | None) -> None:
         """Set HiGHS's time limit and interrupt it from its callbacks at ``deadline`` too: its own
         limit has overshot 10 s by 85 s on a 30,000-layer model here."""
-        if deadline is None:
+        clock = self.settings.deadline
+        if deadline is None and clock.at is None:
             return
+        deadline = clock.at if deadline is None else deadline
         self.h.setOptionValue("time_limit", _remaining(deadline))
 
         def interrupt(event) -> None:
-            if time.perf_counter() > deadline:
+            # cancelled: solve() stopped waiting for this run (see mpqopt.solve._run_until)
+            if time.perf_counter() > deadline or clock.cancelled:
                 event.interrupt()
 
         self.h.cbMipInterrupt.subscribe(interrupt)
@@ -206,11 +209,13 @@ class HighsBackend(Backend):
         return "highs:plain" if self.plain else "highs"
 
     def solve(self, model: CanonicalModel, settings: SolveSettings) -> RawSolution:
-        deadline = None if settings.time_limit is None else time.perf_counter() + settings.time_limit
+        deadline = settings.stop_at
         if model.quadratic is not None:
             # HiGHS has no MIQP: the exact one-hot linearization makes the problem a MILP, started
             # from the separable part's greedy allocation unless the caller gave one
-            warm = settings.warm_start if settings.warm_start is not None else separable_incumbent(model)
+            warm = settings.warm_start if settings.warm_start is not None else separable_incumbent(model, settings.left())
+            if warm is not None and is_feasible(model, np.asarray(warm)):
+                settings.deadline.offer(np.asarray(warm), model.items_objective(np.asarray(warm)))
             return solve_linearized(model, lambda linear: self._milp(model, settings, warm, deadline, linear=linear))
         if self.plain:
             return self._milp(model, settings, settings.warm_start, deadline)
@@ -223,7 +228,9 @@ class HighsBackend(Backend):
         if relaxed.h.getModelStatus() != relaxed.hs.HighsModelStatus.kOptimal:
             # includes 'infeasible': HiGHS's LP has been seen to say so wrongly within 1e-9 of a
             # budget, so the MILP on the whole model decides, started from a greedy allocation
-            warm = settings.warm_start if settings.warm_start is not None else separable_incumbent(model)
+            if settings.deadline.expired():  # the LP used the time up: no MILP can run
+                return _start_only(model, settings.warm_start, None, f"HiGHS: {settings.deadline.message()} in the LP relaxation")
+            warm = settings.warm_start if settings.warm_start is not None else separable_incumbent(model, settings.left())
             return self._milp(model, settings, warm, deadline)
         solution = relaxed.h.getSolution()
         # budget multipliers in original units: dual of the scaled, normalized row, mapped back
@@ -236,6 +243,10 @@ class HighsBackend(Backend):
         drop, lp_bound = fixable_items(model, lam, inc_obj)
         drop[incumbent] = False
         stats = {"lp_bound": lp_bound, "incumbent": inc_obj, "items_fixed": int(drop.sum())}
+        settings.deadline.offer(incumbent, inc_obj)
+        settings.deadline.improve_bound(min(lp_bound, inc_obj))
+        if settings.deadline.expired():
+            return _start_only(model, incumbent, min(lp_bound, inc_obj), f"HiGHS: {settings.deadline.message()} after the LP relaxation", stats)
         if drop.all() or (~drop).sum() == model.num_groups:  # the core is the incumbent itself
             return RawSolution("optimal", items=incumbent, objective=inc_obj, bound=min(max(lp_bound, inc_obj), inc_obj), message="HiGHS LP bound + reduced-cost fixing: incumbent proven optimal", stats=stats)
         return self.solve_core(model, ~drop, incumbent, lp_bound, settings, deadline, stats)
@@ -255,6 +266,9 @@ class HighsBackend(Backend):
         raw.stats.update(stats, core_items=core.num_items)
         if raw.items is not None:
             raw.items = kept[raw.items]
+        if raw.status in ("optimal", "time_limit", "feasible") and raw.items is not None:
+            # the bound given holds whatever HiGHS proved (it may have proved nothing in the time)
+            raw.bound = bound if raw.bound is None else max(raw.bound, min(bound, model.items_objective(raw.items)))
         if raw.bound is not None:
             raw.bound = min(raw.bound, inc_obj)  # solutions using dropped items are worse than the incumbent
         if raw.items is None or model.items_objective(raw.items) > inc_obj:
@@ -265,13 +279,14 @@ class HighsBackend(Backend):
         return raw
 
     @classmethod
-    def rounded_lp(cls, model: CanonicalModel, keep: np.ndarray, incumbent: np.ndarray, settings: SolveSettings) -> np.ndarray | None:
+    def rounded_lp(cls, model: CanonicalModel, keep: np.ndarray, incumbent: np.ndarray, settings: SolveSettings, deadline: float | None = None) -> np.ndarray | None:
         """An incumbent from the LP relaxation over the items in ``keep`` (plus ``incumbent``'s):
-        rounded, repaired and improved; None if the LP does not solve."""
+        rounded, repaired and improved; None if the LP does not solve (by ``deadline`` too)."""
         keep = keep.copy()
         keep[incumbent] = True
         sub, kept = restrict(model, keep)
         relaxed = _HighsModel(sub, settings, integer=False)
+        relaxed.stop_at(deadline)
         relaxed.run()
         if relaxed.h.getModelStatus() != relaxed.hs.HighsModelStatus.kOptimal:
             return None
@@ -314,6 +329,9 @@ class HighsBackend(Backend):
             kind = "optimal"
         elif status in (hs.HighsModelStatus.kTimeLimit, hs.HighsModelStatus.kInterrupt, hs.HighsModelStatus.kSolutionLimit, hs.HighsModelStatus.kIterationLimit):
             kind = "time_limit"
+            if status in (hs.HighsModelStatus.kTimeLimit, hs.HighsModelStatus.kInterrupt):
+                # our deadline interrupts it from a callback: HiGHS calls that 'Interrupted by user'
+                text = settings.deadline.message() if settings.deadline.limit is not None else "time limit reached"
         else:
             return RawSolution("error", message=f"HiGHS stopped with status '{text}'", stats=stats)
         bound = hm.original(float(info.mip_dual_bound))
@@ -335,6 +353,15 @@ class HighsBackend(Backend):
             kind, bound, text = "feasible", None, f"{text}, but its objective {claimed:.12g} disagrees with its assignment's: no bound taken from it"
         gap = max(claimed - float(info.mip_dual_bound), 0.0) * hm.scale
         return milp_solution(model, col_value, kind, f"HiGHS: {text}", gap if bound is not None else None, stats, linear)
+
+
+def _start_only(model: CanonicalModel, items: np.ndarray | None, bound: float | None, text: str, stats: dict | None = None) -> RawSolution:
+    """Status ``time_limit`` with the assignment HiGHS was to start from (if it meets the budgets)."""
+    if items is None or not is_feasible(model, np.asarray(items)):
+        return RawSolution("time_limit", bound=bound, message=f"{text}, no assignment found", stats=stats or {}, proof="HiGHS LP relaxation" if bound is not None else "")
+    objective = model.items_objective(np.asarray(items))
+    return RawSolution("time_limit", items=np.asarray(items), objective=objective, bound=None if bound is None else min(bound, objective),
+                       message=f"{text}; returning the starting assignment", stats=stats or {}, proof="HiGHS LP relaxation + reduced-cost fixing" if bound is not None else "")
 
 
 def linearization_for(model: CanonicalModel) -> Linearization:

@@ -153,6 +153,12 @@ def _targeted_cores(model: CanonicalModel, lam: np.ndarray, lp_bound: float, inc
     return RawSolution(status, items=incumbent, objective=inc_obj, bound=bound, message="mckp: Lagrangian dual + HiGHS on reduced-cost cores below targets", stats=stats)
 
 
+def _stopped(model: CanonicalModel, incumbent: np.ndarray, bound: float, how: str, stats: dict) -> RawSolution:
+    """The time limit hit between stages: the incumbent so far and the valid bound so far."""
+    objective = model.items_objective(incumbent)
+    return RawSolution("time_limit", items=incumbent, objective=objective, bound=min(bound, objective), message=f"mckp stopped after: {how}", stats=stats, proof=f"mckp: {how.split(' + ')[0]}")
+
+
 def _past(deadline: float | None) -> bool:
     return deadline is not None and time.perf_counter() >= deadline
 
@@ -173,23 +179,33 @@ class MckpBackend(Backend):
     def _several_budgets(self, model: CanonicalModel, settings: SolveSettings) -> RawSolution:
         """Lagrangian dual for multipliers and bound, repaired Lagrangian solution as incumbent,
         exact reduced-cost fixing, then the core DP (or HiGHS) proves the small core."""
-        deadline = None if settings.time_limit is None else time.perf_counter() + settings.time_limit
-        dual = solve_dual(model, time_limit=settings.time_limit)
+        clock = settings.deadline
+        deadline = clock.at
+        dual = solve_dual(model, time_limit=clock.remaining())
         if dual.unbounded:
             return RawSolution("infeasible", message="the Lagrangian dual proves the budgets cannot be met together, even fractionally")
+        clock.improve_bound(dual.bound)
         candidates = []
-        repaired = repair(model, dual.items)
+        repaired = repair(model, dual.items, deadline=deadline)
         if repaired is not None:
             candidates.append(improve(model, fill(model, repaired)))
         if settings.warm_start is not None and is_feasible(model, settings.warm_start):
             candidates.append(improve(model, np.asarray(settings.warm_start)))
         stats = {"dual_bound": dual.bound, "dual_iterations": dual.iterations}
         if not candidates:  # no incumbent to fix against: HiGHS on the whole model
+            if clock.expired():
+                return RawSolution("time_limit", bound=dual.bound, message="Lagrangian dual only, no assignment found", stats=stats, proof="Lagrangian dual")
             raw = HighsBackend()._milp(model, settings, None, deadline)
             raw.stats.update(stats)
+            if raw.status in ("optimal", "feasible", "time_limit"):
+                raw.bound = dual.bound if raw.bound is None else max(raw.bound, dual.bound)
             return raw
         incumbent = min(candidates, key=model.items_objective)
+        clock.offer(incumbent, model.items_objective(incumbent))
         drop, bound = fixable_items(model, dual.lam, model.items_objective(incumbent))
+        clock.improve_bound(min(bound, model.items_objective(incumbent)))
+        if clock.expired():
+            return _stopped(model, incumbent, max(bound, dual.bound), "Lagrangian dual + repaired incumbent", stats)
         if settings.mip_gap == 0:
             # Our DP over non-dominated states proves cores of a few dozen groups (LIMPQ ResNet-50:
             # 49 groups in ~5 ms where HiGHS took ~53 ms); it runs before the rounded LP below, which
@@ -203,15 +219,21 @@ class MckpBackend(Backend):
                 return RawSolution("optimal", items=core.items, objective=objective, bound=objective, message="mckp: Lagrangian dual + reduced-cost fixing + core DP", stats=stats, proof=f"core DP over non-dominated states ({core.core_groups} groups) after reduced-cost fixing")
             if model.items_objective(core.items) < model.items_objective(incumbent):
                 incumbent = core.items
+                clock.offer(incumbent, model.items_objective(incumbent))
                 drop, bound = fixable_items(model, dual.lam, model.items_objective(incumbent))
+            if clock.expired():
+                return _stopped(model, incumbent, max(bound, dual.bound), "Lagrangian dual + core DP (stopped)", stats)
         # The Lagrangian choice leaves budget unused; rounding the LP optimum does far better. The
         # LP is solved on the items that survive fixing only (a fraction of the model), then the
         # better incumbent fixes more.
-        better = HighsBackend.rounded_lp(model, ~drop, incumbent, settings)
+        better = HighsBackend.rounded_lp(model, ~drop, incumbent, settings, deadline)
         if better is not None and model.items_objective(better) < model.items_objective(incumbent):
             incumbent = better
+            clock.offer(incumbent, model.items_objective(incumbent))
             drop, bound = fixable_items(model, dual.lam, model.items_objective(incumbent))
         stats.update(incumbent=model.items_objective(incumbent), items_fixed=int(drop.sum()))
+        if clock.expired():
+            return _stopped(model, incumbent, max(bound, dual.bound), "Lagrangian dual + rounded LP", stats)
         if settings.mip_gap > 0:
             return _targeted_cores(model, dual.lam, max(bound, dual.bound), incumbent, settings, deadline, stats)
         raw = HighsBackend().solve_core(model, ~drop, incumbent, max(bound, dual.bound), settings, deadline, stats)
@@ -228,6 +250,8 @@ class MckpBackend(Backend):
         inc_obj = model.items_objective(incumbent)
         lam = np.array([start.lam])
         lagrange, reduced = lagrangian_bound(model, lam)
+        settings.deadline.offer(incumbent, inc_obj)
+        settings.deadline.improve_bound(min(lagrange, inc_obj))
         stats = {"lp_bound": lagrange, "greedy_objective": model.items_objective(start.items), "incumbent": inc_obj}
         # Lagrangian choice (reduced cost 0) per group: the base the core search changes
         base = np.minimum.reduceat(np.where(reduced == 0, np.arange(model.num_items), model.num_items), model.group_start[:-1])
@@ -242,6 +266,8 @@ class MckpBackend(Backend):
         if candidates.size <= SMALL_CORE:
             targets = [inc_obj]  # a small core is solved at once: each extra round rebuilds its hulls
         for rounds, target in enumerate(targets, 1):
+            if settings.deadline.expired():
+                return _stopped(model, incumbent, lagrange, "hull LP bound + filled greedy", stats)
             alternatives = candidates[lagrange + reduced[candidates] <= target + slack]
             core = solve_core(model, base, alternatives, start.lam, target)
             stats.update(rounds=rounds, core_groups=core.core_groups, dp_states=core.max_states, items_fixed=model.num_items - model.num_groups - int(alternatives.size))
@@ -255,7 +281,7 @@ class MckpBackend(Backend):
         keep = np.zeros(model.num_items, dtype=bool)
         keep[base] = True
         keep[candidates] = True
-        raw = HighsBackend().solve_core(model, keep, incumbent, lagrange, settings, None, stats)
+        raw = HighsBackend().solve_core(model, keep, incumbent, lagrange, settings, settings.stop_at, stats)
         raw.message = f"mckp (core too large for DP, HiGHS core): {raw.message}"
         return raw
 
@@ -277,7 +303,7 @@ class GreedyBackend(Backend):
             items, bound = start.items, start.lp_bound
             stats = {"increments_taken": start.taken}
         else:
-            dual = solve_dual(model, time_limit=settings.time_limit)
+            dual = solve_dual(model, time_limit=settings.left())
             if dual.unbounded:
                 return RawSolution("infeasible", message="the Lagrangian dual proves the budgets cannot be met together, even fractionally")
             items, bound = repair(model, dual.items), dual.bound

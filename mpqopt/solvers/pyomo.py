@@ -200,13 +200,15 @@ class PyomoBackend(Backend):
         return f"{self.name}:{self.solver}"
 
     def solve(self, model: CanonicalModel, settings: SolveSettings) -> RawSolution:
-        deadline = None if settings.time_limit is None else time.perf_counter() + settings.time_limit
+        deadline = settings.stop_at
         linear, stats = None, {}
         warm = settings.warm_start
         if model.quadratic is not None:
             warm = warm if warm is not None else separable_incumbent(model)
             linear = linearize(model)  # exact: nothing dropped, unlike the highs backend's tolerance
             stats.update(pair_blocks_kept=linear.blocks_kept, pair_columns=int(linear.pair_first.size))
+        if warm is not None and is_feasible(model, np.asarray(warm)):  # what solve() returns if the solver overruns
+            settings.deadline.offer(np.asarray(warm), model.items_objective(np.asarray(warm)))
         start = time.perf_counter()
         cost, constant, scale = _objective(model, linear)
         m = build_model(model, linear, cost)

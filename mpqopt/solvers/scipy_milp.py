@@ -48,8 +48,10 @@ class ScipyBackend(Backend):
         matrix = sp.csc_array((arrays.value, arrays.index, arrays.start), shape=(arrays.num_rows, arrays.num_cols))
         # mip_rel_gap always set: SciPy's default (HiGHS's 1e-4) would stop short of optimality
         options = {"disp": bool(settings.verbose), "mip_rel_gap": float(settings.mip_gap)}
-        if settings.time_limit is not None:
-            options["time_limit"] = float(settings.time_limit)
+        if settings.stop_at is not None:
+            # what is left of the whole solve; scipy cannot be interrupted, so mpqopt.solve stops
+            # waiting for it at the deadline if HiGHS overruns its own limit (it does in presolve)
+            options["time_limit"] = float(settings.left())
         res = milp(arrays.cost, integrality=arrays.integrality(), bounds=Bounds(0.0, 1.0),
                    constraints=LinearConstraint(matrix, arrays.row_lower, arrays.row_upper), options=options)
         stats = {"nodes": int(getattr(res, "mip_node_count", 0) or 0), "scipy_status": int(res.status), "scipy_message": str(res.message)}
@@ -59,6 +61,8 @@ class ScipyBackend(Backend):
         if res.status not in (_OPTIMAL, _LIMIT):
             return RawSolution("error", message=f"scipy.optimize.milp stopped with status {res.status}: {res.message}", stats=stats)
         kind = "optimal" if res.status == _OPTIMAL else "time_limit"
+        if kind == "time_limit" and settings.deadline.limit is not None:
+            text = f"scipy.optimize.milp: {settings.deadline.message()} ({res.message})"
         dual = getattr(res, "mip_dual_bound", None)
         has_bound = dual is not None and np.isfinite(dual)
         if res.x is None:
