@@ -139,3 +139,16 @@ def test_knapsack_problem_follows_pisinger():
     assert np.all(np.ptp(-sub.sensitivity - sub.costs["size_bits"], axis=1) == 0)
     with pytest.raises(mpqopt.MpqoptError, match="kind must be one of"):
         knapsack_problem(3, 2, "hard")
+def test_a_core_of_thousands_of_groups_is_proven_right():
+    """The instance class and size where the old bound for cores over 2,000 groups proved a wrong
+    optimum (1,912,991 against a feasible 1,912,584): the claimed optimum must not be beaten by any
+    assignment HiGHS finds, and its bound must be below every such assignment."""
+    problem = knapsack_problem(2100, 4, "strongly", R=1000, seed=0)
+    got = mpqopt.solve(problem, solver="mckp")
+    assert got.status == "optimal" and got.stats["core_groups"] > 2000
+    found = mpqopt.solve(problem, solver="highs", time_limit=5)
+    assert found.x is not None
+    assert got.objective <= found.objective
+    assert got.bound <= found.objective
+
+

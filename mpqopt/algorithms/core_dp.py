@@ -16,10 +16,16 @@ from typing import Callable
 
 import numpy as np
 
+from ..deadline import Deadline
 from ..reductions import CanonicalModel, select_items
 from .hull import hull_increments
 from .suffix_lp import SuffixLP
 
+
+
+# States generated before the search hands over (about a minute of numpy on a 2-core machine); MPQ
+# cores stay far below it (200,000 x 8 cnn: see test_core_dp), Pisinger's hard classes do not.
+WORK_LIMIT = 300_000_000
 
 
 @dataclass
@@ -28,13 +34,17 @@ class CoreResult:
     complete: bool  # False when the state count passed the limit (nothing proven)
     core_groups: int
     max_states: int
+    work: int = 0  # states generated in all (before pruning): what the search cost
 
 
-def solve_core(model: CanonicalModel, base: np.ndarray, alternatives: np.ndarray, lam: float, target: float, state_limit: int = 3_000_000) -> CoreResult:
+def solve_core(model: CanonicalModel, base: np.ndarray, alternatives: np.ndarray, lam: float, target: float, state_limit: int = 3_000_000, work_limit: int = WORK_LIMIT, deadline: Deadline | None = None) -> CoreResult:
     """Best choice within ``target`` when each group takes its ``base`` item or one of ``alternatives``.
 
     Every such solution of objective ``<= target`` survives the pruning, so a returned ``items`` is
-    optimal among them, and ``complete`` with ``items is None`` proves there is none.
+    optimal among them, and ``complete`` with ``items is None`` proves there is none. The search
+    gives up (``complete=False``, nothing proven) when the states alive pass ``state_limit``, the
+    states generated pass ``work_limit`` or ``deadline`` expires: on classes where many items share
+    one efficiency the state count explodes, and the caller hands over instead.
     """
     weight, value = model.weights[0], model.value
     capacity = float(model.rhs[0]) - float(weight[base].sum()) + 1e-12 * abs(float(model.budgets[0]))  # round-off only
@@ -53,6 +63,7 @@ def solve_core(model: CanonicalModel, base: np.ndarray, alternatives: np.ndarray
     chosen: list[np.ndarray] = []
     best_state = 0
     peak = 1
+    work = 0
     blocks = _blocks(core_items, start, weight, value)
     # after the last block nothing is left to bound but the capacity itself
     bound_after = _completion_bound(model, core_groups, core_items, start) if len(blocks) > 1 else _capacity_only
@@ -62,6 +73,7 @@ def solve_core(model: CanonicalModel, base: np.ndarray, alternatives: np.ndarray
         new_gain = (d_gain[:, None] + gain[None, :]).ravel()
         parent = np.tile(np.arange(cost.size), d_cost.size)
         combo = np.repeat(np.arange(d_cost.size), cost.size)
+        work += new_cost.size
         ok = new_gain + bound_after(last_step, capacity - new_cost) <= target + margin
         new_cost, new_gain, parent, combo = new_cost[ok], new_gain[ok], parent[ok], combo[ok]
         # keep states no other state beats in both cost and value (equal costs in either order:
@@ -73,8 +85,8 @@ def solve_core(model: CanonicalModel, base: np.ndarray, alternatives: np.ndarray
         parents.append(parent[front])
         chosen.append(combo[front])
         peak = max(peak, cost.size)
-        if cost.size > state_limit:
-            return CoreResult(None, False, core_groups.size, peak)
+        if cost.size > state_limit or work > work_limit or (deadline is not None and deadline.expired()):
+            return CoreResult(None, False, core_groups.size, peak, work)
         if cost.size == 0:
             break
         # completed with base, each state is a full solution; along the front value falls as cost
@@ -83,7 +95,7 @@ def solve_core(model: CanonicalModel, base: np.ndarray, alternatives: np.ndarray
         if last >= 0 and gain[last] <= target:
             target, best_step, best_state = float(gain[last]), b, last
     if best_step is None:
-        return CoreResult(None, True, core_groups.size, peak)
+        return CoreResult(None, True, core_groups.size, peak, work)
     items = base.copy()
     state = best_state
     for b in range(best_step, -1, -1):
@@ -91,7 +103,7 @@ def solve_core(model: CanonicalModel, base: np.ndarray, alternatives: np.ndarray
         first = last_step - combos.shape[1] + 1
         items[core_groups[first : last_step + 1]] = combos[chosen[b][state]]
         state = parents[b][state]
-    return CoreResult(items, True, core_groups.size, peak)
+    return CoreResult(items, True, core_groups.size, peak, work)
 
 
 # Core groups are taken a block at a time: the per-step cost is numpy call overhead for the small

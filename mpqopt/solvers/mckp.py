@@ -253,6 +253,8 @@ class MckpBackend(Backend):
         settings.deadline.offer(incumbent, inc_obj)
         settings.deadline.improve_bound(min(lagrange, inc_obj))
         stats = {"lp_bound": lagrange, "greedy_objective": model.items_objective(start.items), "incumbent": inc_obj}
+        if inc_obj - lagrange <= settings.mip_gap * abs(inc_obj):  # the filled greedy meets the LP bound: nothing to search
+            return RawSolution("optimal", items=incumbent, objective=inc_obj, bound=min(lagrange, inc_obj), message="mckp: filled greedy meets the hull LP bound", stats=stats)
         # Lagrangian choice (reduced cost 0) per group: the base the core search changes
         base = np.minimum.reduceat(np.where(reduced == 0, np.arange(model.num_items), model.num_items), model.group_start[:-1])
         slack = 1e-9 * max(abs(inc_obj), 1e-300)
@@ -269,8 +271,10 @@ class MckpBackend(Backend):
             if settings.deadline.expired():
                 return _stopped(model, incumbent, lagrange, "hull LP bound + filled greedy", stats)
             alternatives = candidates[lagrange + reduced[candidates] <= target + slack]
-            core = solve_core(model, base, alternatives, start.lam, target)
-            stats.update(rounds=rounds, core_groups=core.core_groups, dp_states=core.max_states, items_fixed=model.num_items - model.num_groups - int(alternatives.size))
+            core = solve_core(model, base, alternatives, start.lam, target, deadline=settings.deadline)
+            stats.update(rounds=rounds, core_groups=core.core_groups, dp_states=core.max_states, dp_work=stats.get("dp_work", 0) + core.work, items_fixed=model.num_items - model.num_groups - int(alternatives.size))
+            if settings.deadline.expired():
+                return _stopped(model, incumbent, lagrange, "hull LP bound + filled greedy", stats)
             if not core.complete:
                 break
             if core.items is not None or target >= inc_obj:
