@@ -4,16 +4,20 @@
 #   .venv         from the committed lock (constraints.txt): what `make test`, `make demo` and CI use
 #   .venv-latest  the newest releases pyproject.toml allows (`make test-latest`): what breaks there
 #                 is a bug to fix; when it passes, `make lock` records those versions as the new lock
+#   .venv-oldest  the lower bounds pyproject.toml declares (`make test-oldest`, constraints-oldest.txt):
+#                 every `>=` there is a version this target installs and tests
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 LOCK   := constraints.txt
 LATEST := .venv-latest
+OLDEST := .venv-oldest
+OLDEST_LOCK := constraints-oldest.txt
 TORCH_VERSION ?= 2.13.0
 EXTRAS := all,test
 
-.PHONY: demo test lint fuzz test-latest lock bench notebooks clean
+.PHONY: demo test lint fuzz test-latest test-oldest lock bench notebooks clean
 
 # torch first, pinned: the local CPU wheel (any other spec resolves to a multi-GB CUDA build).
 # The package is built without isolation, with the locked setuptools, so nothing unlocked enters.
@@ -47,6 +51,16 @@ test-latest:
 	$(LATEST)/bin/ruff check .
 	$(LATEST)/bin/python -m pytest -q
 
+# the oldest declared releases (pyproject.toml's lower bounds, pinned in constraints-oldest.txt), torch first
+test-oldest:
+	test -x $(OLDEST)/bin/python || $(PYTHON) -m venv $(OLDEST)
+	$(OLDEST)/bin/python -m pip install --quiet -c $(OLDEST_LOCK) pip setuptools
+	$(OLDEST)/bin/python -m pip install --quiet -c $(OLDEST_LOCK) "torch==$(TORCH_VERSION)"
+	$(OLDEST)/bin/python -m pip install --quiet -c $(OLDEST_LOCK) --no-build-isolation -e ".[$(EXTRAS)]"
+	$(OLDEST)/bin/python -m pip freeze --exclude-editable | grep -iE "^(numpy|scipy|highspy|gurobipy|pyomo|networkx|matplotlib|onnx|onnxruntime|hypothesis|pytest)=="
+	$(OLDEST)/bin/ruff check .
+	$(OLDEST)/bin/python -m pytest -q
+
 # record .venv-latest's versions (after `make test-latest` passed) as the lock
 lock:
 	test -x $(LATEST)/bin/python || (echo "run make test-latest first" && false)
@@ -71,7 +85,7 @@ bench-baselines: $(STAMP)
 	$(PY) benchmarks/bench_baselines.py
 
 clean:
-	rm -rf $(VENV) $(LATEST) build *.egg-info
+	rm -rf $(VENV) $(LATEST) $(OLDEST) build *.egg-info
 
 notebooks: $(STAMP)
 	$(PY) scripts/run_notebooks.py

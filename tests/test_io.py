@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import io
 import json
 import math
@@ -528,7 +529,11 @@ def _small() -> Problem:
 
 
 def _write_npz(path: Path, members: dict, *, pickles: bool = False) -> Path:
-    np.savez(path, allow_pickle=pickles, **members)
+    if "allow_pickle" in inspect.signature(np.savez).parameters:
+        np.savez(path, allow_pickle=pickles, **members)
+    else:  # older numpy (1.24): savez always pickles object arrays (and would store allow_pickle as an array)
+        assert pickles or all(np.asarray(v).dtype != object for v in members.values())
+        np.savez(path, **members)
     return path
 
 

@@ -492,7 +492,11 @@ class _Master:
         self.e = np.maximum(self.e + self.g @ step - rise, 0.0)  # cuts over-estimate L: e >= 0
         if self.unit > 0:
             k = self.e.size
-            self.h.changeRowsBounds(k, np.arange(k, dtype=np.int32), np.full(k, -self.hs.kHighsInf), self.e / self.unit)
+            if hasattr(self.h, "changeRowsBounds"):
+                self.h.changeRowsBounds(k, np.arange(k, dtype=np.int32), np.full(k, -self.hs.kHighsInf), self.e / self.unit)
+            else:  # highspy < 1.13 binds only the one-row form
+                for i, upper in enumerate(self.e / self.unit):
+                    self.h.changeRowBounds(i, -self.hs.kHighsInf, float(upper))
 
     def solve(self, lower: np.ndarray, upper: np.ndarray, unit: float) -> tuple[np.ndarray, float, np.ndarray] | None:
         """``(d, predicted rise, cut weights)`` with the LP in units of about ``unit``; None if HiGHS fails."""

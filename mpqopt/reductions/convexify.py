@@ -69,6 +69,13 @@ ONEHOT_MARGIN = 1e-3  # relative to |Q|: how definite S stays in the one-hot for
 PSD_RTOL = 1e-10  # an eigenvalue above -PSD_RTOL * |P| counts as PSD (eigvalsh's own error is ~1e-13)
 
 
+def _diags_array(values) -> sp.dia_array:
+    """``scipy.sparse.diags_array(values)`` (scipy >= 1.11), built from ``diags`` on older scipy."""
+    if hasattr(sp, "diags_array"):
+        return sp.diags_array(values)
+    return sp.dia_array(sp.diags(np.asarray(values, dtype=float)))
+
+
 @dataclass
 class Convexified:
     """A (convex) objective ``linear @ x + x^T quadratic x + constant`` replacing the canonical one.
@@ -138,12 +145,12 @@ def _null_basis(model: CanonicalModel) -> sp.csr_array:
 def _group_blocks(model: CanonicalModel, lam: np.ndarray) -> sp.csr_array:
     """``A^T diag(lam) A``: ``lam_g`` on every pair of items of group g."""
     A = _incidence(model)
-    return sp.csr_array(A.T @ sp.diags_array(lam) @ A)
+    return sp.csr_array(A.T @ _diags_array(lam) @ A)
 
 
 def _weighted_gram(N: sp.csr_array, w: np.ndarray) -> np.ndarray:
     """``N^T diag(w) N`` as a dense matrix."""
-    return np.asarray((N.T @ sp.diags_array(w) @ N).toarray())
+    return np.asarray((N.T @ _diags_array(w) @ N).toarray())
 
 
 def _spectral_scale(eigenvalues: np.ndarray) -> float:
@@ -174,7 +181,7 @@ def min_eigenvalue_shift(model: CanonicalModel) -> Convexified:
     scale = _spectral_scale(eig)
     shift = max(0.0, SAFETY * scale - float(eig[0])) if scale > 0 else 0.0
     d = np.full(model.num_items, shift)
-    P = sp.csr_array(_sparse_quadratic(model) + sp.diags_array(d))
+    P = sp.csr_array(_sparse_quadratic(model) + _diags_array(d))
     after = _check_psd(P, "mineig")
     return Convexified(P, model.value - d, 0.0, "mineig", True, float(eig[0]), after, float(d.sum()), d, np.zeros(model.num_groups),
                        note=f"uniform diagonal shift {shift:.6g} on {model.num_items} items")
@@ -215,7 +222,7 @@ def one_hot_shift(model: CanonicalModel, *, refine: bool = True) -> Convexified:
     sizes = _group_sizes(model).astype(np.float64)
     for _ in range(30):
         lam = mu / sizes
-        P = sp.csr_array(_sparse_quadratic(model) + sp.diags_array(d) + _group_blocks(model, lam))
+        P = sp.csr_array(_sparse_quadratic(model) + _diags_array(d) + _group_blocks(model, lam))
         dense = P.toarray()
         eig_p = np.linalg.eigvalsh(dense)
         if eig_p[0] >= -PSD_RTOL * _spectral_scale(eig_p):
@@ -285,7 +292,7 @@ def _schur_weight(Q: np.ndarray, d: np.ndarray, N: sp.csr_array, S: np.ndarray, 
     """``mu`` with ``C + mu I - B^T S^-1 B >= margin I`` (see the module docstring)."""
     sizes = _group_sizes(model).astype(np.float64)
     A = _incidence(model)
-    U = sp.csr_array(A.T @ sp.diags_array(1.0 / np.sqrt(sizes)))  # (n, F) orthonormal
+    U = sp.csr_array(A.T @ _diags_array(1.0 / np.sqrt(sizes)))  # (n, F) orthonormal
     MU = np.asarray((U.T @ Q).T) + d[:, None] * U.toarray()  # (Q + diag d) U
     B = np.asarray(N.T @ MU)
     C = np.asarray(U.T @ MU)
