@@ -44,3 +44,20 @@ try:  # the machine is shared: one torch thread keeps every torch test fast and 
     _torch.set_num_threads(1)
 except ImportError:
     pass
+
+
+@pytest.fixture(autouse=True)
+def _no_solver_outlives_its_test():
+    """A solver thread that ``solve`` abandoned at a time limit may still restore streams when it
+    ends (Pyomo puts back the sys.stdout it found): it must finish within the test that started it,
+    or a later test's captured output goes astray. Waits for such threads, then fails the test that
+    left one running, and any test that left sys.stdout / sys.stderr replaced."""
+    from mpqopt.solve import abandoned_solvers
+
+    streams = (sys.stdout, sys.stderr)
+    yield
+    for worker in abandoned_solvers():
+        worker.join(30.0)
+    left = abandoned_solvers()
+    assert not left, f"solver threads still running 30 s after the test: {[t.name for t in left]}"
+    assert (sys.stdout, sys.stderr) == streams, "the test (or a solver it started) left sys.stdout/sys.stderr replaced"
