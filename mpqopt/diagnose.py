@@ -60,18 +60,24 @@ def _amounts(problem: "Problem", name: str, *values: float | None) -> list[str]:
     return [r if v is None else f"{r} ({v:.15g}{' ' + unit if unit else ''})" for r, v in zip(readable, values)]
 
 
-def diagnose_joint(problem: "Problem", budgets: Mapping[str, float], min_cost_given: Callable[[str, str, float], float | None]) -> Infeasibility:
+def diagnose_joint(problem: "Problem", budgets: Mapping[str, float], min_cost_given: Callable[[str, str, float], tuple[float | None, bool]]) -> Infeasibility:
     """Each budget is feasible alone but all together are not: find the conflicting pairs.
 
-    ``min_cost_given(target, constraint, limit)`` returns the least total of cost ``target`` over
-    assignments whose ``constraint`` cost stays within ``limit`` (None if even that is impossible).
+    ``min_cost_given(target, constraint, limit)`` returns a lower bound on the least total of cost
+    ``target`` over assignments whose ``constraint`` cost stays within ``limit`` (the least total
+    itself when it was solved to the end; None if even that is impossible), and whether it is exact.
+    A bound above the budget proves a conflict; one below it proves nothing when it is not exact
+    (the search stopped at the time limit), and the message then says the pairs went unchecked.
     """
     cheapest = {name: problem.cost_range(name)[0] for name in budgets}
     conflicts = []
+    unchecked = []
     for a, b in combinations(budgets, 2):
-        best_b = min_cost_given(b, a, budgets[a])
+        best_b, exact = min_cost_given(b, a, budgets[a])
         if best_b is None or best_b > budgets[b]:
             conflicts.append({"budgets": [a, b], "cheapest_given": best_b})
+        elif not exact:
+            unchecked.append(f"'{a}' and '{b}'")
     if conflicts:
         c = conflicts[0]
         a, b = c["budgets"]
@@ -81,6 +87,8 @@ def diagnose_joint(problem: "Problem", budgets: Mapping[str, float], min_cost_gi
             f"infeasible: budgets '{a}' and '{b}' conflict: each can be met alone, but with '{a}' <= {limit_a} "
             f"the cheapest '{b}' is {given} > {limit_b}"
         )
+    elif unchecked:
+        message = f"infeasible: every budget can be met alone; the time limit ran out before the pairs {', '.join(unchecked)} were checked for a conflict"
     else:
         message = "infeasible: every budget can be met alone and every pair together, but not all of them at once"
     cheap = ", ".join(f"'{n}' >= {_amounts(problem, n, v)[0]}" for n, v in cheapest.items())

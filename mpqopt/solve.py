@@ -103,7 +103,7 @@ def solve(
                    f"assignment ({problem.cost_range(name)[0]:.12g}): a solver tolerance failure; solver 'mckp' is exact here")
         return Result("error", message, problem, budgets=limits, solver=label, solve_time_s=elapsed, stats=stats)
     if raw.status == "infeasible":
-        diagnosis = diagnose_joint(problem, limits, lambda target, given, limit: _min_cost_given(problem, target, given, limit))
+        diagnosis = diagnose_joint(problem, limits, lambda target, given, limit: _min_cost_given(problem, target, given, limit, clock))
         return Result("infeasible", diagnosis.message, problem, budgets=limits, solver=label, solve_time_s=elapsed, infeasibility=diagnosis, stats=stats)
     bound = None if raw.bound is None else raw.bound + model.offset
     if raw.items is None:
@@ -260,11 +260,17 @@ def _warm_items(problem: Problem, model: CanonicalModel, warm_start: Any) -> np.
     return model.items_from_layers(x)
 
 
-def _min_cost_given(problem: Problem, target: str, given: str, limit: float) -> float | None:
-    """Least total of cost ``target`` subject to cost ``given`` <= ``limit`` (exact, via HiGHS)."""
+def _min_cost_given(problem: Problem, target: str, given: str, limit: float, clock: Deadline) -> tuple[float | None, bool]:
+    """Least total of cost ``target`` subject to cost ``given`` <= ``limit`` (mckp: exact, one budget)
+    and True; within what is left of the solve's time limit, so when that runs out, a lower bound
+    and False. None: no assignment meets ``limit``."""
     sub = problem.replace(sensitivity=problem.costs[target], pairwise=None, sensitivity_std=None, budgets={})
     model = canonicalize(sub, {given: limit})
     if model.num_groups == 0:
-        return model.offset
-    raw = _run(get_backend("highs"), model, SolveSettings())
-    return None if raw.objective is None else raw.objective + model.offset
+        return model.offset, True
+    raw = _run(get_backend("mckp"), model, SolveSettings(clock.limit, deadline=clock))
+    if raw.status == "infeasible":
+        return None, True
+    if raw.status == "optimal" and raw.objective is not None:
+        return raw.objective + model.offset, True
+    return (-np.inf if raw.bound is None else raw.bound + model.offset), False

@@ -116,6 +116,23 @@ def test_conflicting_pair_is_reported():
     assert mpqopt.solve(p, budgets={"latency_ms": 2}).success
 
 
+def test_conflict_search_stays_within_the_time_limit_and_says_what_it_did_not_check():
+    from mpqopt.diagnose import diagnose_joint
+
+    p = Problem(["a", "b"], [2, 8], [[1, 0], [1, 0]], costs={"size_bits": [[2, 8], [2, 8]], "latency_ms": [[5, 1], [5, 1]]})
+    budgets = {"size_bits": 4.0, "latency_ms": 2.0}
+    r = mpqopt.solve(p, budgets=budgets, time_limit=5)  # the pair search runs on what is left of the 5 s
+    assert r.status == "infeasible" and r.infeasibility.conflicts[0]["cheapest_given"] == 10
+    # a search stopped by the limit gives a lower bound: above the budget it proves the conflict ...
+    proven = diagnose_joint(p, budgets, lambda target, given, limit: (7.0, False))
+    assert proven.conflicts and "conflict" in proven.message
+    # ... below it proves nothing, and the message must not claim the pair was checked
+    unproven = diagnose_joint(p, budgets, lambda target, given, limit: (1.0, False))
+    assert not unproven.conflicts
+    assert "time limit ran out before the pairs 'size_bits' and 'latency_ms' were checked" in unproven.message
+    assert "every pair together" not in unproven.message
+
+
 def test_solve_argument_errors():
     p = net()
     with pytest.raises(mpqopt.MpqoptError, match="time_limit"):
