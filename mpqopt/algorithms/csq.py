@@ -139,7 +139,8 @@ def csq(
     best.stats = {**best.stats, "seed": seed, "restarts": len(runs), "steps": sum(f.iterations for f in runs),
                   "repaired_runs": sum(f.stats["repaired"] for f in runs), "best_restart": best_run}
     best.iterations = sum(f.iterations for f in runs)
-    best.timed_out = any(f.timed_out for f in runs)
+    # cut short: a restart skipped, or the deadline passed during a run (its relaxation or polish stopped)
+    best.timed_out = len(runs) < max(int(restarts), 1) or any(f.timed_out for f in runs)
     return best
 
 
@@ -157,4 +158,4 @@ def _one_run(model: CanonicalModel, seed: tuple[int, int], steps: int, warm_star
     stats = {"repaired": not np.array_equal(rounded, items), "rounded_objective": model.items_objective(rounded)}
     polished = two_opt(model, rounded, deadline=deadline, objective=obj)
     stats["two_opt_moves"] = polished.moves
-    return SearchResult(polished.items, polished.objective, polished.moves, taken, polished.timed_out, stats)
+    return SearchResult(polished.items, polished.objective, polished.moves, taken, polished.timed_out or (deadline is not None and time.perf_counter() >= deadline), stats)
