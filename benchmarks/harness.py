@@ -10,6 +10,9 @@ as the tests do, puts it there first). Scripts never import each other.
   ``machine_line()`` (that as one Markdown line, the second line of every report);
 * timing: ``stopwatch()`` (one wall-clock run), ``time_runs()`` (a warm-up, then ``repeat`` timed
   runs), ``summary()`` (median and min in ms);
+* solver rows (one solver's run on one problem, as a dict): ``available()``, ``hit_limit()``,
+  ``row_by()``, ``compare_rows()`` (contradictions between solvers), ``describe()``, ``fmt()``,
+  ``exit_status()``;
 * results: ``write_results()`` (``<name>.json``, then ``<name>.md`` rendered from the report);
 * the peer problems: ``peer_cases()`` (the 18 HAWQ-V3 ILPs and the LIMPQ ResNet-50 search, each with
   mpqopt's importer and the naive MILP the source builds: ``naive_hawq``, ``naive_limpq``), solved
@@ -24,10 +27,11 @@ import os
 import platform
 import statistics
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Protocol
+from typing import Any, Callable, Iterator, Mapping, Protocol
 
 import numpy as np
 from scipy.optimize import Bounds, LinearConstraint, milp
@@ -39,6 +43,7 @@ PACKAGES = ("numpy", "scipy", "highspy", "mpqopt")  # versions in the machine de
 HAWQ_NETS = ("resnet18", "resnet50")
 HAWQ_KEYS = [f"{kind}_{r}" for kind in ("modelsize", "bops", "latency") for r in (0.25, 0.5, 0.75)]
 LIMPQ_CASE = "LIMPQ resnet50 W3A4 cr=12.2 (hook MACs)"
+AGREE_RTOL = 1e-9  # objectives of proven optima must agree to this (relative)
 
 
 # ---------------------------------------------------------------------------------- the machine
@@ -122,6 +127,79 @@ def time_runs(fn: Callable[[], Any], repeat: int, timer: Timer | None = None) ->
 def summary(times: list[float]) -> dict[str, float]:
     """Median and min of ``times`` (seconds) in milliseconds."""
     return {"median_ms": statistics.median(times) * 1e3, "min_ms": min(times) * 1e3}
+
+
+# ---------------------------------------------------------------------------------- solver rows
+# bench_mckp.py and bench_iqp.py run several solvers on one problem; each run is a row, a dict with
+# "solver", "status" and, when it ran, "objective", "bound", "gap", "time_s" (and "time_limit_s").
+def available(solver: str) -> str | None:
+    """None if ``solver`` can run here, else why not."""
+    from mpqopt.errors import MpqoptError
+    from mpqopt.solvers import get_backend
+
+    try:
+        get_backend(solver)
+    except MpqoptError as exc:
+        return f"not available: {exc}"
+    return None
+
+
+def hit_limit(row: Mapping[str, Any]) -> bool:
+    """Did the row's solver stop at its time limit (by its status, or by the clock)?"""
+    limit = row.get("time_limit_s")
+    return row.get("status") == "time_limit" or (limit is not None and row.get("time_s", 0.0) >= limit)
+
+
+def row_by(rows: list[dict[str, Any]], solver: str) -> dict[str, Any] | None:
+    """The first row of ``solver``, or None."""
+    return next((r for r in rows if r["solver"] == solver), None)
+
+
+def compare_rows(rows: list[dict[str, Any]]) -> list[str]:
+    """Fill each row's distance to the best objective and bound found by any solver; return the
+    contradictions. Every objective belongs to an assignment ``mpqopt.solve`` verified against the
+    problem, so a bound above another solver's objective means the bounding solver's proof is wrong."""
+    solved = [r for r in rows if r.get("objective") is not None]
+    bounded = [r for r in rows if r.get("bound") is not None]
+    best = min((r["objective"] for r in solved), default=None)
+    best_bound = max((r["bound"] for r in bounded), default=None)
+    for r in solved:
+        scale = max(abs(r["objective"]), 1e-12)
+        r["vs_best"] = (r["objective"] - best) / scale
+        r["vs_best_bound"] = None if best_bound is None else (r["objective"] - best_bound) / scale
+    problems = []
+    for r in bounded:
+        beaten = [o for o in solved if o["objective"] < r["bound"] - AGREE_RTOL * max(abs(r["bound"]), 1e-12)]
+        if beaten:
+            o = min(beaten, key=lambda row: row["objective"])
+            r["wrong_bound"] = True
+            problems.append(f"{r['solver']} ({r['status']}) claims bound {r['bound']!r}, but {o['solver']} found a verified "
+                            f"assignment of objective {o['objective']!r}: {r['solver']}'s proof is wrong")
+    return problems
+
+
+def fmt(value: Any, spec: str = ".6g") -> str:
+    """``value`` formatted with ``spec``; "—" for None."""
+    if value is None:
+        return "—"
+    return format(value, spec)
+
+
+def describe(row: Mapping[str, Any]) -> str:
+    """One progress line for a solver row."""
+    if row.get("time_s") is None:
+        return f"{row['solver']}: {row['status']} ({row.get('note', '')})"
+    return f"{row['solver']}: {row['status']}, objective {fmt(row.get('objective'), '.10g')}, gap {fmt(row.get('gap'), '.1e')}, {row['time_s']:.3f} s"
+
+
+def exit_status(cases: Mapping[str, Any]) -> int:
+    """1 (and the list on stderr) if any case found solvers contradicting each other, else 0."""
+    contradictions = [c for case in cases.values() for c in case.get("contradictions", [])]
+    if contradictions:
+        print("CONTRADICTIONS between solvers:\n  " + "\n  ".join(contradictions), file=sys.stderr)
+        return 1
+    return 0
+
 
 
 # ---------------------------------------------------------------------------------- results
