@@ -39,13 +39,12 @@ import scipy.sparse as sp
 from scipy.optimize import LinearConstraint
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # harness, when this file is loaded by path
-from harness import DEFAULT_PEERS, RESULTS, NaiveMilp, machine, machine_line, peer_cases, solve_naive, stopwatch, summary, time_runs, write_results  # noqa: E402
+from harness import AGREE_RTOL, DEFAULT_PEERS, RESULTS, NaiveMilp, machine, machine_line, peer_cases, solve_naive, stopwatch, summary, time_runs, write_results  # noqa: E402
 
 import mpqopt  # noqa: E402
 from mpqopt.synthetic import mckp_problem  # noqa: E402
 
 CHEAP_S = 1.0  # runs faster than this are repeated and the median reported
-AGREE_RTOL = 1e-9  # objectives of two proven optima must agree to this (relative)
 GOAL_RATIO = 10.0  # goal: mpqopt at least this much faster than PuLP+CBC on every peer problem
 LLM_LAYERS = (1_000, 10_000)
 # CBC's default cutoff increment (1e-5, absolute) prunes every node that cannot beat the incumbent by
