@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
-import json
 import statistics
 import sys
 import time
@@ -39,16 +38,13 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.optimize import LinearConstraint
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_peers, when run from elsewhere
-from bench_peers import (  # noqa: E402
-    DEFAULT_PEERS, HAWQ_KEYS, RESULTS, NaiveMilp, machine, machine_line, naive_hawq, naive_limpq, solve_naive, summary, time_runs,
-)
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # harness, when this file is loaded by path
+from harness import AGREE_RTOL, DEFAULT_PEERS, RESULTS, NaiveMilp, machine, machine_line, peer_cases, solve_naive, stopwatch, summary, time_runs, write_results  # noqa: E402
 
 import mpqopt  # noqa: E402
 from mpqopt.synthetic import mckp_problem  # noqa: E402
 
 CHEAP_S = 1.0  # runs faster than this are repeated and the median reported
-AGREE_RTOL = 1e-9  # objectives of two proven optima must agree to this (relative)
 GOAL_RATIO = 10.0  # goal: mpqopt at least this much faster than PuLP+CBC on every peer problem
 LLM_LAYERS = (1_000, 10_000)
 # CBC's default cutoff increment (1e-5, absolute) prunes every node that cannot beat the incumbent by
@@ -149,11 +145,10 @@ def max_violation(naive: NaiveMilp, x: np.ndarray) -> float:
 # ---------------------------------------------------------------------------------- timing
 def timed_median(fn: Callable[[], Any], repeat: int, cost: Callable[[Any], float] | None = None) -> tuple[list[float], Any]:
     """Times (s) and last output of ``fn``: one run, or a warm-up plus ``repeat`` timed runs
-    (``bench_peers.time_runs``) when the first run took under ``CHEAP_S``. ``cost`` picks the time
+    (``harness.time_runs``) when the first run took under ``CHEAP_S``. ``cost`` picks the time
     out of the output instead of the wall time (for runs that report their own split)."""
-    start = time.perf_counter()
-    out = fn()
-    first = cost(out) if cost else time.perf_counter() - start
+    wall, out = stopwatch(fn)
+    first = cost(out) if cost else wall
     if first >= CHEAP_S or repeat <= 1:
         return [first], out
     walls, _, out = time_runs(fn, repeat)
@@ -209,7 +204,7 @@ def run_pulp(pulp: Any, naive: NaiveMilp, name: str, repeat: int, limit: float, 
 
 
 def run_highs(naive: NaiveMilp, repeat: int) -> dict[str, Any]:
-    """``bench_peers.solve_naive`` (scipy's HiGHS, ``mip_rel_gap`` 0, no time limit) on the same naive model.
+    """``harness.solve_naive`` (scipy's HiGHS, ``mip_rel_gap`` 0, no time limit) on the same naive model.
 
     It raises unless HiGHS returned a solution, and without a time limit that solution is HiGHS's optimum
     (its default absolute gap, 1e-6, still applies)."""
@@ -334,18 +329,8 @@ def recheck(row: dict[str, Any], pulp: Any, naive: NaiveMilp, limit: float) -> d
     return row
 
 
-def peer_cases(peers: Path, pulp: Any, skip: str | None, gurobi: Any, gurobi_skip: str | None, repeat: int, limit: float) -> list[dict[str, Any]]:
-    from mpqopt.importers import hawq_v3_problem, limpq_problem
-
-    fixture = json.loads((peers / "hawq_v3_ilp_fixture.json").read_text())
-    cases: list[tuple[str, mpqopt.Problem, NaiveMilp]] = []
-    for net in ("resnet18", "resnet50"):
-        for key in HAWQ_KEYS:
-            kind, r = key.rsplit("_", 1)[0], float(key.rsplit("_", 1)[1])
-            problem = hawq_v3_problem(peers / f"hawq_v3_{net}.json", kind, r)
-            cases.append((f"HAWQ-V3 {net} {key.replace('modelsize', 'size')}", problem, naive_hawq(fixture["models"][net], key)))
-    raw = json.loads((peers / "limpq_resnet50.json").read_text())
-    cases.append(("LIMPQ resnet50 W3A4 cr=12.2 (hook MACs)", limpq_problem(peers / "limpq_resnet50.json", macs="hook"), naive_limpq(raw, "hook")))
+def peer_rows(peers: Path, pulp: Any, skip: str | None, gurobi: Any, gurobi_skip: str | None, repeat: int, limit: float) -> list[dict[str, Any]]:
+    cases = [(case.name, case.load(), case.naive) for case in peer_cases(peers)]
     rows = []
     for name, problem, naive in cases:
         ours = run_mpqopt(problem, repeat)
@@ -478,7 +463,7 @@ def markdown(report: dict[str, Any]) -> str:
         "reading its solution back). Objectives are `c @ x` of the naive model (HAWQ-V3's one binary per layer, "
         "LIMPQ's 1300 binaries with the source's 1e8 wired values, one binary per (layer, option) for the synthetic ones).",
         "",
-        "HiGHS naive = `bench_peers.solve_naive` (scipy `milp`, HiGHS, `mip_rel_gap` 0, no time limit) on the same naive model; "
+        "HiGHS naive = `harness.solve_naive` (scipy `milp`, HiGHS, `mip_rel_gap` 0, no time limit) on the same naive model; "
         "time = that call (scipy builds the HiGHS model inside it). Gurobi = gurobipy "
         f"{report.get('gurobi_version') or '(not installed)'} on the same naive model through its matrix API "
         "(`addMVar`, `addMConstr`), Threads=1, MIPGap=0, silent env created once; time = building + `optimize()`; "
@@ -539,7 +524,7 @@ def main(argv: list[str] | None = None) -> int:
     cases: list[dict[str, Any]] = []
     if args.peers.is_dir():
         print("peer problems", flush=True)
-        cases += peer_cases(args.peers, pulp, missing, gurobi, gurobi_missing, args.repeat, args.time_limit)
+        cases += peer_rows(args.peers, pulp, missing, gurobi, gurobi_missing, args.repeat, args.time_limit)
     else:
         print(f"peer data not found at {args.peers}: peer problems skipped (pass --peers DIR)", file=sys.stderr)
     if not args.no_llm:
@@ -552,11 +537,7 @@ def main(argv: list[str] | None = None) -> int:
         "gurobi_version": importlib.metadata.version("gurobipy") if gurobi else None, "gurobi_missing": gurobi_missing,
         "summary": s, "goal": goal, "cases": cases,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "baselines.json").write_text(json.dumps(report, indent=2, default=float) + "\n")
-    table = markdown(report)
-    (args.out / "baselines.md").write_text(table)
-    print(table)
+    print(write_results(args.out, "baselines", report, markdown))
     bad = [f"{r['case']} ({label})" for r in cases for key, label in BASELINES if (r["agree"] if key == "pulp" else r[key]["agree"]) is False]
     if bad:
         print("OBJECTIVES DISAGREE between two proven optima: " + ", ".join(bad), file=sys.stderr)

@@ -48,9 +48,11 @@ from typing import Any, Mapping
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling benchmarks, when run from elsewhere
-from bench_mckp import AGREE_RTOL, available, compare_rows, describe, exit_status, fmt, hit_limit, row_by  # noqa: E402
-from bench_peers import DEFAULT_PEERS, RESULTS, machine, machine_line  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # harness, when this file is loaded by path
+from harness import (  # noqa: E402
+    AGREE_RTOL, DEFAULT_PEERS, RESULTS, available, compare_rows, describe, exit_status, fmt, hit_limit, machine, machine_line, row_by, stopwatch,
+    write_results,
+)
 
 import mpqopt  # noqa: E402
 from mpqopt.reductions import canonicalize  # noqa: E402
@@ -138,9 +140,7 @@ def solver_case(key: str, spec: Mapping[str, Any], noises: list[float], n_budget
     missing = {s: available(s) for s in spec["solvers"]}
     instances = []
     for noise in noises:
-        start = time.perf_counter()
-        problem = iqp_problem(spec["L"], spec["K"], seed=0, noise=noise)
-        build_s = time.perf_counter() - start
+        build_s, problem = stopwatch(lambda: iqp_problem(spec["L"], spec["K"], seed=0, noise=noise))
         lo, hi = problem.cost_range(COST)
         refused: dict[str, str] = {}  # the licence refuses every budget alike: ask once per instance
         points = []
@@ -224,9 +224,7 @@ def clado_case(specs: Mapping[str, Mapping[str, Any]], cases: Mapping[str, Any],
         limit = spec["solvers"]["bnb"]
         for noise in noises:
             problem = iqp_problem(spec["L"], spec["K"], seed=0, noise=noise)
-            start = time.perf_counter()
-            projected = clado_projected(problem)
-            projection_s = time.perf_counter() - start
+            projection_s, projected = stopwatch(lambda: clado_projected(problem))
             lo, hi = problem.cost_range(COST)
             pipeline = "bnb on the projected problem" if gurobi_missing else "gurobi:psd"
             note = "gurobipy not installed" if gurobi_missing else ""
@@ -490,11 +488,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {"benchmark": "iqp", "mode": "smoke" if args.smoke else "quick" if args.quick else "full", "threads": 1,
               "budgets": n, "noise": args.noise, "stress_noise": stress, "machine": host, "goals": goals,
               "cases": cases, "clado_logs": logs}
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "iqp.json").write_text(json.dumps(report, indent=2, default=float) + "\n")
-    table = markdown(report)
-    (out_dir / "iqp.md").write_text(table)
-    print(table)
+    print(write_results(out_dir, "iqp", report, markdown))
     print(f"wrote {out_dir / 'iqp.json'} and {out_dir / 'iqp.md'}", file=sys.stderr)
     return exit_status(cases)
 

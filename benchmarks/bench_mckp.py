@@ -29,7 +29,6 @@ objective below another solver's proven bound, or two proven optima that differ)
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -38,12 +37,12 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_peers, when run from elsewhere
-from bench_peers import DEFAULT_PEERS, RESULTS, machine, machine_line  # noqa: E402  (one machine description)
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # harness, when this file is loaded by path
+from harness import (  # noqa: E402
+    DEFAULT_PEERS, RESULTS, available, compare_rows, describe, exit_status, fmt, hit_limit, machine, machine_line, row_by, stopwatch, write_results,
+)
 
 import mpqopt  # noqa: E402
-from mpqopt.errors import MpqoptError  # noqa: E402
-from mpqopt.solvers import get_backend  # noqa: E402
 from mpqopt.synthetic import mckp_problem  # noqa: E402
 
 SOLVERS = ("mckp", "greedy", "highs", "highs:plain")
@@ -51,20 +50,10 @@ HIGHS = ("highs", "highs:plain")
 SCALING_LAYERS = (100, 300, 1000, 3000, 10000, 30000, 100000)
 CHEAP_S = 2.0  # runs faster than this are repeated and the median reported
 GOAL_GAP_C = 1e-6  # case (c)'s goal gap, handed to every solver as mip_gap
-AGREE_RTOL = 1e-9  # objectives of proven optima must agree to this (relative)
 PARETO_CASE = "hawq_v3_resnet50.json"
 
 
 # ---------------------------------------------------------------------------------- one solver run
-def available(solver: str) -> str | None:
-    """None if ``solver`` can run here, else why not."""
-    try:
-        get_backend(solver)
-    except MpqoptError as exc:
-        return f"not available: {exc}"
-    return None
-
-
 def run_solver(problem: mpqopt.Problem, solver: str, repeat: int, time_limit: float | None, mip_gap: float = 0.0) -> dict[str, Any]:
     """Solve ``problem`` with ``solver`` (threads=1, ``mip_gap``); one timed run, or a warm-up and
     ``repeat`` timed runs when the first took under ``CHEAP_S``. Never raises: errors become the row's status."""
@@ -108,38 +97,6 @@ def skipped(solver: str, reason: str) -> dict[str, Any]:
     return {"solver": solver, "status": "skipped", "note": reason}
 
 
-def hit_limit(row: Mapping[str, Any]) -> bool:
-    limit = row.get("time_limit_s")
-    return row.get("status") == "time_limit" or (limit is not None and row.get("time_s", 0.0) >= limit)
-
-
-def compare_rows(rows: list[dict[str, Any]]) -> list[str]:
-    """Fill each row's distance to the best objective and bound found by any solver; return the
-    contradictions. Every objective belongs to an assignment ``mpqopt.solve`` verified against the
-    problem, so a bound above another solver's objective means the bounding solver's proof is wrong."""
-    solved = [r for r in rows if r.get("objective") is not None]
-    bounded = [r for r in rows if r.get("bound") is not None]
-    best = min((r["objective"] for r in solved), default=None)
-    best_bound = max((r["bound"] for r in bounded), default=None)
-    for r in solved:
-        scale = max(abs(r["objective"]), 1e-12)
-        r["vs_best"] = (r["objective"] - best) / scale
-        r["vs_best_bound"] = None if best_bound is None else (r["objective"] - best_bound) / scale
-    problems = []
-    for r in bounded:
-        beaten = [o for o in solved if o["objective"] < r["bound"] - AGREE_RTOL * max(abs(r["bound"]), 1e-12)]
-        if beaten:
-            o = min(beaten, key=lambda row: row["objective"])
-            r["wrong_bound"] = True
-            problems.append(f"{r['solver']} ({r['status']}) claims bound {r['bound']!r}, but {o['solver']} found a verified "
-                            f"assignment of objective {o['objective']!r}: {r['solver']}'s proof is wrong")
-    return problems
-
-
-def row_by(rows: list[dict[str, Any]], solver: str) -> dict[str, Any] | None:
-    return next((r for r in rows if r["solver"] == solver), None)
-
-
 def speedup(rows: list[dict[str, Any]], fast: str, slow: str) -> dict[str, Any] | None:
     """``slow`` time / ``fast`` time; a lower bound ("at_least") when ``slow`` stopped at its limit."""
     a, b = row_by(rows, fast), row_by(rows, slow)
@@ -150,9 +107,7 @@ def speedup(rows: list[dict[str, Any]], fast: str, slow: str) -> dict[str, Any] 
 
 # ---------------------------------------------------------------------------------- cases
 def built(label: str, build: Callable[[], mpqopt.Problem]) -> tuple[mpqopt.Problem, float]:
-    start = time.perf_counter()
-    problem = build()
-    elapsed = time.perf_counter() - start
+    elapsed, problem = stopwatch(build)
     print(f"  built {label}: {problem.num_layers:,} x {problem.num_options} in {elapsed:.2f} s", flush=True)
     return problem, elapsed
 
@@ -353,18 +308,6 @@ def pareto_goal(case: Mapping[str, Any] | None, max_s: float) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------- output
-def fmt(value: Any, spec: str = ".6g") -> str:
-    if value is None:
-        return "—"
-    return format(value, spec)
-
-
-def describe(row: Mapping[str, Any]) -> str:
-    if row.get("time_s") is None:
-        return f"{row['solver']}: {row['status']} ({row.get('note', '')})"
-    return f"{row['solver']}: {row['status']}, objective {fmt(row.get('objective'), '.10g')}, gap {fmt(row.get('gap'), '.1e')}, {row['time_s']:.3f} s"
-
-
 def rows_table(rows: list[dict[str, Any]]) -> list[str]:
     lines = [
         "| solver | status | objective | bound | gap | time (s) | runs | vs best objective | vs best bound | note |",
@@ -549,23 +492,11 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "mckp", "mode": "quick" if args.quick else "full", "repeat": args.repeat, "threads": 1,
         "time_limit_s": limit, "solvers": solvers, "machine": machine(), "goals": goals, "cases": cases,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "mckp.json").write_text(json.dumps(report, indent=2, default=float) + "\n")
-    table = markdown(report)
-    (args.out / "mckp.md").write_text(table)
+    table = write_results(args.out, "mckp", report, markdown)
     if "e" in cases and not plot(cases["e"], limit, args.out / "mckp_scaling.png"):
         print("matplotlib not installed: no plot", file=sys.stderr)
     print(table)
     return exit_status(cases)
-
-
-def exit_status(cases: Mapping[str, Any]) -> int:
-    """1 (and the list on stderr) if any case found solvers contradicting each other, else 0."""
-    contradictions = [c for case in cases.values() for c in case.get("contradictions", [])]
-    if contradictions:
-        print("CONTRADICTIONS between solvers:\n  " + "\n  ".join(contradictions), file=sys.stderr)
-        return 1
-    return 0
 
 
 if __name__ == "__main__":

@@ -15,13 +15,15 @@ Writes ``digits_study.json`` and ``digits_study.md`` to ``--out``.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # harness, when this file is loaded by path
+from harness import RESULTS, stopwatch, write_results  # noqa: E402
 
 BUDGETS = (0.1, 0.25, 0.5, 0.75)  # fractions of the size range between uniform W2 and uniform W8
 OPTIONS = (2, 3, 4, 8)
@@ -74,9 +76,7 @@ def run(quick: bool = False, seed: int = 0) -> dict[str, Any]:
     uniform = {f: uniform_best(truth, base, limit) for f, limit in limits.items()}
     methods: dict[str, Any] = {}
     for name, estimate in estimators(quick).items():
-        start = time.perf_counter()
-        table = estimate(bed.model, calibration)
-        est_seconds = time.perf_counter() - start
+        est_seconds, table = stopwatch(lambda: estimate(bed.model, calibration))
         problem = mt.problem_from_model(bed.model, bed.train[0], None, table, costs=("size_bits",))
         per_budget = {}
         for f, limit in limits.items():
@@ -132,14 +132,10 @@ def markdown(report: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer training steps and Hutchinson iterations")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     report = run(quick=args.quick)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "digits_study.json").write_text(json.dumps(report, indent=1, default=float))
-    text = markdown(report)
-    (args.out / "digits_study.md").write_text(text)
-    print(text)
+    print(write_results(args.out, "digits_study", report, markdown, indent=1, final_newline=False))
     return 0
 
 

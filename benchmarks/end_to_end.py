@@ -38,8 +38,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -47,6 +45,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # harness, when this file is loaded by path
+from harness import RESULTS, machine, stopwatch, write_results  # noqa: E402
 
 FRACTIONS = (1 / 12, 1 / 6, 1 / 4, 1 / 3, 1 / 2)  # of the range between the cheapest and dearest uniform cost
 TIGHT = 2  # the first two budgets are "tight"
@@ -130,20 +131,18 @@ def load_digits(quick: bool, scale: int = 1) -> Testbed:
     """The digits CNN, trained here (~5 s)."""
     from mpqopt.testbeds.digits import load_digits_cnn
 
-    t0 = time.perf_counter()
-    bed = load_digits_cnn()
+    seconds, bed = stopwatch(load_digits_cnn)
     return classifier_testbed(key="digits", title="digits CNN", bed=bed, calibration_batches=8 * scale, test_size=None, truth_size=None,
-                              seconds=time.perf_counter() - t0, describe="sklearn digits, 5 layers (40.6k parameters)", quick=quick)
+                              seconds=seconds, describe="sklearn digits, 5 layers (40.6k parameters)", quick=quick)
 
 
 def load_fashion(quick: bool, scale: int = 1) -> Testbed:
     """The Fashion-MNIST CNN, trained here (3 epochs, ~70 s; 1 in quick mode)."""
     from mpqopt.testbeds.fashion import load_fashion_cnn
 
-    t0 = time.perf_counter()
-    bed = load_fashion_cnn(epochs=1 if quick else 3)
+    seconds, bed = stopwatch(lambda: load_fashion_cnn(epochs=1 if quick else 3))
     return classifier_testbed(key="fashion", title="Fashion-MNIST CNN", bed=bed, calibration_batches=4 * scale, test_size=2000 if quick else None,
-                              truth_size=500 if quick else 2000, seconds=time.perf_counter() - t0,
+                              truth_size=500 if quick else 2000, seconds=seconds,
                               describe="Fashion-MNIST, 5 layers (98.7k parameters)", quick=quick)
 
 
@@ -325,9 +324,8 @@ def oracle(bed: Testbed, sweep: Sweep, problem: Any, budgets: list[dict[str, Any
     (``bed.truth_data``), so it is an oracle no estimator can reach without the test labels."""
     from mpqopt.adapters import torch as mt
 
-    start = time.perf_counter()
-    truth = mt.exhaustive_losses(bed.model, bed.truth_data, sweep.options, loss=bed.loss, exclude=bed.exclude, act_ranges=act_ranges)
-    seconds = time.perf_counter() - start
+    seconds, truth = stopwatch(lambda: mt.exhaustive_losses(bed.model, bed.truth_data, sweep.options, loss=bed.loss, exclude=bed.exclude,
+                                                            act_ranges=act_ranges))
     images = sum(len(b[1]) for b in bed.truth_data)
     print(f"  {bed.title} / {sweep.name}: oracle over {truth.change.size} allocations in {seconds:.0f} s", file=sys.stderr, flush=True)
     for b in budgets:
@@ -520,18 +518,12 @@ def plot(report: dict[str, Any], path: Path) -> bool:
     return True
 
 
-def machine() -> str:
-    """Processor, platform, versions and commit, for the report's header."""
-    import torch
-
-    import mpqopt
-
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent).stdout.strip()
-    except OSError:
-        commit = "?"
-    return (f"Machine: {platform.processor() or platform.machine()}, {platform.platform()}, Python {platform.python_version()}; "
-            f"torch {torch.__version__} (1 thread), mpqopt {mpqopt.__version__}; commit {commit or '?'}.")
+def machine_header() -> str:
+    """The report's header line: ``harness.machine()`` with the torch and mpqopt versions."""
+    m = machine(("torch", "mpqopt"))
+    v = m["versions"]
+    return (f"Machine: {m['cpu']}, {m['platform']}, Python {m['python']}; "
+            f"torch {v['torch']} (1 thread), mpqopt {v['mpqopt']}; commit {m['git_commit'] or '?'}.")
 
 
 def run(models: list[str], quick: bool, calibration_scale: int = 1, truth: bool = False) -> dict[str, Any]:
@@ -541,7 +533,7 @@ def run(models: list[str], quick: bool, calibration_scale: int = 1, truth: bool 
     torch.set_num_threads(1)
     from mpqopt.errors import MpqoptError
 
-    report: dict[str, Any] = {"machine": machine(), "quick": quick, "truth": truth, "calibration_scale": calibration_scale, "models": {}}
+    report: dict[str, Any] = {"machine": machine_header(), "quick": quick, "truth": truth, "calibration_scale": calibration_scale, "models": {}}
     for key in models:
         try:
             bed = TESTBEDS[key](quick, calibration_scale)
@@ -568,7 +560,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calibration-scale", type=int, default=1, metavar="K",
                         help="K times the default calibration data (digits 512 / Fashion 512 images, MiniLM 16 passages)")
     parser.add_argument("--render", type=Path, metavar="JSON", help="no measuring: recompute the checks and rewrite the report from a saved end_to_end.json")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     if args.render:
         measuring = [flag for flag, given in (("--models", args.models != parser.get_default("models")), ("--quick", args.quick),
@@ -585,13 +577,14 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--calibration-scale must be at least 1")
         report = run(models, args.quick, args.calibration_scale, args.truth)
         report["command"] = " ".join(["python benchmarks/end_to_end.py", *argv])
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "end_to_end.json").write_text(json.dumps(report, indent=1, default=float))
-    text = markdown(report)
-    if plot(report, args.out / "end_to_end.png"):
-        text += "\n![metric vs budget](end_to_end.png)\n"
-    (args.out / "end_to_end.md").write_text(text)
-    print(text)
+
+    def render(report: dict[str, Any]) -> str:
+        text = markdown(report)
+        if plot(report, args.out / "end_to_end.png"):
+            text += "\n![metric vs budget](end_to_end.png)\n"
+        return text
+
+    print(write_results(args.out, "end_to_end", report, render, indent=1, final_newline=False))
     return 0
 
 
