@@ -41,19 +41,19 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from . import __version__, load
-from .arguments import DEFAULT_MAX_BYTES
-from .budgets import cost_unit, parse_budget_args, resolve_budgets
-from .diagnose import check_budgets_alone
-from .errors import MpqoptError
-from .pareto import Frontier, pareto
-from .problem import Problem
-from .report import allocation_matrix, fmt_cost, fmt_gap, fmt_num, percent_of_range, problem_info, problem_summary
-from .result import Result
-from .solve import abandoned_solvers, choose_solver, solve
-from .solvers import backend_class, backend_names
-from .stdio import c_stdout_to_stderr
-from .verify import violations
+from .. import __version__, load
+from ..arguments import DEFAULT_MAX_BYTES
+from ..budgets import cost_unit, parse_budget_args, resolve_budgets
+from ..diagnose import check_budgets_alone
+from ..errors import MpqoptError
+from ..pareto import Frontier, pareto
+from ..problem import Problem
+from ..report import allocation_matrix, fmt_cost, fmt_gap, fmt_num, percent_of_range, problem_info, problem_summary
+from ..result import Result
+from ..solve import abandoned_solvers, choose_solver, solve
+from ..solvers import backend_class, backend_names
+from ..stdio import c_stdout_to_stderr
+from ..verify import violations
 
 EXIT_OK, EXIT_INTERNAL, EXIT_INPUT, EXIT_INFEASIBLE, EXIT_NO_SOLUTION = 0, 1, 2, 3, 4
 
@@ -400,7 +400,7 @@ def _warn_unproven(frontier: Frontier) -> None:
 
 # ---------------------------------------------------------------------------------- compare
 def cmd_compare(args: argparse.Namespace) -> int:
-    from .compare import check_solver_names, compare  # here, so the module stays out of other commands' imports
+    from ..compare import check_solver_names, compare  # here, so the module stays out of other commands' imports
 
     solvers = None if args.solvers is None else check_solver_names(args.solvers)  # unknown name: fail before reading
     overrides = parse_budget_args(args.budget)
@@ -421,7 +421,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------------- export
 def cmd_export(args: argparse.Namespace) -> int:
-    from .io.export import export
+    from ..io.export import export
 
     overrides = parse_budget_args(args.budget)
     problem = load_problem(args.file, args.max_file_size)
