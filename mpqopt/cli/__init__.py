@@ -30,37 +30,36 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
-import importlib.resources
 import json
 import os
 import re
 import sys
 import traceback
-from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Sequence
 
-import numpy as np
-
-from .. import __version__, load
+from .. import __version__
 from ..arguments import DEFAULT_MAX_BYTES
-from ..budgets import cost_unit, parse_budget_args, resolve_budgets
+from ..budgets import parse_budget_args, resolve_budgets
 from ..diagnose import check_budgets_alone
 from ..errors import MpqoptError
 from ..pareto import Frontier, pareto
-from ..problem import Problem
-from ..report import allocation_matrix, fmt_cost, fmt_gap, fmt_num, percent_of_range, problem_info, problem_summary
+from ..report import fmt_gap, problem_info, problem_summary
 from ..result import Result
 from ..solve import abandoned_solvers, choose_solver, solve
 from ..solvers import backend_class, backend_names
-from ..stdio import c_stdout_to_stderr
-from ..verify import violations
+from .common import (EXIT_INFEASIBLE, EXIT_INPUT, EXIT_INTERNAL, EXIT_NO_SOLUTION, EXIT_OK, _json_default, _stdout_to_stderr, _write,
+                     exit_code, load_problem, result_json)
+from .demo import DEMO_PERCENTS, WIDTH, cmd_demo, demo_budgets, demo_example, example_paths, size_cost
 
-EXIT_OK, EXIT_INTERNAL, EXIT_INPUT, EXIT_INFEASIBLE, EXIT_NO_SOLUTION = 0, 1, 2, 3, 4
+__all__ = [
+    "DEMO_PERCENTS", "EXAMPLES", "EXIT_INFEASIBLE", "EXIT_INPUT", "EXIT_INTERNAL", "EXIT_NO_SOLUTION", "EXIT_OK", "WIDTH",
+    "build_parser", "cmd_compare", "cmd_demo", "cmd_export", "cmd_info", "cmd_pareto", "cmd_solve", "cmd_solvers", "demo_budgets",
+    "demo_example", "example_paths", "exit_code", "load_problem", "main", "parse_budget_args", "result_json", "size_cost",
+]
 
 # Bundled examples (mpqopt/data/NAME.json, written by scripts/make_examples.py); `demo` reports any missing.
+# Here, not in demo.py: mpqopt.cli.EXAMPLES is the name to change (demo.example_paths reads it at each call).
 EXAMPLES = ("digits_cnn", "minilm_l6")
-DEMO_PERCENTS = (25, 50, 75)
-WIDTH = 100
 
 
 # ---------------------------------------------------------------------------------- entry point
@@ -256,59 +255,6 @@ _positive_int = _number(int, lambda v: v >= 1, "a whole number", "must be at lea
 _gap = _number(float, lambda v: 0.0 <= v < 1.0, "a number in [0, 1)", "must lie in [0, 1)")
 
 
-# ---------------------------------------------------------------------------------- helpers
-def load_problem(path: str | Path, max_bytes: int = DEFAULT_MAX_BYTES) -> Problem:
-    """``mpqopt.load`` with every failure turned into an ``MpqoptError`` that names the file."""
-    name = str(path)
-    try:
-        return load(path, max_bytes=max_bytes)
-    except MpqoptError as exc:
-        if Path(name).name in str(exc):
-            raise
-        raise MpqoptError(f"{name}: {exc}") from None
-    except FileNotFoundError:
-        raise MpqoptError(f"cannot read '{name}': no such file") from None
-    except IsADirectoryError:
-        raise MpqoptError(f"cannot read '{name}': it is a directory") from None
-    except OSError as exc:
-        raise MpqoptError(f"cannot read '{name}': {exc.strerror or exc}") from None
-    except (ValueError, UnicodeDecodeError) as exc:  # e.g. malformed JSON if the reader lets it through
-        raise MpqoptError(f"cannot read '{name}': {exc}") from None
-
-
-def exit_code(result: Result) -> int:
-    """0 when an assignment meeting every budget came back, 3 if infeasible, 4 otherwise."""
-    if result.x is not None:
-        return EXIT_OK
-    return EXIT_INFEASIBLE if result.status == "infeasible" else EXIT_NO_SOLUTION
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"cannot write {type(value).__name__} as JSON")
-
-
-def result_json(result: Result) -> str:
-    return json.dumps(result.to_dict(), indent=2, default=_json_default)
-
-
-@contextlib.contextmanager
-def _stdout_to_stderr(active: bool) -> Iterator[None]:
-    """Send everything written to stdout meanwhile, from Python or from a C solver library (HiGHS's
-    banner, its debugging printfs, a --verbose log), to stderr: ``--json`` output stays one JSON object."""
-    if not active:
-        yield
-        return
-    # Python's stdout goes to a copy of descriptor 2, not to sys.stderr itself: Pyomo's output capture
-    # redirects the descriptors under sys.stdout and sys.stderr and deadlocks when they are one object
-    with c_stdout_to_stderr(), os.fdopen(os.dup(2), "w", encoding="utf-8", errors="backslashreplace") as stderr_copy, \
-            contextlib.redirect_stdout(stderr_copy):
-        yield
-
-
 # ---------------------------------------------------------------------------------- solve
 def cmd_solve(args: argparse.Namespace) -> int:
     if args.solver != "auto":
@@ -377,15 +323,6 @@ def _require_matplotlib() -> None:
         importlib.import_module("matplotlib")
     except ImportError:
         raise MpqoptError("--plot needs matplotlib, which is not installed: pip install mpqopt[plot]") from None
-
-
-def _write(path: str | None, text: str) -> None:
-    if not path:
-        return
-    try:
-        Path(path).write_text(text)
-    except OSError as exc:
-        raise MpqoptError(f"cannot write '{path}': {exc.strerror or exc}") from None
 
 
 def _warn_unproven(frontier: Frontier) -> None:
@@ -467,127 +404,3 @@ def cmd_solvers(args: argparse.Namespace) -> int:
     for hint in hints:
         print(hint)
     return EXIT_OK
-
-
-# ---------------------------------------------------------------------------------- demo
-def example_paths() -> dict[str, Any]:
-    """Bundled example name -> resource (``None`` for an expected example whose file is missing)."""
-    data = importlib.resources.files("mpqopt") / "data"
-    found = {}
-    if data.is_dir():
-        found = {entry.name[:-5]: entry for entry in data.iterdir() if entry.name.endswith(".json")}
-    out: dict[str, Any] = {name: found.get(name) for name in EXAMPLES}
-    out.update({name: found[name] for name in sorted(found) if name not in out})
-    return out
-
-
-def _load_example(name: str, resource: Any) -> Problem:
-    with importlib.resources.as_file(resource) as path:
-        return load_problem(path)
-
-
-def _missing(name: str) -> str:
-    return f"bundled example '{name}' is missing: mpqopt/data/{name}.json not found (regenerate it with scripts/make_examples.py)"
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    paths = example_paths()
-    if args.list:
-        for name, resource in paths.items():
-            if resource is None:
-                print(f"{name:12s}  (missing: mpqopt/data/{name}.json)")
-                continue
-            problem = _load_example(name, resource)
-            desc = _short(problem.meta.get("description") or "", WIDTH - 40)
-            print(f"{name:12s}  {problem.num_layers:3d} layers x {problem.num_options} options  {desc}")
-        return EXIT_OK
-    if args.name is not None:
-        if args.name not in paths:
-            raise MpqoptError(f"unknown example '{args.name}'; bundled examples: {', '.join(paths)}")
-        if paths[args.name] is None:
-            raise MpqoptError(_missing(args.name))
-        selected = {args.name: paths[args.name]}
-    else:
-        selected = paths
-    ran = 0
-    for name, resource in selected.items():
-        if resource is None:
-            print(f"mpqopt: warning: {_missing(name)}", file=sys.stderr)
-            continue
-        if ran:
-            print()
-        demo_example(name, _load_example(name, resource))
-        ran += 1
-    if not ran:
-        raise MpqoptError("no bundled example found in mpqopt/data")
-    return EXIT_OK
-
-
-def size_cost(problem: Problem) -> str | None:
-    """The cost the demo sweeps: ``size_bits`` if present, else a cost measured in bits/bytes, else the first."""
-    if "size_bits" in problem.costs:
-        return "size_bits"
-    for name in problem.costs:
-        if cost_unit(problem, name) in ("bit", "bits", "byte", "bytes"):
-            return name
-    return next(iter(problem.costs), None)
-
-
-def _uniform_option(problem: Problem) -> int | None:
-    """Index of the W4 option (label 'W4', else the first with 4 weight bits), if any."""
-    labels = problem.option_labels
-    if "W4" in labels:
-        return labels.index("W4")
-    return next((k for k, o in enumerate(problem.options) if o.w == 4), None)
-
-
-def demo_budgets(problem: Problem, cost: str) -> list[tuple[str, float]]:
-    """(column header, absolute budget) pairs, ascending: 25/50/75% of the range and uniform W4's size."""
-    lo, hi = problem.cost_range(cost)
-    columns = [(f"{p}%", lo + p / 100.0 * (hi - lo)) for p in DEMO_PERCENTS]
-    k = _uniform_option(problem)
-    if k is not None:
-        uniform = float(problem.costs[cost][:, k].sum())
-        if lo <= uniform <= hi and all(abs(uniform - v) > 1e-9 * max(abs(v), 1.0) for _, v in columns):
-            columns.append((f"={problem.option_labels[k]}", uniform))
-    return sorted(columns, key=lambda c: c[1])
-
-
-def demo_example(name: str, problem: Problem) -> list[Result]:
-    """Print one example solved at the demo budgets; return the results (in column order)."""
-    ties = f", {len(problem.ties)} tie groups" if problem.ties else ""
-    print(f"== {name}: {problem.num_layers} layers x {problem.num_options} options ({' '.join(problem.option_labels)}){ties}")
-    desc = problem.meta.get("description")
-    if desc:
-        print(_short(str(desc), WIDTH))
-    cost = size_cost(problem)
-    base = problem.replace(budgets={})  # the sweep sets the size budget alone
-    if cost is None:
-        print("no cost table: solving without budgets")
-        results = [solve(base)]
-        print("\n" + allocation_matrix(problem, ["free"], results))
-        return results
-    unit = cost_unit(problem, cost)
-    lo, hi = problem.cost_range(cost)
-    budgets = demo_budgets(problem, cost)
-    columns = [c for c, _ in budgets]
-    results = [solve(base, budgets={cost: value}) for _, value in budgets]
-    solvers = ", ".join(dict.fromkeys(r.solver.split(" ", 1)[0] for r in results))  # "mckp (auto)" -> "mckp"
-    print(f"budget on {cost} alone, range {fmt_cost(lo, unit)} .. {fmt_cost(hi, unit)}; solver {solvers}")
-    print("\n" + allocation_matrix(problem, columns, results, cost))
-    k = _uniform_option(problem)
-    column = None if k is None else f"={problem.option_labels[k]}"
-    if column in columns:
-        label, i = problem.option_labels[k], columns.index(column)
-        pct = percent_of_range(budgets[i][1], lo, hi)
-        line = f"{column}: size of uniform {label} ({pct:.1f}% of range)"
-        x = np.full(problem.num_layers, k, dtype=np.int64)
-        if not violations(base, x, {}) and results[i].objective is not None:
-            line += f"; objective: uniform {label} {fmt_num(problem.evaluate(x).objective)}, mixed {fmt_num(results[i].objective)}"
-        print(line)
-    return results
-
-
-def _short(text: str, width: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= width else text[: width - 3].rstrip() + "..."
