@@ -32,24 +32,27 @@ import contextlib
 import importlib
 import json
 import os
-import re
 import sys
 import traceback
+from pathlib import Path
 from typing import Sequence
 
-from .. import __version__
+from .. import __version__, load
 from ..arguments import DEFAULT_MAX_BYTES
 from ..budgets import parse_budget_args, resolve_budgets
 from ..diagnose import check_budgets_alone
 from ..errors import MpqoptError
 from ..pareto import Frontier, pareto
+from ..problem import Problem
 from ..report import fmt_gap, problem_info, problem_summary
 from ..result import Result
 from ..solve import abandoned_solvers, choose_solver, solve
 from ..solvers import backend_class, backend_names
 from .common import (EXIT_INFEASIBLE, EXIT_INPUT, EXIT_INTERNAL, EXIT_NO_SOLUTION, EXIT_OK, _json_default, _stdout_to_stderr, _write,
-                     exit_code, load_problem, result_json)
+                     exit_code, result_json)
 from .demo import DEMO_PERCENTS, WIDTH, cmd_demo, demo_budgets, demo_example, example_paths, size_cost
+from .parsers import (_positive_int, budget_option, common_options, json_option, options, output_option, problem_file, solver_option,
+                      solver_tuning_options, time_limit_option)
 
 __all__ = [
     "DEMO_PERCENTS", "EXAMPLES", "EXIT_INFEASIBLE", "EXIT_INPUT", "EXIT_INTERNAL", "EXIT_NO_SOLUTION", "EXIT_OK", "WIDTH",
@@ -120,15 +123,7 @@ def _fail(message: str, code: int, debug: bool) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for documentation tools)."""
-    common = argparse.ArgumentParser(add_help=False)
-    # SUPPRESS so a subcommand's default does not overwrite `mpqopt --debug solve ...`
-    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks on errors")
-
-    reads = argparse.ArgumentParser(add_help=False)  # commands that read a problem file
-    reads.add_argument("--max-file-size", type=_byte_size, default=DEFAULT_MAX_BYTES, metavar="SIZE",
-                       help="refuse problem files (and NPZ arrays once expanded) larger than SIZE: bytes, or with a "
-                            "unit (500MB, 4GiB); default 2GiB")
-
+    common = common_options()
     parser = argparse.ArgumentParser(
         prog="mpqopt",
         description="Exact mixed-precision bit allocation: sensitivity tables in, proven-optimal bit-widths out.",
@@ -139,72 +134,73 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    p = sub.add_parser("solve", parents=[common, reads], help="solve a problem file and print the allocation",
-                       description="Solve a problem file (.json / .npz) and print the allocation.")
-    p.add_argument("file", metavar="FILE", help="problem file")
-    p.add_argument("-b", "--budget", action="append", default=[], metavar="NAME=VALUE",
-                   help="budget on cost NAME (a unique prefix works: size=... for size_bits), overriding the file's: "
-                        "a number, a value with a unit (7.9MiB, 1.2G, 5ms), a percentage of the cost range (50%%), "
-                        "or 'none' to drop the file's budget; repeatable")
-    p.add_argument("--solver", default="auto", metavar="NAME", help="backend (see `mpqopt solvers`; default: auto)")
-    p.add_argument("--time-limit", type=_positive_float, metavar="S", help="stop after S seconds")
-    p.add_argument("--mip-gap", type=_gap, default=0.0, metavar="G", help="relative gap at which to stop (default 0: prove optimality)")
-    p.add_argument("--threads", type=_positive_int, metavar="N", help="solver threads")
-    p.add_argument("--verbose", action="store_true", help="show the solver log (on stderr when --json)")
-    p.add_argument("--json", action="store_true", help="print only the result, as one JSON object")
-    p.add_argument("-o", "--output", metavar="OUT", help="also write the result JSON to OUT")
+    p = sub.add_parser(
+        "solve", help="solve a problem file and print the allocation",
+        description="Solve a problem file (.json / .npz) and print the allocation.",
+        parents=[common, problem_file(),
+                 budget_option("budget on cost NAME (a unique prefix works: size=... for size_bits), overriding the file's: "
+                               "a number, a value with a unit (7.9MiB, 1.2G, 5ms), a percentage of the cost range (50%%), "
+                               "or 'none' to drop the file's budget; repeatable"),
+                 solver_option("backend (see `mpqopt solvers`; default: auto)"),
+                 time_limit_option("stop after S seconds"),
+                 solver_tuning_options(),
+                 json_option("print only the result, as one JSON object"),
+                 output_option("result")])
     p.set_defaults(func=cmd_solve)
 
-    p = sub.add_parser("pareto", parents=[common, reads], help="Pareto frontier of objective against one cost",
-                       description="Every Pareto-optimal allocation of a problem file against one cost (exact dynamic "
-                                   "programming), or exact solves at N budgets spread over the cost range (--points N, "
-                                   "needed when other budgets apply). Also gives the LP frontier (vertices = MPQCO's "
-                                   "greedy allocations) and uniform precision.")
-    p.add_argument("file", metavar="FILE", help="problem file")
-    p.add_argument("--cost", required=True, metavar="NAME", help="the cost on the frontier's axis (a unique prefix works: size for size_bits)")
-    p.add_argument("--points", type=_positive_int, metavar="N", help="solve N budgets evenly spread over the cost range instead of the full frontier")
-    p.add_argument("-b", "--budget", action="append", default=[], metavar="NAME=VALUE",
-                   help="budget on another cost that every point must meet (needs --points), overriding the file's; "
-                        "'none' drops the file's budget; repeatable")
-    p.add_argument("--solver", default="auto", metavar="NAME", help="backend for --points (see `mpqopt solvers`; default: auto)")
-    p.add_argument("--time-limit", type=_positive_float, metavar="S", help="time limit of the whole frontier (all --points solves together), in seconds")
-    p.add_argument("--json", action="store_true", help="print only the frontier, as one JSON object")
-    p.add_argument("--csv", metavar="OUT", help="write the points to OUT as CSV (cost, objective, ..., one column per layer)")
-    p.add_argument("--plot", metavar="OUT", help="plot the frontier to OUT (.png, .pdf, .svg; needs matplotlib)")
-    p.add_argument("-o", "--output", metavar="OUT", help="also write the frontier JSON to OUT")
+    axis, files = options(), options()
+    axis.add_argument("--cost", required=True, metavar="NAME", help="the cost on the frontier's axis (a unique prefix works: size for size_bits)")
+    axis.add_argument("--points", type=_positive_int, metavar="N", help="solve N budgets evenly spread over the cost range instead of the full frontier")
+    files.add_argument("--csv", metavar="OUT", help="write the points to OUT as CSV (cost, objective, ..., one column per layer)")
+    files.add_argument("--plot", metavar="OUT", help="plot the frontier to OUT (.png, .pdf, .svg; needs matplotlib)")
+    p = sub.add_parser(
+        "pareto", help="Pareto frontier of objective against one cost",
+        description="Every Pareto-optimal allocation of a problem file against one cost (exact dynamic "
+                    "programming), or exact solves at N budgets spread over the cost range (--points N, "
+                    "needed when other budgets apply). Also gives the LP frontier (vertices = MPQCO's "
+                    "greedy allocations) and uniform precision.",
+        parents=[common, problem_file(), axis,
+                 budget_option("budget on another cost that every point must meet (needs --points), overriding the file's; "
+                               "'none' drops the file's budget; repeatable"),
+                 solver_option("backend for --points (see `mpqopt solvers`; default: auto)"),
+                 time_limit_option("time limit of the whole frontier (all --points solves together), in seconds"),
+                 json_option("print only the frontier, as one JSON object"),
+                 files,
+                 output_option("frontier")])
     p.set_defaults(func=cmd_pareto)
 
-    p = sub.add_parser("compare", parents=[common, reads], help="solve a problem file with several solvers and compare them",
-                       description="Solve a problem file with each of several solvers at the same budgets and compare status, "
-                                   "objective, bound, gap, time and budget slack; checks that no objective lies below another "
-                                   "solver's proven bound. Exit 0 if any solver found an assignment, 1 if the solvers "
-                                   "contradict each other, 2 on bad input, 3 if infeasible, 4 if no solver found an assignment.")
-    p.add_argument("file", metavar="FILE", help="problem file")
-    p.add_argument("-b", "--budget", action="append", default=[], metavar="NAME=VALUE",
-                   help="budget on cost NAME, overriding the file's (as for `mpqopt solve`); repeatable")
-    p.add_argument("--solvers", metavar="A,B,...", help="comma-separated backends (see `mpqopt solvers`); "
-                                                         "default: auto, highs and a heuristic (greedy, or local for pairwise problems)")
-    p.add_argument("--repeat", type=_positive_int, default=1, metavar="N", help="run each solver N times and report the median time")
-    p.add_argument("--time-limit", type=_positive_float, metavar="S", help="time limit of each solve, in seconds")
-    p.add_argument("--json", action="store_true", help="print only the comparison, as one JSON object")
+    which = options()
+    which.add_argument("--solvers", metavar="A,B,...", help="comma-separated backends (see `mpqopt solvers`); "
+                                                             "default: auto, highs and a heuristic (greedy, or local for pairwise problems)")
+    which.add_argument("--repeat", type=_positive_int, default=1, metavar="N", help="run each solver N times and report the median time")
+    p = sub.add_parser(
+        "compare", help="solve a problem file with several solvers and compare them",
+        description="Solve a problem file with each of several solvers at the same budgets and compare status, "
+                    "objective, bound, gap, time and budget slack; checks that no objective lies below another "
+                    "solver's proven bound. Exit 0 if any solver found an assignment, 1 if the solvers "
+                    "contradict each other, 2 on bad input, 3 if infeasible, 4 if no solver found an assignment.",
+        parents=[common, problem_file(),
+                 budget_option("budget on cost NAME, overriding the file's (as for `mpqopt solve`); repeatable"),
+                 which,
+                 time_limit_option("time limit of each solve, in seconds"),
+                 json_option("print only the comparison, as one JSON object")])
     p.set_defaults(func=cmd_compare)
 
-    p = sub.add_parser("export", parents=[common, reads], help="write the problem as an .lp or .mps file for other solvers",
-                       description="Write the MILP mpqopt solves (HiGHS's model; pairwise terms by their exact one-hot "
-                                   "linearization) at the given budgets as a CPLEX-LP or MPS file. A solver's optimum on it equals "
-                                   "mpqopt's objective (forced layers' sensitivity is the file's objective constant).")
-    p.add_argument("file", metavar="FILE", help="problem file")
-    p.add_argument("-b", "--budget", action="append", default=[], metavar="NAME=VALUE",
-                   help="budget on cost NAME, overriding the file's (same forms as `mpqopt solve`); repeatable")
+    p = sub.add_parser(
+        "export", help="write the problem as an .lp or .mps file for other solvers",
+        description="Write the MILP mpqopt solves (HiGHS's model; pairwise terms by their exact one-hot "
+                    "linearization) at the given budgets as a CPLEX-LP or MPS file. A solver's optimum on it equals "
+                    "mpqopt's objective (forced layers' sensitivity is the file's objective constant).",
+        parents=[common, problem_file(),
+                 budget_option("budget on cost NAME, overriding the file's (same forms as `mpqopt solve`); repeatable")])
     out = p.add_mutually_exclusive_group(required=True)
     out.add_argument("--lp", metavar="OUT", help="write a CPLEX LP file to OUT")
     out.add_argument("--mps", metavar="OUT", help="write an MPS file to OUT")
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("info", parents=[common, reads], help="describe a problem file",
-                       description="Describe a problem: layers, options, cost ranges, budgets, ties, fixed layers, masks.")
-    p.add_argument("file", metavar="FILE", help="problem file")
-    p.add_argument("--json", action="store_true", help="print the description as JSON")
+    p = sub.add_parser("info", help="describe a problem file",
+                       description="Describe a problem: layers, options, cost ranges, budgets, ties, fixed layers, masks.",
+                       parents=[common, problem_file(), json_option("print the description as JSON")])
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("demo", parents=[common], help="solve the bundled examples at several size budgets",
@@ -219,40 +215,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _number(convert, accept, expected: str, rule: str):
-    """An argparse type: ``convert`` the text, then require ``accept(value)``; one clear message each."""
-
-    def parse(text: str):
-        try:
-            value = convert(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
-        if not accept(value):
-            raise argparse.ArgumentTypeError(f"{rule}, got {text!r}")
-        return value
-
-    return parse
-
-
-_SIZE_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
-               "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
-
-
-def _byte_size(text: str) -> int:
-    """``--max-file-size``: a number of bytes, optionally with a unit (``500MB``, ``4GiB``)."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d*)?)\s*([A-Za-z]*)\s*", text)
-    unit = match.group(2).upper() if match else None
-    if not match or unit not in _SIZE_UNITS:
-        raise argparse.ArgumentTypeError(f"expected a size such as 2147483648, 500MB or 4GiB, got {text!r}")
-    value = int(float(match.group(1)) * _SIZE_UNITS[unit])
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1 byte, got {text!r}")
-    return value
-
-
-_positive_float = _number(float, lambda v: 0 < v < float("inf"), "a number of seconds", "must be a positive number")
-_positive_int = _number(int, lambda v: v >= 1, "a whole number", "must be at least 1")
-_gap = _number(float, lambda v: 0.0 <= v < 1.0, "a number in [0, 1)", "must lie in [0, 1)")
+# ---------------------------------------------------------------------------------- helpers
+def load_problem(path: str | Path, max_bytes: int = DEFAULT_MAX_BYTES) -> Problem:
+    """``mpqopt.load`` with every failure turned into an ``MpqoptError`` that names the file."""
+    name = str(path)
+    try:
+        return load(path, max_bytes=max_bytes)
+    except MpqoptError as exc:
+        if Path(name).name in str(exc):
+            raise
+        raise MpqoptError(f"{name}: {exc}") from None
+    except FileNotFoundError:
+        raise MpqoptError(f"cannot read '{name}': no such file") from None
+    except IsADirectoryError:
+        raise MpqoptError(f"cannot read '{name}': it is a directory") from None
+    except OSError as exc:
+        raise MpqoptError(f"cannot read '{name}': {exc.strerror or exc}") from None
+    except (ValueError, UnicodeDecodeError) as exc:  # e.g. malformed JSON if the reader lets it through
+        raise MpqoptError(f"cannot read '{name}': {exc}") from None
 
 
 # ---------------------------------------------------------------------------------- solve

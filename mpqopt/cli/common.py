@@ -1,4 +1,7 @@
-"""What the ``mpqopt`` commands share: exit codes, reading a problem file, writing results."""
+"""What the ``mpqopt`` commands share: exit codes, writing results (as JSON, to files), keeping ``--json`` stdout clean.
+
+(``load_problem`` stays in ``mpqopt.cli`` itself, where tests replace the ``load`` it calls.)
+"""
 
 from __future__ import annotations
 
@@ -10,33 +13,11 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from .. import load
-from ..arguments import DEFAULT_MAX_BYTES
 from ..errors import MpqoptError
-from ..problem import Problem
 from ..result import Result
 from ..stdio import c_stdout_to_stderr
 
 EXIT_OK, EXIT_INTERNAL, EXIT_INPUT, EXIT_INFEASIBLE, EXIT_NO_SOLUTION = 0, 1, 2, 3, 4
-
-
-def load_problem(path: str | Path, max_bytes: int = DEFAULT_MAX_BYTES) -> Problem:
-    """``mpqopt.load`` with every failure turned into an ``MpqoptError`` that names the file."""
-    name = str(path)
-    try:
-        return load(path, max_bytes=max_bytes)
-    except MpqoptError as exc:
-        if Path(name).name in str(exc):
-            raise
-        raise MpqoptError(f"{name}: {exc}") from None
-    except FileNotFoundError:
-        raise MpqoptError(f"cannot read '{name}': no such file") from None
-    except IsADirectoryError:
-        raise MpqoptError(f"cannot read '{name}': it is a directory") from None
-    except OSError as exc:
-        raise MpqoptError(f"cannot read '{name}': {exc.strerror or exc}") from None
-    except (ValueError, UnicodeDecodeError) as exc:  # e.g. malformed JSON if the reader lets it through
-        raise MpqoptError(f"cannot read '{name}': {exc}") from None
 
 
 def exit_code(result: Result) -> int:

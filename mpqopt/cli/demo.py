@@ -16,7 +16,7 @@ from ..report import allocation_matrix, fmt_cost, fmt_num, percent_of_range
 from ..result import Result
 from ..solve import solve
 from ..verify import violations
-from .common import EXIT_OK, load_problem
+from .common import EXIT_OK
 
 DEMO_PERCENTS = (25, 50, 75)
 WIDTH = 100
@@ -36,6 +36,8 @@ def example_paths() -> dict[str, Any]:
 
 
 def _load_example(name: str, resource: Any) -> Problem:
+    from . import load_problem  # mpqopt.cli's, at call time (the package imports this module first)
+
     with importlib.resources.as_file(resource) as path:
         return load_problem(path)
 
