@@ -54,6 +54,9 @@ from .demo import DEMO_PERCENTS, WIDTH, cmd_demo, demo_budgets, demo_example, ex
 from .parsers import (_positive_int, budget_option, common_options, json_option, options, output_option, problem_file, solver_option,
                       solver_tuning_options, time_limit_option)
 
+# The package: this module (entry point, parser, the commands but `demo`), parsers.py (the options several commands
+# share, as parent parsers, and the value types), common.py (exit codes, output helpers), demo.py (`mpqopt demo`).
+# __all__: the names mpqopt.cli offered when it was one module.
 __all__ = [
     "DEMO_PERCENTS", "EXAMPLES", "EXIT_INFEASIBLE", "EXIT_INPUT", "EXIT_INTERNAL", "EXIT_NO_SOLUTION", "EXIT_OK", "WIDTH",
     "build_parser", "cmd_compare", "cmd_demo", "cmd_export", "cmd_info", "cmd_pareto", "cmd_solve", "cmd_solvers", "demo_budgets",
