@@ -20,7 +20,7 @@ from .result import Result
 from .solve import solve
 from .solvers.pyomo import to_pyomo  # imports pyomo only when called
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the one source: pyproject.toml reads it (dynamic version)
 
 __all__ = [
     "ArgumentError", "BudgetError", "Comparison", "Evaluation", "FormatError", "Frontier", "FrontierPoint", "Infeasibility", "MpqoptError", "Option", "Problem",
