@@ -104,7 +104,7 @@ def classifier_testbed(*, key: str, title: str, bed: Any, calibration_batches: i
     from torch.nn import functional as F
 
     from mpqopt.errors import MpqoptError
-    from mpqopt.testbeds.classifier import predict
+    from mpqopt.examples.classifier import predict
 
     if calibration_batches > len(bed.train):
         raise MpqoptError(f"{title}: {calibration_batches} calibration batches asked for, the training split has {len(bed.train)}")
@@ -128,7 +128,7 @@ def classifier_testbed(*, key: str, title: str, bed: Any, calibration_batches: i
 
 def load_digits(quick: bool, scale: int = 1) -> Testbed:
     """The digits CNN, trained here (~5 s)."""
-    from mpqopt.testbeds.digits import load_digits_cnn
+    from mpqopt.examples.digits import load_digits_cnn
 
     t0 = time.perf_counter()
     bed = load_digits_cnn()
@@ -138,7 +138,7 @@ def load_digits(quick: bool, scale: int = 1) -> Testbed:
 
 def load_fashion(quick: bool, scale: int = 1) -> Testbed:
     """The Fashion-MNIST CNN, trained here (3 epochs, ~70 s; 1 in quick mode)."""
-    from mpqopt.testbeds.fashion import load_fashion_cnn
+    from mpqopt.examples.fashion import load_fashion_cnn
 
     t0 = time.perf_counter()
     bed = load_fashion_cnn(epochs=1 if quick else 3)
@@ -151,7 +151,7 @@ def load_minilm(quick: bool, scale: int = 1) -> Testbed:
     """all-MiniLM-L6-v2 measured by fidelity to its FP32 embeddings of held-out passages."""
     import torch
 
-    from mpqopt.testbeds import minilm
+    from mpqopt.examples import minilm
 
     t0 = time.perf_counter()
     tok, model = minilm.load_minilm()
