@@ -51,9 +51,9 @@ def problem_from_model(
     :class:`~mpqopt.adapters.onnx.OnnxModel`).
 
     The PyTorch adapter's :func:`~mpqopt.adapters.torch.problem_from_model` without its
-    ``example_input`` (shapes come from the graph): the same argument order, keywords and conventions.
-    A :class:`Sensitivity`'s
-    layers must be the selected layers (the problem follows its order; ``options=None`` uses its
+    ``example_input`` (shapes come from the graph, ``input_shapes`` instead of ``batch_size``), with
+    the same argument order, keywords and conventions otherwise: a :class:`Sensitivity`'s layers
+    must be the selected layers (the problem follows its order; ``options=None`` uses its
     options), a plain table is ``[layers x options]`` in graph order; costs from shape inference
     (``input_shapes`` gives concrete sizes for dynamic dimensions); ``ties="auto"`` ties layers
     reading the same tensor when the options carry activation bits; ``keep_first_last`` fixes the
