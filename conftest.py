@@ -2,9 +2,10 @@
 
 import importlib.util
 
-collect_ignore_glob = []
+# mpqopt.testbeds is a deprecated alias of mpqopt.examples: importing it warns, and it has no doctests
+collect_ignore_glob = ["mpqopt/testbeds/*"]
 if importlib.util.find_spec("torch") is None:
     collect_ignore_glob.append("mpqopt/adapters/torch/*")
-    collect_ignore_glob.append("mpqopt/testbeds/*")
+    collect_ignore_glob.append("mpqopt/examples/*")
 if importlib.util.find_spec("onnx") is None or importlib.util.find_spec("onnxruntime") is None:
     collect_ignore_glob.append("mpqopt/adapters/onnx/*")

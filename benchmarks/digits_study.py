@@ -2,7 +2,7 @@
 
     python benchmarks/digits_study.py [--quick] [--out benchmarks/results]
 
-The digits CNN (``mpqopt.testbeds.digits``) has 5 quantizable layers, so every allocation over
+The digits CNN (``mpqopt.examples.digits``) has 5 quantizable layers, so every allocation over
 {W2, W3, W4, W8} (4**5 = 1024) is measured on the held-out test split: the ground truth. Each
 estimator builds its table on training batches; ``mpqopt.solve`` picks the exact optimum of that
 table (pairwise: the IQP) at several size budgets; the allocation is scored by its *measured* test
@@ -60,7 +60,7 @@ def run(quick: bool = False, seed: int = 0) -> dict[str, Any]:
     torch.set_num_threads(1)
     import mpqopt
     from mpqopt.adapters import torch as mt
-    from mpqopt.testbeds.digits import load_digits_cnn
+    from mpqopt.examples.digits import load_digits_cnn
 
     t0 = time.perf_counter()
     bed = load_digits_cnn(seed=seed)

@@ -105,7 +105,7 @@ def classifier_testbed(*, key: str, title: str, bed: Any, calibration_batches: i
     from torch.nn import functional as F
 
     from mpqopt.errors import MpqoptError
-    from mpqopt.testbeds.classifier import predict
+    from mpqopt.examples.classifier import predict
 
     if calibration_batches > len(bed.train):
         raise MpqoptError(f"{title}: {calibration_batches} calibration batches asked for, the training split has {len(bed.train)}")
@@ -129,7 +129,7 @@ def classifier_testbed(*, key: str, title: str, bed: Any, calibration_batches: i
 
 def load_digits(quick: bool, scale: int = 1) -> Testbed:
     """The digits CNN, trained here (~5 s)."""
-    from mpqopt.testbeds.digits import load_digits_cnn
+    from mpqopt.examples.digits import load_digits_cnn
 
     seconds, bed = stopwatch(load_digits_cnn)
     return classifier_testbed(key="digits", title="digits CNN", bed=bed, calibration_batches=8 * scale, test_size=None, truth_size=None,
@@ -138,7 +138,7 @@ def load_digits(quick: bool, scale: int = 1) -> Testbed:
 
 def load_fashion(quick: bool, scale: int = 1) -> Testbed:
     """The Fashion-MNIST CNN, trained here (3 epochs, ~70 s; 1 in quick mode)."""
-    from mpqopt.testbeds.fashion import load_fashion_cnn
+    from mpqopt.examples.fashion import load_fashion_cnn
 
     seconds, bed = stopwatch(lambda: load_fashion_cnn(epochs=1 if quick else 3))
     return classifier_testbed(key="fashion", title="Fashion-MNIST CNN", bed=bed, calibration_batches=4 * scale, test_size=2000 if quick else None,
@@ -150,7 +150,7 @@ def load_minilm(quick: bool, scale: int = 1) -> Testbed:
     """all-MiniLM-L6-v2 measured by fidelity to its FP32 embeddings of held-out passages."""
     import torch
 
-    from mpqopt.testbeds import minilm
+    from mpqopt.examples import minilm
 
     t0 = time.perf_counter()
     tok, model = minilm.load_minilm()

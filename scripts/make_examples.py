@@ -46,8 +46,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from mpqopt.testbeds.classifier import train_classifier
-from mpqopt.testbeds.digits import digits_data
+from mpqopt.examples.classifier import train_classifier
+from mpqopt.examples.digits import digits_data
 
 WEIGHT_BITS = (2, 3, 4, 6, 8)
 ACT_BITS = 8

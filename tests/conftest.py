@@ -33,7 +33,7 @@ def digits_bed():
     torch = pytest.importorskip("torch", reason="the torch extra is not installed")
     pytest.importorskip("sklearn", reason="scikit-learn (test extra) is not installed")
     torch.set_num_threads(1)
-    from mpqopt.testbeds.digits import load_digits_cnn
+    from mpqopt.examples.digits import load_digits_cnn
 
     return load_digits_cnn()
 

@@ -37,7 +37,7 @@ def test_budgets_span_uniform_low_to_high_and_uniform_is_the_best_that_fits(repo
 
 def test_every_cell_is_a_feasible_allocation_measured_on_the_test_split(report, digits_bed):
     from mpqopt.adapters import torch as mt
-    from mpqopt.testbeds.digits import accuracy
+    from mpqopt.examples.digits import accuracy
 
     e2e = bench()
     s = report["models"]["digits"]["sweeps"]["size"]
@@ -132,7 +132,7 @@ def test_bad_command_lines_are_named(argv, message, tmp_path, capsys):
 
 def test_a_model_without_its_data_is_skipped_with_the_reason(monkeypatch):
     e2e = bench()
-    from mpqopt.testbeds import fashion
+    from mpqopt.examples import fashion
 
     monkeypatch.setattr(fashion, "load_fashion_cnn", lambda **kw: fashion.fashion_data("/nonexistent/fashion"))
     out = e2e.run(["fashion"], quick=True)

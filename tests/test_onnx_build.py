@@ -1,4 +1,4 @@
-"""problem_from_onnx: the ONNX model's problem equals the PyTorch adapter's on the same network."""
+"""problem_from_model (ONNX): the ONNX model's problem equals the PyTorch adapter's on the same network."""
 
 import warnings
 
@@ -29,8 +29,8 @@ def test_onnx_and_torch_problems_agree_and_solve_alike(digits_bed, exported):
     batches = [{"x": x.numpy()} for x, _ in digits_bed.train[:3]]
     labels = [y.numpy() for _, y in digits_bed.train[:3]]
     model = mo.load_model(exported, input_shapes={"batch": 64})
-    table = mo.delta_output(model, batches, [2, 4, 8], output="logits", metric="ce", labels=labels, progress=False)
-    problem = mo.problem_from_onnx(model, table, budgets={"size_bits": "30%"}, keep_first_last=8)
+    table = mo.estimate_delta_output(model, batches, [2, 4, 8], output="logits", metric="ce", labels=labels, progress=False)
+    problem = mo.problem_from_model(model, None, table, budgets={"size_bits": "30%"}, keep_first_last=8)
     reference = mt.problem_from_model(digits_bed.model, digits_bed.train[0], None, mt.estimate_delta_loss(digits_bed.model, digits_bed.train[:3], [2, 4, 8]),
                                       budgets={"size_bits": "30%"}, keep_first_last=8)
     assert problem.num_layers == reference.num_layers == 5
@@ -46,8 +46,27 @@ def test_onnx_and_torch_problems_agree_and_solve_alike(digits_bed, exported):
 def test_bad_tables_and_names_are_named(exported):
     model = mo.load_model(exported, input_shapes={"batch": 1})
     with pytest.raises(ProblemError, match="shape"):
-        mo.problem_from_onnx(model, np.zeros((3, 2)), [4, 8])
+        mo.problem_from_model(model, [4, 8], np.zeros((3, 2)))
     with pytest.raises(ProblemError, match="options are needed"):
-        mo.problem_from_onnx(model, np.zeros((5, 2)))
+        mo.problem_from_model(model, None, np.zeros((5, 2)))
     with pytest.raises(ProblemError, match="matches no"):
-        mo.problem_from_onnx(model, np.zeros((5, 2)), [4, 8], include="no_such_layer*")
+        mo.problem_from_model(model, [4, 8], np.zeros((5, 2)), include="no_such_layer*")
+
+
+def test_old_argument_order_is_a_deprecated_alias(exported):
+    """``problem_from_onnx(model, sensitivity, options=None)`` (the old order) still builds the same
+    problem for one release, and warns naming the new spelling."""
+    model = mo.load_model(exported, input_shapes={"batch": 1})
+    table = np.arange(15.0).reshape(5, 3)
+    new = mo.problem_from_model(model, [2, 4, 8], table, budgets={"size_bits": "50%"}, keep_first_last=8)
+    with pytest.warns(DeprecationWarning, match=r"problem_from_model\(model, options, sensitivity\)"):
+        old = mo.problem_from_onnx(model, table, [2, 4, 8], budgets={"size_bits": "50%"}, keep_first_last=8)
+    with pytest.warns(DeprecationWarning, match="problem_from_model"):
+        by_keyword = mo.problem_from_onnx(model, table, options=[2, 4, 8], budgets={"size_bits": "50%"}, keep_first_last=8)
+    for p in (old, by_keyword):
+        assert p.layers == new.layers and p.options == new.options and p.fixed == new.fixed and p.budgets == new.budgets
+        np.testing.assert_array_equal(p.sensitivity, new.sensitivity)
+        for name in new.costs:
+            np.testing.assert_array_equal(p.costs[name], new.costs[name])
+    with pytest.warns(DeprecationWarning), pytest.raises(ProblemError, match="options are needed"):
+        mo.problem_from_onnx(model, np.zeros((5, 2)))

@@ -22,7 +22,7 @@ from scipy.stats import spearmanr  # noqa: E402
 from mpqopt.adapters.onnx.layers import discover_layers  # noqa: E402
 from mpqopt.adapters.onnx.quantize import grid_codes, grid_params, quantize_array  # noqa: E402
 from mpqopt.adapters.onnx.runtime import OnnxEvaluator  # noqa: E402
-from mpqopt.adapters.onnx.sensitivity import delta_output, entropy, pairwise, weight_error  # noqa: E402
+from mpqopt.adapters.onnx.sensitivity import estimate_delta_output, estimate_entropy, estimate_pairwise, estimate_weight_error  # noqa: E402
 from mpqopt.errors import ProblemError  # noqa: E402
 
 SCHEMES = [(sym, pc, sc) for sym in (True, False) for pc in (True, False) for sc in ("minmax", "mse")]
@@ -154,11 +154,11 @@ def test_one_session_per_estimator_call(small, monkeypatch):
             super().__init__(*args, **kwargs)
 
     monkeypatch.setattr(ort, "InferenceSession", Counting)
-    s = delta_output(mlp(w1, w2), batches, [2, 3, 4, 32], progress=False)
+    s = estimate_delta_output(mlp(w1, w2), batches, [2, 3, 4, 32], progress=False)
     assert len(made) == 1 and s.meta["forward_passes"] == 3 + 2 * 3 * 3
     assert made[0].intra_op_num_threads == 1
     made.clear()
-    p = pairwise(mlp(w1, w2), batches, [2, 3, 32], progress=False)
+    p = estimate_pairwise(mlp(w1, w2), batches, [2, 3, 32], progress=False)
     assert len(made) == 1 and p.meta["forward_passes"] == 3 + (2 * 2 + 1 * 2 * 2) * 3
 
 
@@ -229,7 +229,7 @@ def test_delta_output_agrees_with_torch_on_digits(digits_bed, digits_onnx):
 
     path, batches, labels = digits_onnx
     opts = [2, 3, 4, 8]
-    s = delta_output(path, batches, opts, labels=labels, progress=False)
+    s = estimate_delta_output(path, batches, opts, labels=labels, progress=False)
     assert s.meta["metric"] == "ce" and s.meta["forward_passes"] == 3 + 5 * 4 * 3
     assert [l.framework_name for l in discover_layers(path)] == ["0", "3", "7", "12", "14"]
     t = estimate_delta_loss(digits_bed.model, [(digits_bed.test_x[i : i + 180], digits_bed.test_y[i : i + 180]) for i in range(0, 540, 180)], opts)
@@ -255,7 +255,7 @@ def test_matmul_weights_quantized_per_output_column(symmetric, per_channel, scal
     data = [torch.randn(16, 6) for _ in range(2)]
     model = mlp(net[0].weight.detach().numpy().T.copy(), net[2].weight.detach().numpy().T.copy(), constant_w2=True)
     scheme = WeightScheme(symmetric, per_channel, scale)  # the torch adapter's scheme object works for both
-    s = delta_output(model, [{"x": x.numpy()} for x in data], [2, 3, 4], scheme=scheme, progress=False)
+    s = estimate_delta_output(model, [{"x": x.numpy()} for x in data], [2, 3, 4], scheme=scheme, progress=False)
     t = estimate_delta_loss(net, data, [2, 3, 4], loss="kl", scheme=scheme)
     assert s.meta["metric"] == "kl" and s.meta["scheme"] == {"symmetric": symmetric, "per_channel": per_channel, "scale": scale}
     assert np.allclose(s.values, t.values, rtol=1e-4, atol=1e-7)
@@ -264,18 +264,19 @@ def test_matmul_weights_quantized_per_output_column(symmetric, per_channel, scal
 def test_pairwise_matches_torch_and_hand_identity(digits_bed, digits_onnx):
     """The ONNX CLADO matrix equals the torch adapter's (same index/factor convention), and a few
     entries equal Ω_ij = L(q_i, q_j) − L(q_i) − L(q_j) + L(0) from models with the weights baked in."""
-    from mpqopt.adapters.torch.estimators.pairwise import clado_matrix, estimate_pairwise
+    from mpqopt.adapters.torch.estimators.pairwise import clado_matrix
+    from mpqopt.adapters.torch.estimators.pairwise import estimate_pairwise as torch_pairwise
 
     path, batches, labels = digits_onnx
     batches, labels = batches[:2], labels[:2]
     opts = [2, 4, 32]
-    s = pairwise(path, batches, opts, labels=labels, progress=False)
+    s = estimate_pairwise(path, batches, opts, labels=labels, progress=False)
     L, K = 5, 3
     assert s.method == "clado" and s.pairwise.shape == (L * K, L * K) and s.meta["layer_pairs"] == 10
     assert np.allclose(s.pairwise, s.pairwise.T) and not np.diag(s.pairwise).any()
     assert not s.pairwise.reshape(L, K, L, K)[:, 2].any() and not s.pairwise.reshape(L, K, L, K)[:, :, :, 2].any()  # W32: no interaction
     data = [(digits_bed.test_x[i : i + 180], digits_bed.test_y[i : i + 180]) for i in range(0, 360, 180)]
-    t = estimate_pairwise(digits_bed.model, data, opts, progress=False)
+    t = torch_pairwise(digits_bed.model, data, opts, progress=False)
     assert np.allclose(s.values, t.values, atol=2e-6) and np.allclose(s.pairwise, t.pairwise, atol=2e-6)
     assert np.allclose(clado_matrix(s), clado_matrix(t), atol=4e-6)
 
@@ -307,42 +308,65 @@ def test_pairwise_matches_torch_and_hand_identity(digits_bed, digits_onnx):
 
 def test_pairwise_window_and_pairs_restrict(small):
     w1, w2, batches = small
-    full = pairwise(mlp(w1, w2), batches, [2, 4])  # a progress bar by default (quiet: stderr is no terminal here)
-    none = pairwise(mlp(w1, w2), batches, [2, 4], window=0, progress=False)
-    listed = pairwise(mlp(w1, w2), batches, [2, 4], pairs=[("fc2", "fc1")], progress=False)
+    full = estimate_pairwise(mlp(w1, w2), batches, [2, 4])  # a progress bar by default (quiet: stderr is no terminal here)
+    none = estimate_pairwise(mlp(w1, w2), batches, [2, 4], window=0, progress=False)
+    listed = estimate_pairwise(mlp(w1, w2), batches, [2, 4], pairs=[("fc2", "fc1")], progress=False)
     assert none.meta["layer_pairs"] == 0 and not none.pairwise.any() and np.allclose(none.values, full.values)
     assert listed.meta["layer_pairs"] == 1 and np.allclose(listed.pairwise, full.pairwise) and full.pairwise.any()
     with pytest.raises(ProblemError, match="unknown layer 'fc3'"):
-        pairwise(mlp(w1, w2), batches, [2, 4], pairs=[("fc1", "fc3")], progress=False)
+        estimate_pairwise(mlp(w1, w2), batches, [2, 4], pairs=[("fc1", "fc3")], progress=False)
+
+
+@pytest.mark.parametrize("old,new,kwargs", [
+    ("delta_output", "estimate_delta_output", {"progress": False}),
+    ("pairwise", "estimate_pairwise", {"progress": False}),
+    ("entropy", "estimate_entropy", {}),
+    ("weight_error", "estimate_weight_error", {"kind": "sqnr"}),
+])
+def test_old_estimator_names_are_deprecated_aliases(small, old, new, kwargs):
+    """The ONNX estimators' old names (one release) warn naming the ``estimate_*`` spelling, which
+    matches the PyTorch adapter's, and give the same table."""
+    import mpqopt.adapters.onnx as mo
+
+    w1, w2, batches = small
+    args = (mlp(w1, w2), batches, [2, 4, 32]) if old in ("delta_output", "pairwise") else (mlp(w1, w2), [2, 4, 32])
+    expected = getattr(mo, new)(*args, **kwargs)
+    with pytest.warns(DeprecationWarning, match=f"{old} is deprecated: use mpqopt.adapters.onnx.{new}"):
+        got = getattr(mo, old)(*args, **kwargs)
+    assert got.layers == expected.layers and got.options == expected.options and got.method == expected.method
+    np.testing.assert_array_equal(got.values, expected.values)
+    for name in ("std", "pairwise"):
+        a, b = getattr(got, name), getattr(expected, name)
+        assert (a is None) == (b is None) and (a is None or np.array_equal(a, b))
 
 
 def test_layer_selection(small):
     w1, w2, batches = small
     model = mlp(w1, w2)
-    full = delta_output(model, batches, [2, 3], progress=False)
-    by_object = delta_output(model, batches, [2, 3], layers=discover_layers(model)[1:], progress=False)
-    by_pattern = delta_output(model, batches, [2, 3], exclude="fc1", progress=False)
+    full = estimate_delta_output(model, batches, [2, 3], progress=False)
+    by_object = estimate_delta_output(model, batches, [2, 3], layers=discover_layers(model)[1:], progress=False)
+    by_pattern = estimate_delta_output(model, batches, [2, 3], exclude="fc1", progress=False)
     assert by_object.layers == by_pattern.layers == ("fc2",)
     assert np.allclose(by_object.values, full.values[1:]) and np.allclose(by_pattern.values, full.values[1:])
     with pytest.raises(ProblemError, match="all layer names or all layer objects"):
-        delta_output(model, batches, [2], layers=["fc1", discover_layers(model)[1]], progress=False)
+        estimate_delta_output(model, batches, [2], layers=["fc1", discover_layers(model)[1]], progress=False)
 
 
 def test_entropy_and_weight_error_equal_torch(digits_bed, digits_onnx):
     """EAGL entropy: the same table as the torch estimator (per-channel grids do not see the BN
     scale folded into the convs); weight MSE on the Gemms (untouched by folding) = torch's
     quantization_error; SQNR = MSE / ||W||²."""
-    from mpqopt.adapters.torch.estimators.entropy import estimate_entropy
+    from mpqopt.adapters.torch.estimators.entropy import estimate_entropy as torch_entropy
     from mpqopt.adapters.torch.quantizer import WeightScheme, quantization_error
 
     path, _, _ = digits_onnx
     for sym in (True, False):
-        e = entropy(path, [2, 3, 4, 8], scheme={"symmetric": sym, "scale": "mse"})
-        t = estimate_entropy(digits_bed.model, [2, 3, 4, 8], scheme=WeightScheme(sym, True, "mse"))
+        e = estimate_entropy(path, [2, 3, 4, 8], scheme={"symmetric": sym, "scale": "mse"})
+        t = torch_entropy(digits_bed.model, [2, 3, 4, 8], scheme=WeightScheme(sym, True, "mse"))
         assert np.allclose(e.values, t.values, rtol=1e-9, atol=1e-6) and e.std is None
         assert np.allclose(e.meta["entropies"], t.meta["entropies"], atol=1e-9)
-    mse = weight_error(path, [2, 4, 32], layers=["12", "14"])  # framework names resolve too
-    sqnr = weight_error(path, [2, 4, 32], kind="sqnr", layers=["/12/Gemm", "/14/Gemm"])
+    mse = estimate_weight_error(path, [2, 4, 32], layers=["12", "14"])  # framework names resolve too
+    sqnr = estimate_weight_error(path, [2, 4, 32], kind="sqnr", layers=["/12/Gemm", "/14/Gemm"])
     for i, name in enumerate(("12", "14")):
         w = dict(digits_bed.model.named_modules())[name].weight.detach()
         want = [quantization_error(w, b) for b in (2, 4)] + [0.0]
@@ -364,7 +388,7 @@ def test_entropy_and_weight_error_equal_torch(digits_bed, digits_onnx):
 def test_bad_batches(small, batch, message):
     w1, w2, _ = small
     with pytest.raises(ProblemError, match=message):
-        delta_output(mlp(w1, w2), [batch], [4], progress=False)
+        estimate_delta_output(mlp(w1, w2), [batch], [4], progress=False)
 
 
 def test_named_dimension_must_agree_across_inputs():
@@ -387,36 +411,36 @@ def test_named_dimension_must_agree_across_inputs():
 def test_models_onnxruntime_cannot_run(small, kw, message):
     w1, w2, batches = small
     with pytest.raises(ProblemError, match="ONNX Runtime .* cannot run this model: " + message):
-        delta_output(mlp(w1, w2, **kw), batches, [4], progress=False)
+        estimate_delta_output(mlp(w1, w2, **kw), batches, [4], progress=False)
 
 
 def test_bad_arguments(small):
     w1, w2, batches = small
     model = mlp(w1, w2)
     with pytest.raises(ProblemError, match="no tensor named 'logits' to score; graph outputs are \\['y'\\]"):
-        delta_output(model, batches, [4], output="logits", progress=False)
+        estimate_delta_output(model, batches, [4], output="logits", progress=False)
     with pytest.raises(ProblemError, match="metric 'ce' needs labels, but batch 0 has none"):
-        delta_output(model, batches, [4], metric="ce", progress=False)
+        estimate_delta_output(model, batches, [4], metric="ce", progress=False)
     with pytest.raises(ProblemError, match="labels has 2 entries for 3 batches"):
-        delta_output(model, batches, [4], labels=[np.zeros(12, np.int64)] * 2, progress=False)
+        estimate_delta_output(model, batches, [4], labels=[np.zeros(12, np.int64)] * 2, progress=False)
     with pytest.raises(ProblemError, match="batch 0: labels must lie in \\[0, 4\\)"):
-        delta_output(model, batches, [4], labels=[np.full(12, 7)] * 3, progress=False)
+        estimate_delta_output(model, batches, [4], labels=[np.full(12, 7)] * 3, progress=False)
     with pytest.raises(ProblemError, match="batch 0: 5 labels for output 'y' of shape \\[12, 4\\]"):
-        delta_output(model, batches, [4], labels=[np.zeros(5, np.int64)] * 3, progress=False)
+        estimate_delta_output(model, batches, [4], labels=[np.zeros(5, np.int64)] * 3, progress=False)
     with pytest.raises(ProblemError, match="metric must be one of"):
-        delta_output(model, batches, [4], metric="l1", progress=False)
+        estimate_delta_output(model, batches, [4], metric="l1", progress=False)
     with pytest.raises(ProblemError, match="activations"):
-        delta_output(model, batches, ["W4A8"], progress=False)
+        estimate_delta_output(model, batches, ["W4A8"], progress=False)
     with pytest.raises(ProblemError, match="no quantizable layer named 'fc9'"):
-        delta_output(model, batches, [4], layers=["fc9"], progress=False)
+        estimate_delta_output(model, batches, [4], layers=["fc9"], progress=False)
     with pytest.raises(ProblemError, match="inputs is empty"):
-        delta_output(model, [], [4], progress=False)
+        estimate_delta_output(model, [], [4], progress=False)
     with pytest.raises(ProblemError, match="options must be a non-empty list"):
-        delta_output(model, batches, [], progress=False)
+        estimate_delta_output(model, batches, [], progress=False)
     with pytest.raises(ProblemError, match="scale method must be one of"):
-        delta_output(model, batches, [4], scheme={"scale": "max"}, progress=False)
+        estimate_delta_output(model, batches, [4], scheme={"scale": "max"}, progress=False)
     with pytest.raises(ProblemError, match="kind must be 'mse' or 'sqnr'"):
-        weight_error(model, [4], kind="l1")
+        estimate_weight_error(model, [4], kind="l1")
     ev = OnnxEvaluator(model, batches, metric="mse", weights=["w1"])
     with pytest.raises(ProblemError, match="cannot override 'w2'"):
         ev.run(0, {"w2": w2})

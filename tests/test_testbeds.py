@@ -1,4 +1,4 @@
-"""The testbeds' data loaders: IDX parsing, Fashion-MNIST files (fake and, when installed, real),
+"""The example models' data loaders (mpqopt.examples, formerly mpqopt.testbeds): IDX parsing, Fashion-MNIST files (fake and, when installed, real),
 the shared training loop, and MiniLM's text split."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import pytest
 torch = pytest.importorskip("torch", reason="the torch extra is not installed")
 
 from mpqopt.errors import MpqoptError  # noqa: E402
-from mpqopt.testbeds import fashion  # noqa: E402
-from mpqopt.testbeds.classifier import train_classifier  # noqa: E402
+from mpqopt.examples import fashion  # noqa: E402
+from mpqopt.examples.classifier import train_classifier  # noqa: E402
 
 
 def idx(array: np.ndarray) -> bytes:
@@ -91,7 +91,7 @@ def test_train_classifier_is_deterministic_for_a_seed():
 
 
 def test_minilm_text_split_is_disjoint_and_spans_the_topics():
-    from mpqopt.testbeds.minilm import passages, split_passages
+    from mpqopt.examples.minilm import passages, split_passages
 
     pool = passages()
     calibration, held_out = split_passages(16, 64)
@@ -102,3 +102,22 @@ def test_minilm_text_split_is_disjoint_and_spans_the_topics():
     assert split_passages(16, 64) == (calibration, held_out) and split_passages(16, 64, seed=1) != (calibration, held_out)
     with pytest.raises(MpqoptError, match="16 calibration \\+ 9000 held-out passages requested"):
         split_passages(16, 9000)
+
+
+def test_testbeds_is_a_deprecated_alias_of_examples(monkeypatch):
+    """``mpqopt.testbeds`` (the old name) still imports, warns naming ``mpqopt.examples``, and its
+    modules are the very ``mpqopt.examples`` modules (one set of globals to patch)."""
+    import importlib
+    import sys
+
+    import mpqopt.examples.digits
+    import mpqopt.examples.fashion
+
+    for name in [n for n in sys.modules if n == "mpqopt.testbeds" or n.startswith("mpqopt.testbeds.")]:
+        monkeypatch.delitem(sys.modules, name)
+    with pytest.warns(DeprecationWarning, match="mpqopt.examples"):
+        old = importlib.import_module("mpqopt.testbeds.digits")
+    assert old is mpqopt.examples.digits
+    from mpqopt.testbeds import fashion as old_fashion
+
+    assert old_fashion is mpqopt.examples.fashion and old_fashion.FILES is fashion.FILES

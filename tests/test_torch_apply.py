@@ -123,7 +123,7 @@ def test_calibration_on_a_train_mode_model_changes_nothing():
 
 # ------------------------------------------------------------------------------ evaluate
 def test_evaluate_on_digits_matches_independent_computations(digits_bed):
-    from mpqopt.testbeds.digits import accuracy
+    from mpqopt.examples.digits import accuracy
 
     model = digits_bed.model
     batches = digits_bed.test_batches(100)  # 540 samples: five of 100 and one of 40
@@ -207,7 +207,7 @@ def test_report_predicted_vs_measured(digits_bed):
 
 
 def test_digits_end_to_end_build_solve_apply_evaluate(digits_bed):
-    from mpqopt.testbeds.digits import accuracy
+    from mpqopt.examples.digits import accuracy
 
     model, batches = digits_bed.model, digits_bed.train[:4]
     before = state(model)

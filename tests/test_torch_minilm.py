@@ -24,7 +24,7 @@ from mpqopt.adapters.torch.estimators.delta_loss import estimate_delta_loss  # n
 from mpqopt.adapters.torch.estimators.entropy import estimate_entropy  # noqa: E402
 from mpqopt.adapters.torch.estimators.hessian import estimate_hessian_trace  # noqa: E402
 from mpqopt.errors import ProblemError  # noqa: E402
-from mpqopt.testbeds.minilm import batches, load_minilm, split_passages  # noqa: E402
+from mpqopt.examples.minilm import batches, load_minilm, split_passages  # noqa: E402
 
 OPTIONS = [2, 4, 8]
 

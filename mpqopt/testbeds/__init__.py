@@ -1,5 +1,8 @@
-"""Real small models and data for tests, benchmarks and notebooks (need the ``torch`` extra).
-
-``digits`` (sklearn's 8x8 digits, a CNN trained in seconds), ``fashion`` (Fashion-MNIST, a CNN trained in a
-minute), ``minilm`` (all-MiniLM-L6-v2 on CPython's reference prose); ``classifier`` is what the CNN beds share.
+"""Deprecated: renamed :mod:`mpqopt.examples` (``pip install mpqopt[examples]``). ``mpqopt.testbeds`` and its
+modules (``digits``, ``fashion``, ``minilm``, ``classifier``) are the ``mpqopt.examples`` ones, and importing
+this package warns; it will be removed in the next release.
 """
+
+import warnings
+
+warnings.warn("mpqopt.testbeds is deprecated: use mpqopt.examples (same modules)", DeprecationWarning, stacklevel=2)

@@ -7,7 +7,7 @@
 ...     [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
 ...     [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])], [w])
 >>> m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
->>> p = problem_from_onnx(m, [[0.2, 0.0]], [4, 8], budgets={"size_bits": "50%"})
+>>> p = problem_from_model(m, [4, 8], [[0.2, 0.0]], budgets={"size_bits": "50%"})
 >>> p.layers, p.costs["size_bits"].tolist()
 (('fc',), [[48.0, 96.0]])
 """
@@ -20,6 +20,7 @@ from typing import Any, Iterable, Mapping, Sequence
 from ...options import OptionLike
 from ...problem import Problem
 from ..build import assemble_problem, check_sensitivity
+from ..deprecation import warn_deprecated
 from ..sensitivity import Sensitivity
 from ..tables import LATENCY_COST, check_latency
 from ..ties import TieSpec
@@ -29,10 +30,10 @@ from .layers import discover_layers
 from .model import load_model
 
 
-def problem_from_onnx(
+def problem_from_model(
     model: Any,
+    options: Sequence[OptionLike] | None,
     sensitivity: Sensitivity | Any,
-    options: Sequence[OptionLike] | None = None,
     *,
     input_shapes: Mapping[str, Any] | None = None,
     include: str | Iterable[str] | None = None,
@@ -49,8 +50,10 @@ def problem_from_onnx(
     """The allocation problem for an ONNX model's quantizable layers (a path, a ``ModelProto`` or an
     :class:`~mpqopt.adapters.onnx.OnnxModel`).
 
-    Same conventions as the PyTorch adapter's ``problem_from_model``: a :class:`Sensitivity`'s
-    layers must be the selected layers (the problem follows its order; ``options=None`` uses its
+    The PyTorch adapter's :func:`~mpqopt.adapters.torch.problem_from_model` without its
+    ``example_input`` (shapes come from the graph, ``input_shapes`` instead of ``batch_size``), with
+    the same argument order, keywords and conventions otherwise: a :class:`Sensitivity`'s layers
+    must be the selected layers (the problem follows its order; ``options=None`` uses its
     options), a plain table is ``[layers x options]`` in graph order; costs from shape inference
     (``input_shapes`` gives concrete sizes for dynamic dimensions); ``ties="auto"`` ties layers
     reading the same tensor when the options carry activation bits; ``keep_first_last`` fixes the
@@ -75,3 +78,10 @@ def problem_from_onnx(
         [by_name[n] for n in names], opts, sensitivity, source="onnx", all_layers=everything, costs=costs, extra_tables=extra,
         budgets=budgets, ties=found, keep_first_last=keep_first_last, default_act_bits=default_act_bits,
     )
+
+
+def problem_from_onnx(model: Any, sensitivity: Sensitivity | Any, options: Sequence[OptionLike] | None = None, **kwargs: Any) -> Problem:
+    """Deprecated: :func:`problem_from_model` with its old argument order ``(model, sensitivity,
+    options=None)``; warns, and will be removed in the next release."""
+    warn_deprecated("problem_from_onnx(model, sensitivity, options)", "mpqopt.adapters.onnx.problem_from_model(model, options, sensitivity)")
+    return problem_from_model(model, options, sensitivity, **kwargs)

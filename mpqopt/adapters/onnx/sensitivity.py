@@ -1,6 +1,6 @@
 """Sensitivities of an ONNX model's layers: data-free from the weights, or measured with ONNX Runtime.
 
-Every function returns a :class:`~mpqopt.adapters.sensitivity.Sensitivity` with the torch adapter's
+Every estimator returns a :class:`~mpqopt.adapters.sensitivity.Sensitivity` with the torch adapter's
 conventions: ``values[l, k]`` = loss increase (or the method's proxy for it) when layer ``l`` takes
 option ``k`` and every other layer stays FP32; options at 32 bits or more score 0 at no cost.
 Weights are quantized by :func:`~.quantize.quantize_array` (the torch quantizer's math) in the
@@ -8,15 +8,15 @@ weight scheme ``scheme=``: a :class:`~mpqopt.adapters.scheme.WeightScheme`, a di
 ``per_channel``, ``scale``, or None (symmetric, one scale per output channel along the stored
 weight's ``weight_axis``, min/max scale), as in :func:`~.export.fake_quantized_model`.
 
-- :func:`weight_error`: ``||Q(W) − W||²`` (``kind="mse"``), or the noise-to-signal ratio
+- :func:`estimate_weight_error`: ``||Q(W) − W||²`` (``kind="mse"``), or the noise-to-signal ratio
   ``||Q(W) − W||² / ||W||²`` (``kind="sqnr"``: ``10^(−SQNR_dB/10)``, 0 at FP32; the SQNR in dB
   is in ``meta["sqnr_db"]``). Data-free.
-- :func:`entropy`: EAGL's entropy of the quantized weights, exactly the table of the torch
+- :func:`estimate_entropy`: EAGL's entropy of the quantized weights, exactly the table of the torch
   adapter's ``estimate_entropy`` (see :mod:`mpqopt.adapters.torch.estimators.entropy`). Data-free.
-- :func:`delta_output`: quantize one layer's weight in memory, run the calibration batches, and
+- :func:`estimate_delta_output`: quantize one layer's weight in memory, run the calibration batches, and
   measure the metric's change (KL for classifiers, cosine / MSE for embeddings, CE with labels);
   ``std`` is its standard error across batches.
-- :func:`pairwise`: CLADO's cross terms ``Ω_ij = L(q_i, q_j) − L(q_i) − L(q_j) + L(0)`` measured
+- :func:`estimate_pairwise`: CLADO's cross terms ``Ω_ij = L(q_i, q_j) − L(q_i) − L(q_j) + L(0)`` measured
   the same way, in the torch adapter's convention (``values = ΔL``, ``pairwise = Ω/2`` off the
   diagonal, mirrored; see :mod:`mpqopt.adapters.torch.estimators.pairwise`).
 
@@ -33,10 +33,10 @@ progress bar on a terminal. Options with activation bits (``W4A8``) are not supp
 ...     [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 3])], inits)
 >>> model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
 >>> batches = [{"x": rng.normal(size=(16, 4)).astype(np.float32)} for _ in range(2)]
->>> s = delta_output(model, batches, [2, 8, 32], progress=False)
+>>> s = estimate_delta_output(model, batches, [2, 8, 32], progress=False)
 >>> s.layers, s.values.shape, float(s.values[0, 2]), s.meta["forward_passes"]   # 2 references + 2 layers x 2 options x 2 batches
 (('fc1', 'fc2'), (2, 3), 0.0, 10)
->>> p = pairwise(model, batches, [2, 8], progress=False)
+>>> p = estimate_pairwise(model, batches, [2, 8], progress=False)
 >>> p.pairwise.shape, bool(np.allclose(p.values, s.values[:, :2]))
 ((4, 4), True)
 """
@@ -53,6 +53,7 @@ from ...errors import ProblemError
 from ...options import Option, OptionLike
 from ...progress import Progress
 from ..choices import is_identity, parse_options, quantizes_input
+from ..deprecation import deprecated_alias
 from ..entropy import MAX_REFERENCE_BITS, code_entropy, entropy_table  # noqa: F401 - MAX_REFERENCE_BITS: importable from here too
 from ..pairs import PairFilter, pair_mask, pairwise_terms
 from ..scheme import FULL_PRECISION_BITS, parse_scheme
@@ -118,7 +119,7 @@ def _result(names: Sequence[str], opts: tuple[Option, ...], values: np.ndarray, 
 
 
 # ------------------------------------------------------------------------------ data-free
-def weight_error(
+def estimate_weight_error(
     model: ModelLike,
     options: Sequence[OptionLike],
     *,
@@ -167,7 +168,7 @@ def _layer_entropy(w: np.ndarray, bits: int, layer: Any, sch: Any) -> float:
     return code_entropy(codes // np.where(g > 0, g, 1))
 
 
-def entropy(
+def estimate_entropy(
     model: ModelLike,
     options: Sequence[OptionLike],
     *,
@@ -245,7 +246,7 @@ class _Measure:
                 "batches": self.ev.num_batches, "output": self.ev.output_name, "scheme": asdict(self.scheme), **extra}
 
 
-def delta_output(
+def estimate_delta_output(
     model: ModelLike,
     inputs: Any,
     options: Sequence[OptionLike],
@@ -277,7 +278,7 @@ def delta_output(
     return _result(s.names, s.options, values, std if nb > 1 else None, "delta_output", **s.meta())
 
 
-def pairwise(
+def estimate_pairwise(
     model: ModelLike,
     inputs: Any,
     options: Sequence[OptionLike],
@@ -295,7 +296,7 @@ def pairwise(
     progress: bool = True,
 ) -> Sensitivity:
     """CLADO's pairwise sensitivity measured with ONNX Runtime, in the torch estimator's convention:
-    ``values`` = :func:`delta_output`'s table (and ``std``), ``pairwise[l·K+k, m·K+p] = Ω/2`` with
+    ``values`` = :func:`estimate_delta_output`'s table (and ``std``), ``pairwise[l·K+k, m·K+p] = Ω/2`` with
     ``Ω = L(q_lk, q_mp) − L(q_lk) − L(q_mp) + L(0)`` (losses averaged over the batches), mirrored,
     zero diagonal; ``problem.evaluate(x).objective`` is then CLADO's prediction of ``L(x) − L(0)``.
 
@@ -323,3 +324,10 @@ def pairwise(
     values, std, omega_half = pairwise_terms(s.base, single, pair, s.options)
     return _result(s.names, s.options, values, std if nb > 1 else None, "clado", pairwise=omega_half,
                    **s.meta(entries=total, evaluations=total * nb, layer_pairs=len(layer_pairs)))
+
+
+# ------------------------------------------------------------------------------ deprecated names (one release)
+weight_error = deprecated_alias(estimate_weight_error, "weight_error", "mpqopt.adapters.onnx.estimate_weight_error")
+entropy = deprecated_alias(estimate_entropy, "entropy", "mpqopt.adapters.onnx.estimate_entropy")
+delta_output = deprecated_alias(estimate_delta_output, "delta_output", "mpqopt.adapters.onnx.estimate_delta_output")
+pairwise = deprecated_alias(estimate_pairwise, "pairwise", "mpqopt.adapters.onnx.estimate_pairwise")

@@ -17,6 +17,8 @@ Estimators (each returns a :class:`~mpqopt.adapters.sensitivity.Sensitivity`): `
 ``estimate_hessian_trace`` (HAWQ-V2/V3), ``estimate_fisher`` (MPQCO), ``estimate_pairwise`` (CLADO),
 ``estimate_entropy`` (EAGL, data-free), ``estimate_finetune_gain`` (ALPS), ``estimate_lsq_indicators``
 (LIMPQ); ``train_csq`` (CSQ) returns an allocation; ``exhaustive_losses`` is ground truth for small models.
+Their shared arguments (``data`` batches, ``options``, ``layers=``/``include=``/``exclude=``, ``loss=``,
+``output_fn=``, ``scheme=`` a :class:`WeightScheme`) are documented in :mod:`mpqopt.adapters.torch.estimators`.
 """
 
 from ..sensitivity import Sensitivity

@@ -60,7 +60,8 @@ def prepare(
     output_fn: Callable[[Any], Any] | None = None,
     scheme: WeightScheme = WeightScheme(),
 ) -> Setup:
-    """Validate the common arguments of every estimator (at the boundary) and build the pieces.
+    """Validate the common arguments of every estimator (at the boundary) and build the pieces;
+    what they mean for users is documented in :mod:`mpqopt.adapters.torch.estimators`.
 
     ``layers`` (exact names) wins over ``include``/``exclude`` patterns. The model is put in eval
     mode; the evaluator's reference outputs are the unquantized model's.

@@ -181,7 +181,8 @@ def train_csq(
     activation bits: CSQ chooses weight bits). ``steps`` training steps on ``train_data`` (default
     ``data``); Adam with ``gate_lr`` for the gates and ``lr`` for the weights unless ``optimizer``
     (called with the gates first, then the weights) is given. ``lam`` scales the budget term.
-    Other keyword arguments go to :func:`~.base.prepare`.
+    Other keyword arguments are the estimators' shared ones (``layers``, ``include``, ``exclude``,
+    ``loss``, ``output_fn``, ``scheme``: see :mod:`mpqopt.adapters.torch.estimators`).
     """
     started = time.perf_counter()
     steps = check_count(steps, "steps")

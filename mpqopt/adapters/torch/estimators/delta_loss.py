@@ -36,8 +36,8 @@ from .base import Sensitivity, prepare
 def estimate_delta_loss(model: nn.Module, data: Iterable[Any], options: Sequence[OptionLike], **kw: Any) -> Sensitivity:
     """Loss increase of quantizing each layer alone to each option (others FP32).
 
-    Keyword arguments are those of :func:`~.base.prepare` (``layers``, ``include``, ``exclude``,
-    ``loss``, ``output_fn``, ``scheme``). ``meta`` records ``forward_passes`` (model calls on one
+    Keyword arguments are the estimators' shared ones (``layers``, ``include``, ``exclude``,
+    ``loss``, ``output_fn``, ``scheme``: see :mod:`mpqopt.adapters.torch.estimators`). ``meta`` records ``forward_passes`` (model calls on one
     batch, including the FP32 reference pass), ``backward_passes`` (0) and ``seconds``.
     """
     setup = prepare(model, data, options, **kw)

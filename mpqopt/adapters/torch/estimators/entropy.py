@@ -125,7 +125,7 @@ def estimate_entropy(
 ) -> Sensitivity:
     """EAGL-style table ``n_l * (H_l(b_ref) - H_l(w_k))`` (see the module docstring); data-free.
 
-    ``layers``/``include``/``exclude``/``scheme`` mean what they do for :func:`~.base.prepare`.
+    ``layers``/``include``/``exclude``/``scheme`` are the estimators' shared keywords (:mod:`mpqopt.adapters.torch.estimators`).
     ``meta`` records ``entropies`` (bits per weight, per layer and option), ``reference_bits`` and
     zero ``forward_passes``/``backward_passes``.
     """

@@ -73,7 +73,8 @@ class GroundTruth:
 def exhaustive_losses(model: nn.Module, data: Iterable[Any], options: Sequence[OptionLike], *,
                       act_ranges: Mapping[str, tuple[float, float]] | None = None, **prepare_kwargs: Any) -> GroundTruth:
     """Measure the loss of every assignment of ``options`` to the model's quantizable layers
-    (``layers=`` / ``include=`` / ``exclude=`` choose them; ``loss=`` as in the estimators).
+    (``layers=`` / ``include=`` / ``exclude=`` choose them; ``loss=``, ``output_fn=`` and ``scheme=``
+    as in the estimators: see :mod:`mpqopt.adapters.torch.estimators`).
 
     Options with activation bits quantize each layer's input to ``act_ranges`` ``{layer: (lo, hi)}``
     (e.g. calibrated on other data than ``data``), or by default to ranges calibrated on ``data``."""

@@ -92,8 +92,8 @@ def estimate_finetune_gain(
 
     ``steps`` optimizer steps per (layer, option) entry, or ``total_steps`` shared evenly by the
     entries that need one. ``optimizer`` is a callable ``params -> torch.optim.Optimizer`` (default
-    Adam at ``lr``). Other keyword arguments are those of :func:`~.base.prepare` (``layers``,
-    ``include``, ``exclude``, ``loss``, ``output_fn``, ``scheme``). ``meta``: ``before`` and ``gain``
+    Adam at ``lr``). Other keyword arguments are the estimators' shared ones (``layers``,
+    ``include``, ``exclude``, ``loss``, ``output_fn``, ``scheme``: see :mod:`mpqopt.adapters.torch.estimators`). ``meta``: ``before`` and ``gain``
     tables, ``steps_per_entry``, ``mode``, ``forward_passes``, ``backward_passes``, ``seconds``.
     """
     if mode not in MODES:

@@ -228,7 +228,8 @@ def estimate_fisher(
     **kw: Any,
 ) -> Sensitivity:
     """MPQCO table ``½ Σ F_ii ΔW_i²`` (plus ``g·ΔW`` with ``first_order=True``); see the module
-    docstring. Other keyword arguments are those of :func:`~.base.prepare`. ``meta`` records
+    docstring. Other keyword arguments are the estimators' shared ones (``layers``, ``include``,
+    ``exclude``, ``loss``, ``output_fn``, ``scheme``: see :mod:`mpqopt.adapters.torch.estimators`). ``meta`` records
     ``forward_passes`` / ``backward_passes`` (model calls: the reference pass, then one per vmapped
     chunk, or one per sample in a loop), ``samples``, ``per_sample`` ("vmap" or "loop") and
     ``labels``."""

@@ -132,7 +132,8 @@ def estimate_hessian_trace(
 ) -> Sensitivity:
     """HAWQ-V2/V3 table ``Tr(H_l)/n_l * ||Q_k(W_l) - W_l||²`` (see the module docstring).
 
-    Other keyword arguments are those of :func:`~.base.prepare`. ``meta`` records the per-layer
+    Other keyword arguments are the estimators' shared ones (``layers``, ``include``, ``exclude``,
+    ``loss``, ``output_fn``, ``scheme``: see :mod:`mpqopt.adapters.torch.estimators`). ``meta`` records the per-layer
     ``traces``, ``iterations``, ``converged``, ``forward_passes`` (reference pass + one per sample)
     and ``backward_passes`` (two per sample: gradient, then Hessian-vector product).
     """

@@ -172,7 +172,8 @@ def estimate_lsq_indicators(
     (momentum 0.9) at ``lr``; ``train_weights=True`` also trains the weights at ``weight_lr``, as
     LIMPQ does (``optimizer``, a callable ``params -> Optimizer``, receives the steps first, then
     the weights). ``alpha`` weighs the weight indicators against the activation ones (LIMPQ's
-    ``--alpha``, default 2). Other keyword arguments go to :func:`~.base.prepare`. ``meta``:
+    ``--alpha``, default 2). Other keyword arguments are the estimators' shared ones (``layers``,
+    ``include``, ``exclude``, ``loss``, ``output_fn``, ``scheme``: see :mod:`mpqopt.adapters.torch.estimators`). ``meta``:
     ``indicators`` (LIMPQ's dict), ``allowed`` / ``wired_points``, ``initial_indicators``,
     ``uniform_losses_before`` / ``uniform_losses_after`` (mean loss on ``data`` of each uniform
     policy with the initial and the learned steps), ``forward_passes``, ``backward_passes``,

@@ -379,8 +379,8 @@ def estimate_pairwise(
     if they differ); ``"auto"``: all of them while the stacked activations stay under 256 MiB, but
     on CPU only for batches of at most 16 samples (beyond that it measured slower); 1 = off.
     ``mode``: ``"auto"``, ``"fx"``, ``"sequential"`` or ``"full"`` (see :mod:`..stages`).
-    Other keywords go to :func:`~.base.prepare` (``layers``, ``include``, ``exclude``, ``loss``,
-    ``output_fn``, ``scheme``).
+    Other keywords are the estimators' shared ones (``layers``, ``include``, ``exclude``, ``loss``,
+    ``output_fn``, ``scheme``: see :mod:`mpqopt.adapters.torch.estimators`).
 
     ``meta``: ``forward_passes`` (model evaluations on one batch, partial ones included),
     ``entries`` (perturbations: ΔL entries and pairs of options), ``evaluations`` (perturbed losses
