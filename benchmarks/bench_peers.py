@@ -17,7 +17,7 @@ Every run is checked: the published answers must come back (weight bits, LIMPQ's
 objective), and the baseline's objective must agree with ours. Results go to
 ``benchmarks/results/peers.json`` and ``peers.md``; the table is printed.
 
-The naive builders below are also the independent cross-check used by ``tests/test_peers.py``.
+The naive builders below are also the independent cross-check used by ``tests/integration/test_peers.py``.
 """
 
 from __future__ import annotations

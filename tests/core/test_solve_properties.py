@@ -16,7 +16,7 @@ from mpqopt.verify import BUDGET_RTOL, violations
 from oracle import brute_force
 
 MAGNITUDES = [1e-9, 1e-3, 1.0, 1e3, 1e7]
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 
 
 def pinned(name: str) -> tuple[mpqopt.Problem, dict[str, float]]:
