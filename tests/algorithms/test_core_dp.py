@@ -28,6 +28,8 @@ from mpqopt.synthetic import KNAPSACK_CLASSES, knapsack_problem
 
 from oracle import brute_force
 
+pytestmark = pytest.mark.slow  # over ~5 s: `make test-fast` (pytest -m "not slow") leaves it out
+
 
 @st.composite
 def one_budget_tables(draw):

@@ -24,6 +24,8 @@ from mpqopt.solvers import SolveSettings, get_backend
 from mpqopt.synthetic import iqp_problem, mckp_problem
 from mpqopt.verify import violations
 
+pytestmark = pytest.mark.slow  # over ~5 s: `make test-fast` (pytest -m "not slow") leaves it out
+
 HEURISTICS = ("local", "anneal:5", "csq")
 
 

@@ -16,6 +16,8 @@ from mpqopt.reductions import canonicalize
 from mpqopt.synthetic import mckp_problem
 from oracle import brute_force
 
+pytestmark = pytest.mark.slow  # over ~5 s: `make test-fast` (pytest -m "not slow") leaves it out
+
 
 def _check(result, optimum: float, mip_gap: float) -> None:
     tol = 1e-9 * max(1.0, abs(optimum))

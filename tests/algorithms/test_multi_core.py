@@ -23,6 +23,8 @@ from mpqopt.verify import violations
 from conftest import PEERS
 from oracle import brute_force
 
+pytestmark = pytest.mark.slow  # over ~5 s: `make test-fast` (pytest -m "not slow") leaves it out
+
 MAGNITUDES = [1e-9, 1e-3, 1.0, 1e3, 1e7]
 COST_MAGNITUDES = [1e-6, 1.0, 1e4, 1e10]
 LIMPQ_OBJECTIVE = 4.617439227178686  # README of the peer data: the published policy's objective

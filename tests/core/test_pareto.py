@@ -27,6 +27,8 @@ from mpqopt.errors import MpqoptError, ProblemError
 from mpqopt.synthetic import mckp_problem
 from mpqopt.verify import violations
 
+pytestmark = pytest.mark.slow  # over ~5 s: `make test-fast` (pytest -m "not slow") leaves it out
+
 RTOL = 1e-9
 
 

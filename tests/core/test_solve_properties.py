@@ -15,6 +15,8 @@ from mpqopt.verify import BUDGET_RTOL, violations
 
 from oracle import brute_force
 
+pytestmark = pytest.mark.slow  # over ~5 s: `make test-fast` (pytest -m "not slow") leaves it out
+
 MAGNITUDES = [1e-9, 1e-3, 1.0, 1e3, 1e7]
 DATA = Path(__file__).resolve().parents[1] / "data"
 

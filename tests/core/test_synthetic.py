@@ -15,6 +15,8 @@ import mpqopt
 from mpqopt.synthetic import COST_NAMES, DEFAULT_BITS, default_bits, iqp_problem, kernel_factor, mckp_problem
 from mpqopt.verify import violations
 
+pytestmark = pytest.mark.slow  # over ~5 s: `make test-fast` (pytest -m "not slow") leaves it out
+
 
 def _same(p: mpqopt.Problem, q: mpqopt.Problem) -> bool:
     return (

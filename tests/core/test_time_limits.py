@@ -29,6 +29,8 @@ from mpqopt.solvers import base, get_backend
 from mpqopt.synthetic import iqp_problem, mckp_problem
 from mpqopt.verify import violations
 
+pytestmark = pytest.mark.slow  # over ~5 s: `make test-fast` (pytest -m "not slow") leaves it out
+
 STATUSES = {"time_limit", "optimal", "feasible"}
 
 

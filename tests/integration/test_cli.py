@@ -22,6 +22,8 @@ from mpqopt.result import Result
 from mpqopt.solvers import backend_class, backend_names
 from oracle import brute_force
 
+pytestmark = pytest.mark.slow  # over ~5 s: `make test-fast` (pytest -m "not slow") leaves it out
+
 LAYERS = ["conv1", "conv2", "fc1", "fc2"]
 OPTIONS = [{"label": "W2", "w": 2, "a": 8}, {"label": "W4", "w": 4, "a": 8}, {"label": "W8", "w": 8, "a": 8}]
 PARAMS = np.array([100.0, 400.0, 250.0, 50.0])

@@ -8,6 +8,8 @@ import json
 import pytest
 from benchmark_scripts import load_benchmark
 
+pytestmark = pytest.mark.slow  # over ~5 s: `make test-fast` (pytest -m "not slow") leaves it out
+
 torch = pytest.importorskip("torch", reason="the torch extra is not installed")
 pytest.importorskip("sklearn", reason="scikit-learn (test extra) is not installed")
 

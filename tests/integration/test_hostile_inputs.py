@@ -19,6 +19,8 @@ import pytest
 import mpqopt
 from sandbox import run_cli, run_forked
 
+pytestmark = pytest.mark.slow  # over ~5 s: `make test-fast` (pytest -m "not slow") leaves it out
+
 TOY = {"format": "mpqopt.problem", "version": 1, "layers": ["a", "b"],
        "options": [{"label": "W4", "w": 4}, {"label": "W8", "w": 8}],
        "sensitivity": [[0.5, 0.0], [0.1, 0.0]], "costs": {"size_bits": [[4, 8], [4, 8]]}}

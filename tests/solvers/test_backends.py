@@ -11,6 +11,8 @@ from mpqopt.solvers import backend_names, get_backend
 from mpqopt.synthetic import mckp_problem
 from mpqopt.verify import violations
 
+pytestmark = pytest.mark.slow  # over ~5 s: `make test-fast` (pytest -m "not slow") leaves it out
+
 
 def test_registry_lists_backends():
     assert {"highs", "bruteforce"} <= set(backend_names())

@@ -14,6 +14,8 @@ from mpqopt.verify import violations
 
 from oracle import brute_force
 
+pytestmark = pytest.mark.slow  # over ~5 s: `make test-fast` (pytest -m "not slow") leaves it out
+
 
 def _random_sign(layers: int, options: int, seed: int, budgets: int = 1) -> mpqopt.Problem:
     """Dense random-sign Omega (the hard case for every method) with ``budgets`` cost tables."""

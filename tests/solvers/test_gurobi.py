@@ -22,6 +22,8 @@ from mpqopt.verify import violations  # noqa: E402
 from oracle import brute_force  # noqa: E402
 from test_solve_properties import _check_against_oracle, problems  # noqa: E402
 
+pytestmark = pytest.mark.slow  # over ~5 s: `make test-fast` (pytest -m "not slow") leaves it out
+
 EXACT_MODES = ("gurobi", "gurobi:onehot", "gurobi:mineig")
 
 

@@ -20,6 +20,8 @@ from mpqopt.verify import violations  # noqa: E402
 from oracle import brute_force  # noqa: E402
 from test_solve_properties import HIGHS116_START_PRESOLVE, _check_against_oracle, problems  # noqa: E402
 
+pytestmark = pytest.mark.slow  # over ~5 s: `make test-fast` (pytest -m "not slow") leaves it out
+
 if not pe.SolverFactory("appsi_highs").available(exception_flag=False):
     pytest.skip("Pyomo's appsi_highs interface cannot run (highspy missing)", allow_module_level=True)
 

@@ -14,6 +14,8 @@ from mpqopt.verify import violations
 
 from oracle import brute_force
 
+pytestmark = pytest.mark.slow  # over ~5 s: `make test-fast` (pytest -m "not slow") leaves it out
+
 SEPARABLE = ["mckp", "highs", "highs:plain", "scipy", "gurobi", "pyomo", "bnb", "bruteforce"]
 PAIRWISE = ["bnb", "highs", "scipy", "gurobi", "gurobi:onehot", "pyomo", "bruteforce"]
 SCALES = [1e-12, 1e-6, 1.0, 1e6, 1e12]

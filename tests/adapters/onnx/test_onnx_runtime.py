@@ -25,6 +25,8 @@ from mpqopt.adapters.onnx.runtime import OnnxEvaluator  # noqa: E402
 from mpqopt.adapters.onnx.sensitivity import delta_output, entropy, pairwise, weight_error  # noqa: E402
 from mpqopt.errors import ProblemError  # noqa: E402
 
+pytestmark = pytest.mark.slow  # over ~5 s: `make test-fast` (pytest -m "not slow") leaves it out
+
 SCHEMES = [(sym, pc, sc) for sym in (True, False) for pc in (True, False) for sc in ("minmax", "mse")]
 
 

@@ -8,6 +8,8 @@ torch = pytest.importorskip("torch", reason="the torch extra is not installed")
 
 import mpqopt  # noqa: E402
 
+pytestmark = pytest.mark.slow  # over ~5 s: `make test-fast` (pytest -m "not slow") leaves it out
+
 OPTIONS = (2, 3, 4, 8)
 BUDGETS = (0.1, 0.25, 0.5)
 

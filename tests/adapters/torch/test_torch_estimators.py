@@ -26,6 +26,8 @@ from mpqopt.adapters.torch.estimators.hessian import estimate_hessian_trace  # n
 from mpqopt.adapters.torch.quantizer import WeightScheme, quantize_activation, quantize_weight  # noqa: E402
 from mpqopt.errors import ProblemError  # noqa: E402
 
+pytestmark = pytest.mark.slow  # over ~5 s: `make test-fast` (pytest -m "not slow") leaves it out
+
 
 def mlp(seed: int = 0, widths=(3, 5, 4)) -> nn.Sequential:
     torch.manual_seed(seed)

@@ -18,6 +18,8 @@ from mpqopt.adapters.torch.data import Evaluator  # noqa: E402
 from mpqopt.adapters.torch.stages import stage_model  # noqa: E402
 from mpqopt.errors import ProblemError  # noqa: E402
 
+pytestmark = pytest.mark.slow  # over ~5 s: `make test-fast` (pytest -m "not slow") leaves it out
+
 
 # ------------------------------------------------------------------------------ models and helpers
 def seq_model(seed=0):

@@ -22,6 +22,8 @@ from mpqopt.errors import BudgetError, ProblemError  # noqa: E402
 from mpqopt.importers.limpq_indicators import indicator_table, load_limpq_indicators  # noqa: E402
 from mpqopt.options import Option  # noqa: E402
 
+pytestmark = pytest.mark.slow  # over ~5 s: `make test-fast` (pytest -m "not slow") leaves it out
+
 BITS = [2, 3, 4, 8]
 
 
