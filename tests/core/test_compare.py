@@ -11,6 +11,7 @@ import sys
 
 import numpy as np
 import pytest
+from oracle import brute_force
 
 import mpqopt
 from mpqopt import cli
@@ -19,7 +20,6 @@ from mpqopt.errors import MpqoptError, SolverError
 from mpqopt.result import relative_gap
 from mpqopt.solvers import backend_class
 from mpqopt.synthetic import iqp_problem
-from oracle import brute_force
 
 LAYERS = ["conv1", "conv2", "fc1", "fc2"]
 SENS = np.array([[0.90, 0.20, 0.0], [0.50, 0.12, 0.01], [0.30, 0.05, 0.0], [0.70, 0.30, 0.02]])

@@ -17,9 +17,9 @@ from functools import reduce
 
 import numpy as np
 import pytest
+from fuzz import examples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from fuzz import examples
 
 import mpqopt
 from mpqopt import cli

@@ -6,14 +6,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fuzz import examples
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
-from fuzz import examples
+from oracle import brute_force
 
 import mpqopt
 from mpqopt.verify import BUDGET_RTOL, violations
-
-from oracle import brute_force
 
 pytestmark = pytest.mark.slow  # over ~5 s: `make test-fast` (pytest -m "not slow") leaves it out
 
