@@ -68,8 +68,9 @@ def test_dominated_options_are_pruned_per_budget_set():
 def test_highs_drops_negligible_interaction_blocks_and_says_so():
     """A block far below the matrix's largest entry leaves the linearization; the answer stays the
     exact optimum and the bound stays below it."""
-    from mpqopt.synthetic import iqp_problem
     from oracle import brute_force
+
+    from mpqopt.synthetic import iqp_problem
 
     p = iqp_problem(7, 3, seed=2)
     omega = p.pairwise.copy()
@@ -109,9 +110,10 @@ def test_a_solver_claim_that_its_assignment_contradicts_is_not_a_proof(solver):
     objective of its presolved model (found by fuzzing pyomo:appsi_highs). The backends compare the
     claimed objective with their assignment's, solve again without the start, and return the
     exact optimum; on other HiGHS releases the first answer is already right."""
-    from mpqopt.solvers import backend_class
     from oracle import brute_force
     from test_solve_properties import HIGHS116_START_PRESOLVE
+
+    from mpqopt.solvers import backend_class
 
     if not backend_class(solver).available():
         pytest.skip(f"solver '{solver}' is not installed")
@@ -125,7 +127,7 @@ def test_a_solver_claim_that_its_assignment_contradicts_is_not_a_proof(solver):
 def test_optimal_needs_a_bound_that_closes_the_gap():
     """solve() re-checks a backend's 'optimal' against its bound: a claim with a gap is 'feasible'."""
     from mpqopt.solvers import RawSolution, register
-    from mpqopt.solvers.base import Backend, _REGISTRY
+    from mpqopt.solvers.base import _REGISTRY, Backend
 
     @register
     class Boastful(Backend):

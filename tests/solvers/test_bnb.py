@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from oracle import brute_force
 
 import mpqopt
 from mpqopt.algorithms.iqp_bound import PairBound
 from mpqopt.reductions import canonicalize
 from mpqopt.synthetic import iqp_problem
 from mpqopt.verify import violations
-
-from oracle import brute_force
 
 pytestmark = pytest.mark.slow  # over ~5 s: `make test-fast` (pytest -m "not slow") leaves it out
 

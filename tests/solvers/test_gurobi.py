@@ -8,19 +8,19 @@ import sys
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
 from fuzz import examples
+from hypothesis import HealthCheck, given, settings
 
 gp = pytest.importorskip("gurobipy", reason="gurobipy is not installed (pip install mpqopt[gurobi]); the Gurobi backend is optional")
+
+from oracle import brute_force  # noqa: E402
+from test_solve_properties import _check_against_oracle, problems  # noqa: E402
 
 import mpqopt  # noqa: E402
 from mpqopt.reductions import canonicalize  # noqa: E402
 from mpqopt.solvers import SolveSettings, get_backend  # noqa: E402
 from mpqopt.synthetic import iqp_problem, mckp_problem  # noqa: E402
 from mpqopt.verify import violations  # noqa: E402
-
-from oracle import brute_force  # noqa: E402
-from test_solve_properties import _check_against_oracle, problems  # noqa: E402
 
 pytestmark = pytest.mark.slow  # over ~5 s: `make test-fast` (pytest -m "not slow") leaves it out
 

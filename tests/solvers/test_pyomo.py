@@ -7,18 +7,18 @@ import subprocess
 import sys
 
 import pytest
-from hypothesis import HealthCheck, example, given, settings
 from fuzz import examples
+from hypothesis import HealthCheck, example, given, settings
 
 pe = pytest.importorskip("pyomo.environ", reason="pyomo is not installed (pip install mpqopt[pyomo]); the Pyomo backend is optional")
+
+from oracle import brute_force  # noqa: E402
+from test_solve_properties import HIGHS116_START_PRESOLVE, _check_against_oracle, problems  # noqa: E402
 
 import mpqopt  # noqa: E402
 from mpqopt.solvers import get_backend  # noqa: E402
 from mpqopt.synthetic import iqp_problem, mckp_problem  # noqa: E402
 from mpqopt.verify import violations  # noqa: E402
-
-from oracle import brute_force  # noqa: E402
-from test_solve_properties import HIGHS116_START_PRESOLVE, _check_against_oracle, problems  # noqa: E402
 
 pytestmark = pytest.mark.slow  # over ~5 s: `make test-fast` (pytest -m "not slow") leaves it out
 

@@ -5,14 +5,13 @@ optimal assignments, each found, proven and re-checked in the user's units."""
 from __future__ import annotations
 
 import pytest
+from oracle import brute_force
 
 import mpqopt
 from mpqopt.budgets import resolve_budgets
 from mpqopt.solvers import backend_class
 from mpqopt.synthetic import iqp_problem, mckp_problem
 from mpqopt.verify import violations
-
-from oracle import brute_force
 
 pytestmark = pytest.mark.slow  # over ~5 s: `make test-fast` (pytest -m "not slow") leaves it out
 

@@ -1,65 +1,18 @@
-"""The ``scipy`` backend (scipy.optimize.milp) against exhaustive search, and export to .lp / .mps:
-files read back and solved by HiGHS give the exhaustive optimum, their names decode to assignments
-of that value, and the CLI writes them."""
+"""Export to .lp / .mps (``mpqopt.io.export``): files read back and solved by HiGHS give the exhaustive optimum,
+their names decode to assignments of that value, and the CLI writes them."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from milp_cases import _problem
+from oracle import brute_force
 
 import mpqopt
 from mpqopt.cli import main
 from mpqopt.verify import violations
 
-from oracle import brute_force
-
 highspy = pytest.importorskip("highspy")
-
-
-def _problem(seed: int, budgets: int = 2, ties: bool = False, fixed: bool = False, pairwise: bool = False, layers: int = 5, options: int = 3) -> mpqopt.Problem:
-    """Random small problem; budgets at a random point of each cost's range (some infeasible jointly)."""
-    rng = np.random.default_rng(seed)
-    names = [f"layer.{i}" for i in range(layers)]  # dots: names must survive LP/MPS naming
-    costs = {f"c{i}": rng.integers(1, 9, (layers, options)).astype(float) for i in range(budgets)}
-    omega = rng.normal(scale=0.3, size=(layers * options,) * 2) if pairwise else None
-    problem = mpqopt.Problem(names, [f"W{b}" for b in (2, 4, 8, 6, 3)[:options]], rng.random((layers, options)), costs=costs, pairwise=omega,
-                             ties=[(names[0], names[1])] if ties else (), fixed={names[-1]: "W4"} if fixed else None)
-    limits = {name: float(lo + rng.uniform(0.2, 0.8) * (hi - lo)) for name, (lo, hi) in ((n, problem.cost_range(n)) for n in costs)}
-    return problem.replace(budgets=limits)
-
-
-CASES = [dict(), dict(budgets=1), dict(budgets=3), dict(ties=True), dict(fixed=True), dict(ties=True, fixed=True),
-         dict(pairwise=True), dict(pairwise=True, budgets=1, fixed=True), dict(pairwise=True, ties=True, budgets=3)]
-
-
-@pytest.mark.parametrize("seed", range(3))
-@pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items()) or "plain")
-def test_scipy_backend_matches_exhaustive_search(seed, case):
-    problem = _problem(seed, **case)
-    best, _ = brute_force(problem, problem.budgets)
-    result = mpqopt.solve(problem, solver="scipy")
-    if best is None:
-        assert result.status == "infeasible", result.message
-        return
-    assert result.status == "optimal", result.message
-    assert violations(problem, result.x, problem.budgets) == []
-    assert result.objective == pytest.approx(best, rel=1e-9, abs=1e-12)
-    assert result.bound <= result.objective + 1e-12 and result.gap <= 1e-6
-    assert "scipy.optimize.milp" in result.proof
-
-
-def test_scipy_backend_is_registered_and_reports_time_limits():
-    from mpqopt.solvers import backend_names
-    from mpqopt.synthetic import iqp_problem
-
-    assert "scipy" in backend_names()
-    problem = iqp_problem(30, 4, seed=0, noise=0.5)
-    result = mpqopt.solve(problem, solver="scipy", time_limit=0.05)
-    assert result.status in ("time_limit", "optimal", "feasible")
-    if result.x is not None:  # whatever came back meets the budgets
-        assert violations(problem, result.x, problem.budgets) == []
-    if result.bound is not None and result.objective is not None:
-        assert result.bound <= result.objective + 1e-9
 
 
 def _solve_file(path) -> tuple[highspy.Highs, float]:
