@@ -17,7 +17,7 @@ OLDEST_LOCK := constraints-oldest.txt
 TORCH_VERSION ?= 2.13.0
 EXTRAS := all,test
 
-.PHONY: demo test lint fuzz test-latest test-oldest lock bench notebooks clean
+.PHONY: demo test test-fast lint fuzz test-latest test-oldest lock bench notebooks clean
 
 # torch first, pinned: the local CPU wheel (any other spec resolves to a multi-GB CUDA build).
 # The package is built without isolation, with the locked setuptools, so nothing unlocked enters.
@@ -36,6 +36,10 @@ lint: $(STAMP)
 
 test: lint
 	$(PY) -m pytest -q
+
+# the inner loop: everything but the modules marked slow (over ~5 s each; the full suite is `make test`)
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
 
 # the same property tests with fresh random examples, 20x as many (tests/fuzz.py); pin what it finds
 fuzz: $(STAMP)

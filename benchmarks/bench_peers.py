@@ -18,7 +18,7 @@ objective), and the baseline's objective must agree with ours. Results go to
 ``benchmarks/results/peers.json`` and ``peers.md``; the table is printed.
 
 The naive builders (``naive_hawq``, ``naive_limpq``, ``solve_naive``, in ``harness.py`` and shared with
-``bench_baselines.py``) are also the independent cross-check used by ``tests/test_peers.py``.
+``bench_baselines.py``) are also the independent cross-check used by ``tests/integration/test_peers.py``.
 """
 
 from __future__ import annotations

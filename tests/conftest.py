@@ -3,7 +3,34 @@ from pathlib import Path
 
 import pytest
 
+# tests/ mirrors mpqopt/ (tests/core, tests/io, tests/solvers, tests/adapters/torch, ...); the shared
+# helpers stay here at the top (oracle, fuzz, sandbox, milp_cases, benchmark_scripts, this conftest), imported
+# as top-level modules from any subfolder. Test files have no __init__.py (pytest's default "prepend"
+# import mode, which puts each test file's folder on sys.path): their basenames must be unique across
+# folders, hence test_torch_build.py / test_onnx_build.py rather than two test_build.py.
+# (Not --import-mode=importlib: under pytest 7, the oldest we support, it re-imports mpqopt's modules for
+# --doctest-modules as second copies.) No test file sits directly in a folder that holds torch/ or onnx/
+# (hence tests/adapters/shared/): on sys.path, such a folder would let `import torch` find the test folder
+# as a namespace package when torch is not installed, and importorskip would not skip.
 sys.path.insert(0, str(Path(__file__).parent))  # lets tests import the shared oracle module
+pytest.register_assert_rewrite("io_helpers")  # tests/io's shared assert_same_problem reports like a test
+
+# Markers by folder: `-m "not torch"` / `-m "not onnx"` leave out an adapter's tests (the testbeds train
+# torch models); `slow` is set per module (pytestmark) on those that take over ~5 s, so that
+# `make test-fast` (pytest -m "not slow") is a quick inner loop.
+_FOLDER_MARKS = {("adapters", "torch"): "torch", ("adapters", "onnx"): "onnx", ("testbeds",): "torch"}
+
+
+def pytest_collection_modifyitems(config, items):
+    here = Path(__file__).resolve().parent
+    for item in items:
+        try:
+            parts = Path(item.fspath).resolve().relative_to(here).parts
+        except ValueError:  # doctests of mpqopt/ itself
+            continue
+        for folder, mark in _FOLDER_MARKS.items():
+            if parts[: len(folder)] == folder:
+                item.add_marker(mark)
 
 PEERS = Path(__file__).resolve().parents[2] / "shared" / "peers"
 

@@ -1,0 +1,55 @@
+"""The README's Python examples run and print what their comments say."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+from pathlib import Path
+
+import pytest
+
+README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+BLOCKS = re.findall(r"```python\n(.*?)```", README, re.S)
+
+
+def run(code: str, env: dict | None = None) -> list[str]:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(code, "README.md", "exec"), dict(env or {}))  # noqa: S102 - our own README
+    return out.getvalue().splitlines()
+
+
+def test_the_first_example_prints_what_its_comments_say():
+    code = BLOCKS[0]
+    expected = [line.split("#", 1)[1].strip() for line in code.splitlines() if line.startswith("print(") and "#" in line]
+    printed = run(code)
+    assert printed[0] == expected[0] and printed[1] == expected[1]  # status/objective/gap and the assignment
+    assert len(expected) == 3 and "conv1" in "\n".join(printed[2:])  # the table
+
+
+def test_the_pytorch_example_runs_on_the_digits_cnn(digits_bed):
+    pytest.importorskip("torch", reason="the torch extra is not installed")
+    code = next(b for b in BLOCKS if "mt.estimate_delta_loss(model, batches" in b)
+    env = {"model": digits_bed.model, "batches": digits_bed.train[:4], "test_batches": digits_bed.test_batches()}
+    printed = "\n".join(run(code, env))
+    change = re.search(r"change predicted (\S+), measured (\S+)", printed)
+    assert change, printed
+    predicted, measured = float(change.group(1)), float(change.group(2))
+    assert 0 <= predicted < 1 and 0 <= measured < 1  # the 25% budget keeps the CE increase small on the digits test split
+
+
+def test_the_complete_file_is_what_save_writes_and_solves(tmp_path):
+    """The JSON layout section's file: loading it and saving it again gives the same text, and it
+    solves at its own budget (conv1 and fc tied at W4, conv2 fixed at W8A8)."""
+    import mpqopt
+
+    text = re.search(r"A complete file, exactly as `mpqopt.save` writes it:\n\n```json\n(.*?)```", README, re.S).group(1)
+    path = tmp_path / "complete.json"
+    path.write_text(text)
+    problem = mpqopt.load(path)
+    mpqopt.save(problem, tmp_path / "again.json")
+    assert (tmp_path / "again.json").read_text() == text
+    result = mpqopt.solve(problem)
+    assert result.status == "optimal" and result.assignment == {"conv1": "W4", "conv2": "W8A8", "fc": "W4"}
+    assert result.costs["size_bits"] == 2440.0 <= problem.budgets["size_bits"]
