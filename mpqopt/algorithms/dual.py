@@ -58,7 +58,7 @@ from ..highs_runtime import new_highs
 from ..highs_runtime import run as run_highs
 from ..reductions import CanonicalModel
 from .heuristics import BUDGET_SLACK
-from .scaling import budget_row_scales
+from ..reductions.matrix import budget_row_scales
 
 
 @dataclass

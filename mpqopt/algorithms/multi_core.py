@@ -52,7 +52,7 @@ from ..reductions import CanonicalModel, select_items
 from . import core_dp
 from .heuristics import BUDGET_SLACK, is_feasible
 from .hull import hull_increments
-from .scaling import budget_row_scales
+from ..reductions.matrix import budget_row_scales
 
 # Work units (~2 ns each): a state pair compared for dominance costs one per budget, a candidate
 # state (its bound) CANDIDATE_WORK, a block (its ~40 numpy calls) BLOCK_WORK. LIMPQ ResNet-50's core

@@ -31,7 +31,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..algorithms.heuristics import is_feasible, repair, separable_incumbent
-from ..algorithms.scaling import budget_row_scales
+from ..reductions.matrix import budget_row_scales
 from ..errors import SolverError
 from ..reductions import CanonicalModel
 from ..reductions.convexify import Convexified, convexify

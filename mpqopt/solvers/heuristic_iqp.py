@@ -37,6 +37,7 @@ from ..algorithms.local_search import MAX_DENSE_ITEMS, Objective, SearchResult, 
 from ..errors import MpqoptError, SolverError
 from ..reductions import CanonicalModel
 from .base import Backend, RawSolution, SolveSettings, get_backend, register
+from .mckp import solve_separable
 
 BOUND_ITERATIONS = 200  # split-bound ascent steps after the search (about 0.1 s at 52 x 3)
 
@@ -152,7 +153,7 @@ class LocalBackend(_HeuristicBackend):
     description = "heuristic, no optimality proof: separable optimum, then iterated linearization (exact MCKP on the tangent) + 2-opt; pairwise terms"
 
     def search(self, model, start, objective, settings, deadline):
-        return iterated_linearization(model, start, deadline=deadline, objective=objective)
+        return iterated_linearization(model, start, solve_separable=solve_separable, deadline=deadline, objective=objective)
 
     def summary(self, found):
         s = found.stats

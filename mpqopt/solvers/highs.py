@@ -16,123 +16,21 @@ No modelling layer on the hot path: the column-wise matrix is assembled in numpy
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
 import numpy as np
-import scipy.sparse as sp
 
 from ..algorithms.heuristics import improve, is_feasible, repair, round_lp, separable_incumbent
 from ..algorithms.lagrangian import fixable_items
-from ..algorithms.scaling import budget_row_scales, normalized_columns
 from ..errors import SolverError
-from ..highs_runtime import new_highs
+from ..highs_runtime import highs_lp, new_highs
 from ..highs_runtime import run as run_highs
 from ..reductions import CanonicalModel, restrict
-from ..reductions.linearize import Linearization, linearize
+from ..reductions.linearize import Linearization
+from ..reductions.matrix import BLOCK_RTOL, MilpArrays, csc_arrays, linearization_for, milp_arrays
 from .base import INCONSISTENT_START, Backend, RawSolution, SolveSettings, claim_matches, items_from_values, register
 
-
-def csc_arrays(model: CanonicalModel) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Column-wise constraint matrix and row bounds: F one-hot rows, then m scaled budget rows.
-
-    Returns ``(start, index, value, row_lower, row_upper)``.
-    """
-    n, F, m = model.num_items, model.num_groups, model.num_budgets
-    scale = budget_row_scales(model)
-    rows = np.empty((n, 1 + m), dtype=np.int32)
-    vals = np.empty((n, 1 + m), dtype=np.float64)
-    rows[:, 0] = model.item_group
-    vals[:, 0] = 1.0
-    rows[:, 1:] = F + np.arange(m)
-    vals[:, 1:] = (model.weights / scale[:, None]).T
-    keep = vals != 0.0
-    start = np.zeros(n + 1, dtype=np.int32)
-    np.cumsum(keep.sum(axis=1), out=start[1:])
-    row_lower = np.concatenate([np.ones(F), np.full(m, -np.inf)])
-    row_upper = np.concatenate([np.ones(F), model.rhs / scale])
-    return start, rows[keep], vals[keep], row_lower, row_upper
-
-
-def _with_linearization(start, index, value, row_lower, row_upper, n: int, linear: Linearization):
-    """Append the pair columns and the linearization's equality rows to the CSC arrays."""
-    x_part = sp.csc_array((value, index, start), shape=(row_lower.size, n))
-    pairs = linear.pair_first.size
-    full = sp.vstack([sp.hstack([x_part, sp.csc_array((row_lower.size, pairs))]), linear.rows]).tocsc()
-    full.sort_indices()
-    zeros = np.zeros(linear.rows.shape[0])
-    return (full.indptr.astype(np.int32), full.indices.astype(np.int32), full.data, np.concatenate([row_lower, zeros]), np.concatenate([row_upper, zeros]))
-
-
-@dataclass
-class MilpArrays:
-    """The canonical model as one MILP in column-wise (CSC) arrays, shared by every HiGHS-based
-    backend (``highs``, ``scipy``) and by :func:`mpqopt.io.export.export`.
-
-    Columns: the ``num_items`` binary item columns, then (pairwise problems) one continuous column per
-    item pair of the one-hot linearization. Rows: one-hot rows, budget rows divided by ``row_scale``,
-    then the linearization's equality rows. ``cost`` is in normalized units:
-    ``canonical objective = cost @ columns * scale + constant``.
-    """
-
-    cost: np.ndarray
-    scale: float
-    constant: float
-    start: np.ndarray
-    index: np.ndarray
-    value: np.ndarray
-    row_lower: np.ndarray
-    row_upper: np.ndarray
-    row_scale: np.ndarray
-    num_items: int
-
-    @property
-    def num_cols(self) -> int:
-        return int(self.cost.size)
-
-    @property
-    def num_rows(self) -> int:
-        return int(self.row_lower.size)
-
-    def integrality(self) -> np.ndarray:
-        """1 (integer) for item columns, 0 for pair columns: the equality rows make those 0/1 at integral x."""
-        return (np.arange(self.num_cols) < self.num_items).astype(np.uint8)
-
-    def start_values(self, items: np.ndarray, linear: Linearization | None) -> np.ndarray:
-        """Every column's value at one chosen item per group (pair columns = products)."""
-        x0 = np.zeros(self.num_items)
-        x0[np.asarray(items)] = 1.0
-        if linear is not None:
-            x0 = np.concatenate([x0, x0[linear.pair_first] * x0[linear.pair_second]])
-        return x0
-
-
-def milp_arrays(model: CanonicalModel, linear: Linearization | None = None) -> MilpArrays:
-    """Build :class:`MilpArrays` for ``model`` (with ``linear``'s pair columns and rows if given)."""
-    cost, constant, scale = normalized_columns(model, None if linear is None else linear.pair_cost)
-    start, index, value, row_lower, row_upper = csc_arrays(model)
-    if linear is not None:
-        start, index, value, row_lower, row_upper = _with_linearization(start, index, value, row_lower, row_upper, model.num_items, linear)
-    return MilpArrays(cost, scale, constant, start, index, value, row_lower, row_upper, budget_row_scales(model), model.num_items)
-
-
-def highs_lp(highspy, arrays: MilpArrays, integer: bool):
-    """A ``highspy.HighsLp`` holding ``arrays`` (integer item columns if ``integer``)."""
-    lp = highspy.HighsLp()
-    lp.num_col_ = arrays.num_cols
-    lp.num_row_ = arrays.num_rows
-    lp.col_cost_ = arrays.cost
-    lp.col_lower_ = np.zeros(arrays.num_cols)
-    lp.col_upper_ = np.ones(arrays.num_cols)
-    lp.row_lower_ = arrays.row_lower
-    lp.row_upper_ = arrays.row_upper
-    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-    lp.a_matrix_.start_ = arrays.start
-    lp.a_matrix_.index_ = arrays.index
-    lp.a_matrix_.value_ = arrays.value
-    if integer:
-        kinds = (highspy.HighsVarType.kContinuous, highspy.HighsVarType.kInteger)
-        lp.integrality_ = [kinds[k] for k in arrays.integrality().tolist()]
-    return lp
+# the matrix forms lived here before they moved to the reductions layer; kept importable from here
+__all__ = ["HighsBackend", "MilpArrays", "csc_arrays", "highs_lp", "linearization_for", "milp_arrays", "milp_solution", "solve_linearized"]
 
 
 class _HighsModel:
@@ -195,9 +93,7 @@ class HighsBackend(Backend):
     description = "HiGHS MILP (embedded default, open source) after LP-based reduced-cost fixing; 'highs:plain' skips the fixing; pairwise terms by exact one-hot linearization"
     requires = ("highspy",)
     supports_quadratic = True
-    # interaction blocks whose every |entry| is at most this fraction of the largest are dropped from
-    # the linearization (reported; the bound is lowered by the most they could contribute)
-    block_rtol = 1e-12
+    block_rtol = BLOCK_RTOL  # see mpqopt.reductions.matrix.linearization_for
 
     def __init__(self, arg: str | None = None):
         if arg not in (None, "plain"):
@@ -362,12 +258,6 @@ def _start_only(model: CanonicalModel, items: np.ndarray | None, bound: float | 
     objective = model.items_objective(np.asarray(items))
     return RawSolution("time_limit", items=np.asarray(items), objective=objective, bound=None if bound is None else min(bound, objective),
                        message=f"{text}; returning the starting assignment", stats=stats or {}, proof="HiGHS LP relaxation + reduced-cost fixing" if bound is not None else "")
-
-
-def linearization_for(model: CanonicalModel) -> Linearization:
-    """The one-hot linearization of ``model.quadratic`` the HiGHS-based backends and export use:
-    blocks whose every |entry| is at most ``HighsBackend.block_rtol`` of the largest are dropped."""
-    return linearize(model, HighsBackend.block_rtol * float(abs(model.quadratic).max()))
 
 
 def solve_linearized(model: CanonicalModel, run) -> RawSolution:

@@ -290,6 +290,12 @@ class MckpBackend(Backend):
         return raw
 
 
+def solve_separable(model: CanonicalModel, time_limit: float | None = None) -> RawSolution:
+    """The ``mckp`` engine on a separable ``model`` within ``time_limit`` seconds: the exact solver
+    the local search (:func:`mpqopt.algorithms.local_search.iterated_linearization`) is given."""
+    return MckpBackend().solve(model, SolveSettings(time_limit=time_limit))
+
+
 @register
 class GreedyBackend(Backend):
     name = "greedy"

@@ -45,7 +45,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..algorithms.heuristics import is_feasible, repair, separable_incumbent
-from ..algorithms.scaling import budget_row_scales, normalized_columns
+from ..reductions.matrix import budget_row_scales, normalized_columns
 from ..errors import SolverError, SolverUnavailableError
 from ..highs_runtime import use_threads
 from ..problem import Problem
