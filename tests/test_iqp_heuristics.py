@@ -17,7 +17,7 @@ from oracle import brute_force
 import mpqopt
 from mpqopt.algorithms import local_search as ls
 from mpqopt.algorithms.csq import csq
-from mpqopt.algorithms.heuristics import separable_incumbent
+from mpqopt.algorithms.incumbent import separable_incumbent
 from mpqopt.errors import SolverError
 from mpqopt.reductions import canonicalize
 from mpqopt.solvers import SolveSettings, get_backend

@@ -15,7 +15,8 @@ applies to separable models too.
 
 >>> import mpqopt.synthetic
 >>> from mpqopt.reductions import canonicalize
->>> from mpqopt.algorithms.heuristics import separable_incumbent, is_feasible
+>>> from mpqopt.algorithms.heuristics import is_feasible
+>>> from mpqopt.algorithms.incumbent import separable_incumbent
 >>> p = mpqopt.synthetic.iqp_problem(12, seed=0)
 >>> m = canonicalize(p, p.budgets)
 >>> found = two_opt(m, separable_incumbent(m))
@@ -35,7 +36,8 @@ import numpy as np
 
 from ..errors import SolverError
 from ..reductions import CanonicalModel
-from .heuristics import BUDGET_SLACK, is_feasible, totals
+from ..verify import BUDGET_RTOL
+from .heuristics import is_feasible, totals
 
 MAX_DENSE_ITEMS = 4000  # dense Q: n**2 float64 (128 MB at 4,000 items)
 PAIR_BLOCK = 256  # rows of the pair-move matrix scored at once (bounds memory at n'**1 * PAIR_BLOCK)
@@ -88,9 +90,9 @@ class Objective:
             Q[model.item_group[:, None] == model.item_group[None, :]] = 0.0
             self.Q = Q
         self.value = value
-        self.limit = model.rhs + BUDGET_SLACK * np.abs(model.budgets)
+        self.limit = model.rhs + BUDGET_RTOL * np.abs(model.budgets)
         magnitude = float(np.abs(value).sum()) + (0.0 if self.Q is None else float(np.abs(self.Q).sum()))
-        self.tol = BUDGET_SLACK * magnitude  # deltas smaller than this are summation noise
+        self.tol = BUDGET_RTOL * magnitude  # deltas smaller than this are summation noise
 
     def __call__(self, items: np.ndarray) -> float:
         total = float(self.value[items].sum())

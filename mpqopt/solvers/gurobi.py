@@ -30,7 +30,8 @@ import time
 import numpy as np
 import scipy.sparse as sp
 
-from ..algorithms.heuristics import is_feasible, repair, separable_incumbent
+from ..algorithms.heuristics import is_feasible, repair
+from ..algorithms.incumbent import separable_incumbent
 from ..reductions.matrix import budget_row_scales
 from ..errors import SolverError
 from ..reductions import CanonicalModel

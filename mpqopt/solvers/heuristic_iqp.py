@@ -31,7 +31,8 @@ from typing import ClassVar
 import numpy as np
 
 from ..algorithms.csq import csq
-from ..algorithms.heuristics import is_feasible, repair, separable_incumbent
+from ..algorithms.heuristics import is_feasible, repair
+from ..algorithms.incumbent import separable_incumbent
 from ..algorithms.iqp_bound import lower_bound
 from ..algorithms.local_search import MAX_DENSE_ITEMS, Objective, SearchResult, anneal, iterated_linearization
 from ..errors import MpqoptError, SolverError

@@ -19,7 +19,8 @@ import time
 
 import numpy as np
 
-from ..algorithms.heuristics import improve, is_feasible, repair, round_lp, separable_incumbent
+from ..algorithms.heuristics import improve, is_feasible, repair, round_lp
+from ..algorithms.incumbent import separable_incumbent
 from ..algorithms.lagrangian import fixable_items
 from ..errors import SolverError
 from ..highs_runtime import highs_lp, new_highs

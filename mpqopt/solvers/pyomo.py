@@ -44,7 +44,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..algorithms.heuristics import is_feasible, repair, separable_incumbent
+from ..algorithms.heuristics import is_feasible, repair
+from ..algorithms.incumbent import separable_incumbent
 from ..reductions.matrix import budget_row_scales, normalized_columns
 from ..errors import SolverError, SolverUnavailableError
 from ..highs_runtime import use_threads
