@@ -50,7 +50,7 @@ class _HighsModel:
         # Tight tolerances keep answers close to the exact budgets, but a MIP feasibility tolerance
         # of 1e-8 or 1e-9 made HiGHS 1.15 claim wrong optima (3,000 x 8 llm-shaped, HAWQ-V3 with a
         # budget 5e-10 below an achievable size); 1e-7 gave right answers on both. Answers that
-        # exceed a budget within it are repaired in _milp.
+        # exceed a budget within it are repaired in solve_milp.
         h.setOptionValue("primal_feasibility_tolerance", 1e-9)
         h.setOptionValue("mip_feasibility_tolerance", 1e-7)
         h.passModel(highs_lp(highspy, self.arrays, integer))
@@ -113,9 +113,9 @@ class HighsBackend(Backend):
             warm = settings.warm_start if settings.warm_start is not None else separable_incumbent(model, settings.left())
             if warm is not None and is_feasible(model, np.asarray(warm)):
                 settings.deadline.offer(np.asarray(warm), model.items_objective(np.asarray(warm)))
-            return solve_linearized(model, lambda linear: self._milp(model, settings, warm, deadline, linear=linear))
+            return solve_linearized(model, lambda linear: self.solve_milp(model, settings, warm, deadline, linear=linear))
         if self.plain:
-            return self._milp(model, settings, settings.warm_start, deadline)
+            return self.solve_milp(model, settings, settings.warm_start, deadline)
         return self._solve_with_fixing(model, settings, deadline)
 
     def _solve_with_fixing(self, model: CanonicalModel, settings: SolveSettings, deadline: float | None) -> RawSolution:
@@ -128,14 +128,14 @@ class HighsBackend(Backend):
             if settings.deadline.expired():  # the LP used the time up: no MILP can run
                 return _start_only(model, settings.warm_start, None, f"HiGHS: {settings.deadline.message()} in the LP relaxation")
             warm = settings.warm_start if settings.warm_start is not None else separable_incumbent(model, settings.left())
-            return self._milp(model, settings, warm, deadline)
+            return self.solve_milp(model, settings, warm, deadline)
         solution = relaxed.h.getSolution()
         # budget multipliers in original units: dual of the scaled, normalized row, mapped back
         duals = -np.asarray(solution.row_dual)[model.num_groups:]
         lam = np.maximum(duals, 0.0) * relaxed.scale / relaxed.row_scale
         incumbent = self._incumbent(model, np.asarray(solution.col_value), settings.warm_start)
         if incumbent is None:
-            return self._milp(model, settings, settings.warm_start, deadline)
+            return self.solve_milp(model, settings, settings.warm_start, deadline)
         inc_obj = model.items_objective(incumbent)
         drop, lp_bound = fixable_items(model, lam, inc_obj)
         drop[incumbent] = False
@@ -159,7 +159,7 @@ class HighsBackend(Backend):
         keep = keep.copy()
         keep[incumbent] = True
         core, kept = restrict(model, keep)
-        raw = self._milp(core, settings, np.searchsorted(kept, incumbent), deadline, core=True)
+        raw = self.solve_milp(core, settings, np.searchsorted(kept, incumbent), deadline, core=True)
         raw.stats.update(stats, core_items=core.num_items)
         if raw.items is not None:
             raw.items = kept[raw.items]
@@ -198,7 +198,11 @@ class HighsBackend(Backend):
             candidates.append(improve(model, warm_start))
         return min(candidates, key=model.items_objective) if candidates else None
 
-    def _milp(self, model: CanonicalModel, settings: SolveSettings, warm: np.ndarray | None, deadline: float | None, core: bool = False, linear: Linearization | None = None) -> RawSolution:
+    def solve_milp(self, model: CanonicalModel, settings: SolveSettings, warm: np.ndarray | None, deadline: float | None, core: bool = False, linear: Linearization | None = None) -> RawSolution:
+        """HiGHS's MILP on the whole ``model`` (``linear``: its pair columns and rows), started from
+        ``warm`` if given and stopped at ``deadline``; ``core``: a small core with a good start (MIP
+        heuristics off for up to two budgets). The answer is re-verified against the exact budgets.
+        Public for the other backends that hand HiGHS a (core) model, such as ``mckp``."""
         hm = _HighsModel(model, settings, integer=True, linear=linear)
         h, hs = hm.h, hm.hs
         if core and model.num_budgets <= 2:
@@ -243,7 +247,7 @@ class HighsBackend(Backend):
             # HiGHS 1.16 can hand back a MIP start as 'Optimal' with the objective of its presolved
             # space (an offset lost) and a bound to match: a wrong proof. Solve again without it.
             if warm is not None:
-                raw = self._milp(model, settings, None, deadline, core, linear)
+                raw = self.solve_milp(model, settings, None, deadline, core, linear)
                 raw.message += f"; {INCONSISTENT_START}"
                 raw.stats["inconsistent_start"] = True
                 return raw
