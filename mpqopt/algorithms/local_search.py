@@ -262,9 +262,8 @@ def iterated_linearization(
     objective: Objective | None = None,
 ) -> SearchResult:
     """Solve the separable MCKP with linear cost ``g = value + 2 Q x_t`` exactly (``solve_separable``,
-    the ``mckp`` engine in the solvers);
-    take its answer when it lowers the true objective, repeat; then 2-opt, and linearize again from
-    the 2-opt point if that moved (until neither helps).
+    which the solvers give: the ``mckp`` engine); take its answer when it lowers the true objective,
+    repeat; then 2-opt, and linearize again from the 2-opt point if that moved (until neither helps).
 
     The linearization is the first-order model of ``f`` at ``x_t``: its minimizer is the best point
     of the budget polytope for that tangent, a large move 2-opt cannot make.
