@@ -187,8 +187,11 @@ def compare(
     checked = validated_arguments(time_limit=time_limit, mip_gap=mip_gap)
     time_limit, mip_gap = checked.time_limit, checked.mip_gap
     names = check_solver_names(default_solvers(problem) if solvers is None else solvers)
-    limits = resolve_budgets(problem, budgets, base=problem.budgets)  # a bad budget fails once, not per row
-    records = [_record(problem, name, budgets, time_limit, mip_gap, repeat) for name in names]
+    limits = resolve_budgets(problem, budgets, base=problem.budgets)  # once: a bad budget fails here, not per row
+    # every solve gets the resolved numbers (resolving them again is the identity); None keeps a
+    # default budget of the problem's that ``budgets`` removed from coming back
+    resolved = {**dict.fromkeys(problem.budgets), **limits}
+    records = [_record(problem, name, resolved, time_limit, mip_gap, repeat) for name in names]
     found = [r["objective"] for r in records if r["objective"] is not None]
     bounds = [r["bound"] for r in records if r["bound"] is not None]
     best = min(found, default=None)

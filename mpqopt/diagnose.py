@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from .budgets import cost_unit
 from .report import fmt_cost
+from .verify import BUDGET_RTOL
 
 if TYPE_CHECKING:
     from .problem import Problem
@@ -35,8 +36,6 @@ class Infeasibility:
 
 def check_budgets_alone(problem: "Problem", budgets: Mapping[str, float]) -> Infeasibility | None:
     """Exact, instant check of each budget on its own; an ``Infeasibility`` if any is below its minimum."""
-    from .verify import BUDGET_RTOL
-
     cheapest = {name: problem.cost_range(name)[0] for name in budgets}
     # with verify's tolerance: a budget set to the cheapest total, summed in another order, may fall
     # a few ulps below cost_range's sum and is still met

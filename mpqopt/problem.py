@@ -11,6 +11,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import scipy.sparse as sp
 
+from .budgets import resolve_budgets
 from .errors import FormatError, ProblemError
 from .options import Option, OptionLike
 
@@ -93,9 +94,7 @@ class Problem:
         self.meta: dict[str, Any] = check_meta({} if meta is None else meta)
         self.ties: tuple[tuple[str, ...], ...] = self._merge_ties(ties)
         self._build_groups()
-
-        from .budgets import resolve_budgets  # budgets need the groups to resolve '50%'
-
+        # after the groups: budgets need them to resolve '50%'
         self.budgets: dict[str, float] = resolve_budgets(self, budgets or {}) if budgets else {}
 
     # ------------------------------------------------------------------ sizes and lookups

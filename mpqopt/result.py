@@ -10,6 +10,7 @@ import numpy as np
 
 from .diagnose import Infeasibility
 from .problem import Problem
+from .report import result_table
 
 STATUSES = ("optimal", "feasible", "infeasible", "time_limit", "error")
 
@@ -114,8 +115,6 @@ class Result:
 
     def table(self) -> str:
         """A readable per-layer table (layer, option, sensitivity, each cost) with totals."""
-        from .report import result_table
-
         return result_table(self)
 
     def __str__(self) -> str:

@@ -15,6 +15,8 @@ from .problem import Problem
 # Budgets are compared with a relative tolerance: costs are sums of floats whose order differs
 # between solvers, so an exactly-binding budget may differ in the last few bits. It is far below
 # any solver's feasibility tolerance: 1e-12 of a 1e12-bit budget is one bit.
+# The one budget tolerance: the algorithms (is_feasible, repair, the dual, the DPs, local search) use
+# it too, so an assignment they accept verifies.
 BUDGET_RTOL = 1e-12
 
 

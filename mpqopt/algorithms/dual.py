@@ -57,8 +57,8 @@ from ..errors import SolverError
 from ..highs_runtime import new_highs
 from ..highs_runtime import run as run_highs
 from ..reductions import CanonicalModel
-from .heuristics import BUDGET_SLACK
-from .scaling import budget_row_scales
+from ..reductions.matrix import budget_row_scales
+from ..verify import BUDGET_RTOL
 
 
 @dataclass
@@ -269,7 +269,7 @@ class _Relaxation:
             # only relaxes, so every bound stays valid. (A blanket 1e-12 slack on every budget moved
             # LP bounds of budgets at "0%" by 4e-8 relative: a tiny slack buys fractional swaps.)
             least = self.slots.least_weight()
-            slack = BUDGET_SLACK * np.abs(model.budgets) / self.row_scale
+            slack = BUDGET_RTOL * np.abs(model.budgets) / self.row_scale
             self.rhs = np.where((least > self.rhs) & (least <= self.rhs + slack), least, self.rhs)
         self.num_groups = F
         # L <= f(x) <= this for every fractional assignment meeting the budgets

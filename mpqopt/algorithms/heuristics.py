@@ -11,9 +11,9 @@ import time
 import numpy as np
 
 from ..reductions import CanonicalModel
+from ..verify import BUDGET_RTOL
 
-BUDGET_SLACK = 1e-12  # relative slack on budgets, equal to verify.BUDGET_RTOL
-_TOL = BUDGET_SLACK
+_TOL = BUDGET_RTOL  # relative slack on budgets: verify's, so what is feasible here verifies
 
 
 def totals(model: CanonicalModel, items: np.ndarray) -> np.ndarray:
@@ -123,24 +123,3 @@ def round_lp(model: CanonicalModel, lp_values: np.ndarray, max_combinations: int
     if best is None:
         best = repair(model, items)
     return None if best is None else improve(model, fill(model, best))
-
-
-def separable_incumbent(model: CanonicalModel, time_limit: float | None = None) -> np.ndarray | None:
-    """A feasible allocation by the linear part alone (pairwise terms ignored): greedy on the hulls
-    for one budget, the repaired Lagrangian choice for several (its dual search within
-    ``time_limit`` seconds), each group's best without budgets."""
-    from dataclasses import replace
-
-    from .dual import solve_dual
-    from .hull import greedy
-
-    model = replace(model, quadratic=None)
-    if model.num_budgets == 0:
-        return np.minimum.reduceat(np.where(model.value == np.minimum.reduceat(model.value, model.group_start[:-1])[model.item_group], np.arange(model.num_items), model.num_items), model.group_start[:-1])
-    if model.num_budgets == 1:
-        start = greedy(model)
-        return None if start is None else fill(model, start.items)
-    deadline = None if time_limit is None else time.perf_counter() + time_limit
-    dual = solve_dual(model, time_limit=time_limit)
-    items = None if dual.unbounded else repair(model, dual.items, deadline=deadline)
-    return None if items is None else fill(model, items)

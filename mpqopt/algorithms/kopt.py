@@ -20,7 +20,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..reductions import CanonicalModel
-from .heuristics import BUDGET_SLACK, totals
+from ..verify import BUDGET_RTOL
+from .heuristics import totals
 
 MAX_TRIPLE_CANDIDATES = 80  # 80**3 * budgets booleans per round stays a few tens of MB
 
@@ -30,8 +31,8 @@ def exchange(model: CanonicalModel, items: np.ndarray, candidates: np.ndarray, m
     while at most ``MAX_TRIPLE_CANDIDATES`` are open) until none improves; budgets always hold."""
     items = np.array(items, dtype=np.int64)
     candidates = np.asarray(candidates, dtype=np.int64)
-    limit = model.rhs + BUDGET_SLACK * np.abs(model.budgets)
-    tol = BUDGET_SLACK * (1.0 + float(np.abs(model.value).max(initial=0.0)))
+    limit = model.rhs + BUDGET_RTOL * np.abs(model.budgets)
+    tol = BUDGET_RTOL * (1.0 + float(np.abs(model.value).max(initial=0.0)))
     for _ in range(max_rounds):
         open_ = candidates[candidates != items[model.item_group[candidates]]]
         if open_.size == 0:

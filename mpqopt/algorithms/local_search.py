@@ -15,7 +15,8 @@ applies to separable models too.
 
 >>> import mpqopt.synthetic
 >>> from mpqopt.reductions import canonicalize
->>> from mpqopt.algorithms.heuristics import separable_incumbent, is_feasible
+>>> from mpqopt.algorithms.heuristics import is_feasible
+>>> from mpqopt.algorithms.incumbent import separable_incumbent
 >>> p = mpqopt.synthetic.iqp_problem(12, seed=0)
 >>> m = canonicalize(p, p.budgets)
 >>> found = two_opt(m, separable_incumbent(m))
@@ -29,17 +30,22 @@ import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from ..errors import SolverError
 from ..reductions import CanonicalModel
-from .heuristics import BUDGET_SLACK, is_feasible, totals
+from ..verify import BUDGET_RTOL
+from .heuristics import is_feasible, totals
 
 MAX_DENSE_ITEMS = 4000  # dense Q: n**2 float64 (128 MB at 4,000 items)
 PAIR_BLOCK = 256  # rows of the pair-move matrix scored at once (bounds memory at n'**1 * PAIR_BLOCK)
 REFRESH_MOVES = 64  # recompute the gradient from scratch this often (incremental updates drift)
+
+# an exact solver of the separable problem: (model without a quadratic term, time limit in seconds or
+# None) -> an answer with ``items`` (None if it found none), e.g. mpqopt.solvers.mckp.solve_separable
+SeparableSolver = Callable[[CanonicalModel, "float | None"], Any]
 
 
 @dataclass(eq=False)
@@ -84,9 +90,9 @@ class Objective:
             Q[model.item_group[:, None] == model.item_group[None, :]] = 0.0
             self.Q = Q
         self.value = value
-        self.limit = model.rhs + BUDGET_SLACK * np.abs(model.budgets)
+        self.limit = model.rhs + BUDGET_RTOL * np.abs(model.budgets)
         magnitude = float(np.abs(value).sum()) + (0.0 if self.Q is None else float(np.abs(self.Q).sum()))
-        self.tol = BUDGET_SLACK * magnitude  # deltas smaller than this are summation noise
+        self.tol = BUDGET_RTOL * magnitude  # deltas smaller than this are summation noise
 
     def __call__(self, items: np.ndarray) -> float:
         total = float(self.value[items].sum())
@@ -250,21 +256,19 @@ def iterated_linearization(
     model: CanonicalModel,
     items: np.ndarray,
     *,
+    solve_separable: SeparableSolver,
     max_iterations: int = 50,
     deadline: float | None = None,
     objective: Objective | None = None,
 ) -> SearchResult:
-    """Solve the separable MCKP with linear cost ``g = value + 2 Q x_t`` exactly (engine ``mckp``);
-    take its answer when it lowers the true objective, repeat; then 2-opt, and linearize again from
-    the 2-opt point if that moved (until neither helps).
+    """Solve the separable MCKP with linear cost ``g = value + 2 Q x_t`` exactly (``solve_separable``,
+    which the solvers give: the ``mckp`` engine); take its answer when it lowers the true objective,
+    repeat; then 2-opt, and linearize again from the 2-opt point if that moved (until neither helps).
 
     The linearization is the first-order model of ``f`` at ``x_t``: its minimizer is the best point
     of the budget polytope for that tangent, a large move 2-opt cannot make.
     """
-    from ..solvers.base import SolveSettings, get_backend  # solvers import algorithms, not the reverse
-
     obj = objective or Objective(model)
-    engine = get_backend("mckp")
     items = np.array(items, dtype=np.int64)
     current = obj(items)
     solves = taken = polish_moves = 0
@@ -273,7 +277,7 @@ def iterated_linearization(
         while solves < max_iterations and not _past(deadline):
             remaining = None if deadline is None else max(deadline - time.perf_counter(), 1e-3)
             tangent = dataclasses.replace(model, value=obj.gradient(items), quadratic=None)
-            raw = engine.solve(tangent, SolveSettings(time_limit=remaining))
+            raw = solve_separable(tangent, remaining)
             solves += 1
             if raw.items is None or not is_feasible(model, raw.items):
                 break

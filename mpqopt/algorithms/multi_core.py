@@ -27,7 +27,7 @@ items that is better than the final target survives every pruning, so the best o
 among them; with reduced-cost fixing done at the incumbent it is optimal for the whole model.
 
 Budgets are checked as :func:`mpqopt.algorithms.heuristics.is_feasible` does (a relative slack of
-``BUDGET_SLACK``): pruning uses twice that slack (nothing ``is_feasible`` accepts is lost to the
+``BUDGET_RTOL``): pruning uses twice that slack (nothing ``is_feasible`` accepts is lost to the
 round-off of summing in another order) and a new best assignment must meet half of it.
 
 >>> import numpy as np, mpqopt
@@ -49,10 +49,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..reductions import CanonicalModel, select_items
+from ..reductions.matrix import budget_row_scales
+from ..verify import BUDGET_RTOL
 from . import core_dp
-from .heuristics import BUDGET_SLACK, is_feasible
+from .heuristics import is_feasible
 from .hull import hull_increments
-from .scaling import budget_row_scales
 
 # Work units (~2 ns each): a state pair compared for dominance costs one per budget, a candidate
 # state (its bound) CANDIDATE_WORK, a block (its ~40 numpy calls) BLOCK_WORK. LIMPQ ResNet-50's core
@@ -122,7 +123,7 @@ def solve_multi_core(model: CanonicalModel, keep: np.ndarray, incumbent: np.ndar
     bound_after = _SuffixBound(model, groups, items, start, _directions(lam, scale), [b[0] for b in blocks[:-1]])
 
     value, weights, m = model.value, model.weights, model.num_budgets
-    slack = BUDGET_SLACK * np.abs(model.budgets)
+    slack = BUDGET_RTOL * np.abs(model.budgets)
     spare = model.rhs - weights[:, incumbent].sum(axis=1)  # what the incumbent leaves, per budget
     loose, strict = spare + 2.0 * slack, spare + 0.5 * slack
     inc_obj = model.items_objective(incumbent)
@@ -290,7 +291,7 @@ class _SuffixBound:
         plain = self.directions @ spare
         offset = self.offset[r]
         # Round-off must never cut a state that fits: the bound falls as room grows, so reading it
-        # with a little more room (1e-12 of a budget, like heuristics.BUDGET_SLACK) stays valid.
+        # with a little more room (1e-12 of a budget, like verify.BUDGET_RTOL) stays valid.
         room = plain + offset + 1e-12 * (np.abs(plain) + np.abs(offset) + 1.0)
         x = np.minimum(np.maximum(room, 0.0), top) + shift
         value = np.interp(x.ravel(), x_table.ravel(), y_table.ravel()).reshape(room.shape) + self.start_value[r]

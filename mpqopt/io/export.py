@@ -41,10 +41,11 @@ import numpy as np
 from ..arguments import check_path
 from ..budgets import resolve_budgets
 from ..errors import MpqoptError, SolverUnavailableError
-from ..highs_runtime import new_highs
+from ..highs_runtime import highs_lp, new_highs
 from ..problem import Problem
 from ..reductions import CanonicalModel, canonicalize
 from ..reductions.linearize import Linearization
+from ..reductions.matrix import linearization_for, milp_arrays
 
 FORMATS = ("lp", "mps")
 MAX_NAME = 200  # LP readers cap names at 255 characters
@@ -68,7 +69,6 @@ def export(problem: Problem, path: str | os.PathLike, budgets: Mapping[str, Any]
         import highspy
     except ImportError:
         raise SolverUnavailableError("export needs highspy, which is not installed: pip install highspy") from None
-    from ..solvers.highs import highs_lp, linearization_for, milp_arrays  # lazy: the solvers import io's siblings
 
     limits = resolve_budgets(problem, budgets, base=problem.budgets)
     model = canonicalize(problem, limits)

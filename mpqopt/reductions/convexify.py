@@ -48,7 +48,6 @@ True
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 
@@ -57,9 +56,9 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 
 from ..errors import SolverError
-from ..highs_runtime import new_highs
-from ..highs_runtime import run as run_highs
+from ..highs_runtime import solve_relaxation
 from .canonical import CanonicalModel
+from .matrix import csc_arrays
 
 METHODS = ("mineig", "onehot", "psd")
 # relative to |Q|: uniform shifts stay clear of eigvalsh's round-off (~n eps |Q|), and the one-hot
@@ -350,44 +349,4 @@ def relaxation_bound(model: CanonicalModel, conv: Convexified, time_limit: float
 
 def _solve_relaxation(model: CanonicalModel, cost: np.ndarray, P: np.ndarray | None, deadline: float | None, *, quadratic: bool, want_objective: bool = False):
     """HiGHS on ``min cost x (+ x^T P x)`` over the relaxation: the point (QP) or the optimal value (LP)."""
-    import highspy
-
-    from ..solvers.highs import csc_arrays  # lazy: the solvers package imports the reductions
-
-    start, index, value, row_lower, row_upper = csc_arrays(model)
-    n = model.num_items
-    h = new_highs()
-    if deadline is not None:
-        h.setOptionValue("time_limit", max(deadline - time.perf_counter(), 1e-3))
-    lp = highspy.HighsLp()
-    lp.num_col_ = n
-    lp.num_row_ = row_lower.size
-    lp.col_cost_ = cost
-    lp.col_lower_ = np.zeros(n)
-    lp.col_upper_ = np.ones(n)
-    lp.row_lower_ = row_lower
-    lp.row_upper_ = row_upper
-    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-    lp.a_matrix_.start_ = start
-    lp.a_matrix_.index_ = index
-    lp.a_matrix_.value_ = value
-    h.passModel(lp)
-    if quadratic and P is not None:
-        # HiGHS minimizes c x + 1/2 x^T H x with H's lower triangle given column-wise: H = 2 P
-        lower = sp.csc_array(sp.tril(sp.csc_array(2.0 * P)))
-        lower.sort_indices()
-        status = h.passHessian(n, int(lower.nnz), highspy.HessianFormat.kTriangular, lower.indptr.astype(np.int32), lower.indices.astype(np.int32), lower.data)
-        if status == highspy.HighsStatus.kError:
-            return None
-    run_highs(h)
-    model_status = h.getModelStatus()
-    if want_objective:
-        if model_status != highspy.HighsModelStatus.kOptimal:
-            return None
-        value_ = float(h.getInfo().objective_function_value)
-        return value_ if math.isfinite(value_) else None
-    ok = (highspy.HighsModelStatus.kOptimal, highspy.HighsModelStatus.kTimeLimit, highspy.HighsModelStatus.kInterrupt, highspy.HighsModelStatus.kIterationLimit)
-    if model_status not in ok:
-        return None
-    y = np.asarray(h.getSolution().col_value, dtype=np.float64)
-    return y if y.size == n and np.isfinite(y).all() else None
+    return solve_relaxation(csc_arrays(model), cost, P, deadline, quadratic=quadratic, want_objective=want_objective)

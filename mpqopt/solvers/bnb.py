@@ -25,6 +25,7 @@ from ..algorithms.local_search import MAX_DENSE_ITEMS, Objective, anneal, iterat
 from ..errors import SolverError
 from ..reductions import CanonicalModel
 from .base import Backend, RawSolution, SolveSettings, get_backend, register
+from .mckp import solve_separable
 
 _MAX_FIX_ROUNDS = 4
 _ANNEAL_GAP = 0.15  # relative root gap above which the search is expected to be long
@@ -97,7 +98,7 @@ class BranchAndBound(Backend):
             if model.quadratic is not None and is_feasible(model, start):
                 # the pair terms' tangent problem, re-solved exactly until it stops helping: often
                 # the optimum within tens of ms, which shrinks the tree
-                inc.offer(iterated_linearization(model, start, deadline=deadline, objective=inc.evaluate).items)
+                inc.offer(iterated_linearization(model, start, solve_separable=solve_separable, deadline=deadline, objective=inc.evaluate).items)
         bound_model = PairBound(model)
         # objective noise floor, as Result.gap measures it (problem.objective_scale): differences this
         # small are round-off of the sums, and nodes within them of the incumbent cannot improve it

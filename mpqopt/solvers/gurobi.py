@@ -30,11 +30,12 @@ import time
 import numpy as np
 import scipy.sparse as sp
 
-from ..algorithms.heuristics import is_feasible, repair, separable_incumbent
-from ..algorithms.scaling import budget_row_scales
+from ..algorithms.heuristics import is_feasible, repair
+from ..algorithms.incumbent import separable_incumbent
 from ..errors import SolverError
 from ..reductions import CanonicalModel
 from ..reductions.convexify import Convexified, convexify
+from ..reductions.matrix import budget_row_scales
 from .base import Backend, RawSolution, SolveSettings, items_from_values, register
 
 MODES = ("onehot", "mineig", "psd")

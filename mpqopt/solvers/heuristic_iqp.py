@@ -31,12 +31,14 @@ from typing import ClassVar
 import numpy as np
 
 from ..algorithms.csq import csq
-from ..algorithms.heuristics import is_feasible, repair, separable_incumbent
+from ..algorithms.heuristics import is_feasible, repair
+from ..algorithms.incumbent import separable_incumbent
 from ..algorithms.iqp_bound import lower_bound
 from ..algorithms.local_search import MAX_DENSE_ITEMS, Objective, SearchResult, anneal, iterated_linearization
 from ..errors import MpqoptError, SolverError
 from ..reductions import CanonicalModel
 from .base import Backend, RawSolution, SolveSettings, get_backend, register
+from .mckp import solve_separable
 
 BOUND_ITERATIONS = 200  # split-bound ascent steps after the search (about 0.1 s at 52 x 3)
 
@@ -152,7 +154,7 @@ class LocalBackend(_HeuristicBackend):
     description = "heuristic, no optimality proof: separable optimum, then iterated linearization (exact MCKP on the tangent) + 2-opt; pairwise terms"
 
     def search(self, model, start, objective, settings, deadline):
-        return iterated_linearization(model, start, deadline=deadline, objective=objective)
+        return iterated_linearization(model, start, solve_separable=solve_separable, deadline=deadline, objective=objective)
 
     def summary(self, found):
         s = found.stats

@@ -16,123 +16,22 @@ No modelling layer on the hot path: the column-wise matrix is assembled in numpy
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
 import numpy as np
-import scipy.sparse as sp
 
-from ..algorithms.heuristics import improve, is_feasible, repair, round_lp, separable_incumbent
+from ..algorithms.heuristics import improve, is_feasible, repair, round_lp
+from ..algorithms.incumbent import separable_incumbent
 from ..algorithms.lagrangian import fixable_items
-from ..algorithms.scaling import budget_row_scales, normalized_columns
 from ..errors import SolverError
-from ..highs_runtime import new_highs
+from ..highs_runtime import highs_lp, new_highs
 from ..highs_runtime import run as run_highs
 from ..reductions import CanonicalModel, restrict
-from ..reductions.linearize import Linearization, linearize
+from ..reductions.linearize import Linearization
+from ..reductions.matrix import BLOCK_RTOL, MilpArrays, csc_arrays, linearization_for, milp_arrays
 from .base import INCONSISTENT_START, Backend, RawSolution, SolveSettings, claim_matches, items_from_values, register
 
-
-def csc_arrays(model: CanonicalModel) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Column-wise constraint matrix and row bounds: F one-hot rows, then m scaled budget rows.
-
-    Returns ``(start, index, value, row_lower, row_upper)``.
-    """
-    n, F, m = model.num_items, model.num_groups, model.num_budgets
-    scale = budget_row_scales(model)
-    rows = np.empty((n, 1 + m), dtype=np.int32)
-    vals = np.empty((n, 1 + m), dtype=np.float64)
-    rows[:, 0] = model.item_group
-    vals[:, 0] = 1.0
-    rows[:, 1:] = F + np.arange(m)
-    vals[:, 1:] = (model.weights / scale[:, None]).T
-    keep = vals != 0.0
-    start = np.zeros(n + 1, dtype=np.int32)
-    np.cumsum(keep.sum(axis=1), out=start[1:])
-    row_lower = np.concatenate([np.ones(F), np.full(m, -np.inf)])
-    row_upper = np.concatenate([np.ones(F), model.rhs / scale])
-    return start, rows[keep], vals[keep], row_lower, row_upper
-
-
-def _with_linearization(start, index, value, row_lower, row_upper, n: int, linear: Linearization):
-    """Append the pair columns and the linearization's equality rows to the CSC arrays."""
-    x_part = sp.csc_array((value, index, start), shape=(row_lower.size, n))
-    pairs = linear.pair_first.size
-    full = sp.vstack([sp.hstack([x_part, sp.csc_array((row_lower.size, pairs))]), linear.rows]).tocsc()
-    full.sort_indices()
-    zeros = np.zeros(linear.rows.shape[0])
-    return (full.indptr.astype(np.int32), full.indices.astype(np.int32), full.data, np.concatenate([row_lower, zeros]), np.concatenate([row_upper, zeros]))
-
-
-@dataclass
-class MilpArrays:
-    """The canonical model as one MILP in column-wise (CSC) arrays, shared by every HiGHS-based
-    backend (``highs``, ``scipy``) and by :func:`mpqopt.io.export.export`.
-
-    Columns: the ``num_items`` binary item columns, then (pairwise problems) one continuous column per
-    item pair of the one-hot linearization. Rows: one-hot rows, budget rows divided by ``row_scale``,
-    then the linearization's equality rows. ``cost`` is in normalized units:
-    ``canonical objective = cost @ columns * scale + constant``.
-    """
-
-    cost: np.ndarray
-    scale: float
-    constant: float
-    start: np.ndarray
-    index: np.ndarray
-    value: np.ndarray
-    row_lower: np.ndarray
-    row_upper: np.ndarray
-    row_scale: np.ndarray
-    num_items: int
-
-    @property
-    def num_cols(self) -> int:
-        return int(self.cost.size)
-
-    @property
-    def num_rows(self) -> int:
-        return int(self.row_lower.size)
-
-    def integrality(self) -> np.ndarray:
-        """1 (integer) for item columns, 0 for pair columns: the equality rows make those 0/1 at integral x."""
-        return (np.arange(self.num_cols) < self.num_items).astype(np.uint8)
-
-    def start_values(self, items: np.ndarray, linear: Linearization | None) -> np.ndarray:
-        """Every column's value at one chosen item per group (pair columns = products)."""
-        x0 = np.zeros(self.num_items)
-        x0[np.asarray(items)] = 1.0
-        if linear is not None:
-            x0 = np.concatenate([x0, x0[linear.pair_first] * x0[linear.pair_second]])
-        return x0
-
-
-def milp_arrays(model: CanonicalModel, linear: Linearization | None = None) -> MilpArrays:
-    """Build :class:`MilpArrays` for ``model`` (with ``linear``'s pair columns and rows if given)."""
-    cost, constant, scale = normalized_columns(model, None if linear is None else linear.pair_cost)
-    start, index, value, row_lower, row_upper = csc_arrays(model)
-    if linear is not None:
-        start, index, value, row_lower, row_upper = _with_linearization(start, index, value, row_lower, row_upper, model.num_items, linear)
-    return MilpArrays(cost, scale, constant, start, index, value, row_lower, row_upper, budget_row_scales(model), model.num_items)
-
-
-def highs_lp(highspy, arrays: MilpArrays, integer: bool):
-    """A ``highspy.HighsLp`` holding ``arrays`` (integer item columns if ``integer``)."""
-    lp = highspy.HighsLp()
-    lp.num_col_ = arrays.num_cols
-    lp.num_row_ = arrays.num_rows
-    lp.col_cost_ = arrays.cost
-    lp.col_lower_ = np.zeros(arrays.num_cols)
-    lp.col_upper_ = np.ones(arrays.num_cols)
-    lp.row_lower_ = arrays.row_lower
-    lp.row_upper_ = arrays.row_upper
-    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-    lp.a_matrix_.start_ = arrays.start
-    lp.a_matrix_.index_ = arrays.index
-    lp.a_matrix_.value_ = arrays.value
-    if integer:
-        kinds = (highspy.HighsVarType.kContinuous, highspy.HighsVarType.kInteger)
-        lp.integrality_ = [kinds[k] for k in arrays.integrality().tolist()]
-    return lp
+# the matrix forms lived here before they moved to the reductions layer; kept importable from here
+__all__ = ["HighsBackend", "MilpArrays", "csc_arrays", "highs_lp", "linearization_for", "milp_arrays", "milp_solution", "solve_linearized"]
 
 
 class _HighsModel:
@@ -151,7 +50,7 @@ class _HighsModel:
         # Tight tolerances keep answers close to the exact budgets, but a MIP feasibility tolerance
         # of 1e-8 or 1e-9 made HiGHS 1.15 claim wrong optima (3,000 x 8 llm-shaped, HAWQ-V3 with a
         # budget 5e-10 below an achievable size); 1e-7 gave right answers on both. Answers that
-        # exceed a budget within it are repaired in _milp.
+        # exceed a budget within it are repaired in solve_milp.
         h.setOptionValue("primal_feasibility_tolerance", 1e-9)
         h.setOptionValue("mip_feasibility_tolerance", 1e-7)
         h.passModel(highs_lp(highspy, self.arrays, integer))
@@ -195,9 +94,7 @@ class HighsBackend(Backend):
     description = "HiGHS MILP (embedded default, open source) after LP-based reduced-cost fixing; 'highs:plain' skips the fixing; pairwise terms by exact one-hot linearization"
     requires = ("highspy",)
     supports_quadratic = True
-    # interaction blocks whose every |entry| is at most this fraction of the largest are dropped from
-    # the linearization (reported; the bound is lowered by the most they could contribute)
-    block_rtol = 1e-12
+    block_rtol = BLOCK_RTOL  # see mpqopt.reductions.matrix.linearization_for
 
     def __init__(self, arg: str | None = None):
         if arg not in (None, "plain"):
@@ -216,9 +113,9 @@ class HighsBackend(Backend):
             warm = settings.warm_start if settings.warm_start is not None else separable_incumbent(model, settings.left())
             if warm is not None and is_feasible(model, np.asarray(warm)):
                 settings.deadline.offer(np.asarray(warm), model.items_objective(np.asarray(warm)))
-            return solve_linearized(model, lambda linear: self._milp(model, settings, warm, deadline, linear=linear))
+            return solve_linearized(model, lambda linear: self.solve_milp(model, settings, warm, deadline, linear=linear))
         if self.plain:
-            return self._milp(model, settings, settings.warm_start, deadline)
+            return self.solve_milp(model, settings, settings.warm_start, deadline)
         return self._solve_with_fixing(model, settings, deadline)
 
     def _solve_with_fixing(self, model: CanonicalModel, settings: SolveSettings, deadline: float | None) -> RawSolution:
@@ -231,14 +128,14 @@ class HighsBackend(Backend):
             if settings.deadline.expired():  # the LP used the time up: no MILP can run
                 return _start_only(model, settings.warm_start, None, f"HiGHS: {settings.deadline.message()} in the LP relaxation")
             warm = settings.warm_start if settings.warm_start is not None else separable_incumbent(model, settings.left())
-            return self._milp(model, settings, warm, deadline)
+            return self.solve_milp(model, settings, warm, deadline)
         solution = relaxed.h.getSolution()
         # budget multipliers in original units: dual of the scaled, normalized row, mapped back
         duals = -np.asarray(solution.row_dual)[model.num_groups:]
         lam = np.maximum(duals, 0.0) * relaxed.scale / relaxed.row_scale
         incumbent = self._incumbent(model, np.asarray(solution.col_value), settings.warm_start)
         if incumbent is None:
-            return self._milp(model, settings, settings.warm_start, deadline)
+            return self.solve_milp(model, settings, settings.warm_start, deadline)
         inc_obj = model.items_objective(incumbent)
         drop, lp_bound = fixable_items(model, lam, inc_obj)
         drop[incumbent] = False
@@ -262,7 +159,7 @@ class HighsBackend(Backend):
         keep = keep.copy()
         keep[incumbent] = True
         core, kept = restrict(model, keep)
-        raw = self._milp(core, settings, np.searchsorted(kept, incumbent), deadline, core=True)
+        raw = self.solve_milp(core, settings, np.searchsorted(kept, incumbent), deadline, core=True)
         raw.stats.update(stats, core_items=core.num_items)
         if raw.items is not None:
             raw.items = kept[raw.items]
@@ -301,7 +198,11 @@ class HighsBackend(Backend):
             candidates.append(improve(model, warm_start))
         return min(candidates, key=model.items_objective) if candidates else None
 
-    def _milp(self, model: CanonicalModel, settings: SolveSettings, warm: np.ndarray | None, deadline: float | None, core: bool = False, linear: Linearization | None = None) -> RawSolution:
+    def solve_milp(self, model: CanonicalModel, settings: SolveSettings, warm: np.ndarray | None, deadline: float | None, core: bool = False, linear: Linearization | None = None) -> RawSolution:
+        """HiGHS's MILP on the whole ``model`` (``linear``: its pair columns and rows), started from
+        ``warm`` if given and stopped at ``deadline``; ``core``: a small core with a good start (MIP
+        heuristics off for up to two budgets). The answer is re-verified against the exact budgets.
+        Public for the other backends that hand HiGHS a (core) model, such as ``mckp``."""
         hm = _HighsModel(model, settings, integer=True, linear=linear)
         h, hs = hm.h, hm.hs
         if core and model.num_budgets <= 2:
@@ -346,7 +247,7 @@ class HighsBackend(Backend):
             # HiGHS 1.16 can hand back a MIP start as 'Optimal' with the objective of its presolved
             # space (an offset lost) and a bound to match: a wrong proof. Solve again without it.
             if warm is not None:
-                raw = self._milp(model, settings, None, deadline, core, linear)
+                raw = self.solve_milp(model, settings, None, deadline, core, linear)
                 raw.message += f"; {INCONSISTENT_START}"
                 raw.stats["inconsistent_start"] = True
                 return raw
@@ -362,12 +263,6 @@ def _start_only(model: CanonicalModel, items: np.ndarray | None, bound: float | 
     objective = model.items_objective(np.asarray(items))
     return RawSolution("time_limit", items=np.asarray(items), objective=objective, bound=None if bound is None else min(bound, objective),
                        message=f"{text}; returning the starting assignment", stats=stats or {}, proof="HiGHS LP relaxation + reduced-cost fixing" if bound is not None else "")
-
-
-def linearization_for(model: CanonicalModel) -> Linearization:
-    """The one-hot linearization of ``model.quadratic`` the HiGHS-based backends and export use:
-    blocks whose every |entry| is at most ``HighsBackend.block_rtol`` of the largest are dropped."""
-    return linearize(model, HighsBackend.block_rtol * float(abs(model.quadratic).max()))
 
 
 def solve_linearized(model: CanonicalModel, run) -> RawSolution:

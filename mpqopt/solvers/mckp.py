@@ -85,9 +85,9 @@ def _compact_core(model: CanonicalModel, keep: np.ndarray, incumbent: np.ndarray
     rhs = model.rhs - model.weights[:, fixed].sum(axis=1) - lightest.sum(axis=1)
     sub = dataclasses.replace(sub, weights=sub.weights - lightest[:, sub.item_group], rhs=rhs)
     warm = np.searchsorted(items, incumbent[active])
-    # _milp's gap is relative to the core's objective: this one gives the absolute gap wanted
+    # solve_milp's gap is relative to the core's objective: this one gives the absolute gap wanted
     rel = min(abs_gap / max(abs(sub.items_objective(warm)), 1e-300), 0.5)
-    raw = HighsBackend()._milp(sub, dataclasses.replace(settings, mip_gap=rel, warm_start=None), warm, deadline, core=True)
+    raw = HighsBackend().solve_milp(sub, dataclasses.replace(settings, mip_gap=rel, warm_start=None), warm, deadline, core=True)
     stats = {"core_groups": sub.num_groups, "core_items": sub.num_items, "nodes": raw.stats.get("nodes")}
     fixed_value = float(model.value[fixed].sum())
     bound = raw.bound + fixed_value if raw.bound is not None and raw.status in ("optimal", "time_limit", "feasible") else None
@@ -195,7 +195,7 @@ class MckpBackend(Backend):
         if not candidates:  # no incumbent to fix against: HiGHS on the whole model
             if clock.expired():
                 return RawSolution("time_limit", bound=dual.bound, message="Lagrangian dual only, no assignment found", stats=stats, proof="Lagrangian dual")
-            raw = HighsBackend()._milp(model, settings, None, deadline)
+            raw = HighsBackend().solve_milp(model, settings, None, deadline)
             raw.stats.update(stats)
             if raw.status in ("optimal", "feasible", "time_limit"):
                 raw.bound = dual.bound if raw.bound is None else max(raw.bound, dual.bound)
@@ -288,6 +288,12 @@ class MckpBackend(Backend):
         raw = HighsBackend().solve_core(model, keep, incumbent, lagrange, settings, settings.stop_at, stats)
         raw.message = f"mckp (core too large for DP, HiGHS core): {raw.message}"
         return raw
+
+
+def solve_separable(model: CanonicalModel, time_limit: float | None = None) -> RawSolution:
+    """The ``mckp`` engine on a separable ``model`` within ``time_limit`` seconds: the exact solver
+    the local search (:func:`mpqopt.algorithms.local_search.iterated_linearization`) is given."""
+    return MckpBackend().solve(model, SolveSettings(time_limit=time_limit))
 
 
 @register

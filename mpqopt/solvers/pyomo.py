@@ -44,13 +44,15 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..algorithms.heuristics import is_feasible, repair, separable_incumbent
-from ..algorithms.scaling import budget_row_scales, normalized_columns
+from ..algorithms.heuristics import is_feasible, repair
+from ..algorithms.incumbent import separable_incumbent
+from ..budgets import resolve_budgets
 from ..errors import SolverError, SolverUnavailableError
 from ..highs_runtime import use_threads
 from ..problem import Problem
 from ..reductions import CanonicalModel, canonicalize
 from ..reductions.linearize import Linearization, linearize
+from ..reductions.matrix import budget_row_scales, normalized_columns
 from ..stdio import c_stdout_to_stderr
 from .base import INCONSISTENT_START, Backend, RawSolution, SolveSettings, claim_matches, items_from_values, register
 
@@ -364,8 +366,6 @@ def to_pyomo(problem: Problem, budgets: Mapping[str, Any] | None = None):
     >>> sorted(mapping(m)) == sorted(mckp_problem(6, 3, seed=0).layers)
     True
     """
-    from ..budgets import resolve_budgets
-
     limits = resolve_budgets(problem, budgets, base=problem.budgets)
     model = canonicalize(problem, limits, prune=False)
     linear = linearize(model) if model.quadratic is not None else None

@@ -1,8 +1,8 @@
 """SciPy backend (``scipy.optimize.milp``): the HiGHS MILP engine through SciPy, with no extra package.
 
-It solves the very MILP the ``highs`` backend's plain mode builds (:func:`.highs.milp_arrays`: one-hot
-rows, budget rows scaled by their limits, normalized objective; pairwise terms through the same exact
-one-hot linearization), but SciPy exposes fewer controls: no warm start, no threads, and HiGHS's
+It solves the very MILP the ``highs`` backend's plain mode builds
+(:func:`mpqopt.reductions.matrix.milp_arrays`: one-hot rows, budget rows scaled by their limits,
+normalized objective; pairwise terms through the same exact one-hot linearization), but SciPy exposes fewer controls: no warm start, no threads, and HiGHS's
 default feasibility tolerances (1e-7 primal, 1e-6 MIP). Assignments over a budget by those
 tolerances are therefore repaired and reported ``feasible``, exactly as in the ``highs`` backend.
 Use it as an independent cross-check of ``highs`` or where ``highspy`` is not installed.
@@ -22,8 +22,9 @@ import scipy.sparse as sp
 from ..algorithms.heuristics import is_feasible
 from ..reductions import CanonicalModel
 from ..reductions.linearize import Linearization
+from ..reductions.matrix import milp_arrays
 from .base import Backend, RawSolution, SolveSettings, register
-from .highs import milp_arrays, milp_solution, solve_linearized
+from .highs import milp_solution, solve_linearized
 
 # scipy.optimize.milp's status codes (SciPy >= 1.9)
 _OPTIMAL, _LIMIT, _INFEASIBLE, _UNBOUNDED = 0, 1, 2, 3

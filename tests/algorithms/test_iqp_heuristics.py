@@ -17,10 +17,11 @@ from oracle import brute_force
 import mpqopt
 from mpqopt.algorithms import local_search as ls
 from mpqopt.algorithms.csq import csq
-from mpqopt.algorithms.heuristics import separable_incumbent
+from mpqopt.algorithms.incumbent import separable_incumbent
 from mpqopt.errors import SolverError
 from mpqopt.reductions import canonicalize
 from mpqopt.solvers import SolveSettings, get_backend
+from mpqopt.solvers.mckp import solve_separable
 from mpqopt.synthetic import iqp_problem, mckp_problem
 from mpqopt.verify import violations
 
@@ -204,7 +205,7 @@ def test_starting_from_the_optimum_nothing_gets_worse(cases, name):
     items = model.items_from_layers(x_opt)
     assert items is not None
     runs = [
-        ls.one_opt(model, items), ls.two_opt(model, items), ls.iterated_linearization(model, items),
+        ls.one_opt(model, items), ls.two_opt(model, items), ls.iterated_linearization(model, items, solve_separable=solve_separable),
         ls.anneal(model, items, seed=0, iterations=4000), csq(model, seed=0, warm_start=items, fallback=items, restarts=2),
     ]
     for found in runs[:4]:  # the descents and annealing (best seen includes the start) never lose it
@@ -241,7 +242,7 @@ def test_every_accepted_move_meets_the_budgets(cases, monkeypatch):
         p, model, optimum, _ = cases[name]
         start = separable_incumbent(model)
         ls.anneal(model, start, seed=1, iterations=3000)
-        ls.iterated_linearization(model, start)
+        ls.iterated_linearization(model, start, solve_separable=solve_separable)
         csq(model, seed=2, fallback=start, restarts=2)
         assert visited
         for m, items in visited:
