@@ -15,10 +15,10 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))  # lets tests import the shared oracle module
 pytest.register_assert_rewrite("io_helpers")  # tests/io's shared assert_same_problem reports like a test
 
-# Markers by folder: `-m "not torch"` / `-m "not onnx"` leave out an adapter's tests (the testbeds train
+# Markers by folder: `-m "not torch"` / `-m "not onnx"` leave out an adapter's tests (the examples train
 # torch models); `slow` is set per module (pytestmark) on those that take over ~5 s, so that
 # `make test-fast` (pytest -m "not slow") is a quick inner loop.
-_FOLDER_MARKS = {("adapters", "torch"): "torch", ("adapters", "onnx"): "onnx", ("testbeds",): "torch"}
+_FOLDER_MARKS = {("adapters", "torch"): "torch", ("adapters", "onnx"): "onnx", ("examples",): "torch"}
 
 
 def pytest_collection_modifyitems(config, items):

@@ -30,9 +30,9 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     # canonical form, linearization, convexification, the solver-neutral matrix forms
     ("reductions", ("reductions",)),
     # reading, writing and building problems (files, LP/MPS export, published allocators' data,
-    # framework adapters, testbed models): they use the model and the reductions, never an algorithm
+    # framework adapters, example models and their deprecated testbeds alias): they use the model and the reductions, never an algorithm
     # or a solver, so any layer above may load a problem
-    ("io", ("io", "importers", "adapters", "testbeds")),
+    ("io", ("io", "importers", "adapters", "examples", "testbeds")),
     # solver-independent algorithms on the canonical model (hulls, dual, DPs, heuristics, bounds)
     ("algorithms", ("algorithms",)),
     # the backends: each turns a canonical model into a RawSolution with the algorithms' help
