@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 
 from .diagnose import Infeasibility
+from .errors import MpqoptError
 from .problem import Problem
 from .report import result_table
 
-STATUSES = ("optimal", "feasible", "infeasible", "time_limit", "error")
+# every status a Result or a backend's RawSolution can have; the type checkers see the Literal
+Status = Literal["optimal", "feasible", "infeasible", "time_limit", "error"]
+STATUSES: tuple[str, ...] = get_args(Status)
 
 
 def relative_gap(objective: float | None, bound: float | None, scale: float = 0.0) -> float | None:
@@ -48,7 +51,7 @@ class Result:
     ('optimal', {'a': 'W8', 'b': 'W4'})
     """
 
-    status: str
+    status: Status
     message: str
     problem: Problem = field(repr=False)
     x: np.ndarray | None = None
@@ -61,6 +64,10 @@ class Result:
     infeasibility: Infeasibility | None = None
     stats: dict[str, Any] = field(default_factory=dict)
     proof: str = ""  # which method established ``bound`` ("" when there is none)
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:  # a backend bug, not the user's input
+            raise MpqoptError(f"internal error: result status {self.status!r} is not one of {', '.join(STATUSES)}")
 
     @property
     def success(self) -> bool:

@@ -47,7 +47,7 @@ from ..problem import Problem
 from ..report import fmt_gap, problem_info, problem_summary
 from ..result import Result
 from ..solve import abandoned_solvers, choose_solver, solve
-from ..solvers import backend_class, backend_names
+from ..solvers import backend_class, backend_names, get_backend
 from .common import (EXIT_INFEASIBLE, EXIT_INPUT, EXIT_INTERNAL, EXIT_NO_SOLUTION, EXIT_OK, _json_default, _stdout_to_stderr, _write,
                      exit_code, result_json)
 from .demo import DEMO_PERCENTS, WIDTH, cmd_demo, demo_budgets, demo_example, example_paths, size_cost
@@ -267,8 +267,9 @@ def cmd_solve(args: argparse.Namespace) -> int:
 def _proof_advice(result: Result) -> str:
     """What proves optimality after a 'feasible' answer: an exact solver if this one is a heuristic."""
     exact = choose_solver(result.problem)
-    if result.solver.split(" ", 1)[0] == exact:
-        return f"'{exact}' stopped short of its proof here; the gap bounds how far from optimal it can be"
+    ran = result.solver.split(" ", 1)[0]
+    if get_backend(ran).exact:
+        return f"'{ran}' stopped short of its proof here; the gap bounds how far from optimal it can be"
     return f"the exact solver '{exact}' (the default, --solver auto) proves optimality"
 
 

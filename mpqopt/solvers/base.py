@@ -18,6 +18,7 @@ import numpy as np
 from ..deadline import Deadline
 from ..errors import SolverError, SolverUnavailableError
 from ..reductions import CanonicalModel
+from ..result import Status
 
 
 @dataclass
@@ -54,7 +55,7 @@ class SolveSettings:
 class RawSolution:
     """What a backend returns, in canonical terms (objective and bound exclude ``model.offset``)."""
 
-    status: str  # optimal | feasible | infeasible | time_limit | error
+    status: Status  # optimal | feasible | infeasible | time_limit | error
     items: np.ndarray | None = None  # chosen item per free group
     objective: float | None = None
     bound: float | None = None

@@ -39,3 +39,11 @@ def test_warm_start_and_result_fields():
     for key in ("status", "objective", "bound", "gap", "assignment", "costs", "slack", "solver", "solve_time_s", "message"):
         assert key in d
     assert cold.fun == cold.objective and cold.success
+
+
+def test_a_status_outside_the_documented_set_is_an_internal_error():
+    from mpqopt.result import STATUSES, Result
+
+    assert STATUSES == ("optimal", "feasible", "infeasible", "time_limit", "error")
+    with pytest.raises(mpqopt.MpqoptError, match="internal error: result status 'done'"):
+        Result("done", "", net())

@@ -390,3 +390,15 @@ def test_json_stdout_is_only_json_through_highs(argv, toy, tmp_path, peers_dir):
     mpqopt.save(iqp_problem(6, 3, seed=1), files["pairwise"])
     code, doc = _fresh_process_json(*(a.format(**files) for a in argv))
     assert code == 0 and doc
+
+
+def test_proof_advice_follows_the_backends_exact_flag(toy):
+    """After a heuristic (exact = False) the advice names the exact default; after an exact backend
+    that stopped short it says so instead of sending the user to another exact solver."""
+    from mpqopt.cli import _proof_advice
+    from mpqopt.result import Result
+
+    problem = mpqopt.load(toy)
+    assert "the exact solver 'mckp'" in _proof_advice(Result("feasible", "", problem, solver="greedy"))
+    assert "'highs' stopped short of its proof" in _proof_advice(Result("feasible", "", problem, solver="highs"))
+    assert "'mckp' stopped short of its proof" in _proof_advice(Result("feasible", "", problem, solver="mckp (auto)"))
