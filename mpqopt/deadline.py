@@ -29,6 +29,21 @@ def grace(time_limit: float) -> float:
     return max(1.0, 0.1 * time_limit)
 
 
+def seconds_left(at: float | None) -> float | None:
+    """Seconds until the ``time.perf_counter()`` instant ``at`` (at least 1 ms, so a sub-solver's
+    own limit stays valid); None without one. The one helper for code handed a bare instant.
+
+    >>> seconds_left(None) is None, seconds_left(time.perf_counter() - 5)
+    (True, 0.001)
+    """
+    return None if at is None else max(at - time.perf_counter(), 1e-3)
+
+
+def passed(at: float | None) -> bool:
+    """Whether the ``time.perf_counter()`` instant ``at`` has passed (never without one)."""
+    return at is not None and time.perf_counter() >= at
+
+
 class Deadline:
     """A time limit counted from construction (``time.perf_counter`` seconds); ``None`` never expires."""
 
@@ -42,7 +57,7 @@ class Deadline:
 
     def remaining(self) -> float | None:
         """Seconds left (at least 1 ms, so a sub-solver's own limit stays valid), None without a limit."""
-        return None if self.at is None else max(self.at - time.perf_counter(), 1e-3)
+        return seconds_left(self.at)
 
     def expired(self) -> bool:
         return self.cancelled or (self.at is not None and time.perf_counter() >= self.at)

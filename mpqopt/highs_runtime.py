@@ -21,11 +21,11 @@ It also turns the solver-neutral arrays of :mod:`mpqopt.reductions.matrix` into 
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 import scipy.sparse as sp
 
+from .deadline import seconds_left
 from .stdio import c_stdout_to_stderr
 
 _UNSET = object()
@@ -111,7 +111,7 @@ def solve_relaxation(csc, cost: np.ndarray, P: np.ndarray | None, deadline: floa
     n = int(np.asarray(cost).size)
     h = new_highs()
     if deadline is not None:
-        h.setOptionValue("time_limit", max(deadline - time.perf_counter(), 1e-3))
+        h.setOptionValue("time_limit", seconds_left(deadline))
     h.passModel(_colwise_lp(highspy, cost, start, index, value, row_lower, row_upper))
     if quadratic and P is not None:
         # HiGHS minimizes c x + 1/2 x^T H x with H's lower triangle given column-wise: H = 2 P

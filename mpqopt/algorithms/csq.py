@@ -23,10 +23,10 @@ True
 
 from __future__ import annotations
 
-import time
 
 import numpy as np
 
+from ..deadline import passed
 from ..errors import SolverError
 from ..reductions import CanonicalModel
 from .heuristics import repair
@@ -84,7 +84,7 @@ def relax(model: CanonicalModel, seed: int | tuple[int, ...] = 0, *, steps: int 
     p = _group_softmax(BETA[0] * theta, model)
     step = 0
     for step in range(1, steps + 1):
-        if step % 32 == 0 and deadline is not None and time.perf_counter() >= deadline:
+        if step % 32 == 0 and passed(deadline):
             break
         frac = step / steps
         beta = BETA[0] * (BETA[1] / BETA[0]) ** frac
@@ -129,7 +129,7 @@ def csq(
     best_run = 0
     runs = []
     for r in range(max(int(restarts), 1)):
-        if r and deadline is not None and time.perf_counter() >= deadline:
+        if r and passed(deadline):
             break
         found = _one_run(model, (seed, r), steps, warm_start, fallback, deadline, obj)
         runs.append(found)
@@ -158,4 +158,4 @@ def _one_run(model: CanonicalModel, seed: tuple[int, int], steps: int, warm_star
     stats = {"repaired": not np.array_equal(rounded, items), "rounded_objective": model.items_objective(rounded)}
     polished = two_opt(model, rounded, deadline=deadline, objective=obj)
     stats["two_opt_moves"] = polished.moves
-    return SearchResult(polished.items, polished.objective, polished.moves, taken, polished.timed_out or (deadline is not None and time.perf_counter() >= deadline), stats)
+    return SearchResult(polished.items, polished.objective, polished.moves, taken, polished.timed_out or (passed(deadline)), stats)

@@ -53,6 +53,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..deadline import passed
 from ..errors import SolverError
 from ..highs_runtime import new_highs
 from ..highs_runtime import run as run_highs
@@ -304,10 +305,6 @@ class _Relaxation:
         )
 
 
-def _out_of_time(deadline: float | None) -> bool:
-    return deadline is not None and time.perf_counter() > deadline
-
-
 def _unbounded(rel: _Relaxation, i: int, excess: float, history: list[float]) -> _Outcome:
     """Budget ``i`` is overspent by ``excess`` (internal units) even at each group's lightest item:
     ``L(t e_i) >= t * excess`` (values are >= 0 internally), so ``t`` below lifts ``L`` above every
@@ -354,7 +351,7 @@ def _search_1d(rel: _Relaxation, tol: float, max_iter: int, deadline: float | No
         if gap <= rel.threshold(tol, best, hi if hi < np.inf else lo):
             converged = True
             break
-        if iterations >= max_iter or _out_of_time(deadline):
+        if iterations >= max_iter or passed(deadline):
             break
         # Secant (Illinois) on the supergradient while many groups are undecided: fast on the nearly
         # smooth large-scale L. Then the line intersection, which is exact once one breakpoint is left.
@@ -591,7 +588,7 @@ def _bundle(rel: _Relaxation, tol: float, max_iter: int, deadline: float | None)
     screen = _Screen(slots, rhs)
     radius = 1.0  # in internal units mu is O(1): L spans [0, 1] and supergradients are O(1)
     iterations, converged, upper, previous, repeats = 1, False, np.inf, None, 0
-    while iterations < max_iter and not _out_of_time(deadline):
+    while iterations < max_iter and not passed(deadline):
         solved = master.solve(np.maximum(-radius, -center), np.full(m, radius), rel.threshold(1e-3, best))
         if solved is None:
             break

@@ -28,12 +28,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
 
+from ..deadline import passed, seconds_left
 from ..errors import SolverError
 from ..reductions import CanonicalModel
 from ..verify import BUDGET_RTOL
@@ -209,17 +209,13 @@ class _State:
         return best, move
 
 
-def _past(deadline: float | None) -> bool:
-    return deadline is not None and time.perf_counter() >= deadline
-
-
 def _descend(model: CanonicalModel, items: np.ndarray, pairs: bool, max_moves: int, deadline: float | None, obj: Objective | None) -> SearchResult:
     obj = obj or Objective(model)
     state = _State(obj, items)
     moves = rounds = 0
     timed_out = False
     while moves < max_moves:
-        if _past(deadline):
+        if passed(deadline):
             timed_out = True
             break
         rounds += 1
@@ -274,8 +270,8 @@ def iterated_linearization(
     solves = taken = polish_moves = 0
     timed_out = False
     while True:
-        while solves < max_iterations and not _past(deadline):
-            remaining = None if deadline is None else max(deadline - time.perf_counter(), 1e-3)
+        while solves < max_iterations and not passed(deadline):
+            remaining = seconds_left(deadline)
             tangent = dataclasses.replace(model, value=obj.gradient(items), quadratic=None)
             raw = solve_separable(tangent, remaining)
             solves += 1
@@ -286,7 +282,7 @@ def iterated_linearization(
                 break
             items, current = np.asarray(raw.items, dtype=np.int64), value
             taken += 1
-        if _past(deadline):
+        if passed(deadline):
             timed_out = True
             break
         polished = two_opt(model, items, deadline=deadline, objective=obj)
@@ -344,7 +340,7 @@ def anneal(
     totals_ = {"proposals": 0, "accepted": 0, "rejected_budget": 0, "two_opt_moves": 0}
     run = 0
     for r in range(chains):
-        if r and _past(deadline):
+        if r and passed(deadline):
             break
         found = _chain(model, items, np.random.default_rng((seed, r)), iterations // chains, deadline, pair_fraction, obj)
         run += 1
@@ -353,7 +349,7 @@ def anneal(
         if best is None or found.objective < best.objective:
             best = found
     assert best is not None
-    timed_out = best.timed_out or run < chains or _past(deadline)
+    timed_out = best.timed_out or run < chains or passed(deadline)
     stats = {"seed": seed, "chains": run, **totals_, "t_hot": best.stats.get("t_hot"), "t_cold": best.stats.get("t_cold")}
     return SearchResult(best.items, best.objective, totals_["accepted"] + totals_["two_opt_moves"], totals_["proposals"], timed_out, stats)
 
@@ -371,7 +367,7 @@ def _chain(model: CanonicalModel, items: np.ndarray, rng: np.random.Generator, i
     accepted = rejected_budget = proposals = 0
     timed_out = False
     for it in range(iterations):
-        if it % 1024 == 0 and _past(deadline):
+        if it % 1024 == 0 and passed(deadline):
             timed_out = True
             break
         proposals += 1

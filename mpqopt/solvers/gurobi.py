@@ -30,6 +30,7 @@ import time
 import numpy as np
 import scipy.sparse as sp
 
+from ..deadline import seconds_left
 from ..algorithms.heuristics import is_feasible, repair
 from ..algorithms.incumbent import separable_incumbent
 from ..errors import SolverError
@@ -127,7 +128,7 @@ class GurobiBackend(Backend):
     @staticmethod
     def _set_params(m, model: CanonicalModel, settings: SolveSettings, deadline: float | None, scale: float) -> None:
         if deadline is not None:
-            m.Params.TimeLimit = max(deadline - time.perf_counter(), 1e-3)
+            m.Params.TimeLimit = seconds_left(deadline)
         if settings.threads:
             m.Params.Threads = int(settings.threads)
         m.Params.MIPGap = float(settings.mip_gap)

@@ -30,6 +30,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from ..deadline import seconds_left
 from ..algorithms.csq import csq
 from ..algorithms.heuristics import is_feasible, repair
 from ..algorithms.incumbent import separable_incumbent
@@ -41,10 +42,6 @@ from .base import Backend, RawSolution, SolveSettings, get_backend, register
 from .mckp import solve_separable
 
 BOUND_ITERATIONS = 200  # split-bound ascent steps after the search (about 0.1 s at 52 x 3)
-
-
-def _remaining(deadline: float | None) -> float | None:
-    return None if deadline is None else max(deadline - time.perf_counter(), 1e-3)
 
 
 def heuristic_start(model: CanonicalModel, settings: SolveSettings, deadline: float | None) -> tuple[np.ndarray | None, str]:
@@ -62,7 +59,7 @@ def heuristic_start(model: CanonicalModel, settings: SolveSettings, deadline: fl
             return fixed, "warm start (repaired to meet the budgets)"
     linear = dataclasses.replace(model, quadratic=None)
     try:
-        raw = get_backend("mckp").solve(linear, SolveSettings(time_limit=_remaining(deadline)))
+        raw = get_backend("mckp").solve(linear, SolveSettings(time_limit=seconds_left(deadline)))
     except MpqoptError:
         raw = RawSolution("error")
     if raw.status == "infeasible":

@@ -19,6 +19,7 @@ import time
 
 import numpy as np
 
+from ..deadline import seconds_left
 from ..algorithms.heuristics import improve, is_feasible, repair, round_lp
 from ..algorithms.incumbent import separable_incumbent
 from ..algorithms.lagrangian import fixable_items
@@ -63,7 +64,7 @@ class _HighsModel:
         if deadline is None and clock.at is None:
             return
         deadline = clock.at if deadline is None else deadline
-        self.h.setOptionValue("time_limit", _remaining(deadline))
+        self.h.setOptionValue("time_limit", seconds_left(deadline))
 
         def interrupt(event) -> None:
             # cancelled: solve() stopped waiting for this run (see mpqopt.solve._run_until)
@@ -82,10 +83,6 @@ class _HighsModel:
 
     def original(self, normalized: float) -> float:
         return normalized * self.scale + self.constant
-
-
-def _remaining(deadline: float | None) -> float | None:
-    return None if deadline is None else max(deadline - time.perf_counter(), 1e-3)
 
 
 @register

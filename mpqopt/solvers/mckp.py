@@ -20,6 +20,7 @@ import time
 
 import numpy as np
 
+from ..deadline import passed
 from ..algorithms.core_dp import solve_core
 from ..algorithms.dual import solve_dual
 from ..algorithms.heuristics import fill, improve, is_feasible, repair
@@ -136,7 +137,7 @@ def _targeted_cores(model: CanonicalModel, lam: np.ndarray, lp_bound: float, inc
         return settings.mip_gap * abs(inc_obj + model.offset)
 
     for k, fraction in enumerate(FIRST_TARGETS_OF_GAP):
-        if inc_obj - bound <= allowed() or _past(deadline):
+        if inc_obj - bound <= allowed() or passed(deadline):
             break
         stop = time.perf_counter() + FIRST_CORE_SECONDS
         # the best assignment of these cores is wanted (it makes the last core small), not a proof
@@ -144,12 +145,12 @@ def _targeted_cores(model: CanonicalModel, lam: np.ndarray, lp_bound: float, inc
         incumbent = _polished(model, lam, incumbent, allowed())
         inc_obj = model.items_objective(incumbent)
     for k in range(3):
-        if inc_obj - bound <= allowed() or _past(deadline):
+        if inc_obj - bound <= allowed() or passed(deadline):
             break
         run(inc_obj - 0.999 * allowed(), 0.999 * allowed(), deadline, f"last{k}")
     bound = min(bound, inc_obj)
     done = inc_obj - bound <= allowed()
-    status = "optimal" if done else ("time_limit" if _past(deadline) else "feasible")
+    status = "optimal" if done else ("time_limit" if passed(deadline) else "feasible")
     return RawSolution(status, items=incumbent, objective=inc_obj, bound=bound, message="mckp: Lagrangian dual + HiGHS on reduced-cost cores below targets", stats=stats)
 
 
@@ -157,10 +158,6 @@ def _stopped(model: CanonicalModel, incumbent: np.ndarray, bound: float, how: st
     """The time limit hit between stages: the incumbent so far and the valid bound so far."""
     objective = model.items_objective(incumbent)
     return RawSolution("time_limit", items=incumbent, objective=objective, bound=min(bound, objective), message=f"mckp stopped after: {how}", stats=stats, proof=f"mckp: {how.split(' + ')[0]}")
-
-
-def _past(deadline: float | None) -> bool:
-    return deadline is not None and time.perf_counter() >= deadline
 
 
 @register

@@ -44,6 +44,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from ..deadline import seconds_left
 from ..algorithms.heuristics import is_feasible, repair
 from ..algorithms.incumbent import separable_incumbent
 from ..budgets import resolve_budgets
@@ -215,7 +216,7 @@ class PyomoBackend(Backend):
         cost, constant, scale = _objective(model, linear)
         m = build_model(model, linear, cost)
         stats["build_seconds"] = time.perf_counter() - start
-        remaining = None if deadline is None else max(deadline - time.perf_counter(), 1e-3)
+        remaining = seconds_left(deadline)
         # the user's relative gap, measured at the warm start, as an absolute gap in normalized units
         # (0 without one: the solver's default absolute gap would stop short on small objectives)
         reference = abs(model.items_objective(np.asarray(warm)) + model.offset) if warm is not None else 0.0
@@ -240,7 +241,7 @@ class PyomoBackend(Backend):
             for var in m.component_data_objects(pe.Var):
                 var.set_value(None)
             if "timelimit" in kwargs and deadline is not None:
-                kwargs["timelimit"] = max(deadline - time.perf_counter(), 1e-3)
+                kwargs["timelimit"] = seconds_left(deadline)
             raw = self._run(_probe(self.solver)[0], m, kwargs, model, linear, scale, constant, {**stats, "inconsistent_start": True}, settings)
             raw.message += f"; {INCONSISTENT_START}"
         stats["solve_seconds"] = time.perf_counter() - start - stats["build_seconds"]
