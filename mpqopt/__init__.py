@@ -6,7 +6,7 @@
 {'a': 'W8', 'b': 'W4'}
 """
 
-from .budgets import resolve_budgets
+from .budgets import Budget, resolve_budgets
 from .compare import Comparison, compare
 from .costs import bitops, latency_from_lut, size_bits, size_bytes
 from .diagnose import Infeasibility
@@ -23,7 +23,7 @@ from .solvers.pyomo import to_pyomo  # imports pyomo only when called
 __version__ = "0.1.0"  # the one source: pyproject.toml reads it (dynamic version)
 
 __all__ = [
-    "ArgumentError", "BudgetError", "Comparison", "Evaluation", "FormatError", "Frontier", "FrontierPoint", "Infeasibility", "MpqoptError", "Option", "Problem",
+    "ArgumentError", "Budget", "BudgetError", "Comparison", "Evaluation", "FormatError", "Frontier", "FrontierPoint", "Infeasibility", "MpqoptError", "Option", "Problem",
     "ProblemError", "Result", "SolverError", "SolverUnavailableError", "bitops", "compare", "export", "latency_from_lut",
     "load", "pareto", "resolve_budgets", "save", "size_bits", "size_bytes", "solve", "to_pyomo",
 ]

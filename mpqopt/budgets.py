@@ -1,17 +1,35 @@
-"""Budget specifications: absolute numbers, numbers with units, and relative percentages.
+"""Budget specifications: absolute numbers, numbers with units, relative percentages, bits per
+weight, and scoped budgets over a subset of the layers.
 
 ``resolve_budgets(problem, {"size": "7.9MiB", "bitops": "50%"})`` returns absolute limits keyed by
-cost-table name. A percentage is the fraction of the way from the cheapest to the dearest assignment
+budget key. A percentage is the fraction of the way from the cheapest to the dearest assignment
 that ties, masks and fixed layers allow (HAWQ-V3's convention: 0% = all lowest, 100% = all highest).
+``4.5bpw`` is 4.5 bits per weight on average: 4.5 x the weight count (``Problem.params``) in bits.
+
+A budget key is a cost name (``size_bits``: the total over every layer) or a scoped key
+``COST[NAME:PATTERNS]`` (``size_bits[stage0:blk.{0..15}.*]``): the total over the layers the
+comma-separated patterns match (globs with ``{N..M}`` numeric ranges, or ``re:<regex>``; see
+:mod:`mpqopt.layer_patterns`); ``NAME:`` is an optional label. The key names its scope wherever the
+budget appears (results, slacks, infeasibility messages, JSON). ``Budget(cost, limit, layers=...,
+name=...)`` builds the same key from Python.
+
+>>> from mpqopt import Problem
+>>> p = Problem(["a", "b", "c"], [4, 8], [[1, 0]] * 3, costs={"size_bits": [[4, 8]] * 3})
+>>> resolve_budgets(p, [Budget("size", "50%", layers=["a", "b"], name="front"), Budget("size", 20)])
+{'size_bits[front:a,b]': 12.0, 'size_bits': 20.0}
 """
 
 from __future__ import annotations
 
 import math
 import re
-from typing import TYPE_CHECKING, Any, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+
+import numpy as np
 
 from .errors import BudgetError
+from .layer_patterns import PatternError, match_mask, pattern_regex
 
 if TYPE_CHECKING:
     from .problem import Problem
@@ -32,12 +50,179 @@ _NAME_SUFFIX_UNITS = {"_bits": "bit", "_bytes": "byte", "_ms": "ms", "_us": "us"
 _SPEC_RE = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*([A-Za-zµ%]*)\s*$")
 _COUNT_UNITS = {"op", "ops", "count", "bitops", "bops", "macs", "flops"}  # plain counts: 'k', 'M', 'G' apply
 _REMOVE = {"none", "off", "unlimited"}
+_SCOPE_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*\Z")  # 're' is refused: 're:...' starts a regex
+_OPENERS, _CLOSERS = "[{(", "]})"
 # 'inf' used to drop a budget while 1e400 (also inf) was refused: now both are refused with this advice
 _DROP_ADVICE = "to drop a budget give None in Python or 'none' on the command line (-b NAME=none)"
 
 
+@dataclass(frozen=True)
+class Scope:
+    """The layers a scoped budget sums: ``patterns`` (globs or ``re:`` regexes), with an optional ``name``."""
+
+    name: str | None
+    patterns: tuple[str, ...]
+
+    def text(self) -> str:
+        """The scope as written inside a budget key's brackets: ``stage0:blk.{0..15}.*,lm_head``."""
+        return (f"{self.name}:" if self.name else "") + ",".join(self.patterns)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """One budget: ``cost`` (a cost table name or unique prefix) at most ``limit``, summed over every
+    layer or, with ``layers``, over the layers those patterns match (a glob such as
+    ``"model.layers.{0..15}.*"``, an exact name, or ``"re:<regex>"``). ``name`` labels the scope in
+    results and messages. ``limit`` takes every form a plain budget does (``2e9``, ``"2GB"``, ``"50%"``
+    of the scope's own range, ``"4.5bpw"`` over the scope's weights, ``None`` to drop it).
+
+    >>> Budget("size", "2GB", layers=["blk.{0..15}.*"], name="stage0").key()
+    'size[stage0:blk.{0..15}.*]'
+    """
+
+    cost: str
+    limit: Any
+    layers: str | Sequence[str] | None = None
+    name: str | None = None
+
+    def key(self) -> str:
+        """The budget key this budget resolves from (``cost`` or ``cost[name:patterns]``)."""
+        if not isinstance(self.cost, str) or not self.cost:
+            raise BudgetError(f"Budget.cost must name a cost table such as 'size_bits', got {self.cost!r}")
+        if self.layers is None:
+            if self.name is not None:
+                raise BudgetError(f"budget '{self.cost}': name={self.name!r} labels a scope of layers; give layers=[...] too (layers='*' for every layer)")
+            return self.cost
+        pats = [self.layers] if isinstance(self.layers, str) else self.layers
+        try:
+            pats = list(pats)
+        except TypeError:
+            raise BudgetError(f"budget '{self.cost}': layers must be a pattern or a list of patterns, got {self.layers!r}") from None
+        scope = Scope(self.name, tuple(pats))
+        key = f"{self.cost}[{_checked_scope(self.cost, scope).text()}]"
+        parsed = split_key(key)[1]
+        if parsed != scope:  # a pattern the key syntax cannot carry as given
+            raise BudgetError(f"budget '{self.cost}': the layers {list(scope.patterns)} cannot be written as one scope "
+                              f"(a pattern holds a comma outside brackets, or starts with 'WORD:' without a name: give name=...)")
+        return key
+
+
+def split_key(key: str) -> tuple[str, Scope | None]:
+    """``'size[stage0:blk.*,head]'`` -> ``('size', Scope('stage0', ('blk.*', 'head')))``; a key
+    without brackets -> ``(key, None)``. Patterns are separated by commas outside brackets.
+
+    >>> split_key("size_bits[stage0:re:^blk[.](0|1)[.],lm_head]")
+    ('size_bits', Scope(name='stage0', patterns=('re:^blk[.](0|1)[.]', 'lm_head')))
+    """
+    if not key.endswith("]") or "[" not in key:
+        return key, None
+    cost, _, inner = key[:-1].partition("[")
+    name = None
+    head, colon, rest = inner.partition(":")
+    if colon and head != "re" and _SCOPE_NAME_RE.match(head.strip()):
+        name, inner = head.strip(), rest
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(inner):
+        if ch in _OPENERS:
+            depth += 1
+        elif ch in _CLOSERS:
+            depth = max(depth - 1, 0)
+        elif ch == "," and depth == 0:
+            parts.append(inner[start:i])
+            start = i + 1
+    parts.append(inner[start:])
+    return cost.strip(), Scope(name, tuple(p.strip() for p in parts))
+
+
+def _checked_scope(cost: str, scope: Scope) -> Scope:
+    where = f"budget '{cost}[{scope.text()}]'"
+    if scope.name is not None and (not isinstance(scope.name, str) or scope.name == "re" or not _SCOPE_NAME_RE.match(scope.name)):
+        raise BudgetError(f"{where}: a scope name must be a word of letters, digits, '_' and '-' (not 're'), got {scope.name!r}")
+    if not scope.patterns:
+        raise BudgetError(f"{where}: the scope names no layer pattern")
+    for p in scope.patterns:
+        if not isinstance(p, str) or not p.strip():
+            raise BudgetError(f"{where}: layer patterns must be non-empty strings, got {p!r}")
+        try:
+            pattern_regex(p)
+        except PatternError as exc:
+            raise BudgetError(f"{where}: {exc}") from None
+    return scope
+
+
+def scope_mask(problem: "Problem", key: str) -> np.ndarray | None:
+    """``[L]`` boolean mask of the layers budget ``key`` sums (None: every layer, an unscoped budget).
+
+    Every pattern must match a layer: a typo would otherwise silently budget nothing.
+    """
+    if key in problem.costs:
+        return None
+    cost, scope = split_key(key)
+    if scope is None:
+        return None
+    scope = _checked_scope(cost, scope)
+    cache = problem._scope_masks
+    if scope.patterns not in cache:
+        mask = np.zeros(problem.num_layers, dtype=bool)
+        for p in scope.patterns:
+            hit = np.array(match_mask(problem.layers, p), dtype=bool)
+            if not hit.any():
+                known = ", ".join(problem.layers[:8]) + (", ..." if problem.num_layers > 8 else "")
+                raise BudgetError(f"budget '{key}': scope {scope.name or scope.text()!r}: pattern {p!r} matches no layer; layers are: {known}")
+            mask |= hit
+        mask.setflags(write=False)
+        cache[scope.patterns] = mask
+    return cache[scope.patterns]
+
+
+def budget_cost(problem: "Problem", key: str) -> str:
+    """The cost table a budget key sums (``size_bits`` for ``size_bits[stage0:...]``)."""
+    if key in problem.costs:
+        return key
+    cost, scope = split_key(key)
+    return key if scope is None else resolve_budget_name(problem, cost)
+
+
+def budget_table(problem: "Problem", key: str) -> np.ndarray:
+    """The ``[L, K]`` table budget ``key`` sums: its cost table, zero outside its scope."""
+    mask = scope_mask(problem, key)
+    table = problem.costs[budget_cost(problem, key)]
+    return table if mask is None else np.where(mask[:, None], table, 0.0)
+
+
+def resolve_budget_key(problem: "Problem", raw: str) -> str:
+    """A budget key as every result names it: the cost resolved (``size`` -> ``size_bits``), the
+    scope checked against the layers (``size[s:blk.*]`` -> ``size_bits[s:blk.*]``)."""
+    if raw in problem.costs:
+        return raw
+    cost, scope = split_key(raw)
+    if scope is None:
+        return resolve_budget_name(problem, raw)
+    key = f"{resolve_budget_name(problem, cost)}[{_checked_scope(cost, scope).text()}]"
+    scope_mask(problem, key)
+    return key
+
+
+def scope_weights(problem: "Problem", key: str) -> float:
+    """Weights (``Problem.params``) of the layers budget ``key`` sums: what ``bpw`` multiplies."""
+    params = getattr(problem, "params", None)
+    if params is None:
+        raise BudgetError(f"budget '{key}': bits per weight need each layer's weight count: give Problem(..., params=[...]) "
+                          f"(the number of weights of each layer, in layer order)")
+    mask = scope_mask(problem, key)
+    return float(params.sum() if mask is None else params[mask].sum())
+
+
 def cost_unit(problem: "Problem", name: str) -> str | None:
-    """The unit of cost table ``name`` (``'bit'``, ``'byte'``, ``'ms'``...) or None if unknown."""
+    """The unit of cost table ``name`` (``'bit'``, ``'byte'``, ``'ms'``...) or None if unknown; a
+    scoped budget key has its cost table's unit."""
+    if name not in problem.costs and split_key(name)[1] is not None:
+        name = split_key(name)[0]
+        if name not in problem.costs:
+            try:
+                name = resolve_budget_name(problem, name)
+            except BudgetError:
+                pass
     if name in problem.cost_units:
         return problem.cost_units[name]
     for suffix, unit in _NAME_SUFFIX_UNITS.items():
@@ -80,30 +265,53 @@ def parse_budget(problem: "Problem", name: str, spec: Any) -> float | None:
     return value
 
 
-def resolve_budgets(problem: "Problem", budgets: Mapping[str, Any] | None, base: Mapping[str, float] | None = None) -> dict[str, float]:
-    """Absolute budgets keyed by cost name, from any mix of numbers, unit strings and percentages.
+BudgetsLike = Mapping[str, Any] | Iterable[Budget]
+
+
+def budget_items(budgets: "BudgetsLike") -> list[tuple[str, Any]]:
+    """``(key, limit)`` pairs from a mapping ``{key: limit}`` or a list of :class:`Budget` (or a mix of
+    ``Budget`` and ``(key, limit)`` pairs)."""
+    if isinstance(budgets, Mapping):
+        return list(budgets.items())
+    if isinstance(budgets, Budget):
+        budgets = [budgets]
+    if isinstance(budgets, (str, bytes)) or not isinstance(budgets, Iterable):
+        raise BudgetError("budgets must be a mapping of cost name -> limit, or a list of mpqopt.Budget")
+    out = []
+    for item in budgets:
+        if isinstance(item, Budget):
+            out.append((item.key(), item.limit))
+        elif isinstance(item, tuple) and len(item) == 2:
+            out.append(item)
+        else:
+            raise BudgetError(f"budgets must be a mapping of cost name -> limit, or a list of mpqopt.Budget; got an item {item!r}")
+    return out
+
+
+def resolve_budgets(problem: "Problem", budgets: "BudgetsLike | None", base: Mapping[str, float] | None = None) -> dict[str, float]:
+    """Absolute budgets keyed by budget key, from any mix of numbers, unit strings, percentages and
+    bits per weight, for every layer or a scope of layers (see the module docstring).
 
     ``budgets`` are applied on top of ``base`` (e.g. the problem's own defaults); a value of None or
     ``'none'`` removes that budget.
 
     >>> from mpqopt import Problem
     >>> p = Problem(["a", "b"], [4, 8], [[1, 0], [1, 0]], costs={"size_bits": [[4, 8], [4, 8]]})
-    >>> resolve_budgets(p, {"size": "50%"})
-    {'size_bits': 12.0}
+    >>> resolve_budgets(p, {"size": "50%", "size[b]": "100%"})
+    {'size_bits': 12.0, 'size_bits[b]': 8.0}
     """
     out = dict(base or {})
     if budgets is None:
         return out
-    if not isinstance(budgets, Mapping):
-        raise BudgetError("budgets must be a mapping of cost name -> limit")
-    given: dict[str, str] = {}  # cost name -> the budget name that set it here
-    for raw_name, spec in budgets.items():
+    given: dict[str, str] = {}  # budget key -> the name that set it here
+    for raw_name, spec in budget_items(budgets):
         if not isinstance(raw_name, str):
             raise BudgetError(f"budget names must be strings (cost names such as 'size_bits'), got {raw_name!r}")
-        name = resolve_budget_name(problem, raw_name)
+        name = resolve_budget_key(problem, raw_name)
         if name in given:
             # {'size': 1, 'size_bits': 2} would silently keep the last one
-            raise BudgetError(f"budgets '{given[name]}' and '{raw_name}' both set the budget on cost '{name}'; give it once")
+            what = f"cost '{name}'" if name in problem.costs else f"'{name}'"
+            raise BudgetError(f"budgets '{given[name]}' and '{raw_name}' both set the budget on {what}; give it once")
         given[name] = raw_name
         value = parse_budget(problem, name, spec)
         if value is None:
@@ -117,13 +325,24 @@ def parse_budget_args(items: list[str]) -> dict[str, str]:
     """``['size=50%', 'bitops=1.2G']`` (command-line form) -> ``{'size': '50%', 'bitops': '1.2G'}``."""
     out: dict[str, str] = {}
     for item in items:
-        name, sep, value = item.partition("=")
+        name, sep, value = _split_assignment(item)
         if not sep or not name.strip() or not value.strip():
             raise BudgetError(f"cannot read budget {item!r}: expected NAME=VALUE, e.g. size_bits=8.4e6 or size=50%")
         if name.strip() in out:
             raise BudgetError(f"budget '{name.strip()}' is given twice ({name.strip()}={out[name.strip()]} and {item.strip()}); give it once")
         out[name.strip()] = value.strip()
     return out
+
+
+def _split_assignment(item: str) -> tuple[str, str, str]:
+    """``NAME=VALUE``, where a scoped NAME (``size[s:a=b]``) may hold '=' inside its brackets."""
+    bracket, eq = item.find("["), item.find("=")
+    if bracket != -1 and (eq == -1 or bracket < eq):
+        close = item.rfind("]")
+        if close > bracket:
+            name, sep, value = item[close + 1:].partition("=")
+            return item[:close + 1] + name, sep, value
+    return item.partition("=")
 
 
 def _parse_text(problem: "Problem", name: str, text: str) -> float:
@@ -140,6 +359,8 @@ def _parse_text(problem: "Problem", name: str, text: str) -> float:
         return lo + number / 100.0 * (hi - lo)
     if not unit:
         return number
+    if unit == "bpw":
+        return number * scope_weights(problem, name) / _bits_per_unit(problem, name, text)
     if unit not in _UNITS:
         raise BudgetError(f"budget '{name}': unknown unit {unit!r} in {text!r}; known: {', '.join(_UNITS)}")
     dimension, factor = _UNITS[unit]
@@ -157,3 +378,12 @@ def _parse_text(problem: "Problem", name: str, text: str) -> float:
     if own_dimension != dimension:
         raise BudgetError(f"budget '{name}': {text!r} is a {dimension} value but the cost table is in {own}")
     return number * factor / own_factor
+
+
+def _bits_per_unit(problem: "Problem", name: str, text: str) -> float:
+    """Bits in one unit of budget ``name``'s cost table (1 for bits, 8 for bytes)."""
+    own = cost_unit(problem, name)
+    if own is None or _UNITS.get(own, ("", 0.0))[0] != "data":
+        raise BudgetError(f"budget '{name}': {text!r} is in bits per weight, so the cost table must be a size in bits or bytes, "
+                          f"but its unit is {'unknown' if own is None else repr(own)}; name it e.g. 'size_bits' or set Problem(cost_units=...)")
+    return _UNITS[own][1]

@@ -11,7 +11,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from .budgets import resolve_budgets
+from .budgets import budget_table, resolve_budgets, scope_mask
 from .errors import FormatError, ProblemError
 from .options import Option, OptionLike
 
@@ -43,7 +43,10 @@ class Problem:
     (2, 2, {'size_bits': 2200.0})
 
     Structural constraints: ``ties`` (groups of layer names that must take the same option),
-    ``fixed`` (layer name -> option label), ``allowed`` (an ``[L, K]`` boolean mask).
+    ``fixed`` (layer name -> option label), ``allowed`` (an ``[L, K]`` boolean mask). ``params``
+    (optional): the weight count of each layer, which bits-per-weight budgets (``"4.5bpw"``) need.
+    ``budgets`` keys may be scoped (``{"size_bits[stage0:blk.{0..15}.*]": 2e9}``, see
+    :mod:`mpqopt.budgets`) or given as a list of :class:`mpqopt.Budget`.
     """
 
     def __init__(
@@ -61,6 +64,7 @@ class Problem:
         sensitivity_std: Any = None,
         cost_units: Mapping[str, str] | None = None,
         meta: Mapping[str, Any] | None = None,
+        params: Any = None,
     ):
         self.layers: tuple[str, ...] = _validate_layers(layers)
         self.options: tuple[Option, ...] = _validate_options(options)
@@ -92,6 +96,8 @@ class Problem:
         self.pairwise = self._validate_pairwise(pairwise)
         self._check_totals_finite()
         self.meta: dict[str, Any] = check_meta({} if meta is None else meta)
+        self.params: np.ndarray | None = None if params is None else self._params(params)
+        self._scope_masks: dict[tuple[str, ...], np.ndarray] = {}  # scoped budgets' layer masks, by patterns
         self.ties: tuple[tuple[str, ...], ...] = self._merge_ties(ties)
         self._build_groups()
         # after the groups: budgets need them to resolve '50%'
@@ -207,11 +213,26 @@ class Problem:
         candidates[fixed, self.group_fixed[fixed]] = True
         return candidates
 
+    def budget_table(self, key: str) -> np.ndarray:
+        """The ``[L, K]`` table budget ``key`` sums: a cost table, or for a scoped key
+        (``size_bits[stage0:blk.*]``) that table with zeros outside the scope."""
+        return budget_table(self, key)
+
+    def scope_mask(self, key: str) -> np.ndarray | None:
+        """``[L]`` mask of the layers a scoped budget key sums; None for a plain cost name."""
+        return scope_mask(self, key)
+
+    def budget_total(self, key: str, assignment: Mapping[str, OptionLike] | Sequence[int] | np.ndarray) -> float:
+        """Total of budget ``key`` (a cost name or a scoped key) at one assignment."""
+        x = self.as_indices(assignment)
+        return float(self.budget_table(key)[np.arange(self.num_layers), x].sum())
+
     def cost_range(self, name: str) -> tuple[float, float]:
-        """Cheapest and dearest total of cost ``name`` over assignments allowed by ties, masks and fixed layers."""
-        if name not in self.costs:
+        """Cheapest and dearest total of cost ``name`` (or of a scoped budget key, over its scope)
+        over assignments allowed by ties, masks and fixed layers."""
+        if name not in self.costs and scope_mask(self, name) is None:
             raise ProblemError(f"unknown cost {name!r}; costs are {sorted(self.costs)}")
-        table = self.group_table(self.costs[name])
+        table = self.group_table(self.budget_table(name))
         allowed = self.group_candidates
         lo = np.where(allowed, table, np.inf).min(axis=1).sum()
         hi = np.where(allowed, table, -np.inf).max(axis=1).sum()
@@ -223,7 +244,7 @@ class Problem:
             layers=self.layers, options=self.options, sensitivity=self.sensitivity, costs=self.costs,
             budgets=self.budgets, ties=self.ties, fixed=self.fixed, allowed=self.allowed,
             pairwise=self.pairwise, sensitivity_std=self.sensitivity_std, cost_units=self.cost_units,
-            meta=self.meta,
+            meta=self.meta, params=self.params,
         )
         unknown = set(changes) - set(args)
         if unknown:
@@ -271,6 +292,21 @@ class Problem:
         if nonnegative and (arr < 0).any():
             l, o = map(int, np.argwhere(arr < 0)[0])
             raise ProblemError(f"{key}: entry for layer '{self.layers[l]}', option '{self.options[o].label}' is negative ({arr[l, o]})")
+        arr.setflags(write=False)
+        return arr
+
+    def _params(self, value: Any) -> np.ndarray:
+        """Weight count per layer: finite and non-negative, one per layer."""
+        try:
+            arr = np.array(value, dtype=np.float64)
+        except (TypeError, ValueError, OverflowError):
+            raise ProblemError(f"params must be {self.num_layers} weight counts (one per layer), got {type(value).__name__}") from None
+        if arr.shape != (self.num_layers,):
+            raise ProblemError(f"params has shape {arr.shape}, expected ({self.num_layers},): one weight count per layer")
+        bad = ~np.isfinite(arr) | (arr < 0)
+        if bad.any():
+            l = int(np.argmax(bad))
+            raise ProblemError(f"params: layer '{self.layers[l]}' has weight count {arr[l]}; weight counts must be finite and >= 0")
         arr.setflags(write=False)
         return arr
 

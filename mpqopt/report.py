@@ -137,7 +137,8 @@ def result_table(result: "Result") -> str:
     """
     problem = result.problem
     names = list(problem.costs)
-    units = {n: cost_unit(problem, n) for n in names}
+    scoped = [k for k in result.budgets if k not in problem.costs]  # scoped budgets: rows after the costs
+    units = {n: cost_unit(problem, n) for n in names + scoped}
     lines: list[str] = []
     if result.x is not None:
         x = np.asarray(result.x)
@@ -159,7 +160,7 @@ def result_table(result: "Result") -> str:
 
     if result.x is not None and names:
         rows = []
-        for n in names:
+        for n in names + scoped:
             budget = result.budgets.get(n)
             slack = result.slack.get(n)
             rows.append([n, fmt_cost(result.costs.get(n), units[n]), fmt_cost(budget, units[n]), fmt_cost(slack, units[n])])

@@ -237,6 +237,7 @@ def _verified(problem: Problem, model: CanonicalModel, raw: RawSolution, limits:
     if broken:
         return Result("error", f"solver '{label}' returned an assignment that fails verification: {'; '.join(broken)}", problem, budgets=limits, solver=label, solve_time_s=elapsed, stats=stats)
     evaluation = problem.evaluate(x)
+    costs = {**evaluation.costs, **{key: problem.budget_total(key, x) for key in limits if key not in evaluation.costs}}  # scoped budgets' totals
     status = raw.status
     message = raw.message
     if bound is not None and raw.objective is not None:
@@ -250,7 +251,7 @@ def _verified(problem: Problem, model: CanonicalModel, raw: RawSolution, limits:
         status = "feasible"
         message += f"; the solver called it optimal, but {'no bound was proven' if gap is None else f'its bound leaves a gap of {gap:.3g}'}"
     proof = (raw.proof or label) if bound is not None else ""
-    return Result(status, message, problem, x=x, objective=evaluation.objective, bound=bound, budgets=limits, costs=evaluation.costs, solver=label, solve_time_s=elapsed, stats=stats, proof=proof)
+    return Result(status, message, problem, x=x, objective=evaluation.objective, bound=bound, budgets=limits, costs=costs, solver=label, solve_time_s=elapsed, stats=stats, proof=proof)
 
 
 def _warm_items(problem: Problem, model: CanonicalModel, warm_start: Any) -> np.ndarray | None:
@@ -264,7 +265,7 @@ def _min_cost_given(problem: Problem, target: str, given: str, limit: float, clo
     """Least total of cost ``target`` subject to cost ``given`` <= ``limit`` (mckp: exact, one budget)
     and True; within what is left of the solve's time limit, so when that runs out, a lower bound
     and False. None: no assignment meets ``limit``."""
-    sub = problem.replace(sensitivity=problem.costs[target], pairwise=None, sensitivity_std=None, budgets={})
+    sub = problem.replace(sensitivity=problem.budget_table(target), pairwise=None, sensitivity_std=None, budgets={})
     model = canonicalize(sub, {given: limit})
     if model.num_groups == 0:
         return model.offset, True

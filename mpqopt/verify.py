@@ -40,7 +40,7 @@ def violations(problem: Problem, x: np.ndarray, budgets: Mapping[str, float]) ->
         if len(chosen) > 1:
             found.append(f"tied layers {list(group)} got different options {sorted(chosen)}")
     for name, limit in budgets.items():
-        total = float(problem.costs[name][rows, x].sum())
+        total = float(problem.budget_table(name)[rows, x].sum())
         if total > limit + BUDGET_RTOL * max(abs(limit), abs(total)):
             found.append(f"budget '{name}' broken: total {total:.12g} > limit {limit:.12g}")
     return found

@@ -8,9 +8,18 @@ import itertools
 import numpy as np
 
 
-def brute_force(problem, budgets: dict[str, float], rtol: float = 1e-12):
-    """(best objective, list of optimal assignments as index tuples) or (None, []) if infeasible."""
+def brute_force(problem, budgets: dict[str, float], rtol: float = 1e-12, scopes: dict | None = None):
+    """(best objective, list of optimal assignments as index tuples) or (None, []) if infeasible.
+
+    ``scopes`` maps a budget key that is not a cost name to ``(cost name, layer names it sums)``,
+    worked out by the test itself (scoped budgets), so the oracle shares no scope matching with mpqopt.
+    """
     L, K = problem.num_layers, problem.num_options
+    scopes = scopes or {}
+    rows = {}  # budget key -> (cost table, layer indices summed)
+    for name in budgets:
+        cost, members = scopes.get(name, (name, problem.layers))
+        rows[name] = (problem.costs[cost], [problem.layers.index(n) for n in members])
     index = {name: i for i, name in enumerate(problem.layers)}
     label_index = {o.label: k for k, o in enumerate(problem.options)}
     best, argbest = None, []
@@ -23,7 +32,7 @@ def brute_force(problem, budgets: dict[str, float], rtol: float = 1e-12):
             continue
         if any(len({x[index[n]] for n in group}) > 1 for group in problem.ties):
             continue
-        if any(sum(problem.costs[name][l, x[l]] for l in range(L)) > limit + rtol * abs(limit) for name, limit in budgets.items()):
+        if any(sum(rows[name][0][l, x[l]] for l in rows[name][1]) > limit + rtol * abs(limit) for name, limit in budgets.items()):
             continue
         value = sum(problem.sensitivity[l, x[l]] for l in range(L))
         if problem.pairwise is not None:

@@ -1,7 +1,8 @@
 """Layer-name patterns shared by the adapters (framework-free): globs, or ``re:<regex>``.
 
-A pattern is a shell glob matched against the whole name (``layer1.*``, ``/encoder/*/MatMul``) or,
-prefixed with ``re:``, a regular expression searched anywhere in the name.
+A pattern is a shell glob matched against the whole name (``layer1.*``, ``/encoder/*/MatMul``,
+``blk.{0..15}.*`` for a numeric range) or, prefixed with ``re:``, a regular expression searched
+anywhere in the name (see :mod:`mpqopt.layer_patterns`, which scoped budgets share).
 
 >>> matches("layer1.0.conv1", ("layer1.*",)), matches("/q/MatMul", ("re:/(q|k|v)/",))
 (True, True)
@@ -11,21 +12,12 @@ prefixed with ``re:``, a regular expression searched anywhere in the name.
 
 from __future__ import annotations
 
-import fnmatch
-import re
 from typing import Iterable, Sequence
 
 from ..errors import ProblemError
+from ..layer_patterns import PatternError, matches, pattern_regex
 
-def matches(name: str, patterns: Sequence[str]) -> bool:
-    """True when ``name`` matches any of ``patterns`` (globs, or ``re:<regex>`` searched)."""
-    for p in patterns:
-        if p.startswith("re:"):
-            if re.search(p[3:], name):
-                return True
-        elif fnmatch.fnmatchcase(name, p):
-            return True
-    return False
+__all__ = ["matches", "patterns", "select"]
 
 
 def patterns(value: str | Iterable[str] | None, what: str) -> tuple[str, ...]:
@@ -41,11 +33,10 @@ def patterns(value: str | Iterable[str] | None, what: str) -> tuple[str, ...]:
     for p in out:
         if not isinstance(p, str) or not p:
             raise ProblemError(f"{what} patterns must be non-empty strings, got {p!r}")
-        if p.startswith("re:"):
-            try:
-                re.compile(p[3:])
-            except re.error as exc:
-                raise ProblemError(f"{what} pattern {p!r} is not a valid regular expression: {exc}") from None
+        try:
+            pattern_regex(p)
+        except PatternError as exc:
+            raise ProblemError(f"{what} {exc}") from None
     return out
 
 

@@ -84,11 +84,15 @@ class CanonicalModel:
 
 
 def canonicalize(problem: Problem, budgets: Mapping[str, float], prune: bool = True) -> CanonicalModel:
-    """Build the canonical model for ``problem`` under absolute ``budgets`` (keyed by cost name)."""
+    """Build the canonical model for ``problem`` under absolute ``budgets`` (keyed by budget key).
+
+    A scoped budget (``size_bits[stage0:blk.*]``) is a row of its cost table with zeros outside the
+    scope; a group of tied layers that straddles the scope weighs what its members inside it cost.
+    """
     names = tuple(budgets)
     limits = np.array([budgets[n] for n in names], dtype=np.float64)
     value_g = problem.group_table(problem.sensitivity)  # (G, K)
-    costs_g = np.stack([problem.group_table(problem.costs[n]) for n in names]) if names else np.zeros((0,) + value_g.shape)
+    costs_g = np.stack([problem.group_table(problem.budget_table(n)) for n in names]) if names else np.zeros((0,) + value_g.shape)
     G, K = value_g.shape
     notes: list[str] = []
 

@@ -23,7 +23,7 @@ PACKAGE = Path(mpqopt.__file__).resolve().parent
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     # leaves any layer may use: errors, argument checks, clocks, stdout handling, and the one place
     # HiGHS objects are made and run (it reads the reductions' arrays by attribute, imports none)
-    ("base", ("errors", "arguments", "deadline", "progress", "stdio", "highs_runtime")),
+    ("base", ("errors", "arguments", "deadline", "progress", "stdio", "highs_runtime", "layer_patterns")),
     # the problem model: what a problem, its costs and budgets are, and what an answer is (results,
     # their verification, the readable report, the infeasibility explanation); synthetic problems
     ("model", ("options", "costs", "budgets", "problem", "verify", "result", "report", "diagnose", "synthetic")),

@@ -72,3 +72,30 @@ def test_pruning_keeps_an_optimum(case):
         return
     # some optimal assignment is still representable after dominated options were dropped
     assert any(model.items_from_layers(np.array(x)) is not None for x in optima)
+
+
+def test_scoped_budget_rows_price_every_assignment_like_the_scope():
+    """A scoped budget row has zeros outside its scope; a tied group straddling the scope weighs
+    what its members inside cost; forced decisions come off the row's rhs by their in-scope cost."""
+    import mpqopt
+
+    layers = ["blk.0.q", "blk.0.mlp", "blk.1.q", "blk.1.mlp", "head"]
+    params = np.array([10.0, 20.0, 30.0, 40.0, 50.0])
+    bits = np.array([2.0, 4.0, 8.0])
+    problem = mpqopt.Problem(layers, ["W2", "W4", "W8"], np.random.default_rng(1).random((5, 3)),
+                             costs={"size_bits": np.outer(params, bits)},
+                             ties=[["blk.0.q", "blk.1.q"]], fixed={"head": "W4"})
+    limits = {"size_bits[s0:blk.0.*]": 200.0, "size_bits": 900.0, "size_bits[h:head,blk.1.mlp]": 600.0}
+    model = canonicalize(problem, limits, prune=False)
+    inside = {"size_bits[s0:blk.0.*]": [0, 1], "size_bits": [0, 1, 2, 3, 4], "size_bits[h:head,blk.1.mlp]": [3, 4]}
+    assert model.budget_names == tuple(limits)
+    for r, key in enumerate(model.budget_names):
+        # forced 'head' at W4 costs 50 * 4 where the scope holds it
+        assert model.rhs[r] == limits[key] - (200.0 if 4 in inside[key] else 0.0)
+    sizes = [range(model.group_start[f], model.group_start[f + 1]) for f in range(model.num_groups)]
+    for items in itertools.product(*sizes):
+        x = model.expand(np.array(items))
+        for r, key in enumerate(model.budget_names):
+            own = sum(params[l] * bits[x[l]] for l in inside[key])
+            forced = limits[key] - model.rhs[r]
+            assert model.weights[r, list(items)].sum() + forced == own
