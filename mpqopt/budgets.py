@@ -205,12 +205,28 @@ def resolve_budget_key(problem: "Problem", raw: str) -> str:
 
 def scope_weights(problem: "Problem", key: str) -> float:
     """Weights (``Problem.params``) of the layers budget ``key`` sums: what ``bpw`` multiplies."""
-    params = getattr(problem, "params", None)
+    params = problem.params
     if params is None:
         raise BudgetError(f"budget '{key}': bits per weight need each layer's weight count: give Problem(..., params=[...]) "
                           f"(the number of weights of each layer, in layer order)")
     mask = scope_mask(problem, key)
     return float(params.sum() if mask is None else params[mask].sum())
+
+
+def bits_per_weight(problem: "Problem", key: str, total: float | None) -> float | None:
+    """``total`` of budget ``key`` (a size in bits or bytes) as average bits per weight over its
+    layers' weights; None when that has no meaning (no ``Problem.params``, not a size, no weights).
+
+    >>> from mpqopt import Problem
+    >>> p = Problem(["a", "b"], [4, 8], [[1, 0]] * 2, costs={"size_bits": [[400, 800], [40, 80]]}, params=[100, 10])
+    >>> bits_per_weight(p, "size_bits", 480.0), bits_per_weight(p, "size_bits[b]", 80.0)
+    (4.363636363636363, 8.0)
+    """
+    own = cost_unit(problem, key)
+    if total is None or problem.params is None or own is None or _UNITS.get(own, ("", 0.0))[0] != "data":
+        return None
+    weights = scope_weights(problem, key)
+    return None if weights <= 0 else float(total) * _UNITS[own][1] / weights
 
 
 def cost_unit(problem: "Problem", name: str) -> str | None:

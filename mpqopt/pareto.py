@@ -30,7 +30,7 @@ import numpy as np
 
 from .algorithms.hull import hull_increments
 from .arguments import validated_arguments
-from .budgets import resolve_budget_name, resolve_budgets
+from .budgets import bits_per_weight, resolve_budget_name, resolve_budgets
 from .deadline import Deadline
 from .errors import ArgumentError, BudgetError, MpqoptError, ProblemError
 from .problem import Problem
@@ -71,6 +71,12 @@ class Frontier:
     time_s: float = 0.0
     message: str = ""  # why a sampled frontier has fewer points than budgets asked ("" when it has as many)
     unreached: list[float] = field(default_factory=list)  # budgets not solved before the time limit
+    unit: str | None = None  # "bpw": the axis is also shown in bits per weight (records, table, CSV, plot)
+    bpw_per_cost: float | None = None  # bits per weight of one unit of ``cost`` (when ``unit`` is "bpw")
+
+    def bpw(self, cost: float | np.ndarray) -> float | np.ndarray | None:
+        """A total of ``cost`` as average bits per weight (None unless the frontier has ``unit="bpw"``)."""
+        return None if self.bpw_per_cost is None else cost * self.bpw_per_cost
 
     def lp_bound(self, cost: float | np.ndarray) -> np.ndarray:
         """The LP frontier at ``cost``: a lower bound on the objective of any allocation that cheap."""
@@ -86,6 +92,7 @@ class Frontier:
                 "gap": pt.gap,
                 "status": pt.status,
                 "budget": pt.budget,
+                **({"bpw": self.bpw(pt.cost)} if self.unit == "bpw" else {}),
                 "lp_bound": float(self.lp_bound(pt.cost)),
                 "assignment": self.problem.to_labels(pt.x),
             })
@@ -100,6 +107,7 @@ class Frontier:
             "lp_frontier": {"cost": self.lp_costs.tolist(), "objective": self.lp_values.tolist()},
             "uniform": [{"option": label, "cost": c, "objective": v} for label, c, v in self.uniform],
             "time_s": self.time_s,
+            **({"unit": self.unit} if self.unit else {}),
             "message": self.message,
             "unreached_budgets": list(self.unreached),
         }
@@ -111,21 +119,23 @@ class Frontier:
         """CSV text: cost, objective, gap, status, lp_bound, then one column per layer (option label)."""
         buffer = io.StringIO()
         writer = csv.writer(buffer)
-        writer.writerow(["cost", "objective", "gap", "status", "lp_bound", *self.problem.layers])
+        extra = ["bpw"] if self.unit == "bpw" else []
+        writer.writerow(["cost", *extra, "objective", "gap", "status", "lp_bound", *self.problem.layers])
         labels = self.problem.option_labels
         for pt, rec in zip(self.points, self.records()):
-            writer.writerow([repr(pt.cost), repr(pt.objective), pt.gap, pt.status, repr(rec["lp_bound"]), *(labels[k] for k in pt.x)])
+            writer.writerow([repr(pt.cost), *([repr(rec["bpw"])] if extra else []), repr(pt.objective), pt.gap, pt.status, repr(rec["lp_bound"]), *(labels[k] for k in pt.x)])
         return buffer.getvalue()
 
     def table(self, max_rows: int = 40) -> str:
         """Readable summary: per point the cost, objective, LP bound and how many layers take each option."""
         labels = self.problem.option_labels
-        head = ["cost", "objective", "lp_bound", *labels]
+        extra = ["bpw"] if self.unit == "bpw" else []
+        head = ["cost", *extra, "objective", "lp_bound", *labels]
         rows = []
         step = max(1, int(np.ceil(len(self.points) / max_rows)))
         for pt in self.points[::step]:
             counts = np.bincount(pt.x, minlength=len(labels))
-            rows.append([f"{pt.cost:.6g}", f"{pt.objective:.6g}", f"{float(self.lp_bound(pt.cost)):.6g}", *map(str, counts)])
+            rows.append([f"{pt.cost:.6g}", *([f"{self.bpw(pt.cost):.4g}"] if extra else []), f"{pt.objective:.6g}", f"{float(self.lp_bound(pt.cost)):.6g}", *map(str, counts)])
         widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(head)]
         lines = ["  ".join(h.rjust(w) for h, w in zip(head, widths))]
         lines += ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in rows]
@@ -152,18 +162,21 @@ class Frontier:
         own = ax is None
         if own:
             fig, ax = plt.subplots(figsize=(7, 4.2))
-        costs = [pt.cost for pt in self.points]
+        # the x axis: the cost itself, or bits per weight when asked (unit="bpw")
+        x = (lambda c: c) if self.bpw_per_cost is None else (lambda c: np.asarray(c) * self.bpw_per_cost)
+        costs = x([pt.cost for pt in self.points])
         values = [pt.objective for pt in self.points]
-        ax.plot(self.lp_costs, self.lp_values, "-", color="0.6", lw=1, label="LP frontier (vertices = greedy)")
-        ax.plot(self.lp_costs, self.lp_values, ".", color="0.6", ms=3)
+        ax.plot(x(self.lp_costs), self.lp_values, "-", color="0.6", lw=1, label="LP frontier (vertices = greedy)")
+        ax.plot(x(self.lp_costs), self.lp_values, ".", color="0.6", ms=3)
         ax.step(costs, values, where="post", color="C0", lw=1.2, label="exact Pareto frontier" if self.complete else "exact, sampled budgets")
         ax.plot(costs, values, "o", color="C0", ms=2.5)
         for label, c, v in self.uniform:
+            c = float(x(c))
             ax.plot([c], [v], "s", color="C3", ms=5)
             ax.annotate(label, (c, v), textcoords="offset points", xytext=(4, 4), fontsize=8, color="C3")
         if self.uniform:
             ax.plot([], [], "s", color="C3", ms=5, label="uniform precision")
-        ax.set_xlabel(self.cost)
+        ax.set_xlabel(self.cost if self.bpw_per_cost is None else f"bits per weight ({self.cost})")
         ax.set_ylabel("objective (total sensitivity)")
         ax.legend(fontsize=8)
         if own:
@@ -182,6 +195,7 @@ def pareto(
     budgets: Mapping[str, Any] | None = None,
     solver: str = "auto",
     time_limit: float | None = None,
+    unit: str | None = None,
 ) -> Frontier:
     """Pareto frontier of total sensitivity against cost ``cost``.
 
@@ -191,6 +205,8 @@ def pareto(
     the problem apply); identical budgets are solved once. ``time_limit`` bounds the whole call: each
     budget gets a share of what is left, and budgets not reached in time are listed in
     ``Frontier.unreached``. ``Frontier.message`` says why there are fewer points than budgets.
+    ``unit="bpw"`` also gives the axis in bits per weight (a size cost; needs ``Problem.params``).
+    Other ``budgets`` may be scoped (``{"size[stage0:blk.{0..15}.*]": "2GB"}``): every point meets them.
     """
     if not isinstance(problem, Problem):
         raise ArgumentError(f"pareto() needs an mpqopt.Problem, got {type(problem).__name__}")
@@ -204,6 +220,12 @@ def pareto(
         name = resolve_budget_name(problem, cost)
     except BudgetError as exc:
         raise ProblemError(str(exc).replace(f"budget '{cost}'", f"cost '{cost}'", 1)) from None
+    if unit not in (None, "bpw"):
+        raise ArgumentError(f"unit must be None (the cost's own) or 'bpw' (bits per weight), got {unit!r}")
+    bpw_per_cost = None if unit is None else bits_per_weight(problem, name, 1.0)
+    if unit == "bpw" and bpw_per_cost is None:
+        raise BudgetError(f"unit='bpw' needs '{name}' to be a size in bits or bytes and the weight count of each layer "
+                          f"(Problem(..., params=[...])); " + ("params are missing" if problem.params is None else f"the unit of '{name}' is not bits or bytes"))
     others = resolve_budgets(problem, budgets, base={k: v for k, v in problem.budgets.items() if k != name})
     others.pop(name, None)
     lp_costs, lp_values = _lp_frontier(problem, name)
@@ -225,7 +247,8 @@ def pareto(
         broken = violations(problem, pt.x, {**others, name: pt.cost})
         if broken:
             raise MpqoptError(f"internal error: frontier point fails verification: {broken}")
-    return Frontier(problem, name, found, points is None, lp_costs, lp_values, _uniform(problem, name), others, time.perf_counter() - start, message, unreached)
+    return Frontier(problem, name, found, points is None, lp_costs, lp_values, _uniform(problem, name), others, time.perf_counter() - start, message, unreached,
+                    unit, bpw_per_cost)
 
 
 def _lp_frontier(problem: Problem, name: str) -> tuple[np.ndarray, np.ndarray]:

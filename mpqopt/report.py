@@ -160,11 +160,14 @@ def result_table(result: "Result") -> str:
 
     if result.x is not None and names:
         rows = []
+        bpw = result.bpw  # sizes as bits per weight when the weight counts are known
         for n in names + scoped:
             budget = result.budgets.get(n)
             slack = result.slack.get(n)
             rows.append([n, fmt_cost(result.costs.get(n), units[n]), fmt_cost(budget, units[n]), fmt_cost(slack, units[n])])
-        lines += format_table(["cost", "total", "budget", "slack"], rows) + [""]
+            if bpw:
+                rows[-1] += [_fmt_bpw(bpw.get(n, {}).get("total")), _fmt_bpw(bpw.get(n, {}).get("budget"))]
+        lines += format_table(["cost", "total", "budget", "slack"] + (["bpw", "bpw budget"] if bpw else []), rows) + [""]
     elif result.infeasibility is not None:
         inf = result.infeasibility
         rows = []
@@ -278,6 +281,10 @@ def problem_summary(problem: "Problem") -> str:
     lines.append(f"pairwise term: {'present' if info['pairwise'] else 'absent'}")
     lines.append(f"sensitivity_std: {'present' if info['sensitivity_std'] else 'absent'}")
     return "\n".join(lines)
+
+
+def _fmt_bpw(value: float | None) -> str:
+    return DASH if value is None else f"{value:.4g}"
 
 
 # ---------------------------------------------------------------------------------- allocation matrix

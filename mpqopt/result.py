@@ -8,6 +8,7 @@ from typing import Any, Literal, get_args
 
 import numpy as np
 
+from .budgets import bits_per_weight
 from .diagnose import Infeasibility
 from .errors import MpqoptError
 from .problem import Problem
@@ -98,6 +99,20 @@ class Result:
         # -0.0 would print as a violation: max(..., 0.0) gives +0.0 for both
         return {name: max(limit - self.costs[name], 0.0) for name, limit in self.budgets.items() if name in self.costs}
 
+    @property
+    def bpw(self) -> dict[str, dict[str, float | None]]:
+        """Size totals and budgets as average bits per weight, for every cost or budget in bits or
+        bytes, when the problem knows each layer's weight count (``Problem.params``); else empty.
+        ``{"size_bits": {"total": 4.21, "budget": 4.5}, "size_bits[stage0:...]": {...}}``."""
+        out: dict[str, dict[str, float | None]] = {}
+        if self.problem.params is None:
+            return out
+        for key in [*self.costs, *(k for k in self.budgets if k not in self.costs)]:
+            total, budget = bits_per_weight(self.problem, key, self.costs.get(key)), bits_per_weight(self.problem, key, self.budgets.get(key))
+            if total is not None or budget is not None:
+                out[key] = {"total": total, "budget": budget}
+        return out
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dictionary (the CLI's ``--json`` output)."""
         return {
@@ -109,6 +124,7 @@ class Result:
             "costs": self.costs,
             "budgets": self.budgets,
             "slack": self.slack,
+            **({"bpw": self.bpw} if self.problem.params is not None else {}),
             "solver": self.solver,
             "solve_time_s": self.solve_time_s,
             "message": self.message,

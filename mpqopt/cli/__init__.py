@@ -142,8 +142,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Solve a problem file (.json / .npz) and print the allocation.",
         parents=[common, problem_file(),
                  budget_option("budget on cost NAME (a unique prefix works: size=... for size_bits), overriding the file's: "
-                               "a number, a value with a unit (7.9MiB, 1.2G, 5ms), a percentage of the cost range (50%%), "
-                               "or 'none' to drop the file's budget; repeatable"),
+                               "a number, a value with a unit (7.9MiB, 1.2G, 5ms), bits per weight (4.5bpw: needs the "
+                               "layers' weight counts), a percentage of the cost range (50%%), or 'none' to drop the file's "
+                               "budget. NAME[SCOPE] budgets only the layers SCOPE matches: [LABEL:]PATTERN[,PATTERN...], "
+                               "globs with numeric ranges {N..M} or re:REGEX, e.g. -b 'size[stage0:blk.{0..15}.*]=2GB' "
+                               "(a percentage or bpw is then of that scope); repeatable"),
                  solver_option("backend (see `mpqopt solvers`; default: auto)"),
                  time_limit_option("stop after S seconds"),
                  solver_tuning_options(),
@@ -154,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     axis, files = options(), options()
     axis.add_argument("--cost", required=True, metavar="NAME", help="the cost on the frontier's axis (a unique prefix works: size for size_bits)")
     axis.add_argument("--points", type=_positive_int, metavar="N", help="solve N budgets evenly spread over the cost range instead of the full frontier")
+    axis.add_argument("--unit", choices=["bpw"], help="also show the axis in bits per weight (a size cost; the file needs the layers' weight counts)")
     files.add_argument("--csv", metavar="OUT", help="write the points to OUT as CSV (cost, objective, ..., one column per layer)")
     files.add_argument("--plot", metavar="OUT", help="plot the frontier to OUT (.png, .pdf, .svg; needs matplotlib)")
     p = sub.add_parser(
@@ -163,7 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "needed when other budgets apply). Also gives the LP frontier (vertices = MPQCO's "
                     "greedy allocations) and uniform precision.",
         parents=[common, problem_file(), axis,
-                 budget_option("budget on another cost that every point must meet (needs --points), overriding the file's; "
+                 budget_option("budget on another cost (or a scope of layers: size[stage0:blk.{0..15}.*]=2GB) that every "
+                               "point must meet (needs --points), overriding the file's; same forms as `mpqopt solve`; "
                                "'none' drops the file's budget; repeatable"),
                  solver_option("backend for --points (see `mpqopt solvers`; default: auto)"),
                  time_limit_option("time limit of the whole frontier (all --points solves together), in seconds"),
@@ -283,7 +288,7 @@ def cmd_pareto(args: argparse.Namespace) -> int:
     problem = load_problem(args.file, args.max_file_size)
     with _stdout_to_stderr(args.json):
         frontier = pareto(problem, cost=args.cost, points=args.points, budgets=overrides or None,
-                          solver=args.solver, time_limit=args.time_limit)
+                          solver=args.solver, time_limit=args.time_limit, unit=args.unit)
     text = json.dumps(frontier.to_dict(), indent=2, default=_json_default)
     _write(args.output, text + "\n")
     _write(args.csv, frontier.to_csv())

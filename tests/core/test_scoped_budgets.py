@@ -193,3 +193,71 @@ def test_pareto_keeps_scoped_budgets_as_constraints():
         assert p.budget_total(key, pt.x) <= limit * (1 + 1e-12)
     with pytest.raises(mpqopt.ProblemError, match="cannot respect other budgets"):
         mpqopt.pareto(p, cost="size_bits", budgets={"size[blk.0.*]": "30%"})
+
+
+# ---------------------------------------------------------------------------------- bits per weight and sizes
+def sized(**kwargs) -> Problem:
+    """The llm() problem with its size in bits and in bytes, and its weight counts."""
+    p = llm()
+    return p.replace(costs={**p.costs, "size_bytes": p.costs["size_bits"] / 8}, params=PARAMS, **kwargs)
+
+
+def test_bpw_is_bits_per_weight_over_the_weights_summed():
+    p = sized()
+    everything, stage0 = float(sum(PARAMS)), float(sum(PARAMS[:4]))
+    got = resolve_budgets(p, {"size_bits": "4.5bpw", "size_bytes": "4.5bpw", "size_bits[s0:blk.{0..1}.*]": "3bpw",
+                              "size_bytes[lm_head]": "8bpw"})
+    assert got == {"size_bits": 4.5 * everything, "size_bytes": 4.5 * everything / 8,
+                   "size_bits[s0:blk.{0..1}.*]": 3 * stage0, "size_bytes[lm_head]": 8 * 600 / 8}
+    assert resolve_budgets(p, [Budget("size_bits", "2.5bpw", layers="*.attn", name="attn")]) == {"size_bits[attn:*.attn]": 2.5 * (100 + 300 + 500)}
+
+
+@pytest.mark.parametrize("spec, bits", [("1GB", 8e9), ("1GiB", 8 * 2.0**30), ("2.5MB", 2e7), ("3KiB", 3 * 8192), ("100B", 800)])
+def test_sizes_convert_to_bit_and_byte_tables_alike(spec, bits):
+    p = sized()
+    got = resolve_budgets(p, {"size_bits": spec, "size_bytes": spec, "size_bits[blk.0.*]": spec, "size_bytes[blk.0.*]": spec})
+    assert got == {"size_bits": bits, "size_bytes": bits / 8, "size_bits[blk.0.*]": bits, "size_bytes[blk.0.*]": bits / 8}
+
+
+def test_bpw_errors_say_what_is_missing():
+    with pytest.raises(BudgetError, match=r"give Problem\(\.\.\., params=\[\.\.\.\]\)"):
+        resolve_budgets(llm(), {"size[stage0:blk.0.*]": "4bpw"})
+    with pytest.raises(BudgetError, match="must be a size in bits or bytes"):
+        resolve_budgets(sized(), {"bitops": "4bpw"})
+
+
+@pytest.mark.parametrize("params, fragment", [
+    ([1, 2, 3], "params has shape (3,), expected (6,)"),
+    ([1, 2, 3, 4, -5, 6], "layer 'blk.10.attn' has weight count -5.0"),
+    ([1, 2, float("nan"), 4, 5, 6], "layer 'blk.1.attn' has weight count nan"),
+    ("many", "params must be 6 weight counts"),
+])
+def test_params_are_validated_naming_the_layer(params, fragment):
+    with pytest.raises(mpqopt.ProblemError) as info:
+        llm(params=params)
+    assert fragment in str(info.value)
+
+
+def test_params_survive_replace_and_results_report_bpw():
+    p = sized().replace(budgets={})
+    assert p.params.tolist() == PARAMS and p.params.dtype == np.float64
+    result = mpqopt.solve(p, budgets={"size_bits": "4bpw", "size_bytes[s:blk.0.*]": "6bpw"})
+    assert result.status == "optimal"
+    size = p.costs["size_bits"][np.arange(6), result.x]
+    assert result.bpw["size_bits"] == {"total": pytest.approx(size.sum() / sum(PARAMS)), "budget": pytest.approx(4.0)}
+    assert result.bpw["size_bytes[s:blk.0.*]"] == {"total": pytest.approx(size[:2].sum() / 300), "budget": pytest.approx(6.0)}
+    assert "bitops" not in result.bpw  # not a size
+    assert result.to_dict()["bpw"] == result.bpw and "bpw budget" in result.table()
+    assert "bpw" not in mpqopt.solve(llm(), budgets={"size_bits": "50%"}).to_dict()
+
+
+def test_pareto_axis_in_bpw():
+    p = sized()
+    frontier = mpqopt.pareto(p, cost="size_bytes", unit="bpw")
+    for rec in frontier.records():
+        assert rec["bpw"] == pytest.approx(rec["cost"] * 8 / sum(PARAMS))
+    assert frontier.to_csv().splitlines()[0].startswith("cost,bpw,objective")
+    with pytest.raises(BudgetError, match="params are missing"):
+        mpqopt.pareto(llm(), cost="size_bits", unit="bpw")
+    with pytest.raises(mpqopt.ArgumentError, match="unit must be"):
+        mpqopt.pareto(p, cost="size_bits", unit="GB")
