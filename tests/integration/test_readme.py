@@ -53,3 +53,9 @@ def test_the_complete_file_is_what_save_writes_and_solves(tmp_path):
     result = mpqopt.solve(problem)
     assert result.status == "optimal" and result.assignment == {"conv1": "W4", "conv2": "W8A8", "fc": "W4"}
     assert result.costs["size_bits"] == 2440.0 <= problem.budgets["size_bits"]
+
+
+def test_the_scoped_budget_example_prints_what_its_comments_say():
+    code = next(b for b in BLOCKS if "Budget(" in b)
+    expected = [line.split("#", 1)[1].strip() for line in code.splitlines() if line.startswith("print(") and "#" in line]
+    assert run(code) == expected
