@@ -269,7 +269,8 @@ def problem_summary(problem: "Problem") -> str:
         rows = []
         for n, b in info["budgets"].items():
             pct = b["percent_of_range"]
-            rows.append([n, fmt_cost(b["value"], units[n]), DASH if pct is None else f"{pct:.1f}%"])
+            unit = cost_unit(problem, n)  # a scoped budget has its cost table's unit
+            rows.append([n, fmt_cost(b["value"], unit), DASH if pct is None else f"{pct:.1f}%"])
         lines += format_table(["budget", "limit", "% of range"], rows)
     else:
         lines.append("budgets: none")

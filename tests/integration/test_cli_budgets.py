@@ -102,3 +102,16 @@ def test_pareto_axis_in_bits_per_weight(capfd, llm, with_params):
     code, out, err = run(capfd, "pareto", llm, "--cost", "size", "--unit", "bpw", "--points", "3", "-b", "size[stage0:blk.{0..1}.*]=3bpw")
     assert code == 0, err
     assert "bpw" in out.splitlines()[0]
+
+
+def test_info_and_compare_show_a_files_scoped_budget(capfd, tmp_path):
+    path = tmp_path / "scoped.json"
+    stage0_lo = 2.0 * PARAMS[:4].sum()
+    mpqopt.save(mpqopt.Problem(LAYERS, OPTIONS, SENS, costs={"size_bits": SIZE}, budgets={"size[stage0:blk.{0..1}.*]": stage0_lo + 100}), path)
+    code, out, err = run(capfd, "info", str(path))
+    assert code == 0, err
+    row = next(line for line in out.splitlines() if line.startswith("size_bits[stage0:blk.{0..1}.*]"))
+    assert f"{100 / (6.0 * PARAMS[:4].sum()) * 100:.1f}%" in row  # % of the scope's own range
+    code, out, err = run(capfd, "compare", str(path), "--solvers", "mckp,highs")
+    assert code == 0, err
+    assert "slack size_bits[stage0:blk.{0..1}.*]" in out
