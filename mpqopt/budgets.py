@@ -334,7 +334,22 @@ def resolve_budgets(problem: "Problem", budgets: "BudgetsLike | None", base: Map
             out.pop(name, None)
         else:
             out[name] = value
+    _check_labels(out)
     return out
+
+
+def _check_labels(keys: Iterable[str]) -> None:
+    """One label, one scope: ``size[gpu0:blk.{0..15}.*]`` beside ``latency[gpu0:blk.{0..15}.*]`` is
+    one device's two budgets, but ``gpu0`` naming two different sets of patterns is a mistake."""
+    seen: dict[str, tuple[str, Scope]] = {}
+    for key in keys:
+        scope = split_key(key)[1]
+        if scope is None or scope.name is None:
+            continue
+        first = seen.setdefault(scope.name, (key, scope))
+        if first[1].patterns != scope.patterns:
+            raise BudgetError(f"budgets '{first[0]}' and '{key}' give the label '{scope.name}' to different layer patterns; "
+                              f"use one label per scope")
 
 
 def parse_budget_args(items: list[str]) -> dict[str, str]:

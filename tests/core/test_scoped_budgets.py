@@ -261,3 +261,22 @@ def test_pareto_axis_in_bpw():
         mpqopt.pareto(llm(), cost="size_bits", unit="bpw")
     with pytest.raises(mpqopt.ArgumentError, match="unit must be"):
         mpqopt.pareto(p, cost="size_bits", unit="GB")
+
+
+def test_one_label_names_one_scope():
+    p = llm()
+    ok = resolve_budgets(p, {"size[gpu0:blk.0.*]": "50%", "bitops[gpu0:blk.0.*]": "50%"})
+    assert list(ok) == ["size_bits[gpu0:blk.0.*]", "bitops[gpu0:blk.0.*]"]
+    with pytest.raises(BudgetError, match="give the label 'gpu0' to different layer patterns"):
+        resolve_budgets(p, {"size[gpu0:blk.1.*]": "50%"}, base=ok)
+
+
+def test_numeric_ranges_match_decimal_integers_only():
+    from mpqopt.layer_patterns import MAX_RANGE, PatternError, match_mask, pattern_regex
+
+    names = ["b.0", "b.7", "b.07", "b.15", "b.150", "b.x"]
+    assert match_mask(names, "b.{0..15}") == [True, True, False, True, False, False]
+    assert match_mask(names, "b.{7..7}") == [False, True, False, False, False, False]
+    assert match_mask(names, "b.{1..150}*") == [False, True, False, True, True, False]
+    with pytest.raises(PatternError, match="at most"):
+        pattern_regex(f"b.{{0..{MAX_RANGE}}}")
