@@ -16,7 +16,7 @@ import numpy as np
 from .arguments import validated_arguments
 from .budgets import resolve_budgets
 from .deadline import Deadline, grace
-from .diagnose import check_budgets_alone, diagnose_joint
+from .diagnose import Infeasibility, check_budgets_alone, diagnose_joint
 from .errors import ArgumentError, MpqoptError, SolverError
 from .problem import Problem
 from .reductions import CanonicalModel, canonicalize
@@ -68,6 +68,27 @@ def solve(
     >>> r.status, r.assignment, round(r.objective, 3)
     ('optimal', {'a': 'W8', 'b': 'W4', 'c': 'W2'}, 0.2)
     """
+    return solve_with(problem, budgets, solver, time_limit=time_limit, mip_gap=mip_gap, threads=threads, verbose=verbose, warm_start=warm_start)
+
+
+Diagnoses = dict  # {budgets as a sorted tuple of (name, limit): Infeasibility}, shared by the solves of one compare()
+
+
+def solve_with(
+    problem: Problem,
+    budgets: Mapping[str, Any] | None = None,
+    solver: str = "auto",
+    *,
+    time_limit: float | None = None,
+    mip_gap: float = 0.0,
+    threads: int | None = None,
+    verbose: bool = False,
+    warm_start: Mapping[str, Any] | np.ndarray | None = None,
+    diagnoses: Diagnoses | None = None,
+) -> Result:
+    """:func:`solve`, with ``diagnoses``: infeasibility diagnoses already made for this problem
+    (depending on the budgets only, not on the solver), read and filled in, so that comparing
+    several solvers on infeasible budgets diagnoses them once."""
     if not isinstance(problem, Problem):
         raise ArgumentError(f"solve() needs an mpqopt.Problem, got {type(problem).__name__}")
     solver, time_limit, mip_gap, threads, verbose = astuple(validated_arguments(
@@ -103,7 +124,7 @@ def solve(
                    f"assignment ({problem.cost_range(name)[0]:.12g}): a solver tolerance failure; solver 'mckp' is exact here")
         return Result("error", message, problem, budgets=limits, solver=label, solve_time_s=elapsed, stats=stats)
     if raw.status == "infeasible":
-        diagnosis = diagnose_joint(problem, limits, lambda target, given, limit: _min_cost_given(problem, target, given, limit, clock))
+        diagnosis = _diagnosis(problem, limits, clock, diagnoses)
         return Result("infeasible", diagnosis.message, problem, budgets=limits, solver=label, solve_time_s=elapsed, infeasibility=diagnosis, stats=stats)
     bound = None if raw.bound is None else raw.bound + model.offset
     if raw.items is None:
@@ -251,6 +272,18 @@ def _verified(problem: Problem, model: CanonicalModel, raw: RawSolution, limits:
         message += f"; the solver called it optimal, but {'no bound was proven' if gap is None else f'its bound leaves a gap of {gap:.3g}'}"
     proof = (raw.proof or label) if bound is not None else ""
     return Result(status, message, problem, x=x, objective=evaluation.objective, bound=bound, budgets=limits, costs=evaluation.costs, solver=label, solve_time_s=elapsed, stats=stats, proof=proof)
+
+
+def _diagnosis(problem: Problem, limits: dict[str, float], clock: Deadline, diagnoses: Diagnoses | None) -> Infeasibility:
+    """Which budgets conflict (see :func:`~.diagnose.diagnose_joint`), made once per budgets when
+    ``diagnoses`` is given; one cut short by the time limit is not kept (a later solve may finish it)."""
+    key = tuple(sorted(limits.items()))
+    if diagnoses is not None and key in diagnoses:
+        return diagnoses[key]
+    diagnosis = diagnose_joint(problem, limits, lambda target, given, limit: _min_cost_given(problem, target, given, limit, clock))
+    if diagnoses is not None and diagnosis.complete:
+        diagnoses[key] = diagnosis
+    return diagnosis
 
 
 def _warm_items(problem: Problem, model: CanonicalModel, warm_start: Any) -> np.ndarray | None:
