@@ -30,7 +30,8 @@ from ..reductions import CanonicalModel, canonicalize
 from ..reductions.matrix import milp_arrays
 from .hull import hull_increments
 
-MAX_DENSE_ITEMS = 20_000  # the underestimate reads the pairwise matrix densely: n x n floats
+MAX_DENSE_ITEMS = 20_000  # the underestimate reads every entry of the n x n pairwise matrix (time ~ n^2)
+_CHUNK_ENTRIES = 1 << 22  # ... a block of rows at a time (32 MiB of floats)
 
 
 def separable_underestimate(model: CanonicalModel) -> CanonicalModel | None:
@@ -42,10 +43,15 @@ def separable_underestimate(model: CanonicalModel) -> CanonicalModel | None:
         return replace(model, quadratic=None)
     if model.num_items > MAX_DENSE_ITEMS:
         return None
-    doubled = 2.0 * model.quadratic.toarray()
-    block_min = np.minimum.reduceat(doubled, model.group_start[:-1], axis=1)  # (items, groups)
-    later = np.arange(model.num_groups)[None, :] > model.item_group[:, None]
-    return replace(model, value=model.value + np.where(later, block_min, 0.0).sum(axis=1), quadratic=None)
+    quadratic = model.quadratic.tocsr()
+    extra = np.empty(model.num_items)
+    step = max(1, _CHUNK_ENTRIES // model.num_items)  # rows read densely at a time: bounded memory
+    for first in range(0, model.num_items, step):
+        rows = np.arange(first, min(first + step, model.num_items))
+        block_min = np.minimum.reduceat(2.0 * quadratic[rows].toarray(), model.group_start[:-1], axis=1)  # (rows, groups)
+        later = np.arange(model.num_groups)[None, :] > model.item_group[rows, None]
+        extra[rows] = np.where(later, block_min, 0.0).sum(axis=1)
+    return replace(model, value=model.value + extra, quadratic=None)
 
 
 def lp_frontier(problem: Problem, name: str, others: Mapping[str, float] | None = None,
