@@ -25,7 +25,7 @@ from .errors import ArgumentError, MpqoptError, SolverError, SolverUnavailableEr
 from .problem import Problem
 from .report import DASH, fmt_gap, fmt_num, fmt_time, format_table
 from .result import Result, relative_gap
-from .solve import solve
+from .solve import Diagnoses, solve_with
 from .solvers import backend_class
 
 CONSISTENCY_RTOL = 1e-9  # an objective may lie this far (relative) below another solver's bound: round-off
@@ -191,7 +191,8 @@ def compare(
     # every solve gets the resolved numbers (resolving them again is the identity); None keeps a
     # default budget of the problem's that ``budgets`` removed from coming back
     resolved = {**dict.fromkeys(problem.budgets), **limits}
-    records = [_record(problem, name, resolved, time_limit, mip_gap, repeat) for name in names]
+    diagnoses: Diagnoses = {}  # infeasible budgets are diagnosed once, not once per solver
+    records = [_record(problem, name, resolved, time_limit, mip_gap, repeat, diagnoses) for name in names]
     found = [r["objective"] for r in records if r["objective"] is not None]
     bounds = [r["bound"] for r in records if r["bound"] is not None]
     best = min(found, default=None)
@@ -204,13 +205,13 @@ def compare(
     return Comparison(records, limits, best, max(bounds, default=None), clash, repeat)
 
 
-def _record(problem: Problem, name: str, budgets: Mapping[str, Any] | None, time_limit: float | None, mip_gap: float, repeat: int) -> dict[str, Any]:
+def _record(problem: Problem, name: str, budgets: Mapping[str, Any] | None, time_limit: float | None, mip_gap: float, repeat: int, diagnoses: Diagnoses) -> dict[str, Any]:
     record: dict[str, Any] = {"solver": name, "label": name, "status": "", "objective": None, "bound": None, "gap": None,
                               "time_s": None, "times": [], "rel_diff": None, "consistent": True, "slack": {}, "proof": "", "message": ""}
     runs: list[Result] = []
     for _ in range(repeat):
         try:
-            runs.append(solve(problem, budgets, solver=name, time_limit=time_limit, mip_gap=mip_gap))
+            runs.append(solve_with(problem, budgets, solver=name, time_limit=time_limit, mip_gap=mip_gap, diagnoses=diagnoses))
         except SolverUnavailableError as exc:
             record.update(status="unavailable", message=str(exc))
             return record

@@ -29,9 +29,11 @@ class Infeasibility:
     unmet: list[str] = field(default_factory=list)
     conflicts: list[dict[str, Any]] = field(default_factory=list)
     message: str = ""
+    complete: bool = True  # False: the time limit ran out before every pair of budgets was checked
 
     def to_dict(self) -> dict[str, Any]:
-        return {"budgets": self.budgets, "cheapest": self.cheapest, "unmet": self.unmet, "conflicts": self.conflicts, "message": self.message}
+        return {"budgets": self.budgets, "cheapest": self.cheapest, "unmet": self.unmet, "conflicts": self.conflicts, "message": self.message,
+                "complete": self.complete}
 
 
 def check_budgets_alone(problem: "Problem", budgets: Mapping[str, float]) -> Infeasibility | None:
@@ -91,4 +93,4 @@ def diagnose_joint(problem: "Problem", budgets: Mapping[str, float], min_cost_gi
     else:
         message = "infeasible: every budget can be met alone and every pair together, but not all of them at once"
     cheap = ", ".join(f"'{n}' >= {_amounts(problem, n, v)[0]}" for n, v in cheapest.items())
-    return Infeasibility(dict(budgets), cheapest, [], conflicts, f"{message} (cheapest alone: {cheap})")
+    return Infeasibility(dict(budgets), cheapest, [], conflicts, f"{message} (cheapest alone: {cheap})", complete=not unchecked)

@@ -6,8 +6,10 @@ dynamic programming over non-dominated (cost, value) states. ``points=N`` instea
 spread evenly over the cost range, each exactly, each warm-started from its neighbour; use it when
 the full frontier is too large (thousands of layers) or other budgets also apply.
 
-Alongside, the frontier carries the LP frontier (lower convex hull: its vertices are MPQCO's greedy
-allocations, and it bounds every exact point from below) and uniform-precision points.
+Alongside, the frontier carries a lower bound on the objective at every cost, valid for the problem as
+posed (:mod:`mpqopt.algorithms.frontier_bound`: the LP relaxation with every budget; with a pairwise
+term, the LP of a separable underestimate; ``lp_note`` says which), and the uniform-precision points
+that meet every other budget (``uniform_excluded`` lists those that do not, and why).
 
 >>> import mpqopt
 >>> p = mpqopt.Problem(["a", "b"], [2, 4, 8], [[1.0, 0.3, 0.0], [2.0, 0.5, 0.0]],
@@ -28,7 +30,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .algorithms.hull import hull_increments
+from .algorithms.frontier_bound import lp_frontier
 from .arguments import validated_arguments
 from .budgets import bits_per_weight, resolve_budget_name, resolve_budgets
 from .deadline import Deadline
@@ -64,13 +66,15 @@ class Frontier:
     cost: str
     points: list[FrontierPoint]
     complete: bool  # True: every Pareto-optimal point; False: sampled budgets
-    lp_costs: np.ndarray = field(repr=False)  # LP frontier vertices (greedy allocations), by cost
+    lp_costs: np.ndarray = field(repr=False)  # vertices of the lower bound curve, by cost (empty: no bound)
     lp_values: np.ndarray = field(repr=False)
-    uniform: list[tuple[str, float, float]] = field(default_factory=list)  # (option label, cost, objective)
+    uniform: list[tuple[str, float, float]] = field(default_factory=list)  # (option label, cost, objective), every budget met
     other_budgets: dict[str, float] = field(default_factory=dict)
     time_s: float = 0.0
     message: str = ""  # why a sampled frontier has fewer points than budgets asked ("" when it has as many)
     unreached: list[float] = field(default_factory=list)  # budgets not solved before the time limit
+    lp_note: str = ""  # how the bound curve was made ("" for the plain LP), or why there is none
+    uniform_excluded: list[tuple[str, float, float, list[str]]] = field(default_factory=list)  # ... and the budgets each breaks
     unit: str | None = None  # "bpw": the axis is also shown in bits per weight (records, table, CSV, plot)
     bpw_per_cost: float | None = None  # bits per weight of one unit of ``cost`` (when ``unit`` is "bpw")
 
@@ -79,8 +83,15 @@ class Frontier:
         return None if self.bpw_per_cost is None else cost * self.bpw_per_cost
 
     def lp_bound(self, cost: float | np.ndarray) -> np.ndarray:
-        """The LP frontier at ``cost``: a lower bound on the objective of any allocation that cheap."""
+        """A lower bound on the objective of any allocation at most ``cost`` that meets every other
+        budget (inf where none exists); NaN when the frontier has no bound (see ``lp_note``)."""
+        if not self.lp_costs.size:
+            return np.full(np.shape(cost), np.nan)
         return np.interp(cost, self.lp_costs, self.lp_values, left=np.inf, right=self.lp_values[-1])
+
+    def _bound_at(self, cost: float) -> float | None:
+        value = float(self.lp_bound(cost))
+        return None if np.isnan(value) else value
 
     def records(self) -> list[dict[str, Any]]:
         """One dict per point: cost, objective, gap, status, LP bound at that cost, and the assignment."""
@@ -93,7 +104,7 @@ class Frontier:
                 "status": pt.status,
                 "budget": pt.budget,
                 **({"bpw": self.bpw(pt.cost)} if self.unit == "bpw" else {}),
-                "lp_bound": float(self.lp_bound(pt.cost)),
+                "lp_bound": self._bound_at(pt.cost),
                 "assignment": self.problem.to_labels(pt.x),
             })
         return out
@@ -104,8 +115,9 @@ class Frontier:
             "complete": self.complete,
             "other_budgets": self.other_budgets,
             "points": self.records(),
-            "lp_frontier": {"cost": self.lp_costs.tolist(), "objective": self.lp_values.tolist()},
+            "lp_frontier": {"cost": self.lp_costs.tolist(), "objective": self.lp_values.tolist(), "note": self.lp_note},
             "uniform": [{"option": label, "cost": c, "objective": v} for label, c, v in self.uniform],
+            "uniform_excluded": [{"option": label, "cost": c, "objective": v, "violates": broken} for label, c, v, broken in self.uniform_excluded],
             "time_s": self.time_s,
             **({"unit": self.unit} if self.unit else {}),
             "message": self.message,
@@ -123,7 +135,8 @@ class Frontier:
         writer.writerow(["cost", *extra, "objective", "gap", "status", "lp_bound", *self.problem.layers])
         labels = self.problem.option_labels
         for pt, rec in zip(self.points, self.records()):
-            writer.writerow([repr(pt.cost), *([repr(rec["bpw"])] if extra else []), repr(pt.objective), pt.gap, pt.status, repr(rec["lp_bound"]), *(labels[k] for k in pt.x)])
+            bound = "" if rec["lp_bound"] is None else repr(rec["lp_bound"])
+            writer.writerow([repr(pt.cost), *([repr(rec["bpw"])] if extra else []), repr(pt.objective), pt.gap, pt.status, bound, *(labels[k] for k in pt.x)])
         return buffer.getvalue()
 
     def table(self, max_rows: int = 40) -> str:
@@ -135,7 +148,8 @@ class Frontier:
         step = max(1, int(np.ceil(len(self.points) / max_rows)))
         for pt in self.points[::step]:
             counts = np.bincount(pt.x, minlength=len(labels))
-            rows.append([f"{pt.cost:.6g}", *([f"{self.bpw(pt.cost):.4g}"] if extra else []), f"{pt.objective:.6g}", f"{float(self.lp_bound(pt.cost)):.6g}", *map(str, counts)])
+            bound = self._bound_at(pt.cost)
+            rows.append([f"{pt.cost:.6g}", *([f"{self.bpw(pt.cost):.4g}"] if extra else []), f"{pt.objective:.6g}", "-" if bound is None else f"{bound:.6g}", *map(str, counts)])
         widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(head)]
         lines = ["  ".join(h.rjust(w) for h, w in zip(head, widths))]
         lines += ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in rows]
@@ -147,10 +161,13 @@ class Frontier:
             kind = "solutions at sampled budgets, not all proven optimal"
         shown = "" if step == 1 else f", every {step}th shown"
         lines.append(f"{len(self.points)} points ({kind}{shown}) of objective vs '{self.cost}' in {self.time_s * 1e3:.1f} ms")
+        if self.lp_note:
+            lines.append(f"lp_bound: {self.lp_note}")
         return "\n".join(lines)
 
     def plot(self, path: str | None = None, ax: Any = None) -> Any:
-        """Plot the exact frontier, the LP/greedy frontier and uniform precision (needs matplotlib)."""
+        """Plot the solved allocations as markers (joined by a thin line, labelled as such), the lower
+        bound curve separately, and the uniform-precision points that meet every budget (needs matplotlib)."""
         try:
             import matplotlib
 
@@ -166,10 +183,12 @@ class Frontier:
         x = (lambda c: c) if self.bpw_per_cost is None else (lambda c: np.asarray(c) * self.bpw_per_cost)
         costs = x([pt.cost for pt in self.points])
         values = [pt.objective for pt in self.points]
-        ax.plot(x(self.lp_costs), self.lp_values, "-", color="0.6", lw=1, label="LP frontier (vertices = greedy)")
-        ax.plot(x(self.lp_costs), self.lp_values, ".", color="0.6", ms=3)
-        ax.step(costs, values, where="post", color="C0", lw=1.2, label="exact Pareto frontier" if self.complete else "exact, sampled budgets")
-        ax.plot(costs, values, "o", color="C0", ms=2.5)
+        if self.lp_costs.size:
+            finite = np.isfinite(self.lp_values)
+            ax.plot(x(self.lp_costs[finite]), self.lp_values[finite], "-", color="0.6", lw=1, label=self._bound_label())
+        # the points are allocations, not a curve: the best objective between two of them is not the line's
+        ax.plot(costs, values, "-", color="C0", lw=0.6, alpha=0.5, label="line joining the solved points")
+        ax.plot(costs, values, "o", color="C0", ms=3, label="Pareto-optimal allocations" if self.complete else "solved allocations (sampled budgets)")
         for label, c, v in self.uniform:
             c = float(x(c))
             ax.plot([c], [v], "s", color="C3", ms=5)
@@ -178,6 +197,8 @@ class Frontier:
             ax.plot([], [], "s", color="C3", ms=5, label="uniform precision")
         ax.set_xlabel(self.cost if self.bpw_per_cost is None else f"bits per weight ({self.cost})")
         ax.set_ylabel("objective (total sensitivity)")
+        if not self.lp_costs.size and self.lp_note:
+            ax.set_title(self.lp_note, fontsize=8)
         ax.legend(fontsize=8)
         if own:
             fig.tight_layout()
@@ -185,6 +206,11 @@ class Frontier:
                 fig.savefig(path, dpi=120)
                 plt.close(fig)
         return ax
+
+    def _bound_label(self) -> str:
+        if self.problem.pairwise is not None:
+            return "lower bound (LP of a separable underestimate)"
+        return "LP lower bound" + ("" if self.other_budgets else " (vertices = greedy)")
 
 
 def pareto(
@@ -228,7 +254,6 @@ def pareto(
                           f"(Problem(..., params=[...])); " + ("params are missing" if problem.params is None else f"the unit of '{name}' is not bits or bytes"))
     others = resolve_budgets(problem, budgets, base={k: v for k, v in problem.budgets.items() if k != name})
     others.pop(name, None)
-    lp_costs, lp_values = _lp_frontier(problem, name)
     if points is None:
         if others:
             raise ProblemError(f"the full frontier cannot respect other budgets (here: {', '.join(map(repr, sorted(others)))}): "
@@ -247,21 +272,16 @@ def pareto(
         broken = violations(problem, pt.x, {**others, name: pt.cost})
         if broken:
             raise MpqoptError(f"internal error: frontier point fails verification: {broken}")
-    return Frontier(problem, name, found, points is None, lp_costs, lp_values, _uniform(problem, name), others, time.perf_counter() - start, message, unreached,
-                    unit, bpw_per_cost)
+    lp_costs, lp_values, lp_note = lp_frontier(problem, name, others, [] if points is None else _sample_budgets(problem, name, int(points)))
+    uniform, excluded = _uniform(problem, name, others)
+    return Frontier(problem, name, found, points is None, lp_costs, lp_values, uniform, others, time.perf_counter() - start, message, unreached,
+                    lp_note, excluded, unit, bpw_per_cost)
 
 
-def _lp_frontier(problem: Problem, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """Vertices of the LP frontier: the cheapest allocation, then each hull increment in order."""
+def _sample_budgets(problem: Problem, name: str, points: int) -> np.ndarray:
+    """The budgets a sampled frontier solves: ``points`` evenly from the cheapest to the dearest total."""
     lo, hi = problem.cost_range(name)
-    model = canonicalize(problem.replace(pairwise=None), {name: hi})
-    fixed_cost = float(model.budgets[0] - model.rhs[0])
-    if model.num_groups == 0:
-        return np.array([lo]), np.array([model.offset])
-    inc = hull_increments(model)
-    costs = fixed_cost + float(model.weights[0, inc.start_items].sum()) + np.concatenate([[0.0], np.cumsum(inc.dcost)])
-    values = model.offset + float(model.value[inc.start_items].sum()) + np.concatenate([[0.0], np.cumsum(inc.dvalue)])
-    return costs, values
+    return np.unique(np.linspace(lo, hi, points)) if points > 1 else np.array([hi])  # a narrow range repeats budgets
 
 
 def _full_frontier(problem: Problem, name: str) -> list[FrontierPoint]:
@@ -327,8 +347,7 @@ def _sampled_frontier(problem: Problem, name: str, points: int, others: dict[str
 
     Returns ``(points, message, budgets not reached)``; the message says why there are fewer
     points than budgets asked ("" if there are as many)."""
-    lo, hi = problem.cost_range(name)
-    budgets = np.unique(np.linspace(lo, hi, points)) if points > 1 else np.array([hi])  # a narrow range repeats budgets
+    budgets = _sample_budgets(problem, name, points)
     found: list[FrontierPoint] = []
     warm = None
     infeasible = 0
@@ -373,14 +392,19 @@ def _sampling_message(asked: int, distinct: int, infeasible: int, solved: int, u
     return f"{asked} budgets asked, {unique} distinct allocation{'s' * (unique != 1)}: " + "; ".join(reasons)
 
 
-def _uniform(problem: Problem, name: str) -> list[tuple[str, float, float]]:
-    """Every layer at one option (fixed layers keep theirs), for options every free layer allows."""
-    out = []
+def _uniform(problem: Problem, name: str, others: Mapping[str, float]) -> tuple[list[tuple[str, float, float]], list[tuple[str, float, float, list[str]]]]:
+    """Every layer at one option (fixed layers keep theirs), for options every free layer allows:
+    those that meet every other budget, and those that do not with the budgets each breaks."""
+    out, excluded = [], []
     for k, option in enumerate(problem.options):
         x = np.full(problem.num_layers, k)
         for layer, label in problem.fixed.items():
             x[problem.layer_index(layer)] = problem.option_index(label)
         if problem.allowed[np.arange(problem.num_layers), x].all():
             ev = problem.evaluate(x)
-            out.append((option.label, ev.costs[name], ev.objective))
-    return out
+            broken = [b for b in others if violations(problem, x, {b: others[b]})]
+            if broken:
+                excluded.append((option.label, ev.costs[name], ev.objective, broken))
+            else:
+                out.append((option.label, ev.costs[name], ev.objective))
+    return out, excluded

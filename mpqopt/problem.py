@@ -163,8 +163,9 @@ class Problem:
             raise ProblemError("assignment has option indices out of range")
         return x.astype(np.int64)
 
-    def evaluate(self, assignment: Mapping[str, OptionLike] | Sequence[int] | np.ndarray) -> Evaluation:
-        """Objective (sensitivity sum plus pairwise term) and total of every cost."""
+    def evaluate(self, assignment: Mapping[str, OptionLike] | Sequence[int] | np.ndarray, budgets: Iterable[str] = ()) -> Evaluation:
+        """Objective (sensitivity sum plus pairwise term) and total of every cost, and of every
+        scoped budget key in ``budgets`` (``size_bits[stage0:blk.*]``: the total over its scope)."""
         x = self.as_indices(assignment)
         rows = np.arange(self.num_layers)
         objective = float(self.sensitivity[rows, x].sum())
@@ -172,6 +173,9 @@ class Problem:
             flat = rows * self.num_options + x
             objective += float(self.pairwise[flat][:, flat].sum())
         costs = {name: float(table[rows, x].sum()) for name, table in self.costs.items()}
+        for key in budgets:
+            if key not in costs:
+                costs[key] = float(self.budget_table(key)[rows, x].sum())
         return Evaluation(objective, costs)
 
     def to_labels(self, x: np.ndarray) -> dict[str, str]:

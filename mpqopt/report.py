@@ -154,8 +154,9 @@ def result_table(result: "Result") -> str:
             rows.append(row + ([notes[l]] if show_notes else []))
         rows.append(["total", "", fmt_num(sens.sum())] + [eng(result.costs.get(n)) for n in names] + ([""] if show_notes else []))
         lines += format_table(headers, rows, right=range(2, 3 + len(names)))
-        if problem.pairwise is not None and result.objective is not None:
-            lines.append(f"(objective adds a pairwise term of {fmt_num(result.objective - float(sens.sum()))})")
+        if problem.pairwise is not None and result.loss is not None:
+            what = "objective" if result.minimize is None else "loss"
+            lines.append(f"({what} adds a pairwise term of {fmt_num(result.loss - float(sens.sum()))})")
         lines.append("")
 
     if result.x is not None and names:
@@ -181,7 +182,12 @@ def result_table(result: "Result") -> str:
         lines += format_table(["budget", "limit"], rows) + [""]
 
     lines.append(f"status     {result.status}" + (f" ({result.message})" if result.message else ""))
-    lines.append(f"objective  {fmt_num(result.objective, 10)}   bound {fmt_num(result.bound, 10)}   gap {fmt_gap(result.gap)}")
+    if result.minimize is None:
+        lines.append(f"objective  {fmt_num(result.objective, 10)}   bound {fmt_num(result.bound, 10)}   gap {fmt_gap(result.gap)}")
+    else:  # accuracy-target mode: the objective is a cost, the loss a constraint
+        lines.append(f"objective  {result.minimize} = {fmt_num(result.objective, 10)} (minimized)   bound {fmt_num(result.bound, 10)}   gap {fmt_gap(result.gap)}")
+        limit = "" if result.max_loss is None else f" (max_loss {fmt_num(result.max_loss, 10)})"
+        lines.append(f"loss       {fmt_num(result.loss, 10)}{limit}")
     lines.append(f"solver     {result.solver}, {fmt_time(result.solve_time_s)} in solve")
     if result.bound is not None and result.proof:
         lines.append(f"bound by   {result.proof}")

@@ -45,6 +45,11 @@ class Result:
     contribution of fixed layers; ``gap`` is relative. Every returned assignment has been re-checked
     against every constraint of the problem.
 
+    ``minimize`` says what ``objective`` and ``bound`` measure: None for the total predicted loss
+    (sensitivity plus pairwise term, the default), or the name of the cost table minimized in
+    accuracy-target mode (``solve(..., minimize="size_bits", max_loss=0.02)``). ``loss`` is always
+    the total predicted loss of the answer, ``max_loss`` the loss limit solved for (None: none).
+
     >>> from mpqopt import Problem, solve
     >>> p = Problem(["a", "b"], [4, 8], [[0.5, 0.0], [0.1, 0.0]], costs={"size_bits": [[4, 8], [4, 8]]})
     >>> r = solve(p, budgets={"size_bits": 12})
@@ -65,10 +70,20 @@ class Result:
     infeasibility: Infeasibility | None = None
     stats: dict[str, Any] = field(default_factory=dict)
     proof: str = ""  # which method established ``bound`` ("" when there is none)
+    minimize: str | None = None  # None: objective is the predicted loss; else the cost table minimized
+    loss: float | None = None  # total predicted loss of ``x`` (equals objective when minimize is None)
+    max_loss: float | None = None  # the loss limit of accuracy-target mode
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:  # a backend bug, not the user's input
             raise MpqoptError(f"internal error: result status {self.status!r} is not one of {', '.join(STATUSES)}")
+        if self.minimize is None and self.loss is None:
+            self.loss = self.objective
+
+    @property
+    def objective_name(self) -> str:
+        """What ``objective`` is: ``'loss'`` (predicted loss) or the minimized cost table's name."""
+        return "loss" if self.minimize is None else self.minimize
 
     @property
     def success(self) -> bool:
@@ -82,7 +97,11 @@ class Result:
 
     @property
     def gap(self) -> float | None:
-        return relative_gap(self.objective, self.bound, self.problem.objective_scale)
+        if self.minimize is None:
+            scale = self.problem.objective_scale
+        else:  # the magnitude of the minimized cost's terms
+            scale = float(np.abs(self.problem.costs[self.minimize]).max(axis=1).sum())
+        return relative_gap(self.objective, self.bound, scale)
 
     @property
     def assignment(self) -> dict[str, str] | None:
@@ -117,6 +136,7 @@ class Result:
         """A JSON-ready dictionary (the CLI's ``--json`` output)."""
         return {
             "status": self.status,
+            "minimize": self.objective_name,
             "objective": self.objective,
             "bound": self.bound,
             "gap": self.gap,
@@ -129,6 +149,8 @@ class Result:
             "solve_time_s": self.solve_time_s,
             "message": self.message,
             "proof": self.proof,
+            "loss": self.loss,
+            "max_loss": self.max_loss,
             "infeasibility": None if self.infeasibility is None else self.infeasibility.to_dict(),
             "stats": self.stats,
         }
@@ -144,4 +166,8 @@ class Result:
         gap = "n/a" if self.gap is None else f"{self.gap:.2e}"
         obj = "n/a" if self.objective is None else f"{self.objective:.10g}"
         proof = f"{'' if self.message.endswith('.') else '.'} Bound from {self.proof}." if self.proof and self.bound is not None else ""
+        if self.minimize is not None:
+            limit = "" if self.max_loss is None else f" <= max_loss {self.max_loss:.10g}"
+            loss = "n/a" if self.loss is None else f"{self.loss:.10g}"
+            obj = f"minimized '{self.minimize}' = {obj} (predicted loss {loss}{limit})"
         return f"{self.status}: objective {obj}, gap {gap}, solver {self.solver}, {self.solve_time_s * 1e3:.1f} ms. {self.message}{proof}"

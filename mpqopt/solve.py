@@ -16,14 +16,17 @@ import numpy as np
 from .arguments import validated_arguments
 from .budgets import resolve_budgets
 from .deadline import Deadline, grace
-from .diagnose import check_budgets_alone, diagnose_joint
+from .diagnose import Infeasibility, check_budgets_alone, diagnose_joint
 from .errors import ArgumentError, MpqoptError, SolverError
 from .problem import Problem
 from .reductions import CanonicalModel, canonicalize
 from .result import Result, relative_gap
 from .solvers import Backend, RawSolution, SolveSettings, get_backend
+from .reductions.loss_budget import loss_target_model, swap_objective
+from .solvers.loss_target import PAIRWISE_SOLVERS, LossTargetBackend
 from .stdio import release_thread
-from .verify import violations
+from .target import check_target, loss_infeasibility, target_result
+from .verify import BUDGET_RTOL, violations
 
 
 # gaps a backend may leave and still call its answer optimal (round-off of sums; HiGHS's 1e-6 default
@@ -50,6 +53,8 @@ def solve(
     threads: int | None = None,
     verbose: bool = False,
     warm_start: Mapping[str, Any] | np.ndarray | None = None,
+    minimize: str | None = None,
+    max_loss: float | None = None,
 ) -> Result:
     """Find the allocation of least total sensitivity that meets every budget.
 
@@ -60,6 +65,13 @@ def solve(
     gap of the user's objective.
     ``warm_start`` is an assignment (``{layer: label}`` or option indices) handed to the backend.
 
+    Accuracy-target mode (the inverse problem): ``minimize="size_bits", max_loss=0.02`` finds the
+    least total of that cost table whose total predicted loss (sensitivity plus pairwise term) is at
+    most ``max_loss``, under every budget too. ``Result.objective`` and ``bound`` are then that cost
+    (``Result.minimize`` names it) and ``Result.loss`` the answer's loss. Separable problems are
+    solved as an MCKP with value and weight swapped (any backend); with a pairwise term by HiGHS's
+    MILP on the one-hot linearization (solver 'auto' or 'highs').
+
     >>> from mpqopt import Problem, solve
     >>> p = Problem(["a", "b", "c"], ["W2", "W4", "W8"],
     ...             [[0.9, 0.2, 0.0], [0.5, 0.1, 0.0], [0.1, 0.05, 0.0]],
@@ -68,10 +80,34 @@ def solve(
     >>> r.status, r.assignment, round(r.objective, 3)
     ('optimal', {'a': 'W8', 'b': 'W4', 'c': 'W2'}, 0.2)
     """
+    return solve_with(problem, budgets, solver, time_limit=time_limit, mip_gap=mip_gap, threads=threads, verbose=verbose, warm_start=warm_start)
+
+
+Diagnoses = dict  # {budgets as a sorted tuple of (name, limit): Infeasibility}, shared by the solves of one compare()
+
+
+def solve_with(
+    problem: Problem,
+    budgets: Mapping[str, Any] | None = None,
+    solver: str = "auto",
+    *,
+    time_limit: float | None = None,
+    mip_gap: float = 0.0,
+    threads: int | None = None,
+    verbose: bool = False,
+    warm_start: Mapping[str, Any] | np.ndarray | None = None,
+    diagnoses: Diagnoses | None = None,
+) -> Result:
+    """:func:`solve`, with ``diagnoses``: infeasibility diagnoses already made for this problem
+    (depending on the budgets only, not on the solver), read and filled in, so that comparing
+    several solvers on infeasible budgets diagnoses them once."""
     if not isinstance(problem, Problem):
         raise ArgumentError(f"solve() needs an mpqopt.Problem, got {type(problem).__name__}")
     solver, time_limit, mip_gap, threads, verbose = astuple(validated_arguments(
         solver=solver, time_limit=time_limit, mip_gap=mip_gap, threads=threads, verbose=verbose))
+    if minimize is not None or max_loss is not None:
+        minimize, max_loss = check_target(problem, minimize, max_loss)
+        return _solve_target(problem, budgets, solver, minimize, max_loss, time_limit, mip_gap, threads, verbose, warm_start)
     limits = resolve_budgets(problem, budgets, base=problem.budgets)
     name = choose_solver(problem) if solver == "auto" else solver
     backend = get_backend(name)
@@ -103,7 +139,7 @@ def solve(
                    f"assignment ({problem.cost_range(name)[0]:.12g}): a solver tolerance failure; solver 'mckp' is exact here")
         return Result("error", message, problem, budgets=limits, solver=label, solve_time_s=elapsed, stats=stats)
     if raw.status == "infeasible":
-        diagnosis = diagnose_joint(problem, limits, lambda target, given, limit: _min_cost_given(problem, target, given, limit, clock))
+        diagnosis = _diagnosis(problem, limits, clock, diagnoses)
         return Result("infeasible", diagnosis.message, problem, budgets=limits, solver=label, solve_time_s=elapsed, infeasibility=diagnosis, stats=stats)
     bound = None if raw.bound is None else raw.bound + model.offset
     if raw.items is None:
@@ -236,8 +272,7 @@ def _verified(problem: Problem, model: CanonicalModel, raw: RawSolution, limits:
     broken = violations(problem, x, limits)
     if broken:
         return Result("error", f"solver '{label}' returned an assignment that fails verification: {'; '.join(broken)}", problem, budgets=limits, solver=label, solve_time_s=elapsed, stats=stats)
-    evaluation = problem.evaluate(x)
-    costs = {**evaluation.costs, **{key: problem.budget_total(key, x) for key in limits if key not in evaluation.costs}}  # scoped budgets' totals
+    evaluation = problem.evaluate(x, limits)  # with the scoped budgets' totals
     status = raw.status
     message = raw.message
     if bound is not None and raw.objective is not None:
@@ -251,7 +286,19 @@ def _verified(problem: Problem, model: CanonicalModel, raw: RawSolution, limits:
         status = "feasible"
         message += f"; the solver called it optimal, but {'no bound was proven' if gap is None else f'its bound leaves a gap of {gap:.3g}'}"
     proof = (raw.proof or label) if bound is not None else ""
-    return Result(status, message, problem, x=x, objective=evaluation.objective, bound=bound, budgets=limits, costs=costs, solver=label, solve_time_s=elapsed, stats=stats, proof=proof)
+    return Result(status, message, problem, x=x, objective=evaluation.objective, bound=bound, budgets=limits, costs=evaluation.costs, solver=label, solve_time_s=elapsed, stats=stats, proof=proof)
+
+
+def _diagnosis(problem: Problem, limits: dict[str, float], clock: Deadline, diagnoses: Diagnoses | None) -> Infeasibility:
+    """Which budgets conflict (see :func:`~.diagnose.diagnose_joint`), made once per budgets when
+    ``diagnoses`` is given; one cut short by the time limit is not kept (a later solve may finish it)."""
+    key = tuple(sorted(limits.items()))
+    if diagnoses is not None and key in diagnoses:
+        return diagnoses[key]
+    diagnosis = diagnose_joint(problem, limits, lambda target, given, limit: _min_cost_given(problem, target, given, limit, clock))
+    if diagnoses is not None and diagnosis.complete:
+        diagnoses[key] = diagnosis
+    return diagnosis
 
 
 def _warm_items(problem: Problem, model: CanonicalModel, warm_start: Any) -> np.ndarray | None:
@@ -275,3 +322,94 @@ def _min_cost_given(problem: Problem, target: str, given: str, limit: float, clo
     if raw.status == "optimal" and raw.objective is not None:
         return raw.objective + model.offset, True
     return (-np.inf if raw.bound is None else raw.bound + model.offset), False
+
+
+# ---------------------------------------------------------------------------------- accuracy-target mode
+def _solve_target(problem: Problem, budgets: Mapping[str, Any] | None, solver: str, minimize: str, max_loss: float | None,
+                  time_limit: float | None, mip_gap: float, threads: int | None, verbose: bool, warm_start: Any) -> Result:
+    """Least total of cost ``minimize`` subject to loss <= ``max_loss`` and the budgets (see :func:`solve`)."""
+    limits = resolve_budgets(problem, budgets, base=problem.budgets)
+    start = time.perf_counter()
+    clock = Deadline(time_limit, start)
+    tuning = dict(mip_gap=mip_gap, threads=threads, verbose=verbose)
+    if problem.is_separable or max_loss is None:
+        # the roles of value and weight swapped: the cost table is the objective, the loss a budget
+        swapped = swap_objective(problem, minimize, with_loss=max_loss is not None)
+        inner = dict(limits)
+        if max_loss is not None:
+            loss_budget = swapped.loss_budget(max_loss)
+            if loss_budget < 0 and -loss_budget <= BUDGET_RTOL * max(abs(max_loss), problem.objective_scale):
+                loss_budget = 0.0  # round-off of the shift
+            if loss_budget < 0:  # below the sum of every layer's least sensitivity
+                return _loss_infeasible(problem, limits, minimize, max_loss, solver, clock, start, None)
+            inner[swapped.loss_name] = loss_budget
+        result = solve(swapped.problem, inner, solver, time_limit=clock.remaining(), warm_start=warm_start, **tuning)
+        if result.status == "infeasible" and max_loss is not None:
+            return _loss_infeasible(problem, limits, minimize, max_loss, solver, clock, start, result.solver)
+        out = target_result(problem, result.status, result.message, result.x, result.bound, limits, minimize, max_loss,
+                            solver=result.solver, solve_time_s=time.perf_counter() - start, stats=result.stats, proof=result.proof,
+                            infeasibility=result.infeasibility)
+        return out
+    if solver not in PAIRWISE_SOLVERS:
+        raise SolverError(f"solver '{solver}' cannot take a loss limit on a problem with a pairwise term (the loss is quadratic, "
+                          f"not a budget row): accuracy-target mode solves it by HiGHS's MILP on the one-hot linearization, "
+                          f"solver {' or '.join(repr(s) for s in PAIRWISE_SOLVERS[:2])}")
+    get_backend("highs")  # not installed: SolverUnavailableError, as for any solve
+    label = "highs (auto)" if solver == "auto" else "highs"
+    alone = check_budgets_alone(problem, limits)
+    if alone is not None:
+        return target_result(problem, "infeasible", alone.message, None, None, limits, minimize, max_loss, solver=label,
+                             solve_time_s=time.perf_counter() - start, infeasibility=alone)
+    backend = LossTargetBackend(max_loss)
+
+    def prepare() -> tuple[CanonicalModel, SolveSettings]:
+        backend.target = loss_target_model(problem, minimize, limits)
+        return backend.target.cost_model, SolveSettings(time_limit, mip_gap, threads, verbose, None, clock)
+
+    model, raw = _prepared_run(backend, prepare) if time_limit is None else _run_until(backend, prepare, clock)
+    elapsed = time.perf_counter() - start
+    if model is None:
+        return target_result(problem, "time_limit", raw.message, None, None, limits, minimize, max_loss, solver=label, solve_time_s=elapsed, stats=raw.stats)
+    if raw.items is not None and model.num_groups == 0 and backend.over(backend.loss(raw.items)):
+        raw.status, raw.items = "infeasible", None  # every decision forced, and their loss is too high
+    if raw.status == "infeasible":
+        return _loss_infeasible(problem, limits, minimize, max_loss, solver, clock, start, label)
+    bound = None if raw.bound is None else raw.bound + model.offset
+    x = None if raw.items is None else model.expand(raw.items)
+    result = target_result(problem, raw.status, raw.message, x, bound, limits, minimize, max_loss, solver=label, solve_time_s=elapsed,
+                           stats=raw.stats, proof=raw.proof if bound is not None else "")
+    if result.x is not None and raw.bound is not None and raw.objective is not None:
+        result.bound = result.objective - max(raw.objective - raw.bound, 0.0)  # the gap proved, without the offset's round-off
+    return _settled(result, mip_gap)
+
+
+def _settled(result: Result, mip_gap: float) -> Result:
+    """'optimal' only with a bound that closes the gap (as ``_verified``); a 'feasible' answer that meets its bound is optimal."""
+    gap = result.gap
+    if result.status == "feasible" and gap is not None and gap <= mip_gap:
+        result.status = "optimal"
+    elif result.status == "optimal" and (gap is None or gap > max(mip_gap, OPTIMAL_RTOL)):
+        result.status = "feasible"
+        result.message += f"; the solver called it optimal, but {'no bound was proven' if gap is None else f'its bound leaves a gap of {gap:.3g}'}"
+    return result
+
+
+def _loss_infeasible(problem: Problem, limits: dict[str, float], minimize: str, max_loss: float, solver: str, clock: Deadline, start: float, label: str | None) -> Result:
+    """No assignment meets ``max_loss`` with the budgets: say why, from the least loss the budgets allow
+    (an ordinary exact solve within what is left of the time limit)."""
+    least = solve(problem, limits, time_limit=clock.remaining())
+    label = label or solver
+    fields = dict(solver=label, minimize=minimize, max_loss=max_loss, budgets=limits)
+    if least.status == "infeasible":  # the other budgets alone cannot all be met
+        return Result("infeasible", least.message, problem, solve_time_s=time.perf_counter() - start, infeasibility=least.infeasibility, **fields)
+    if least.x is not None and least.loss <= max_loss + BUDGET_RTOL * max(abs(max_loss), problem.objective_scale):
+        message = (f"solver '{label}' reported max_loss = {max_loss:.10g} infeasible, but the least-loss assignment under the budgets "
+                   f"has loss {least.loss:.10g}: a solver tolerance failure; solver 'mckp' is exact on separable problems")
+        return Result("error", message, problem, solve_time_s=time.perf_counter() - start, **fields)
+    exact = least.status == "optimal"
+    value = least.objective if exact else least.bound
+    if value is None or value <= max_loss:
+        message = f"infeasible: solver '{label}' proved no assignment meets max_loss = {max_loss:.10g} with the budgets; the least loss achievable was not found in the time left"
+        return Result("infeasible", message, problem, solve_time_s=time.perf_counter() - start, **fields)
+    diagnosis = loss_infeasibility(problem, limits, max_loss, value, exact)
+    return Result("infeasible", diagnosis.message, problem, solve_time_s=time.perf_counter() - start, infeasibility=diagnosis, **fields)

@@ -20,8 +20,15 @@ from .problem import Problem
 BUDGET_RTOL = 1e-12
 
 
-def violations(problem: Problem, x: np.ndarray, budgets: Mapping[str, float]) -> list[str]:
-    """Every constraint that ``x`` (option index per layer) breaks, as readable sentences."""
+def loss_exceeds(problem: Problem, loss: float, max_loss: float) -> bool:
+    """Whether a total predicted loss breaks ``loss <= max_loss`` beyond round-off: the loss sums terms
+    of either sign, so the tolerance is relative to the problem's objective scale too."""
+    return loss > max_loss + BUDGET_RTOL * max(abs(max_loss), abs(loss), problem.objective_scale)
+
+
+def violations(problem: Problem, x: np.ndarray, budgets: Mapping[str, float], max_loss: float | None = None) -> list[str]:
+    """Every constraint that ``x`` (option index per layer) breaks, as readable sentences; with
+    ``max_loss`` (accuracy-target mode) also a total predicted loss above it."""
     x = np.asarray(x)
     if x.shape != (problem.num_layers,) or not np.issubdtype(x.dtype, np.integer):
         return [f"assignment has shape {x.shape} and dtype {x.dtype}, expected {problem.num_layers} option indices"]
@@ -43,4 +50,8 @@ def violations(problem: Problem, x: np.ndarray, budgets: Mapping[str, float]) ->
         total = float(problem.budget_table(name)[rows, x].sum())
         if total > limit + BUDGET_RTOL * max(abs(limit), abs(total)):
             found.append(f"budget '{name}' broken: total {total:.12g} > limit {limit:.12g}")
+    if max_loss is not None:
+        loss = problem.evaluate(x).objective
+        if loss_exceeds(problem, loss, max_loss):
+            found.append(f"max_loss broken: predicted loss {loss:.12g} > {max_loss:.12g}")
     return found

@@ -2,6 +2,7 @@
 
     mpqopt solve model.json --budget size=50%          # readable table
     mpqopt solve model.json --budget size=7.9MiB --json  # one JSON object on stdout
+    mpqopt solve model.json --minimize size --max-loss 0.02  # least size at a predicted loss <= 0.02
     mpqopt pareto model.json --cost size --plot front.png  # every Pareto-optimal allocation
     mpqopt pareto model.json --cost size --points 20 --budget bitops=1.2G --csv front.csv
     mpqopt compare model.json --budget size=50% --solvers mckp,highs,bnb,greedy --repeat 3
@@ -52,7 +53,7 @@ from .common import (EXIT_INFEASIBLE, EXIT_INPUT, EXIT_INTERNAL, EXIT_NO_SOLUTIO
                      exit_code, result_json)
 from .demo import DEMO_PERCENTS, WIDTH, cmd_demo, demo_budgets, demo_example, example_paths, size_cost
 from .parsers import (_positive_int, budget_option, common_options, json_option, options, output_option, problem_file, solver_option,
-                      solver_tuning_options, time_limit_option)
+                      solver_tuning_options, target_options, time_limit_option)
 
 # The package: this module (entry point, parser, the commands but `demo`), parsers.py (the options several commands
 # share, as parent parsers, and the value types), common.py (exit codes, output helpers), demo.py (`mpqopt demo`).
@@ -147,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
                                "budget. NAME[SCOPE] budgets only the layers SCOPE matches: [LABEL:]PATTERN[,PATTERN...], "
                                "globs with numeric ranges {N..M} or re:REGEX, e.g. -b 'size[stage0:blk.{0..15}.*]=2GB' "
                                "(a percentage or bpw is then of that scope); repeatable"),
+                 target_options(),
                  solver_option("backend (see `mpqopt solvers`; default: auto)"),
                  time_limit_option("stop after S seconds"),
                  solver_tuning_options(),
@@ -251,7 +253,8 @@ def cmd_solve(args: argparse.Namespace) -> int:
     problem = load_problem(args.file, args.max_file_size)
     with _stdout_to_stderr(args.json):
         result = solve(problem, budgets=overrides or None, solver=args.solver, time_limit=args.time_limit,
-                       mip_gap=args.mip_gap, threads=args.threads, verbose=args.verbose)
+                       mip_gap=args.mip_gap, threads=args.threads, verbose=args.verbose,
+                       minimize=args.minimize, max_loss=args.max_loss)
     text = result_json(result)
     _write(args.output, text + "\n")
     print(text if args.json else result.table())

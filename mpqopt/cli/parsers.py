@@ -9,6 +9,7 @@ sits in its own small parent where it belongs between shared ones.
 from __future__ import annotations
 
 import argparse
+import math
 import re
 
 from ..arguments import DEFAULT_MAX_BYTES
@@ -48,6 +49,7 @@ def _byte_size(text: str) -> int:
 _positive_float = _number(float, lambda v: 0 < v < float("inf"), "a number of seconds", "must be a positive number")
 _positive_int = _number(int, lambda v: v >= 1, "a whole number", "must be at least 1")
 _gap = _number(float, lambda v: 0.0 <= v < 1.0, "a number in [0, 1)", "must lie in [0, 1)")
+_finite_float = _number(float, math.isfinite, "a number", "must be a finite number")
 
 
 # ---------------------------------------------------------------------------------- parent parsers
@@ -101,6 +103,17 @@ def solver_tuning_options() -> argparse.ArgumentParser:
     p.add_argument("--mip-gap", type=_gap, default=0.0, metavar="G", help="relative gap at which to stop (default 0: prove optimality)")
     p.add_argument("--threads", type=_positive_int, metavar="N", help="solver threads")
     p.add_argument("--verbose", action="store_true", help="show the solver log (on stderr when --json)")
+    return p
+
+
+def target_options() -> argparse.ArgumentParser:
+    """``--minimize NAME`` and ``--max-loss X``: accuracy-target mode (least cost at a loss limit)."""
+    p = options()
+    p.add_argument("--minimize", metavar="NAME",
+                   help="accuracy-target mode: minimize the total of cost NAME (a unique prefix works: size for size_bits) "
+                        "instead of the predicted loss; the budgets still apply")
+    p.add_argument("--max-loss", type=_finite_float, metavar="X",
+                   help="with --minimize: the total predicted loss (sensitivity plus pairwise term) may be at most X")
     return p
 
 

@@ -31,27 +31,31 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..deadline import seconds_left
-from ..algorithms.heuristics import is_feasible, repair
 from ..algorithms.incumbent import separable_incumbent
 from ..errors import SolverError
 from ..reductions import CanonicalModel
 from ..reductions.convexify import Convexified, convexify
 from ..reductions.matrix import budget_row_scales
-from .base import Backend, RawSolution, SolveSettings, items_from_values, register
+from .base import RawSolution, SolveSettings, register
+from .milp import MilpBackend, MilpRun
 
 MODES = ("onehot", "mineig", "psd")
 LICENCE_ERRNOS = (10009, 10010)  # GRB_ERROR_NO_LICENSE, GRB_ERROR_SIZE_LIMIT_EXCEEDED
+STATUS_MAP = {2: "optimal", 3: "infeasible", 4: "infeasible",  # binary variables: never unbounded
+              7: "time_limit", 8: "time_limit", 9: "time_limit", 10: "time_limit", 11: "time_limit", 15: "time_limit", 16: "time_limit", 17: "time_limit",
+              12: "feasible", 13: "feasible"}  # 12 NUMERIC with an assignment (its bound untrusted), 13 SUBOPTIMAL
 NOISE_RTOL = 1e-14  # gaps below this share of the objective's terms are round-off (result.relative_gap)
 
 
 @register
-class GurobiBackend(Backend):
+class GurobiBackend(MilpBackend):
     name = "gurobi"
     description = ("Gurobi (commercial; the pip licence is size-limited): ILP, nonconvex MIQP for pairwise terms; "
                    "'gurobi:onehot' / 'gurobi:mineig' exact convex forms, 'gurobi:psd' CLADO's approximate PSD projection")
     requires = ("gurobipy",)
     extra = "gurobi"
-    supports_quadratic = True
+    STATUS_MAP = STATUS_MAP
+    display = "Gurobi"
 
     def __init__(self, arg: str | None = None):
         if arg is not None and arg not in MODES:
@@ -64,36 +68,65 @@ class GurobiBackend(Backend):
         return self.name if self.mode is None else f"{self.name}:{self.mode}"
 
     def solve(self, model: CanonicalModel, settings: SolveSettings) -> RawSolution:
+        """Gurobi takes the pairwise term itself (MIQP): no linearization; CLADO's projected mode
+        proves nothing about the original objective."""
         import gurobipy as gp
 
-        deadline = settings.stop_at
-        conv, stats = None, {}
+        conv = None
+        stats = {}
         if model.quadratic is not None and self.mode is not None:
             start = time.perf_counter()
             conv = convexify(model, self.mode)
             stats["convexify"] = {"method": conv.method, "shift_total": conv.shift_total, "min_eigenvalue_before": conv.min_eigenvalue_before,
                                   "min_eigenvalue_after": conv.min_eigenvalue_after, "seconds": time.perf_counter() - start}
+        warm = settings.warm_start if settings.warm_start is not None else (separable_incumbent(model) if model.quadratic is not None else None)
         try:
-            return self._solve(gp, model, settings, conv, deadline, stats)
+            run = self.run_milp(model, settings, warm, None, conv=conv)
         except gp.GurobiError as exc:
             raise _solver_error(self.label, exc, model) from None
+        run.stats.update(stats)
+        raw = self.finish(model, settings, run, warm)
+        if raw.proof:
+            raw.proof = _PROOFS[conv.method if conv is not None else ("miqp" if model.quadratic is not None else "ilp")]
+        note = f"; {conv.note}" if conv is not None else ""
+        if self.mode is not None and model.quadratic is None:
+            note = f"; no pairwise term, so ':{self.mode}' changed nothing (exact ILP)"
+        if conv is not None and not conv.exact and raw.items is not None:  # CLADO's mode: a different objective
+            raw.status = "time_limit" if raw.status == "time_limit" else "feasible"
+            raw.bound, raw.proof = None, ""
+            raw.message = (f"{raw.message} on the PSD-projected objective (CLADO's approximation): no proof of optimality "
+                           f"on the original objective, which is what is reported")
+        raw.message += note
+        return raw
 
-    def _solve(self, gp, model: CanonicalModel, settings: SolveSettings, conv: Convexified | None, deadline: float | None, stats: dict) -> RawSolution:
-        GRB = gp.GRB
+    def run_milp(self, model: CanonicalModel, settings: SolveSettings, warm: np.ndarray | None, linear=None, conv: Convexified | None = None) -> MilpRun:
+        import gurobipy as gp
+
         env = gp.Env(empty=True)
         try:
             env.setParam("OutputFlag", 1 if settings.verbose else 0)  # before start(): no licence banner
             env.start()
             with gp.Model("mpqopt", env=env) as m:
                 x, scale = self._build(gp, m, model, conv)
-                self._set_params(m, model, settings, deadline, scale)
-                warm = settings.warm_start if settings.warm_start is not None else (separable_incumbent(model) if model.quadratic is not None else None)
+                self._set_params(m, model, settings, scale)
                 if warm is not None:
                     start = np.zeros(model.num_items)
                     start[np.asarray(warm, dtype=np.int64)] = 1.0
                     x.Start = start
                 m.optimize()
-                return self._result(GRB, m, x, model, conv, scale, stats)
+                status = m.Status
+                if status == gp.GRB.NUMERIC and not m.SolCount:
+                    status = "numeric trouble, no assignment"  # not in STATUS_MAP: an error
+                text = _STATUS_NAMES.get(m.Status, f"status {m.Status}")
+                if m.Status in (gp.GRB.TIME_LIMIT, gp.GRB.INTERRUPTED):
+                    text = self.limit_text(settings, text)
+                # after numeric trouble its bound is not trusted; the projected objective is not ours
+                trusted = m.Status != gp.GRB.NUMERIC and (conv is None or conv.exact)
+                run = MilpRun(status, text, bound=float(m.ObjBound), scale=scale, constant=-model.offset, trusted=trusted,
+                              stats={"nodes": int(m.NodeCount), "gurobi_status": _STATUS_NAMES.get(m.Status, f"status {m.Status}")})
+                if m.SolCount:
+                    run.values, run.objective = np.asarray(x.X), float(m.ObjVal)
+                return run
         finally:
             env.dispose()
 
@@ -126,9 +159,9 @@ class GurobiBackend(Backend):
         return x, scale
 
     @staticmethod
-    def _set_params(m, model: CanonicalModel, settings: SolveSettings, deadline: float | None, scale: float) -> None:
-        if deadline is not None:
-            m.Params.TimeLimit = seconds_left(deadline)
+    def _set_params(m, model: CanonicalModel, settings: SolveSettings, scale: float) -> None:
+        if settings.stop_at is not None:
+            m.Params.TimeLimit = seconds_left(settings.stop_at)
         if settings.threads:
             m.Params.Threads = int(settings.threads)
         m.Params.MIPGap = float(settings.mip_gap)
@@ -139,48 +172,6 @@ class GurobiBackend(Backend):
         # lets binding budgets slip, which verification would reject (repair is the fallback)
         m.Params.FeasibilityTol = 1e-9
         m.Params.IntFeasTol = 1e-9
-
-    def _result(self, GRB, m, x, model: CanonicalModel, conv: Convexified | None, scale: float, stats: dict) -> RawSolution:
-        status = m.Status
-        text = _STATUS_NAMES.get(status, f"status {status}")
-        stats.update(nodes=int(m.NodeCount), gurobi_status=text)
-        projected = conv is not None and not conv.exact  # CLADO's mode: a different objective
-        if status in (GRB.INFEASIBLE, GRB.INF_OR_UNBD):  # binary variables: never unbounded
-            return RawSolution("infeasible", message="Gurobi proved the budgets cannot all be met", stats=stats)
-        if status == GRB.OPTIMAL:
-            kind = "optimal"
-        elif status in (GRB.TIME_LIMIT, GRB.INTERRUPTED, GRB.NODE_LIMIT, GRB.SOLUTION_LIMIT, GRB.ITERATION_LIMIT, GRB.WORK_LIMIT, GRB.MEM_LIMIT, GRB.USER_OBJ_LIMIT):
-            kind = "time_limit"
-        elif status == GRB.SUBOPTIMAL or (status == GRB.NUMERIC and m.SolCount):
-            kind = "feasible"
-        else:
-            return RawSolution("error", message=f"Gurobi stopped with status '{text}'", stats=stats)
-        note = f"; {conv.note}" if conv is not None else ""
-        if self.mode is not None and model.quadratic is None:
-            note = f"; no pairwise term, so ':{self.mode}' changed nothing (exact ILP)"
-        trusted = not projected and status != GRB.NUMERIC  # after numeric trouble its bound is not trusted
-        raw_bound = float(m.ObjBound) if trusted else np.nan  # normalized, offset included
-        bound = raw_bound * scale - model.offset if np.isfinite(raw_bound) and abs(raw_bound) < 1e99 else None
-        if m.SolCount == 0:
-            return RawSolution(kind, bound=bound, message=f"Gurobi: {text}, no assignment found{note}", stats=stats)
-        items = items_from_values(model, np.asarray(x.X))
-        found = model.items_objective(items)  # Gurobi's own assignment, before any repair
-        if not is_feasible(model, items):
-            # within Gurobi's tolerance but over a budget in exact arithmetic: move to a feasible neighbour
-            repaired = repair(model, items)
-            if repaired is None:
-                return RawSolution("error", bound=bound, message="Gurobi's assignment exceeds a budget by its feasibility tolerance and could not be repaired", stats=stats)
-            items, kind, text = repaired, ("feasible" if kind == "optimal" else kind), f"{text}; its assignment exceeded a budget by Gurobi's tolerance and was repaired"
-        if projected:
-            kind = "time_limit" if kind == "time_limit" else "feasible"
-            message = (f"Gurobi: {text} on the PSD-projected objective (CLADO's approximation): no proof of optimality "
-                       f"on the original objective, which is what is reported{note}")
-            return RawSolution(kind, items=items, objective=model.items_objective(items), bound=None, message=message, stats=stats)
-        if bound is not None:
-            # the gap as Gurobi measured it, from its own assignment: converting both ends separately
-            # would add round-off of the offset and of the convexification's cancelling terms
-            bound = found - max(float(m.ObjVal) - raw_bound, 0.0) * scale
-        return RawSolution(kind, items=items, objective=model.items_objective(items), bound=bound, message=f"Gurobi: {text}{note}", stats=stats, proof=_PROOFS[conv.method if conv is not None else ("miqp" if model.quadratic is not None else "ilp")])
 
 
 _PROOFS = {"ilp": "Gurobi ILP", "miqp": "Gurobi nonconvex MIQP on the original objective",

@@ -20,7 +20,7 @@ import time
 import numpy as np
 
 from ..deadline import seconds_left
-from ..algorithms.heuristics import improve, is_feasible, repair, round_lp
+from ..algorithms.heuristics import improve, is_feasible, round_lp
 from ..algorithms.incumbent import separable_incumbent
 from ..algorithms.lagrangian import fixable_items
 from ..errors import SolverError
@@ -29,10 +29,11 @@ from ..highs_runtime import run as run_highs
 from ..reductions import CanonicalModel, restrict
 from ..reductions.linearize import Linearization
 from ..reductions.matrix import BLOCK_RTOL, MilpArrays, csc_arrays, linearization_for, milp_arrays
-from .base import INCONSISTENT_START, Backend, RawSolution, SolveSettings, claim_matches, items_from_values, register
+from .base import RawSolution, SolveSettings, register
+from .milp import MilpBackend, MilpRun, solve_linearized
 
 # the matrix forms lived here before they moved to the reductions layer; kept importable from here
-__all__ = ["HighsBackend", "MilpArrays", "csc_arrays", "highs_lp", "linearization_for", "milp_arrays", "milp_solution", "solve_linearized"]
+__all__ = ["HighsBackend", "MilpArrays", "csc_arrays", "highs_lp", "linearization_for", "milp_arrays", "solve_linearized"]
 
 
 class _HighsModel:
@@ -86,11 +87,10 @@ class _HighsModel:
 
 
 @register
-class HighsBackend(Backend):
+class HighsBackend(MilpBackend):
     name = "highs"
     description = "HiGHS MILP (embedded default, open source) after LP-based reduced-cost fixing; 'highs:plain' skips the fixing; pairwise terms by exact one-hot linearization"
     requires = ("highspy",)
-    supports_quadratic = True
     block_rtol = BLOCK_RTOL  # see mpqopt.reductions.matrix.linearization_for
 
     def __init__(self, arg: str | None = None):
@@ -110,9 +110,9 @@ class HighsBackend(Backend):
             warm = settings.warm_start if settings.warm_start is not None else separable_incumbent(model, settings.left())
             if warm is not None and is_feasible(model, np.asarray(warm)):
                 settings.deadline.offer(np.asarray(warm), model.items_objective(np.asarray(warm)))
-            return solve_linearized(model, lambda linear: self.solve_milp(model, settings, warm, deadline, linear=linear))
+            return solve_linearized(model, lambda linear: self.solve_milp(model, settings, warm, linear, deadline=deadline))
         if self.plain:
-            return self.solve_milp(model, settings, settings.warm_start, deadline)
+            return self.solve_milp(model, settings, settings.warm_start, deadline=deadline)
         return self._solve_with_fixing(model, settings, deadline)
 
     def _solve_with_fixing(self, model: CanonicalModel, settings: SolveSettings, deadline: float | None) -> RawSolution:
@@ -125,14 +125,14 @@ class HighsBackend(Backend):
             if settings.deadline.expired():  # the LP used the time up: no MILP can run
                 return _start_only(model, settings.warm_start, None, f"HiGHS: {settings.deadline.message()} in the LP relaxation")
             warm = settings.warm_start if settings.warm_start is not None else separable_incumbent(model, settings.left())
-            return self.solve_milp(model, settings, warm, deadline)
+            return self.solve_milp(model, settings, warm, deadline=deadline)
         solution = relaxed.h.getSolution()
         # budget multipliers in original units: dual of the scaled, normalized row, mapped back
         duals = -np.asarray(solution.row_dual)[model.num_groups:]
         lam = np.maximum(duals, 0.0) * relaxed.scale / relaxed.row_scale
         incumbent = self._incumbent(model, np.asarray(solution.col_value), settings.warm_start)
         if incumbent is None:
-            return self.solve_milp(model, settings, settings.warm_start, deadline)
+            return self.solve_milp(model, settings, settings.warm_start, deadline=deadline)
         inc_obj = model.items_objective(incumbent)
         drop, lp_bound = fixable_items(model, lam, inc_obj)
         drop[incumbent] = False
@@ -156,7 +156,7 @@ class HighsBackend(Backend):
         keep = keep.copy()
         keep[incumbent] = True
         core, kept = restrict(model, keep)
-        raw = self.solve_milp(core, settings, np.searchsorted(kept, incumbent), deadline, core=True)
+        raw = self.solve_milp(core, settings, np.searchsorted(kept, incumbent), deadline=deadline, core=True)
         raw.stats.update(stats, core_items=core.num_items)
         if raw.items is not None:
             raw.items = kept[raw.items]
@@ -195,11 +195,18 @@ class HighsBackend(Backend):
             candidates.append(improve(model, warm_start))
         return min(candidates, key=model.items_objective) if candidates else None
 
-    def solve_milp(self, model: CanonicalModel, settings: SolveSettings, warm: np.ndarray | None, deadline: float | None, core: bool = False, linear: Linearization | None = None) -> RawSolution:
-        """HiGHS's MILP on the whole ``model`` (``linear``: its pair columns and rows), started from
-        ``warm`` if given and stopped at ``deadline``; ``core``: a small core with a good start (MIP
-        heuristics off for up to two budgets). The answer is re-verified against the exact budgets.
-        Public for the other backends that hand HiGHS a (core) model, such as ``mckp``."""
+    STATUS_MAP = {"kOptimal": "optimal", "kInfeasible": "infeasible", "kTimeLimit": "time_limit", "kInterrupt": "time_limit",
+                  "kSolutionLimit": "time_limit", "kIterationLimit": "time_limit"}
+
+    @property
+    def display(self) -> str:
+        return "HiGHS"
+
+    def run_milp(self, model: CanonicalModel, settings: SolveSettings, warm: np.ndarray | None, linear: Linearization | None = None,
+                 deadline: float | None = None, core: bool = False) -> MilpRun:
+        """HiGHS's MILP on the whole ``model``, stopped at ``deadline`` (default: the settings'); ``core``:
+        a small core with a good start (MIP heuristics off for up to two budgets). Through
+        :meth:`solve_milp`, which the other backends that hand HiGHS a (core) model call (``mckp``)."""
         hm = _HighsModel(model, settings, integer=True, linear=linear)
         h, hs = hm.h, hm.hs
         if core and model.num_budgets <= 2:
@@ -220,37 +227,15 @@ class HighsBackend(Backend):
             h.setSolution(solution)
         hm.run()
         status, info, text = h.getModelStatus(), h.getInfo(), hm.status_text()
-        stats = {"nodes": int(info.mip_node_count), "highs_status": text}
-        if status == hs.HighsModelStatus.kInfeasible:
-            return RawSolution("infeasible", message="HiGHS proved the budgets cannot all be met", stats=stats)
-        if status == hs.HighsModelStatus.kOptimal:
-            kind = "optimal"
-        elif status in (hs.HighsModelStatus.kTimeLimit, hs.HighsModelStatus.kInterrupt, hs.HighsModelStatus.kSolutionLimit, hs.HighsModelStatus.kIterationLimit):
-            kind = "time_limit"
-            if status in (hs.HighsModelStatus.kTimeLimit, hs.HighsModelStatus.kInterrupt):
-                # our deadline interrupts it from a callback: HiGHS calls that 'Interrupted by user'
-                text = settings.deadline.message() if settings.deadline.limit is not None else "time limit reached"
-        else:
-            return RawSolution("error", message=f"HiGHS stopped with status '{text}'", stats=stats)
-        bound = hm.original(float(info.mip_dual_bound))
-        bound = bound if np.isfinite(bound) else None
-        if info.primal_solution_status != 2:  # kSolutionStatusFeasible
-            if warm is not None and is_feasible(model, np.asarray(warm)):  # HiGHS never got to it
-                return RawSolution(kind, items=np.asarray(warm), objective=model.items_objective(np.asarray(warm)), bound=bound, message=f"HiGHS: {text}; returning the starting assignment", stats=stats)
-            return RawSolution(kind, bound=bound, message=f"HiGHS: {text}, no assignment found", stats=stats)
-        col_value = np.asarray(h.getSolution().col_value)
-        claimed = float(info.objective_function_value)
-        if not claim_matches(claimed, float(hm.cost @ col_value)):
-            # HiGHS 1.16 can hand back a MIP start as 'Optimal' with the objective of its presolved
-            # space (an offset lost) and a bound to match: a wrong proof. Solve again without it.
-            if warm is not None:
-                raw = self.solve_milp(model, settings, None, deadline, core, linear)
-                raw.message += f"; {INCONSISTENT_START}"
-                raw.stats["inconsistent_start"] = True
-                return raw
-            kind, bound, text = "feasible", None, f"{text}, but its objective {claimed:.12g} disagrees with its assignment's: no bound taken from it"
-        gap = max(claimed - float(info.mip_dual_bound), 0.0) * hm.scale
-        return milp_solution(model, col_value, kind, f"HiGHS: {text}", gap if bound is not None else None, stats, linear)
+        if status in (hs.HighsModelStatus.kTimeLimit, hs.HighsModelStatus.kInterrupt):
+            # our deadline interrupts it from a callback: HiGHS calls that 'Interrupted by user'
+            text = self.limit_text(settings, "time limit reached")
+        run = MilpRun(status.name, text, bound=float(info.mip_dual_bound), scale=hm.scale, constant=hm.constant,
+                      stats={"nodes": int(info.mip_node_count), "highs_status": hm.status_text()})
+        if info.primal_solution_status == 2:  # kSolutionStatusFeasible
+            run.values = np.asarray(h.getSolution().col_value)
+            run.objective, run.assignment_value = float(info.objective_function_value), float(hm.cost @ run.values)
+        return run
 
 
 def _start_only(model: CanonicalModel, items: np.ndarray | None, bound: float | None, text: str, stats: dict | None = None) -> RawSolution:
@@ -260,38 +245,3 @@ def _start_only(model: CanonicalModel, items: np.ndarray | None, bound: float | 
     objective = model.items_objective(np.asarray(items))
     return RawSolution("time_limit", items=np.asarray(items), objective=objective, bound=None if bound is None else min(bound, objective),
                        message=f"{text}; returning the starting assignment", stats=stats or {}, proof="HiGHS LP relaxation + reduced-cost fixing" if bound is not None else "")
-
-
-def solve_linearized(model: CanonicalModel, run) -> RawSolution:
-    """``run(linear)`` on the model's linearization; record it in the stats and lower the bound by
-    what dropped blocks could contribute."""
-    linear = linearization_for(model)
-    raw = run(linear)
-    raw.stats.update(pair_blocks_kept=linear.blocks_kept, pair_blocks_dropped=linear.blocks_dropped, drop_tolerance=linear.tolerance)
-    if linear.blocks_dropped:
-        raw.message += f"; {linear.blocks_dropped} interaction blocks with every |entry| <= {linear.tolerance:.3g} dropped"
-        if raw.bound is not None:
-            raw.bound -= linear.dropped_mass
-    return raw
-
-
-def milp_solution(model: CanonicalModel, col_values: np.ndarray, kind: str, text: str, gap: float | None, stats: dict, linear: Linearization | None) -> RawSolution:
-    """A RawSolution from a HiGHS MILP solution vector: items read off, re-verified against the exact
-    budgets (repaired if over one by the solver's tolerance), bound = objective - ``gap``.
-
-    ``gap`` is the solver's own primal-dual gap in canonical units (None: no bound): measuring it in
-    the solver's normalized units and applying it to HiGHS's assignment avoids the round-off of
-    converting both ends, and a repaired (dearer) assignment must not raise the bound.
-    """
-    items = items_from_values(model, col_values[: model.num_items])
-    found = model.items_objective(items)  # the solver's own assignment, before any repair
-    if not is_feasible(model, items):
-        # within the solver's tolerance but over a budget in exact arithmetic: move to a feasible neighbour
-        repaired = repair(model, items)
-        if repaired is None:
-            return RawSolution("error", bound=None if gap is None else found - gap, message=f"{text}; its assignment exceeds a budget by the solver's feasibility tolerance and could not be repaired", stats=stats)
-        polished = repaired if model.quadratic is not None else improve(model, repaired)  # 1-opt is linear-only
-        items, kind, text = polished, "feasible", f"{text}; its assignment exceeded a budget by the solver's tolerance and was repaired"
-    bound = None if gap is None else found - gap
-    proof = "HiGHS MILP on the one-hot linearization" if linear is not None else "HiGHS MILP"
-    return RawSolution(kind, items=items, objective=model.items_objective(items), bound=bound, message=text, stats=stats, proof=proof)

@@ -88,7 +88,7 @@ def _compact_core(model: CanonicalModel, keep: np.ndarray, incumbent: np.ndarray
     warm = np.searchsorted(items, incumbent[active])
     # solve_milp's gap is relative to the core's objective: this one gives the absolute gap wanted
     rel = min(abs_gap / max(abs(sub.items_objective(warm)), 1e-300), 0.5)
-    raw = HighsBackend().solve_milp(sub, dataclasses.replace(settings, mip_gap=rel, warm_start=None), warm, deadline, core=True)
+    raw = HighsBackend().solve_milp(sub, dataclasses.replace(settings, mip_gap=rel, warm_start=None), warm, deadline=deadline, core=True)
     stats = {"core_groups": sub.num_groups, "core_items": sub.num_items, "nodes": raw.stats.get("nodes")}
     fixed_value = float(model.value[fixed].sum())
     bound = raw.bound + fixed_value if raw.bound is not None and raw.status in ("optimal", "time_limit", "feasible") else None
@@ -192,7 +192,7 @@ class MckpBackend(Backend):
         if not candidates:  # no incumbent to fix against: HiGHS on the whole model
             if clock.expired():
                 return RawSolution("time_limit", bound=dual.bound, message="Lagrangian dual only, no assignment found", stats=stats, proof="Lagrangian dual")
-            raw = HighsBackend().solve_milp(model, settings, None, deadline)
+            raw = HighsBackend().solve_milp(model, settings, None, deadline=deadline)
             raw.stats.update(stats)
             if raw.status in ("optimal", "feasible", "time_limit"):
                 raw.bound = dual.bound if raw.bound is None else max(raw.bound, dual.bound)

@@ -44,8 +44,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..deadline import seconds_left
-from ..algorithms.heuristics import is_feasible, repair
+from ..algorithms.heuristics import is_feasible
 from ..algorithms.incumbent import separable_incumbent
 from ..budgets import resolve_budgets
 from ..errors import SolverError, SolverUnavailableError
@@ -55,7 +54,8 @@ from ..reductions import CanonicalModel, canonicalize
 from ..reductions.linearize import Linearization, linearize
 from ..reductions.matrix import budget_row_scales, normalized_columns
 from ..stdio import c_stdout_to_stderr
-from .base import INCONSISTENT_START, Backend, RawSolution, SolveSettings, claim_matches, items_from_values, register
+from .base import RawSolution, SolveSettings, items_from_values, register
+from .milp import MilpBackend, MilpRun
 
 DEFAULT_SOLVER = "appsi_highs"
 # names checked when listing what this machine can run (an unknown name costs nothing to check)
@@ -180,12 +180,11 @@ def _probe(name: str):
 
 
 @register
-class PyomoBackend(Backend):
+class PyomoBackend(MilpBackend):
     name = "pyomo"
     description = "any MILP solver through Pyomo: 'pyomo:appsi_highs' (default), 'pyomo:glpk', 'pyomo:cbc', 'pyomo:gurobi_direct', ...; pairwise terms by exact one-hot linearization"
     requires = ("pyomo",)
     extra = "pyomo"
-    supports_quadratic = True
 
     def __init__(self, arg: str | None = None):
         self.solver = arg or DEFAULT_SOLVER
@@ -202,21 +201,34 @@ class PyomoBackend(Backend):
     def label(self) -> str:
         return f"{self.name}:{self.solver}"
 
+    STATUS_MAP = {"optimal": "optimal", "globallyOptimal": "optimal", "infeasible": "infeasible",
+                  "infeasibleOrUnbounded": "infeasible",  # binary columns: never unbounded
+                  **dict.fromkeys(("maxTimeLimit", "maxIterations", "maxEvaluations", "userInterrupt", "resourceInterrupt",
+                                   "minFunctionValue", "minStepLength"), "time_limit"),
+                  **dict.fromkeys(("feasible", "locallyOptimal", "other", "intermediateNonInteger"), "feasible")}
+
     def solve(self, model: CanonicalModel, settings: SolveSettings) -> RawSolution:
-        deadline = settings.stop_at
-        linear, stats = None, {}
-        warm = settings.warm_start
+        linear, warm = None, settings.warm_start
         if model.quadratic is not None:
             warm = warm if warm is not None else separable_incumbent(model)
             linear = linearize(model)  # exact: nothing dropped, unlike the highs backend's tolerance
-            stats.update(pair_blocks_kept=linear.blocks_kept, pair_columns=int(linear.pair_first.size))
         if warm is not None and is_feasible(model, np.asarray(warm)):  # what solve() returns if the solver overruns
             settings.deadline.offer(np.asarray(warm), model.items_objective(np.asarray(warm)))
+        raw = self.solve_milp(model, settings, warm, linear)
+        if linear is not None:
+            raw.stats.update(pair_blocks_kept=linear.blocks_kept, pair_columns=int(linear.pair_first.size))
+        if not self.family:
+            raw.message += " (no time limit, gap or thread option known for this solver)"
+        return raw
+
+    def run_milp(self, model: CanonicalModel, settings: SolveSettings, warm: np.ndarray | None, linear: Linearization | None) -> MilpRun:
+        import pyomo.environ as pe
+
         start = time.perf_counter()
         cost, constant, scale = _objective(model, linear)
         m = build_model(model, linear, cost)
-        stats["build_seconds"] = time.perf_counter() - start
-        remaining = seconds_left(deadline)
+        stats = {"build_seconds": time.perf_counter() - start}
+        remaining = settings.left()
         # the user's relative gap, measured at the warm start, as an absolute gap in normalized units
         # (0 without one: the solver's default absolute gap would stop short on small objectives)
         reference = abs(model.items_objective(np.asarray(warm)) + model.offset) if warm is not None else 0.0
@@ -228,95 +240,40 @@ class PyomoBackend(Backend):
             kwargs["timelimit"] = remaining
         if self.family == "highs":
             use_threads(settings.threads)  # HiGHS's process-wide thread pool must be reset for a new count
-        started = warm is not None and self._warm_start_capable()
-        if started:
+        # one solver object per run: persistent interfaces would keep a start a second run must not see
+        opt, self.opt = (self.opt if self.opt is not None else _probe(self.solver)[0]), None
+        if warm is not None and _warm_start_capable(opt):
             _set_start(m, model, linear, warm)
             kwargs["warmstart"] = True
-        raw = self._run(self.opt, m, kwargs, model, linear, scale, constant, stats, settings)
-        if started and raw.stats.get("inconsistent_claim"):
-            # a fresh solver object (persistent interfaces keep the start) and no values on the model
-            import pyomo.environ as pe
-
-            kwargs["warmstart"] = False
-            for var in m.component_data_objects(pe.Var):
-                var.set_value(None)
-            if "timelimit" in kwargs and deadline is not None:
-                kwargs["timelimit"] = seconds_left(deadline)
-            raw = self._run(_probe(self.solver)[0], m, kwargs, model, linear, scale, constant, {**stats, "inconsistent_start": True}, settings)
-            raw.message += f"; {INCONSISTENT_START}"
-        stats["solve_seconds"] = time.perf_counter() - start - stats["build_seconds"]
-        return raw
-
-    def _run(self, opt, m, kwargs: dict[str, Any], model: CanonicalModel, linear, scale: float, constant: float, stats: dict, settings: SolveSettings) -> RawSolution:
         try:
             with c_stdout_to_stderr(not settings.verbose):  # C-level solver prints stay off stdout
                 results = opt.solve(m, **kwargs)
         except Exception as exc:  # solver plugins raise anything: one line, naming the solver
             detail = " ".join(str(exc).split()) or type(exc).__name__
             raise SolverError(f"pyomo:{self.solver}: {detail}") from None
-        return self._result(m, results, model, linear, scale, constant, dict(stats))
-
-    def _warm_start_capable(self) -> bool:
-        try:
-            return bool(self.opt.warm_start_capable())
-        except Exception:
-            return False
-
-    def _result(self, m, results, model: CanonicalModel, linear, scale: float, constant: float, stats: dict) -> RawSolution:
-        import pyomo.environ as pe
-        from pyomo.opt import TerminationCondition as TC
-
-        tc = results.solver.termination_condition
-        text = str(tc)
-        stats["termination"] = text
-        note = "" if self.family else " (no time limit, gap or thread option known for this solver)"
-        if tc in (TC.infeasible, TC.infeasibleOrUnbounded):  # binary columns: never unbounded
-            return RawSolution("infeasible", message=f"pyomo:{self.solver} proved the budgets cannot all be met", stats=stats)
-        if tc in (TC.optimal, TC.globallyOptimal):
-            kind = "optimal"
-        elif tc in (TC.maxTimeLimit, TC.maxIterations, TC.maxEvaluations, TC.userInterrupt, TC.resourceInterrupt, TC.minFunctionValue, TC.minStepLength):
-            kind = "time_limit"
-        elif tc in (TC.feasible, TC.locallyOptimal, TC.other, TC.intermediateNonInteger):
-            kind = "feasible"
-        else:
-            return RawSolution("error", message=f"pyomo:{self.solver} stopped with termination condition '{text}'", stats=stats)
-        raw_bound = _number(getattr(results.problem, "lower_bound", None))
-        has_solution = len(results.solution) > 0
-        if has_solution:
+        stats["solve_seconds"] = time.perf_counter() - start - stats["build_seconds"]
+        tc = str(results.solver.termination_condition)
+        stats["termination"] = tc
+        run = MilpRun(tc, self.limit_text(settings, tc) if tc in ("maxTimeLimit", "userInterrupt") else tc,
+                      bound=_number(getattr(results.problem, "lower_bound", None)), scale=scale, constant=constant, stats=stats)
+        if len(results.solution) > 0:
             import logging
 
             from pyomo.common.log import LoggingIntercept
 
             with LoggingIntercept(level=logging.WARNING, module="pyomo"):  # "loading an 'aborted' result": expected after a time limit
                 m.solutions.load_from(results)
-        values = np.array([m.x[i].value if m.x[i].value is not None else np.nan for i in range(model.num_items)])
-        if not has_solution or np.isnan(values).any():
-            bound = raw_bound * scale + constant if raw_bound is not None and kind != "feasible" else None
-            return RawSolution(kind, bound=bound, message=f"pyomo:{self.solver}: {text}, no assignment found{note}", stats=stats)
-        items = items_from_values(model, values)
-        found = model.items_objective(items)
-        solver_value = float(pe.value(m.objective))
-        claimed = _number(getattr(results.problem, "upper_bound", None))
-        if claimed is not None and not claim_matches(claimed, solver_value):
-            # the solver's objective is not its assignment's: its bound proves nothing (see INCONSISTENT_START)
-            stats["inconsistent_claim"] = True
-            kind, raw_bound = "feasible", None
-            text = f"{text}, but its objective {claimed:.12g} disagrees with its assignment's {solver_value:.12g}"
-        if raw_bound is None and kind == "optimal":
-            raw_bound = solver_value  # the interface reports no bound: its optimality is the proof
-        if not is_feasible(model, items):
-            # within the solver's tolerance but over a budget in exact arithmetic: a feasible neighbour
-            repaired = repair(model, items)
-            if repaired is None:
-                return RawSolution("error", message=f"pyomo:{self.solver}'s assignment exceeds a budget by its feasibility tolerance and could not be repaired", stats=stats)
-            items, kind, text = repaired, ("feasible" if kind == "optimal" else kind), f"{text}; its assignment exceeded a budget by the solver's tolerance and was repaired"
-        bound = None
-        if raw_bound is not None:
-            # the gap as the solver measured it, from its own assignment (normalized units); a
-            # repaired assignment is dearer, and the bound must not rise with it
-            bound = found - max(solver_value - raw_bound, 0.0) * scale
-        proof = f"pyomo:{self.solver} MILP" + (" on the one-hot linearization" if linear is not None else "") if bound is not None else ""
-        return RawSolution(kind, items=items, objective=model.items_objective(items), bound=bound, message=f"pyomo:{self.solver}: {text}{note}", stats=stats, proof=proof)
+            values = np.array([m.x[i].value if m.x[i].value is not None else np.nan for i in range(model.num_items)])
+            if not np.isnan(values).any():
+                run.values, run.assignment_value = values, float(pe.value(m.objective))
+                run.objective = _number(getattr(results.problem, "upper_bound", None))
+        return run
+
+def _warm_start_capable(opt) -> bool:
+    try:
+        return bool(opt.warm_start_capable())
+    except Exception:
+        return False
 
 
 def _number(value) -> float | None:

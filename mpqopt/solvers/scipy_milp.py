@@ -19,30 +19,25 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from ..algorithms.heuristics import is_feasible
 from ..reductions import CanonicalModel
 from ..reductions.linearize import Linearization
 from ..reductions.matrix import milp_arrays
-from .base import Backend, RawSolution, SolveSettings, register
-from .highs import milp_solution, solve_linearized
-
-# scipy.optimize.milp's status codes (SciPy >= 1.9)
-_OPTIMAL, _LIMIT, _INFEASIBLE, _UNBOUNDED = 0, 1, 2, 3
+from .base import SolveSettings, register
+from .milp import MilpBackend, MilpRun
 
 
 @register
-class ScipyBackend(Backend):
+class ScipyBackend(MilpBackend):
     name = "scipy"
     description = "scipy.optimize.milp (HiGHS through SciPy; no warm start); pairwise terms by exact one-hot linearization"
     requires = ("scipy",)
-    supports_quadratic = True
+    STATUS_MAP = {0: "optimal", 1: "time_limit", 2: "infeasible"}  # scipy.optimize.milp's status codes (3: unbounded)
+    display = "scipy.optimize.milp"
 
-    def solve(self, model: CanonicalModel, settings: SolveSettings) -> RawSolution:
-        if model.quadratic is not None:
-            return solve_linearized(model, lambda linear: self._milp(model, settings, linear))
-        return self._milp(model, settings, None)
+    def proof(self, model: CanonicalModel, linear: Linearization | None) -> str:
+        return "scipy.optimize.milp (HiGHS)" + (" on the one-hot linearization" if linear is not None else "")
 
-    def _milp(self, model: CanonicalModel, settings: SolveSettings, linear: Linearization | None) -> RawSolution:
+    def run_milp(self, model: CanonicalModel, settings: SolveSettings, warm: np.ndarray | None, linear: Linearization | None) -> MilpRun:
         from scipy.optimize import Bounds, LinearConstraint, milp
 
         arrays = milp_arrays(model, linear)
@@ -55,25 +50,11 @@ class ScipyBackend(Backend):
             options["time_limit"] = float(settings.left())
         res = milp(arrays.cost, integrality=arrays.integrality(), bounds=Bounds(0.0, 1.0),
                    constraints=LinearConstraint(matrix, arrays.row_lower, arrays.row_upper), options=options)
-        stats = {"nodes": int(getattr(res, "mip_node_count", 0) or 0), "scipy_status": int(res.status), "scipy_message": str(res.message)}
-        text = f"scipy.optimize.milp: {res.message}"
-        if res.status == _INFEASIBLE:
-            return RawSolution("infeasible", message="scipy.optimize.milp (HiGHS) proved the budgets cannot all be met", stats=stats)
-        if res.status not in (_OPTIMAL, _LIMIT):
-            return RawSolution("error", message=f"scipy.optimize.milp stopped with status {res.status}: {res.message}", stats=stats)
-        kind = "optimal" if res.status == _OPTIMAL else "time_limit"
-        if kind == "time_limit" and settings.deadline.limit is not None:
-            text = f"scipy.optimize.milp: {settings.deadline.message()} ({res.message})"
+        text = str(res.message)
+        if res.status == 1 and settings.deadline.limit is not None:
+            text = f"{self.limit_text(settings, text)} ({res.message})"
         dual = getattr(res, "mip_dual_bound", None)
-        has_bound = dual is not None and np.isfinite(dual)
-        if res.x is None:
-            bound = dual * arrays.scale + arrays.constant if has_bound else None
-            warm = settings.warm_start
-            if warm is not None and is_feasible(model, np.asarray(warm)):  # no warm start in SciPy: keep the caller's
-                return RawSolution(kind, items=np.asarray(warm), objective=model.items_objective(np.asarray(warm)), bound=bound, message=f"{text}; returning the starting assignment", stats=stats)
-            return RawSolution(kind, bound=bound, message=f"{text}; no assignment found", stats=stats)
-        gap = max(float(res.fun) - float(dual), 0.0) * arrays.scale if has_bound else None
-        raw = milp_solution(model, np.asarray(res.x), kind, text, gap, stats, linear)
-        raw.proof = raw.proof.replace("HiGHS MILP", "scipy.optimize.milp (HiGHS)")
-        return raw
-
+        return MilpRun(int(res.status), text, values=None if res.x is None else np.asarray(res.x),
+                       objective=None if res.x is None else float(res.fun), bound=None if dual is None else float(dual),
+                       scale=arrays.scale, constant=arrays.constant,
+                       stats={"nodes": int(getattr(res, "mip_node_count", 0) or 0), "scipy_status": int(res.status), "scipy_message": str(res.message)})

@@ -134,7 +134,7 @@ def test_backend_failure_becomes_an_error_row():
 def test_repeat_reports_every_time_and_the_median(toy, monkeypatch):
     calls = []
     module = sys.modules["mpqopt.compare"]  # the attribute mpqopt.compare is the function
-    real = module.solve
+    real = module.solve_with
 
     def timed(*args, **kwargs):  # known, distinct times so the median is checkable
         result = real(*args, **kwargs)
@@ -142,7 +142,7 @@ def test_repeat_reports_every_time_and_the_median(toy, monkeypatch):
         calls.append(kwargs["solver"])
         return result
 
-    monkeypatch.setattr(module, "solve", timed)
+    monkeypatch.setattr(module, "solve_with", timed)
     rec = compare(toy, ["mckp"], repeat=3).records[0]
     assert calls == ["mckp"] * 3
     assert rec["times"] == [0.3, 0.1, 0.2] and rec["time_s"] == 0.2
@@ -233,3 +233,20 @@ def test_to_pandas(toy):
     frame = comparison.frame
     assert isinstance(frame, pd.DataFrame) and list(frame["solver"]) == ["mckp", "greedy"]
     assert frame["objective"].tolist() == [r["objective"] for r in comparison.records]
+
+
+def test_infeasible_budgets_are_diagnosed_once_for_all_solvers(monkeypatch):
+    """The diagnosis depends on the budgets alone: every infeasible row carries the same one, made once."""
+    solve_module = sys.modules["mpqopt.solve"]  # the attribute mpqopt.solve is the function
+    problem = mpqopt.Problem(["a", "b"], ["W4", "W8"], [[1.0, 0.0], [1.0, 0.0]],
+                             costs={"size_bits": [[4, 8], [4, 8]], "latency": [[8, 4], [8, 4]]})
+    budgets = {"size_bits": 11, "latency": 11}  # each alone can be met, not both
+    calls = []
+    real = solve_module.diagnose_joint
+    monkeypatch.setattr(solve_module, "diagnose_joint", lambda *a, **k: calls.append(1) or real(*a, **k))
+    comparison = compare(problem, ["highs", "mckp", "bnb", "scipy"], budgets)
+    assert [r["status"] for r in comparison.records] == ["infeasible"] * 4
+    assert len(calls) == 1
+    messages = {r["message"] for r in comparison.records}
+    assert len(messages) == 1 and "'size_bits' and 'latency' conflict" in messages.pop()
+    assert mpqopt.solve(problem, budgets, solver="highs").message == comparison.records[0]["message"]  # as a lone solve says

@@ -280,3 +280,23 @@ def test_numeric_ranges_match_decimal_integers_only():
     assert match_mask(names, "b.{1..150}*") == [False, True, False, True, True, False]
     with pytest.raises(PatternError, match="at most"):
         pattern_regex(f"b.{{0..{MAX_RANGE}}}")
+
+
+def test_accuracy_target_mode_takes_scoped_budgets():
+    """Least size at a loss limit under a scoped latency cap, against enumeration."""
+    import itertools
+
+    p = llm().replace(costs={**llm().costs, "latency_ms": np.outer(PARAMS, [3.0, 2.0, 1.0]) / 100})
+    key = "latency_ms[s0:blk.{0..1}.*]"
+    limits = resolve_budgets(p, {"latency[s0:blk.{0..1}.*]": "40%"})
+    max_loss = float(p.sensitivity.min(axis=1).sum() + 0.4)
+    rows = np.arange(6)
+    best = None
+    for x in itertools.product(range(3), repeat=6):
+        x = np.array(x)
+        if p.sensitivity[rows, x].sum() <= max_loss and p.costs["latency_ms"][rows, x][:4].sum() <= limits[key]:
+            size = p.costs["size_bits"][rows, x].sum()
+            best = size if best is None else min(best, size)
+    result = mpqopt.solve(p, minimize="size_bits", max_loss=max_loss, budgets=limits)
+    assert result.status == "optimal" and result.objective == pytest.approx(best)
+    assert result.costs[key] <= limits[key] and key in result.slack

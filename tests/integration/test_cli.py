@@ -402,3 +402,50 @@ def test_proof_advice_follows_the_backends_exact_flag(toy):
     assert "the exact solver 'mckp'" in _proof_advice(Result("feasible", "", problem, solver="greedy"))
     assert "'highs' stopped short of its proof" in _proof_advice(Result("feasible", "", problem, solver="highs"))
     assert "'mckp' stopped short of its proof" in _proof_advice(Result("feasible", "", problem, solver="mckp (auto)"))
+
+
+# ---------------------------------------------------------------------------------- accuracy-target mode
+def _least_size_at(max_loss: float, size_budget: float | None = FILE_BUDGET) -> tuple[float, float]:
+    """(least size, least loss overall) by enumerating every assignment of the toy with numpy sums."""
+    import itertools
+
+    best, least_loss = None, np.inf
+    for x in itertools.product(range(3), repeat=len(LAYERS)):
+        size = SIZE[np.arange(4), x].sum()
+        loss = SENS[np.arange(4), x].sum()
+        if size_budget is not None and size > size_budget:
+            continue
+        least_loss = min(least_loss, loss)
+        if loss <= max_loss and (best is None or size < best):
+            best = size
+    return best, least_loss
+
+
+def test_minimize_size_at_max_loss_matches_enumeration(capfd, toy):
+    best, _ = _least_size_at(0.5)
+    code, res = run_json(capfd, "solve", toy, "--minimize", "size", "--max-loss", "0.5")
+    assert code == 0
+    assert res["status"] == "optimal" and res["minimize"] == "size_bits" and res["max_loss"] == 0.5
+    assert res["objective"] == pytest.approx(best) and res["bound"] <= res["objective"] + 1e-9
+    assert res["objective"] == pytest.approx(res["costs"]["size_bits"])
+    labels = [o["label"] for o in OPTIONS]
+    loss = sum(SENS[i, labels.index(res["assignment"][n])] for i, n in enumerate(LAYERS))
+    assert res["loss"] == pytest.approx(loss) and loss <= 0.5
+    code, out, err = run(capfd, "solve", toy, "--minimize", "size", "--max-loss", "0.5")
+    assert code == 0 and "size_bits = " in out and "(minimized)" in out and "max_loss 0.5" in out
+
+
+def test_max_loss_below_least_loss_exits_3_naming_it(capfd, toy):
+    _, least = _least_size_at(np.inf)
+    code, out, err = run(capfd, "solve", toy, "--minimize", "size", "--max-loss", "0.01")
+    assert code == 3 and "least predicted loss" in err and f"{least:.10g}" in err
+    code, res = run_json(capfd, "solve", toy, "--minimize", "size", "--max-loss", "0.01")
+    assert res["infeasibility"]["unmet"] == ["max_loss"]
+    assert res["infeasibility"]["cheapest"]["max_loss"] == pytest.approx(least)
+
+
+@pytest.mark.parametrize("args, needle", [(["--max-loss", "0.5"], "max_loss needs minimize"), (["--minimize", "nope", "--max-loss", "1"], "minimize='nope'"),
+                                          (["--minimize", "size", "--max-loss", "nan"], "--max-loss")])
+def test_bad_target_arguments_exit_2(capfd, toy, args, needle):
+    code, out, err = run(capfd, "solve", toy, *args)
+    assert code == 2 and needle in err and "Traceback" not in err

@@ -16,7 +16,7 @@ from mpqopt.reductions.convexify import convexify, min_eigenvalue_shift, one_hot
 from mpqopt.synthetic import iqp_problem
 
 from oracle import brute_force
-from test_solve_properties import problems
+from strategies import problems
 
 EXACT = ("mineig", "onehot")
 QP_SECONDS = 5.0  # HiGHS's QP solver occasionally runs for minutes on a random-sign case; the bound stays valid when stopped

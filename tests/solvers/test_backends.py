@@ -111,7 +111,7 @@ def test_a_solver_claim_that_its_assignment_contradicts_is_not_a_proof(solver):
     claimed objective with their assignment's, solve again without the start, and return the
     exact optimum; on other HiGHS releases the first answer is already right."""
     from oracle import brute_force
-    from test_solve_properties import HIGHS116_START_PRESOLVE
+    from strategies import HIGHS116_START_PRESOLVE
 
     from mpqopt.solvers import backend_class
 

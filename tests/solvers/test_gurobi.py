@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 gp = pytest.importorskip("gurobipy", reason="gurobipy is not installed (pip install mpqopt[gurobi]); the Gurobi backend is optional")
 
 from oracle import brute_force  # noqa: E402
-from test_solve_properties import _check_against_oracle, problems  # noqa: E402
+from strategies import _check_against_oracle, problems  # noqa: E402
 
 import mpqopt  # noqa: E402
 from mpqopt.reductions import canonicalize  # noqa: E402

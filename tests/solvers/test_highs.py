@@ -23,7 +23,7 @@ from oracle import brute_force
 def test_solve_milp_on_a_whole_model_matches_the_exact_engines(budgets):
     problem = mckp_problem(7, 4, budgets=budgets, seed=budgets)
     model = canonicalize(problem, problem.budgets)
-    raw = HighsBackend().solve_milp(model, SolveSettings(), None, None)
+    raw = HighsBackend().solve_milp(model, SolveSettings(), None)
     assert raw.status == "optimal"
     best, _ = brute_force(problem, problem.budgets)
     assert raw.objective + model.offset == pytest.approx(best, rel=1e-9)

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, example, given, settings
 pe = pytest.importorskip("pyomo.environ", reason="pyomo is not installed (pip install mpqopt[pyomo]); the Pyomo backend is optional")
 
 from oracle import brute_force  # noqa: E402
-from test_solve_properties import HIGHS116_START_PRESOLVE, _check_against_oracle, problems  # noqa: E402
+from strategies import HIGHS116_START_PRESOLVE, _check_against_oracle, problems  # noqa: E402
 
 import mpqopt  # noqa: E402
 from mpqopt.solvers import get_backend  # noqa: E402
