@@ -80,7 +80,8 @@ def solve(
     >>> r.status, r.assignment, round(r.objective, 3)
     ('optimal', {'a': 'W8', 'b': 'W4', 'c': 'W2'}, 0.2)
     """
-    return solve_with(problem, budgets, solver, time_limit=time_limit, mip_gap=mip_gap, threads=threads, verbose=verbose, warm_start=warm_start)
+    return solve_with(problem, budgets, solver, time_limit=time_limit, mip_gap=mip_gap, threads=threads, verbose=verbose, warm_start=warm_start,
+                      minimize=minimize, max_loss=max_loss)
 
 
 Diagnoses = dict  # {budgets as a sorted tuple of (name, limit): Infeasibility}, shared by the solves of one compare()
@@ -96,6 +97,8 @@ def solve_with(
     threads: int | None = None,
     verbose: bool = False,
     warm_start: Mapping[str, Any] | np.ndarray | None = None,
+    minimize: str | None = None,
+    max_loss: float | None = None,
     diagnoses: Diagnoses | None = None,
 ) -> Result:
     """:func:`solve`, with ``diagnoses``: infeasibility diagnoses already made for this problem

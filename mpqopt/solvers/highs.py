@@ -39,12 +39,12 @@ __all__ = ["HighsBackend", "MilpArrays", "csc_arrays", "highs_lp", "linearizatio
 class _HighsModel:
     """One canonical model loaded into HiGHS, in normalized objective units."""
 
-    def __init__(self, model: CanonicalModel, settings: SolveSettings, integer: bool, linear: Linearization | None = None):
+    def __init__(self, model: CanonicalModel, settings: SolveSettings, integer: bool, linear: Linearization | None = None, arrays: MilpArrays | None = None):
         import highspy
 
         self.hs = highspy
         self.model = model
-        self.arrays = milp_arrays(model, linear)
+        self.arrays = milp_arrays(model, linear) if arrays is None else arrays
         self.cost, self.scale, self.constant = self.arrays.cost, self.arrays.scale, self.arrays.constant
         self.row_scale = self.arrays.row_scale
         self.settings = settings
@@ -203,11 +203,12 @@ class HighsBackend(MilpBackend):
         return "HiGHS"
 
     def run_milp(self, model: CanonicalModel, settings: SolveSettings, warm: np.ndarray | None, linear: Linearization | None = None,
-                 deadline: float | None = None, core: bool = False) -> MilpRun:
+                 deadline: float | None = None, core: bool = False, arrays: MilpArrays | None = None) -> MilpRun:
         """HiGHS's MILP on the whole ``model``, stopped at ``deadline`` (default: the settings'); ``core``:
-        a small core with a good start (MIP heuristics off for up to two budgets). Through
+        a small core with a good start (MIP heuristics off for up to two budgets); ``arrays``: the
+        MILP itself when it has more than the model's rows (the accuracy target's loss row). Through
         :meth:`solve_milp`, which the other backends that hand HiGHS a (core) model call (``mckp``)."""
-        hm = _HighsModel(model, settings, integer=True, linear=linear)
+        hm = _HighsModel(model, settings, integer=True, linear=linear, arrays=arrays)
         h, hs = hm.h, hm.hs
         if core and model.num_budgets <= 2:
             # The core is small and starts from a good incumbent: HiGHS's feasibility jump and

@@ -8,18 +8,14 @@ model: objective and bound are in its units (the minimized cost, without ``offse
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
-from ..algorithms.heuristics import is_feasible, repair
 from ..errors import SolverError
-from ..highs_runtime import highs_lp, new_highs
-from ..highs_runtime import run as run_highs
 from ..reductions import CanonicalModel
 from ..reductions.loss_budget import LossTargetModel, loss_target_arrays
 from ..verify import BUDGET_RTOL
-from .base import Backend, RawSolution, SolveSettings, items_from_values
+from .base import RawSolution, SolveSettings
+from .highs import HighsBackend
 
 # HiGHS's MIP feasibility tolerance lets an answer exceed the loss row slightly; the row is then
 # tightened by what it exceeded and solved again, at most this many times
@@ -27,15 +23,15 @@ TIGHTEN_TRIES = 3
 PAIRWISE_SOLVERS = ("auto", "highs", "highs:plain")
 
 
-class LossTargetBackend(Backend):
+class LossTargetBackend(HighsBackend):
     """HiGHS on the accuracy-target MILP at loss limit ``max_loss`` (``target`` is set once the
-    models are built, inside the solve's time limit)."""
+    models are built, inside the solve's time limit). HiGHS runs and its answers are checked as in
+    the ``highs`` backend (:class:`~.milp.MilpBackend`); the loss row is this class's part."""
 
-    name = "highs"
     description = "HiGHS MILP: least cost subject to a pairwise (quadratic) loss limit, by exact one-hot linearization"
-    requires = ("highspy",)
 
     def __init__(self, max_loss: float, target: LossTargetModel | None = None):
+        super().__init__()
         self.target = target
         self.max_loss = float(max_loss)
 
@@ -55,69 +51,27 @@ class LossTargetBackend(Backend):
         limit = self.max_loss
         stats: dict = {"pair_columns": int(self.target.linear.pair_first.size)}
         for attempt in range(TIGHTEN_TRIES):
-            raw = self._milp(limit, settings, stats)
+            raw = self.solve_milp(model, settings, None, arrays=loss_target_arrays(self.target, limit))
+            stats.update(raw.stats)
+            raw.stats = stats
             if attempt == 0:
                 bound = raw.bound  # the tightened solves' bounds hold for a narrower problem only
-            if raw.items is None:
-                if attempt and raw.status == "infeasible":  # tightening by round-off cut off every answer
+            if raw.status == "infeasible":
+                if attempt:  # tightening by round-off cut off every answer
                     return RawSolution("error", message=f"HiGHS's answers exceeded max_loss by its feasibility tolerance and none was left when the loss row was tightened by {self.max_loss - limit:.3g}", stats=stats)
+                raw.message = "HiGHS proved no assignment meets max_loss and the budgets together"
+                return raw
+            if raw.items is None:
                 raw.bound = bound
                 return raw
-            items = raw.items
-            if not is_feasible(model, items):  # over a budget by the tolerance
-                items = repair(model, items)
-                if items is None:
-                    return RawSolution("error", message="HiGHS's assignment exceeds a budget by its feasibility tolerance and could not be repaired", stats=stats)
-            loss = self.loss(items)
+            loss = self.loss(raw.items)
             if not self.over(loss):
-                objective = model.items_objective(items)
-                settings.deadline.offer(items, objective)
-                status = raw.status if attempt == 0 and items is raw.items else ("time_limit" if raw.status == "time_limit" else "feasible")
-                note = "" if attempt == 0 else f"; the loss row was tightened {attempt} time(s) for HiGHS's feasibility tolerance"
-                return RawSolution(status, items=items, objective=objective, bound=None if bound is None else min(bound, objective),
-                                   message=raw.message + note, stats=stats, proof="HiGHS MILP on the one-hot linearization (loss row)")
+                settings.deadline.offer(raw.items, raw.objective)
+                if attempt:
+                    raw.status = "time_limit" if raw.status == "time_limit" else "feasible"
+                    raw.message += f"; the loss row was tightened {attempt} time(s) for HiGHS's feasibility tolerance"
+                raw.bound = None if bound is None else min(bound, raw.objective)
+                raw.proof = "HiGHS MILP on the one-hot linearization (loss row)" if raw.bound is not None else ""
+                return raw
             limit -= 2.0 * (loss - limit) + BUDGET_RTOL * max(abs(self.max_loss), 1.0)
         return RawSolution("error", message=f"HiGHS's answers exceeded max_loss by its feasibility tolerance {TIGHTEN_TRIES} times", stats=stats)
-
-    def _milp(self, max_loss: float, settings: SolveSettings, stats: dict) -> RawSolution:
-        import highspy as hs
-
-        model = self.target.cost_model
-        arrays = loss_target_arrays(self.target, max_loss)
-        h = new_highs(settings.threads, settings.verbose)
-        h.setOptionValue("primal_feasibility_tolerance", 1e-9)  # as the highs backend (see solvers/highs.py)
-        h.setOptionValue("mip_feasibility_tolerance", 1e-7)
-        h.setOptionValue("mip_rel_gap", float(settings.mip_gap))
-        h.setOptionValue("mip_abs_gap", 0.0)
-        h.passModel(highs_lp(hs, arrays, integer=True))
-        clock = settings.deadline
-        if clock.at is not None:
-            h.setOptionValue("time_limit", float(clock.remaining()))
-
-        def interrupt(event) -> None:
-            if clock.cancelled or (clock.at is not None and time.perf_counter() > clock.at):
-                event.interrupt()
-
-        h.cbMipInterrupt.subscribe(interrupt)
-        run_highs(h, settings.threads, settings.verbose)
-        status, info = h.getModelStatus(), h.getInfo()
-        text = h.modelStatusToString(status)
-        stats.update(nodes=int(info.mip_node_count), highs_status=text)
-        if status == hs.HighsModelStatus.kInfeasible:
-            return RawSolution("infeasible", message="HiGHS proved no assignment meets max_loss and the budgets together", stats=stats)
-        if status == hs.HighsModelStatus.kOptimal:
-            kind = "optimal"
-        elif status in (hs.HighsModelStatus.kTimeLimit, hs.HighsModelStatus.kInterrupt, hs.HighsModelStatus.kSolutionLimit, hs.HighsModelStatus.kIterationLimit):
-            kind, text = "time_limit", clock.message()
-        else:
-            return RawSolution("error", message=f"HiGHS stopped with status '{text}'", stats=stats)
-        dual = float(info.mip_dual_bound)
-        if info.primal_solution_status != 2:  # kSolutionStatusFeasible
-            bound = dual * arrays.scale + arrays.constant
-            return RawSolution(kind, bound=bound if np.isfinite(bound) else None, message=f"HiGHS: {text}, no assignment found", stats=stats)
-        col_value = np.asarray(h.getSolution().col_value)
-        items = items_from_values(model, col_value[: model.num_items])
-        # the proven gap, in the solver's units, applied to its own assignment (as solvers/highs.py does)
-        gap = max(float(info.objective_function_value) - dual, 0.0) * arrays.scale if np.isfinite(dual) else None
-        objective = model.items_objective(items)
-        return RawSolution(kind, items=items, objective=objective, bound=None if gap is None else objective - gap, message=f"HiGHS: {text}", stats=stats)
