@@ -191,6 +191,8 @@ def test_pareto_keeps_scoped_budgets_as_constraints():
     assert frontier.points
     for pt in frontier.points:
         assert p.budget_total(key, pt.x) <= limit * (1 + 1e-12)
+    for rec in frontier.records():  # the bound curve holds with the scoped budget in the LP
+        assert rec["lp_bound"] is None or rec["lp_bound"] <= rec["objective"] + 1e-12
     with pytest.raises(mpqopt.ProblemError, match="cannot respect other budgets"):
         mpqopt.pareto(p, cost="size_bits", budgets={"size[blk.0.*]": "30%"})
 
