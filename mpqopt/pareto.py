@@ -272,7 +272,7 @@ def pareto(
         broken = violations(problem, pt.x, {**others, name: pt.cost})
         if broken:
             raise MpqoptError(f"internal error: frontier point fails verification: {broken}")
-    lp_costs, lp_values, lp_note = lp_frontier(problem, name, others, [] if points is None else _sample_budgets(problem, name, int(points)))
+    lp_costs, lp_values, lp_note = lp_frontier(problem, name, others, [] if points is None else _sample_budgets(problem, name, int(points)), clock)
     uniform, excluded = _uniform(problem, name, others)
     return Frontier(problem, name, found, points is None, lp_costs, lp_values, uniform, others, time.perf_counter() - start, message, unreached,
                     lp_note, excluded, unit, bpw_per_cost)

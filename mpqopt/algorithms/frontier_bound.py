@@ -23,6 +23,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from ..deadline import Deadline
 from ..highs_runtime import highs_lp, new_highs
 from ..highs_runtime import run as run_highs
 from ..problem import Problem
@@ -55,11 +56,12 @@ def separable_underestimate(model: CanonicalModel) -> CanonicalModel | None:
 
 
 def lp_frontier(problem: Problem, name: str, others: Mapping[str, float] | None = None,
-                at: Sequence[float] = ()) -> tuple[np.ndarray, np.ndarray, str]:
+                at: Sequence[float] = (), clock: Deadline | None = None) -> tuple[np.ndarray, np.ndarray, str]:
     """Vertices ``(costs, values)`` of a lower bound on the objective against cost ``name``
     (interpolate linearly between them; nothing is feasible left of the first; flat right of the
     last), and a note on how it was made ("" for the plain LP). With ``others`` (further budgets)
-    the LP is solved at the axis budgets ``at``. Empty arrays and the reason when there is none."""
+    the LP is solved at the axis budgets ``at``, within ``clock`` (the dearest budget first, the rest
+    while time is left). Empty arrays and the reason when there is none."""
     others = {k: v for k, v in (others or {}).items() if k != name}
     lo, hi = problem.cost_range(name)
     model = canonicalize(problem, {**others, name: hi})
@@ -78,47 +80,75 @@ def lp_frontier(problem: Problem, name: str, others: Mapping[str, float] | None 
         costs = fixed[axis] + float(model.weights[axis, inc.start_items].sum()) + np.concatenate([[0.0], np.cumsum(inc.dcost)])
         values = model.offset + float(model.value[inc.start_items].sum()) + np.concatenate([[0.0], np.cumsum(inc.dvalue)])
         return costs, values, note
-    costs, values = _tangent_envelope(model, axis, fixed[axis], sorted(set(float(b) for b in at) | {hi}))
+    costs, values, complete = _tangent_envelope(model, axis, fixed[axis], sorted(set(float(b) for b in at) | {hi}), clock)
     extra = "LP at each sampled budget with every other budget, joined by its tangents"
+    if not complete:
+        extra += f" ({clock.message()} before every sampled budget was solved: the first tangent extends to the cheapest)"
     return costs, values, f"{note}; {extra}" if note else extra
 
 
-def _lp_at(model: CanonicalModel, axis: int, rhs: float) -> tuple[float, float] | None:
-    """LP value and axis-row dual (>= 0, objective per unit of cost) with the axis row's right-hand
-    side ``rhs``; None if the LP is infeasible or unsolved."""
-    import highspy
+class _AxisLp:
+    """The LP relaxation loaded into HiGHS once; each call changes the axis row's limit and
+    re-solves from the last basis (dual simplex: one budget to the next is a few pivots, where a
+    fresh LP of 160,000 columns took seconds)."""
 
-    limits = model.rhs.copy()
-    limits[axis] = rhs
-    sub = replace(model, rhs=limits)
-    arrays = milp_arrays(sub)
-    h = new_highs()
-    h.passModel(highs_lp(highspy, arrays, integer=False))
-    run_highs(h)
-    if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
-        return None
-    value = float(h.getInfo().objective_function_value) * arrays.scale + arrays.constant + model.offset
-    dual = -float(np.asarray(h.getSolution().row_dual)[model.num_groups + axis])
-    return value, max(dual, 0.0) * arrays.scale / float(arrays.row_scale[axis])
+    def __init__(self, model: CanonicalModel, axis: int, clock: Deadline | None):
+        import highspy
+
+        self.hs, self.model, self.axis, self.clock = highspy, model, axis, clock
+        self.arrays = milp_arrays(model)
+        self.row = model.num_groups + axis
+        self.h = new_highs()
+        self.h.passModel(highs_lp(highspy, self.arrays, integer=False))
+
+    def at(self, rhs: float) -> tuple[float, float] | None:
+        """LP value and axis-row dual (>= 0, objective per unit of cost) with the axis row's
+        right-hand side ``rhs``; None if the LP is infeasible or unsolved (in the time left too)."""
+        scale = float(self.arrays.row_scale[self.axis])
+        self.h.changeRowBounds(self.row, -np.inf, rhs / scale)
+        if self.clock is not None and self.clock.at is not None:
+            self.h.setOptionValue("time_limit", float(self.clock.remaining()))
+        run_highs(self.h)
+        if self.h.getModelStatus() != self.hs.HighsModelStatus.kOptimal:
+            return None
+        value = float(self.h.getInfo().objective_function_value) * self.arrays.scale + self.arrays.constant + self.model.offset
+        dual = -float(np.asarray(self.h.getSolution().row_dual)[self.row])
+        return value, max(dual, 0.0) * self.arrays.scale / scale
 
 
-def _tangent_envelope(model: CanonicalModel, axis: int, fixed: float, budgets: list[float]) -> tuple[np.ndarray, np.ndarray]:
-    """Upper envelope of the LP value function's tangents at ``budgets`` (sorted), as vertices."""
-    points, last_infeasible = [], None
-    for b in budgets:
-        found = _lp_at(model, axis, b - fixed)
+def _tangent_envelope(model: CanonicalModel, axis: int, fixed: float, budgets: list[float], clock: Deadline | None = None) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Upper envelope of the LP value function's tangents at ``budgets`` (sorted), as vertices, and
+    whether every budget was reached before ``clock`` ran out. The dearest budget goes first: the
+    value function is convex and non-increasing, so tangents at any subset bound it from below, and
+    with the dearest one solved the curve is valid flat to its right."""
+    lp = _AxisLp(model, axis, clock)
+    last = lp.at(budgets[-1] - fixed)
+    if last is None:  # infeasible at the dearest budget (so everywhere), or no time: no curve
+        return np.zeros(0), np.zeros(0), clock is None or not clock.expired()
+    solved = {budgets[-1]: last}
+    infeasible: list[float] = []
+    complete = True
+    for b in budgets[:-1]:
+        if clock is not None and clock.expired():
+            complete = False
+            break
+        found = lp.at(b - fixed)
         if found is None:
-            if not points:
-                last_infeasible = b  # the LP, so every assignment, is infeasible at and below b
-            continue
-        points.append((b, *found))
+            infeasible.append(b)
+        else:
+            solved[b] = found
+    points = [(b, *solved[b]) for b in sorted(solved)]
     if not points:
-        return np.zeros(0), np.zeros(0)
+        return np.zeros(0), np.zeros(0), complete
     costs, values = [], []
-    if last_infeasible is not None:  # between it and the first feasible budget the first tangent holds
+    # left of the first solved budget: the LP is infeasible below the last budget that failed; when
+    # the clock cut the sampling short, the first tangent (a valid underestimate) down to the cheapest budget
+    below = [b for b in infeasible if b < points[0][0]]
+    start = max(below) if below else (None if complete else budgets[0])
+    if start is not None and start < points[0][0]:
         b, v, mu = points[0]
-        costs.append(last_infeasible)
-        values.append(v + mu * (b - last_infeasible))
+        costs.append(start)
+        values.append(v + mu * (b - start))
     for k, (b, v, mu) in enumerate(points):
         costs.append(b)
         values.append(v)
@@ -128,4 +158,4 @@ def _tangent_envelope(model: CanonicalModel, axis: int, fixed: float, budgets: l
                 cross = min(max((v - v2 + mu * b - mu2 * b2) / (mu - mu2), b), b2)
                 costs.append(cross)
                 values.append(min(v - mu * (cross - b), v2 - mu2 * (cross - b2)))
-    return np.array(costs), np.array(values)
+    return np.array(costs), np.array(values), complete
