@@ -18,7 +18,7 @@ from typing import Any
 from ..errors import FormatError
 from ..problem import MAX_META_DEPTH, Problem
 from .encode import problem_to_dict
-from .validate import problem_from_dict
+from .validate import LAYER_FACTS, problem_from_dict
 
 _TABLE_KEYS = ("sensitivity", "sensitivity_std", "allowed", "pairwise")
 
@@ -100,6 +100,8 @@ def _render(doc: dict[str, Any], ensure_ascii: bool) -> str:
         elif key == "costs":
             entries = [f"    {dump(name)}: {table(rows, '    ')}" for name, rows in value.items()]
             text = "{\n" + ",\n".join(entries) + "\n  }" if entries else "{}"
+        elif key in LAYER_FACTS:
+            text = dump(value)  # one number per layer, on one line
         elif key in ("layers", "options", "ties"):
             text = lines(value)
         elif key in ("budgets", "cost_units", "fixed") and value:
