@@ -58,6 +58,8 @@ def decode(data: str | bytes, source: str | None = None, container: str | None =
         # json's C scanner recurses once per level: 100,000 nested brackets exhaust the stack
         raise FormatError(f"JSON nested too deeply (more than Python's parser can hold; problem files need at most "
                           f"{MAX_META_DEPTH} levels inside \"meta\")", container or "$", source) from None
+    except ValueError as exc:  # after the two ValueErrors above: Python refuses integers of over 4300 digits
+        raise FormatError(f"a number in the JSON text is too long to read ({exc})", container or "$", source) from None
     except _DuplicateKey as exc:
         raise FormatError(f"duplicate key {exc.args[0]!r} in one JSON object", container or "$", source) from None
 
