@@ -236,11 +236,11 @@ class Problem:
         """A copy with some constructor arguments changed, e.g. ``p.replace(budgets={...})``."""
         args: dict[str, Any] = dict(
             layers=self.layers, options=self.options, sensitivity=self.sensitivity, costs=self.costs,
-            budgets=self.budgets, ties=self.ties, fixed=self.fixed, allowed=self.allowed,
+            # the mask as given: the format rules apply again to the (new) row lengths
+            budgets=self.budgets, ties=self.ties, fixed=self.fixed, allowed=self.given_allowed,
             pairwise=self.pairwise, sensitivity_std=self.sensitivity_std, cost_units=self.cost_units,
             meta=self.meta, params=self.params, row_lengths=self.row_lengths,
         )
-        args["allowed"] = self.given_allowed  # the format rules apply again to the new row lengths
         unknown = set(changes) - set(args)
         if unknown:
             raise TypeError(f"replace() got unknown arguments {sorted(unknown)}")
