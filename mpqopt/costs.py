@@ -6,6 +6,12 @@
 [[4000.0, 8000.0], [40.0, 80.0]]
 >>> bitops([5, 1], opts).tolist()
 [[160.0, 320.0], [32.0, 64.0]]
+
+Options with a storage format (:mod:`mpqopt.formats`) are sized by their effective bits, scales and
+zero points included; BitOps still use the data bits:
+
+>>> size_bits([4096], ["int4-g128-asym", "Q4_K", "W4"]).tolist()
+[[17408.0, 18432.0, 16384.0]]
 """
 
 from __future__ import annotations
@@ -35,15 +41,33 @@ def _per_layer(name: str, values: Any) -> np.ndarray:
     return arr
 
 
-def size_bits(params: Sequence[float], options: Sequence[OptionLike]) -> np.ndarray:
-    """Weight storage in bits: ``params[l] * w_o``."""
-    w = np.array([o.w for o in _options(options)], dtype=np.float64)
-    return _per_layer("params", params)[:, None] * w[None, :]
+def size_bits(params: Sequence[float], options: Sequence[OptionLike], row_lengths: Sequence[int] | None = None) -> np.ndarray:
+    """Weight storage in bits: ``params[l] * effective_bits_o`` (``w_o`` for a plain option).
+
+    With ``row_lengths`` (weights per output row, one per layer) a per-channel format's row scales
+    and zero points are counted too: ``params[l] / row_lengths[l] * row_bits_o`` more.
+
+    >>> size_bits([8192], ["fp8-e4m3"], row_lengths=[4096]).tolist()  # 2 rows, one fp32 scale each
+    [[65600.0]]
+    """
+    opts = _options(options)
+    per_layer = _per_layer("params", params)
+    table = per_layer[:, None] * np.array([o.effective_bits for o in opts], dtype=np.float64)[None, :]
+    row_bits = np.array([0 if o.format is None else o.format.row_bits for o in opts], dtype=np.float64)
+    if row_lengths is not None:
+        rows = _per_layer("row_lengths", row_lengths)
+        if rows.shape != per_layer.shape:
+            raise ProblemError(f"row_lengths has {rows.size} entries, params {per_layer.size}: give one of each per layer")
+        if (rows <= 0).any():
+            raise ProblemError(f"row_lengths[{int(np.argmax(rows <= 0))}] must be positive (weights per output row)")
+        if row_bits.any():
+            table = table + (per_layer / rows)[:, None] * row_bits[None, :]
+    return table
 
 
-def size_bytes(params: Sequence[float], options: Sequence[OptionLike]) -> np.ndarray:
-    """Weight storage in bytes: ``params[l] * w_o / 8``."""
-    return size_bits(params, options) / 8.0
+def size_bytes(params: Sequence[float], options: Sequence[OptionLike], row_lengths: Sequence[int] | None = None) -> np.ndarray:
+    """Weight storage in bytes: :func:`size_bits` / 8."""
+    return size_bits(params, options, row_lengths) / 8.0
 
 
 def bitops(macs: Sequence[float], options: Sequence[OptionLike], default_act_bits: int | None = None) -> np.ndarray:

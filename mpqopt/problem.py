@@ -43,10 +43,19 @@ class Problem:
     (2, 2, {'size_bits': 2200.0})
 
     Structural constraints: ``ties`` (groups of layer names that must take the same option),
-    ``fixed`` (layer name -> option label), ``allowed`` (an ``[L, K]`` boolean mask). ``params``
-    (optional): the weight count of each layer, which bits-per-weight budgets (``"4.5bpw"``) need.
-    ``budgets`` keys may be scoped (``{"size_bits[stage0:blk.{0..15}.*]": 2e9}``, see
-    :mod:`mpqopt.budgets`) or given as a list of :class:`mpqopt.Budget`.
+    ``fixed`` (layer name -> option label), ``allowed`` (an ``[L, K]`` boolean mask). ``budgets`` keys
+    may be scoped (``{"size_bits[stage0:blk.{0..15}.*]": 2e9}``, see :mod:`mpqopt.budgets`) or given
+    as a list of :class:`mpqopt.Budget`.
+
+    Layer facts (optional, one number per layer): ``params``, the layer's weight count (what
+    bits-per-weight budgets divide by), and ``row_lengths``, the weights in one output row (input
+    features). With row lengths, an option whose format stores rows in blocks or groups that do not
+    divide a layer's row length (GGUF's Q4_K needs a multiple of 256) is taken out of that layer's
+    ``allowed`` mask; :meth:`disallowed_reasons` says why, and ``given_allowed`` keeps the mask as given.
+
+    >>> q = Problem(["attn", "mlp"], ["Q4_K", "Q8_0"], [[0.2, 0.0], [0.1, 0.0]], row_lengths=[576, 4096])
+    >>> q.allowed.tolist(), q.disallowed_reasons()
+    ([[False, True], [True, True]], {('attn', 'Q4_K'): "row length 576 is not divisible by Q4_K's 256-weight super-block"})
     """
 
     def __init__(
@@ -65,6 +74,7 @@ class Problem:
         cost_units: Mapping[str, str] | None = None,
         meta: Mapping[str, Any] | None = None,
         params: Any = None,
+        row_lengths: Any = None,
     ):
         self.layers: tuple[str, ...] = _validate_layers(layers)
         self.options: tuple[Option, ...] = _validate_options(options)
@@ -91,12 +101,14 @@ class Problem:
                 raise ProblemError(f"cost_units['{name}'] must be a unit string such as 'bit' or 'ms', got {unit!r}")
             _check_encodable([unit], f"cost_units['{name}']: unit", indexed=False)
 
-        self.allowed = self._mask(allowed, shape)
+        self.params: np.ndarray | None = None if params is None else self._layer_vector("params", params)
+        self.row_lengths: np.ndarray | None = None if row_lengths is None else self._layer_vector("row_lengths", row_lengths, integer=True)
+        self.given_allowed = self._mask(allowed, shape)
+        self.allowed = self._apply_format_rules(self.given_allowed)
         self.fixed: dict[str, str] = self._validate_fixed(fixed or {})
         self.pairwise = self._validate_pairwise(pairwise)
         self._check_totals_finite()
         self.meta: dict[str, Any] = check_meta({} if meta is None else meta)
-        self.params: np.ndarray | None = None if params is None else self._params(params)
         self._scope_masks: dict[tuple[str, ...], np.ndarray] = {}  # scoped budgets' layer masks, by patterns
         self.ties: tuple[tuple[str, ...], ...] = self._merge_ties(ties)
         self._build_groups()
@@ -246,9 +258,10 @@ class Problem:
         """A copy with some constructor arguments changed, e.g. ``p.replace(budgets={...})``."""
         args: dict[str, Any] = dict(
             layers=self.layers, options=self.options, sensitivity=self.sensitivity, costs=self.costs,
-            budgets=self.budgets, ties=self.ties, fixed=self.fixed, allowed=self.allowed,
+            # the mask as given: the format rules apply again to the (new) row lengths
+            budgets=self.budgets, ties=self.ties, fixed=self.fixed, allowed=self.given_allowed,
             pairwise=self.pairwise, sensitivity_std=self.sensitivity_std, cost_units=self.cost_units,
-            meta=self.meta, params=self.params,
+            meta=self.meta, params=self.params, row_lengths=self.row_lengths,
         )
         unknown = set(changes) - set(args)
         if unknown:
@@ -264,6 +277,7 @@ class Problem:
             extras.append(f"fixed={len(self.fixed)}")
         if self.pairwise is not None:
             extras.append("pairwise")
+        extras += [name for name in ("params", "row_lengths") if getattr(self, name) is not None]
         return f"Problem({self.num_layers} layers x {self.num_options} options, {', '.join(extras)})"
 
     # ------------------------------------------------------------------ validation helpers
@@ -299,21 +313,6 @@ class Problem:
         arr.setflags(write=False)
         return arr
 
-    def _params(self, value: Any) -> np.ndarray:
-        """Weight count per layer: finite and non-negative, one per layer."""
-        try:
-            arr = np.array(value, dtype=np.float64)
-        except (TypeError, ValueError, OverflowError):
-            raise ProblemError(f"params must be {self.num_layers} weight counts (one per layer), got {type(value).__name__}") from None
-        if arr.shape != (self.num_layers,):
-            raise ProblemError(f"params has shape {arr.shape}, expected ({self.num_layers},): one weight count per layer")
-        bad = ~np.isfinite(arr) | (arr < 0)
-        if bad.any():
-            l = int(np.argmax(bad))
-            raise ProblemError(f"params: layer '{self.layers[l]}' has weight count {arr[l]}; weight counts must be finite and >= 0")
-        arr.setflags(write=False)
-        return arr
-
     def _check_totals_finite(self) -> None:
         """Totals must stay finite: 1e308 per layer sums to inf, and an 'optimal' answer with cost inf and
         slack -inf would be nonsense. Checked on the largest total any assignment can reach."""
@@ -325,6 +324,66 @@ class Problem:
             if not np.isfinite(self.objective_scale):
                 raise ProblemError("sensitivity" + (" and pairwise" if self.pairwise is not None else "") +
                                    ": the objective's largest total overflows float64 (> 1.8e308); rescale the sensitivities")
+
+    def disallowed_reasons(self) -> dict[tuple[str, str], str]:
+        """``{(layer, option label): why}`` for every option a layer's row length rules out (block or
+        group size not dividing it); empty without ``row_lengths``."""
+        bad = self._format_misfits()
+        return {(self.layers[l], self.options[k].label): self._misfit_reason(l, k) for l, k in zip(*np.nonzero(bad))}
+
+    def _misfit_reason(self, l: int, k: int) -> str:
+        fmt = self.options[k].format
+        assert fmt is not None and self.row_lengths is not None
+        return fmt.fits(int(self.row_lengths[l])) or ""
+
+    def _format_misfits(self) -> np.ndarray:
+        """``[L, K]``: True where the option's format cannot store the layer's rows (vectorized per option)."""
+        bad = np.zeros((self.num_layers, self.num_options), dtype=bool)
+        if self.row_lengths is None:
+            return bad
+        for k, option in enumerate(self.options):
+            group = None if option.format is None else option.format.group_size
+            if group is not None and group > 1:
+                bad[:, k] = self.row_lengths % group != 0
+        return bad
+
+    def _apply_format_rules(self, given: np.ndarray) -> np.ndarray:
+        bad = self._format_misfits()
+        if not bad.any():
+            return given
+        mask = given & ~bad
+        empty = ~mask.any(axis=1)
+        if empty.any():
+            l = int(np.argmax(empty))
+            reasons = "; ".join(f"{self.options[k].label}: {self._misfit_reason(l, k)}" for k in np.nonzero(given[l] & bad[l])[0])
+            raise ProblemError(f"layer '{self.layers[l]}' has no allowed option: its row length rules out the rest ({reasons})")
+        mask.setflags(write=False)
+        return mask
+
+    def _layer_vector(self, key: str, value: Any, integer: bool = False) -> np.ndarray:
+        """One real number per layer (``params``) or one positive integer (``row_lengths``), read-only float64 / int64."""
+        what = "a positive integer per layer (weights per output row)" if integer else "a finite number >= 0 per layer (weight count)"
+        try:
+            raw = np.asarray(value)
+            if raw.dtype.kind not in "iuf":
+                raise ProblemError(f"{key} must be {what}, got {'text' if raw.dtype.kind in 'USaV' else 'dtype ' + str(raw.dtype)}")
+            arr = raw.astype(np.float64)
+        except ProblemError:
+            raise
+        except (TypeError, ValueError, OverflowError):
+            raise ProblemError(f"{key} must be {what}") from None
+        if arr.shape != (self.num_layers,):
+            raise ProblemError(f"{key} has shape {arr.shape}, expected ({self.num_layers},): {what}")
+        bad = ~np.isfinite(arr) | (arr < 0)
+        if integer:
+            with np.errstate(invalid="ignore"):
+                bad |= (arr < 1) | (arr != np.floor(arr)) | (arr > 2**53)
+        if bad.any():
+            l = int(np.argmax(bad))
+            raise ProblemError(f"{key}: layer '{self.layers[l]}' has {raw[l].item()!r}; {key} must be {what}")
+        out = arr.astype(np.int64) if integer else arr
+        out.setflags(write=False)
+        return out
 
     def _mask(self, allowed: Any, shape: tuple[int, int]) -> np.ndarray:
         if allowed is None:
@@ -353,8 +412,11 @@ class Problem:
                 k = self.option_index(option)
             except ProblemError as exc:
                 raise ProblemError(f"layer '{name}' is fixed to an {exc}") from None
-            if not self.allowed[self._layer_pos[name], k]:
+            l = self._layer_pos[name]
+            if not self.given_allowed[l, k]:
                 raise ProblemError(f"layer '{name}' is fixed to option '{self.options[k].label}', which its allowed mask forbids")
+            if not self.allowed[l, k]:
+                raise ProblemError(f"layer '{name}' is fixed to option '{self.options[k].label}', which its row length rules out: {self._misfit_reason(l, k)}")
             out[name] = self.options[k].label
         return out
 

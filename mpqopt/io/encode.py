@@ -6,6 +6,13 @@
 >>> d = problem_to_dict(p)
 >>> d["format"], d["version"], d["options"], d["budgets"]
 ('mpqopt.problem', 1, [{'label': 'W4', 'w': 4}, {'label': 'W8', 'w': 8}], {'size_bits': 12.0})
+
+A problem with a format option or a layer fact is written as version 2:
+
+>>> q = Problem(["a"], ["Q4_K", 8], [[0.5, 0.0]], params=[4096.0], row_lengths=[4096])
+>>> d = problem_to_dict(q)
+>>> d["version"], d["options"], d["params"], d["row_lengths"]
+(2, [{'label': 'Q4_K', 'w': 4, 'format': 'Q4_K'}, {'label': 'W8', 'w': 8}], [4096.0], [4096])
 """
 
 from __future__ import annotations
@@ -18,21 +25,31 @@ import scipy.sparse as sp
 
 from ..errors import FormatError
 from ..problem import Problem
-from .validate import FORMAT, VERSION, member
+from .validate import FORMAT, LAYER_FACTS, member
+
+
+def version_for(problem: Problem) -> int:
+    """The oldest file version that holds ``problem``: 2 when an option has a format or the problem has
+    layer facts (``params``, ``row_lengths``), else 1 (so that older readers still read it)."""
+    v2 = problem.params is not None or problem.row_lengths is not None or any(o.format is not None for o in problem.options)
+    return 2 if v2 else 1
 
 
 def problem_to_dict(problem: Problem, *, arrays: bool = False) -> dict[str, Any]:
-    """The problem as a version-1 document: JSON-ready (nested lists) by default.
+    """The problem as a document of the oldest version that holds it (:func:`version_for`):
+    JSON-ready (nested lists) by default.
 
     With ``arrays=True`` the tables stay numpy arrays (read-only views of the problem's own) and a
     sparse ``pairwise`` stays sparse; the NPZ writer uses this. Optional parts are left out when absent
     or trivial: ``allowed`` when every option is allowed, ``ties``/``fixed``/``meta``/``cost_units``
-    when empty. Raises ``FormatError`` if ``meta`` holds something JSON cannot represent exactly.
+    when empty. ``allowed`` is the mask as given (``problem.given_allowed``): the reader takes the
+    options a layer's row length rules out away again. Raises ``FormatError`` if ``meta`` holds
+    something JSON cannot represent exactly.
     """
     table = (lambda a: a) if arrays else (lambda a: a.tolist())
     doc: dict[str, Any] = {
         "format": FORMAT,
-        "version": VERSION,
+        "version": version_for(problem),
         "layers": list(problem.layers),
         "options": [o.to_dict() for o in problem.options],
         "budgets": dict(problem.budgets),
@@ -45,12 +62,16 @@ def problem_to_dict(problem: Problem, *, arrays: bool = False) -> dict[str, Any]
         doc["fixed"] = dict(problem.fixed)
     if problem.meta:
         doc["meta"] = json_ready(problem.meta, "$.meta")
+    for key in LAYER_FACTS:
+        values = getattr(problem, key)
+        if values is not None:
+            doc[key] = table(values)
     doc["sensitivity"] = table(problem.sensitivity)
     if problem.sensitivity_std is not None:
         doc["sensitivity_std"] = table(problem.sensitivity_std)
     doc["costs"] = {name: table(values) for name, values in problem.costs.items()}
-    if not problem.allowed.all():
-        doc["allowed"] = table(problem.allowed)
+    if not problem.given_allowed.all():
+        doc["allowed"] = table(problem.given_allowed)
     if problem.pairwise is not None:
         pairwise = problem.pairwise
         if not arrays and sp.issparse(pairwise):

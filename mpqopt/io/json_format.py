@@ -18,7 +18,7 @@ from typing import Any
 from ..errors import FormatError
 from ..problem import MAX_META_DEPTH, Problem
 from .encode import problem_to_dict
-from .validate import problem_from_dict
+from .validate import LAYER_FACTS, problem_from_dict
 
 _TABLE_KEYS = ("sensitivity", "sensitivity_std", "allowed", "pairwise")
 
@@ -58,6 +58,8 @@ def decode(data: str | bytes, source: str | None = None, container: str | None =
         # json's C scanner recurses once per level: 100,000 nested brackets exhaust the stack
         raise FormatError(f"JSON nested too deeply (more than Python's parser can hold; problem files need at most "
                           f"{MAX_META_DEPTH} levels inside \"meta\")", container or "$", source) from None
+    except ValueError as exc:  # after the two ValueErrors above: Python refuses integers of over 4300 digits
+        raise FormatError(f"a number in the JSON text is too long to read ({exc})", container or "$", source) from None
     except _DuplicateKey as exc:
         raise FormatError(f"duplicate key {exc.args[0]!r} in one JSON object", container or "$", source) from None
 
@@ -100,6 +102,8 @@ def _render(doc: dict[str, Any], ensure_ascii: bool) -> str:
         elif key == "costs":
             entries = [f"    {dump(name)}: {table(rows, '    ')}" for name, rows in value.items()]
             text = "{\n" + ",\n".join(entries) + "\n  }" if entries else "{}"
+        elif key in LAYER_FACTS:
+            text = dump(value)  # one number per layer, on one line
         elif key in ("layers", "options", "ties"):
             text = lines(value)
         elif key in ("budgets", "cost_units", "fixed") and value:

@@ -8,6 +8,7 @@ Layout (every member a plain ``.npy``; nothing is ever pickled or unpickled):
 - ``sensitivity`` and, when present, ``sensitivity_std``: float64 ``[L, K]``.
 - ``cost/<name>``: float64 ``[L, K]`` for every name in the header's ``costs``.
 - ``allowed``: bool ``[L, K]`` (omitted when everything is allowed).
+- ``params`` (float64 ``[L]``) and ``row_lengths`` (int64 ``[L]``) when the problem has them (version 2).
 - ``pairwise``: float64 ``[L*K, L*K]`` when dense, or when sparse the COO triplet ``pairwise_row``,
   ``pairwise_col`` (int64), ``pairwise_data`` (float64) with ``pairwise_shape`` (int64 ``[2]``).
 
@@ -37,12 +38,12 @@ from ..errors import FormatError
 from ..problem import Problem
 from .encode import problem_to_dict
 from .json_format import decode
-from .validate import EXTENSION_PREFIX, read_problem
+from .validate import EXTENSION_PREFIX, LAYER_FACTS, read_problem
 
 COST_PREFIX = "cost/"
 _TABLES = ("sensitivity", "sensitivity_std", "allowed")
 _SPARSE = ("pairwise_row", "pairwise_col", "pairwise_data", "pairwise_shape")
-_ARRAY_KEYS = ("header",) + _TABLES + ("pairwise",) + _SPARSE
+_ARRAY_KEYS = ("header",) + _TABLES + LAYER_FACTS + ("pairwise",) + _SPARSE
 _ZIP_MAGIC = b"PK\x03\x04"
 # what a damaged archive raises while its members are read
 _CORRUPT = (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError)
@@ -52,7 +53,7 @@ def write_npz(problem: Problem, file: IO[bytes]) -> None:
     """Write the problem as an (uncompressed) NPZ archive to a binary file object."""
     doc = problem_to_dict(problem, arrays=True)
     costs = doc.pop("costs")
-    arrays: dict[str, np.ndarray] = {key: doc.pop(key) for key in _TABLES if key in doc}
+    arrays: dict[str, np.ndarray] = {key: doc.pop(key) for key in _TABLES + LAYER_FACTS if key in doc}
     for name, table in costs.items():
         if not _member_name_ok(name):
             raise FormatError("this cost name cannot be an NPZ member name (it holds a NUL character or a lone "
@@ -161,6 +162,14 @@ def _check_shapes(headers: dict[str, tuple[tuple[int, ...], np.dtype]], doc: dic
             raise fail(key, f"expected {rows} rows (one per {unit[0]}), got {shape[0]}")
         if shape[1] != cols:
             raise fail(key, f"expected {cols} columns (one per {unit[1]}), got {shape[1]}")
+    for key in LAYER_FACTS:
+        if key in headers:
+            shape, dtype = headers[key]
+            kinds, what = ("iu", "an integer") if key == "row_lengths" else ("fiu", "a real numeric")
+            if dtype.kind not in kinds:
+                raise fail(key, f"expected {what} array, got dtype {dtype}")
+            if shape != (L,):
+                raise fail(key, f"expected shape ({L},), one per layer, got {shape}")
     for key in _SPARSE:
         if key in headers and len(headers[key][0]) != 1:
             raise fail(key, f"expected a 1-d array, got shape {headers[key][0]}")
@@ -190,7 +199,7 @@ def _read_members(npz: Any, source: str | None, headers: dict[str, tuple[tuple[i
     cost_names = doc.get("costs", [])
     if not isinstance(cost_names, list) or not all(isinstance(n, str) for n in cost_names):
         raise fail("$.costs", "expected the list of cost names (each table is the array 'cost/<name>')")
-    for key in _TABLES + ("pairwise",):
+    for key in _TABLES + LAYER_FACTS + ("pairwise",):
         if key in doc:
             raise fail(f"$.{key}", f"in an NPZ file this table is the array {key!r}, not part of the header")
     expected = set(_ARRAY_KEYS) | {COST_PREFIX + n for n in cost_names}
@@ -198,13 +207,13 @@ def _read_members(npz: Any, source: str | None, headers: dict[str, tuple[tuple[i
     if unknown:
         listed = " (not listed in the header's costs)" if unknown[0].startswith(COST_PREFIX) else ""
         raise fail(unknown[0], f"unknown array{listed}; arrays are header, sensitivity, cost/<name>, sensitivity_std, "
-                               f"allowed, pairwise or pairwise_row/col/data/shape")
+                               f"allowed, params, row_lengths, pairwise or pairwise_row/col/data/shape")
     doc["costs"] = {}
     for name in cost_names:
         if COST_PREFIX + name not in members:
             raise fail(COST_PREFIX + name, "missing (the header lists this cost)")
         doc["costs"][name] = get(COST_PREFIX + name)
-    for key in _TABLES:
+    for key in _TABLES + LAYER_FACTS:
         if key in members:
             doc[key] = get(key)
     pairwise = _pairwise(members, get, fail)

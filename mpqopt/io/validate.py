@@ -25,17 +25,20 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..errors import BudgetError, FormatError, ProblemError
+from ..formats import Format, get_format
 from ..options import Option
 from ..problem import Problem, check_meta
 
 FORMAT = "mpqopt.problem"
-VERSION = 1  # what the writers produce
-SUPPORTED_VERSIONS = (1,)  # what the readers accept
+VERSION = 2  # the newest version the writers produce (a problem with nothing new is still written as 1)
+SUPPORTED_VERSIONS = (1, 2)  # what the readers accept
 REQUIRED_KEYS = ("format", "version", "layers", "options", "sensitivity")
-OPTIONAL_KEYS = ("costs", "budgets", "cost_units", "ties", "fixed", "allowed", "pairwise", "sensitivity_std", "meta")
+LAYER_FACTS = ("params", "row_lengths")  # version 2: one number per layer
+OPTIONAL_KEYS = ("costs", "budgets", "cost_units", "ties", "fixed", "allowed", "pairwise", "sensitivity_std", "meta") + LAYER_FACTS
 KNOWN_KEYS = REQUIRED_KEYS + OPTIONAL_KEYS
 EXTENSION_PREFIX = "x-"  # unknown top-level keys with this prefix are kept in problem.meta
 _OPTION_KEYS = ("label", "w", "a")
+_OPTION_KEYS_V2 = _OPTION_KEYS + ("format",)
 _NUMBER_TYPES = {int, float}
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -52,15 +55,17 @@ def json_table_location(key: str, name: str | None) -> str:
     return member("$.costs", name) if name is not None else f"$.{key}"
 
 
-def schema() -> dict[str, Any]:
-    """The JSON Schema (draft 2020-12) of the JSON problem file, version 1.
+def schema(version: int = VERSION) -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of the JSON problem file, by default of the newest version.
 
     It checks structure and types; shape consistency (``L x K`` tables) is checked by the loader.
 
-    >>> schema()["properties"]["format"]["const"]
-    'mpqopt.problem'
+    >>> schema()["properties"]["format"]["const"], schema()["properties"]["version"], schema(1)["properties"]["version"]
+    ('mpqopt.problem', {'const': 2}, {'const': 1})
     """
-    text = resources.files("mpqopt").joinpath("schema", "problem.v1.schema.json").read_text(encoding="utf-8")
+    if version not in SUPPORTED_VERSIONS:
+        raise ValueError(f"no schema for version {version!r}; versions are {SUPPORTED_VERSIONS}")
+    text = resources.files("mpqopt").joinpath("schema", f"problem.v{version}.schema.json").read_text(encoding="utf-8")
     return json.loads(text)
 
 
@@ -108,6 +113,7 @@ class _Reader:
         self.locate = locate
         self.layers: list[str] = []
         self.labels: list[str] = []
+        self.version = VERSION
 
     def fail(self, where: str, message: str) -> FormatError:
         return FormatError(message, where, self.source)
@@ -120,6 +126,7 @@ class _Reader:
         extensions = self._check_keys(doc)
         self.layers = self._layers(doc["layers"])
         options = self._options(doc["options"])
+        facts = {key: self._vector(doc[key], key, integer=key == "row_lengths") for key in LAYER_FACTS if key in doc}
         self.labels = [o.label for o in options]
         L, K = len(self.layers), len(options)
 
@@ -141,7 +148,7 @@ class _Reader:
         try:
             return Problem(
                 self.layers, options, sensitivity, costs, budgets, ties=ties, fixed=fixed, allowed=allowed,
-                pairwise=pairwise, sensitivity_std=std, cost_units=units, meta=meta,
+                pairwise=pairwise, sensitivity_std=std, cost_units=units, meta=meta, **facts,
             )
         except (ProblemError, BudgetError) as exc:
             # value-level faults are found by Problem; keep its message (it names the layer/key)
@@ -161,11 +168,14 @@ class _Reader:
         if version not in SUPPORTED_VERSIONS:
             hint = "; upgrade mpqopt to read it" if version > max(SUPPORTED_VERSIONS) else ""
             raise self.fail("$.version", f"unsupported version {version}: this mpqopt reads version {supported}{hint}")
+        self.version = version
 
     def _check_keys(self, doc: Mapping[str, Any]) -> dict[str, Any]:
         """Reject unknown top-level keys (typos like 'budget' would silently drop data); keep 'x-' ones."""
         extensions = {}
         for key in doc:
+            if key in LAYER_FACTS and self.version < 2:
+                raise self.fail(member("$", key), f"is a version-2 key, and this file says version {self.version}; write \"version\": 2")
             if key in KNOWN_KEYS:
                 continue
             if isinstance(key, str) and key.startswith(EXTENSION_PREFIX):
@@ -221,9 +231,12 @@ class _Reader:
             where = f"$.options[{i}]"
             if not isinstance(item, Mapping):
                 raise self.fail(where, f'expected an object like {{"label": "W4A8", "w": 4, "a": 8}}, got {describe(item)}')
-            unknown = [k for k in item if k not in _OPTION_KEYS]
+            keys = _OPTION_KEYS_V2 if self.version >= 2 else _OPTION_KEYS
+            unknown = [k for k in item if k not in keys]
+            if unknown == ["format"]:
+                raise self.fail(f"{where}.format", f"options carry a format from version 2 on, and this file says version {self.version}; write \"version\": 2")
             if unknown:
-                raise self.fail(member(where, str(unknown[0])), f"unknown option key; option keys are {', '.join(_OPTION_KEYS)}")
+                raise self.fail(member(where, str(unknown[0])), f"unknown option key; option keys are {', '.join(keys)}")
             for key in ("label", "w"):
                 if key not in item:
                     raise self.fail(member(where, key), "missing")
@@ -235,8 +248,45 @@ class _Reader:
                     continue
                 if isinstance(bits, bool) or not isinstance(bits, int) or bits <= 0:
                     raise self.fail(f"{where}.{key}", f"expected a positive integer bit-width, got {describe(bits)}")
-            options.append(Option(item["w"], item.get("a"), item["label"]))
+            options.append(self._option(item, where))
         return options
+
+    def _option(self, item: Mapping[str, Any], where: str) -> Option:
+        fmt = item.get("format")
+        if "format" in item:
+            if not isinstance(fmt, (str, Mapping)):
+                raise self.fail(f"{where}.format", f"expected a format name such as \"Q4_K\" or an object of format fields, got {describe(fmt)}")
+            try:
+                fmt = Format.from_dict(fmt) if isinstance(fmt, Mapping) else get_format(fmt)
+            except ProblemError as exc:
+                raise self.fail(f"{where}.format", f"option {item['label']!r}: {exc}") from None
+        try:
+            return Option(item["w"], item.get("a"), item["label"], fmt)
+        except ProblemError as exc:
+            raise self.fail(where, str(exc)) from None
+
+    def _vector(self, value: Any, key: str, integer: bool) -> Any:
+        """A layer fact: one number (``integer``: a whole number) per layer, as a list or a 1-d array."""
+        where = self.locate(key, None)
+        L = len(self.layers)
+        what = "integers" if integer else "numbers"
+        if isinstance(value, np.ndarray):
+            if value.dtype.kind not in ("iu" if integer else "fiu"):
+                raise self.fail(where, f"expected an array of {what}, got dtype {value.dtype}")
+            if value.shape != (L,):
+                raise self.fail(where, f"expected shape ({L},), one per layer, got {value.shape}")
+            return value
+        if not isinstance(value, (list, tuple)):
+            raise self.fail(where, f"expected a list of {L} {what} (one per layer), got {describe(value)}")
+        if len(value) != L:
+            raise self.fail(where, f"expected {L} {what} (one per layer), got {len(value)}")
+        wanted = (int,) if integer else (int, float)
+        for i, item in enumerate(value):
+            if isinstance(item, bool) or not isinstance(item, wanted):
+                raise self.fail(f"{where}[{i}]", f"expected {'an integer' if integer else 'a number'} (layer {self.layers[i]!r}), got {describe(item)}")
+            if isinstance(item, int) and not (_fits_float(item) and abs(item) < 2**63):
+                raise self.fail(f"{where}[{i}]", f"integer with {len(str(abs(item)))} digits is too large (layer {self.layers[i]!r})")
+        return np.array(value, dtype=np.int64 if integer else np.float64)
 
     def _costs(self, value: Any) -> dict[str, np.ndarray]:
         costs = self._object(value, "$.costs")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from hypothesis import given
+from hypothesis import strategies as st
 
 import mpqopt
 from mpqopt import Option, Problem, ProblemError
@@ -122,3 +124,88 @@ def test_replace_revalidates():
     with pytest.raises(ProblemError, match="duplicate layer"):
         p.replace(layers=["a", "a", "b"])
     assert p.replace(budgets={"size_bits": "50%"}).budgets["size_bits"] == pytest.approx((222 + 888) / 2)
+
+
+# ------------------------------------------------------------------ layer facts and format rules
+# GGUF block sizes and group sizes as their specifications state them (not read from mpqopt.formats)
+BLOCK = {"Q4_K": 256, "Q6_K": 256, "Q8_0": 32, "int4-g128": 128, "nvfp4": 16, "W4": 1, "int8": 1, "BF16": 1}
+FACT_OPTIONS = list(BLOCK)
+
+
+def facts(row_lengths, options=FACT_OPTIONS, **kwargs):
+    L, K = len(row_lengths), len(options)
+    return Problem([f"l{i}" for i in range(L)], options, np.zeros((L, K)), params=[1000.0 * (i + 1) for i in range(L)],
+                   row_lengths=row_lengths, **kwargs)
+
+
+@given(st.lists(st.sampled_from([1, 16, 32, 48, 128, 192, 256, 576, 4096, 11008, 14336, 50]), min_size=1, max_size=8))
+def test_row_lengths_take_misfit_formats_out_of_the_mask(rows):
+    p = facts(rows)
+    expected = np.array([[n % BLOCK[o] == 0 for o in FACT_OPTIONS] for n in rows])
+    np.testing.assert_array_equal(p.allowed, expected)
+    assert p.given_allowed.all()
+    reasons = p.disallowed_reasons()
+    assert set(reasons) == {(f"l{l}", FACT_OPTIONS[k]) for l, k in zip(*np.nonzero(~expected))}
+    for (layer, label), why in reasons.items():
+        n = rows[int(layer[1:])]
+        assert why.startswith(f"row length {n} is not divisible by {label}'s {BLOCK[label]}-weight ")
+    assert p.replace(row_lengths=None).allowed.all()  # the rule follows the row lengths
+    np.testing.assert_array_equal(p.replace(budgets={}).allowed, expected)
+
+
+def test_layer_facts_are_kept_read_only_and_by_replace():
+    p = facts([4096, 576], allowed=[[True] * 8, [True, False] + [True] * 6])
+    assert p.params.tolist() == [1000.0, 2000.0] and p.params.dtype == np.float64
+    assert p.row_lengths.tolist() == [4096, 576] and p.row_lengths.dtype == np.int64
+    with pytest.raises(ValueError):
+        p.params[0] = 1.0
+    q = p.replace(params=[5, 6])
+    assert q.params.tolist() == [5.0, 6.0] and q.row_lengths.tolist() == [4096, 576]
+    assert q.allowed[1].tolist() == [False, False, True, False, True, True, True, True]  # given mask and the rule together
+    assert p.replace(row_lengths=None).allowed[1].tolist() == [True, False] + [True] * 6
+    assert make().params is None and make().row_lengths is None and "params" not in repr(make())
+
+
+@pytest.mark.parametrize("key, value, fragment", [
+    ("params", [1, -1, 2], "params: layer 'conv2' has -1"),
+    ("params", [1, float("nan"), 2], "params: layer 'conv2' has nan"),
+    ("params", [1, 2, float("inf")], "params: layer 'fc' has inf"),
+    ("params", [1, 2], "params has shape (2,), expected (3,)"),
+    ("params", ["1", "2", "3"], "params must be a finite number >= 0 per layer (weight count), got text"),
+    ("params", [True, False, True], "dtype bool"),
+    ("params", [[1, 2], [3]], "params must be"),
+    ("params", [1 + 2j, 1, 1], "dtype complex128"),
+    ("row_lengths", [64, 0, 64], "row_lengths: layer 'conv2' has 0"),
+    ("row_lengths", [64, 64, 2.5], "row_lengths: layer 'fc' has 2.5; row_lengths must be a positive integer per layer"),
+    ("row_lengths", [64, 64], "row_lengths has shape (2,)"),
+    ("row_lengths", [64, 1e300, 64], "row_lengths: layer 'conv2'"),
+])
+def test_bad_layer_facts_name_the_layer(key, value, fragment):
+    with pytest.raises(ProblemError) as err:
+        make(**{key: value})
+    assert fragment in str(err.value), str(err.value)
+
+
+def test_a_layer_left_without_options_is_named_with_the_reasons():
+    with pytest.raises(ProblemError) as err:
+        facts([4096, 576], options=["Q4_K", "Q6_K"])
+    assert str(err.value) == ("layer 'l1' has no allowed option: its row length rules out the rest (Q4_K: row length 576 is not "
+                              "divisible by Q4_K's 256-weight super-block; Q6_K: row length 576 is not divisible by Q6_K's 256-weight super-block)")
+    with pytest.raises(ProblemError, match="layer 'l1' is fixed to option 'Q4_K', which its row length rules out: row length 576"):
+        facts([4096, 576], fixed={"l1": "Q4_K"})
+    with pytest.raises(ProblemError, match=r"tied layers \['l0', 'l1'\] have no allowed option in common"):
+        facts([4096, 576], options=["Q4_K", "Q8_0", "int4-g128"], ties=[["l0", "l1"]], allowed=[[True, False, True], [True, True, False]])
+
+
+def test_solutions_respect_the_format_rules():
+    rng = np.random.default_rng(3)
+    rows = [4096, 576, 11008, 48, 14336]
+    options = ["Q4_K", "Q8_0", "int4-g128", "BF16"]
+    params = [r * 8.0 for r in rows]
+    sens = rng.random((5, 4)) * [[3, 0.2, 1, 0]]
+    p = Problem([f"l{i}" for i in range(5)], options, sens, costs={"size_bits": mpqopt.size_bits(params, options)},
+                params=params, row_lengths=rows, budgets={"size_bits": sum(params) * 6})
+    for solver in ("mckp", "bruteforce"):
+        result = mpqopt.solve(p, solver=solver)
+        assert all(p.allowed[l, k] for l, k in enumerate(result.x))
+    assert mpqopt.solve(p, solver="mckp").objective == pytest.approx(mpqopt.solve(p, solver="bruteforce").objective, abs=1e-12)

@@ -230,9 +230,9 @@ def test_bpw_errors_say_what_is_missing():
 
 @pytest.mark.parametrize("params, fragment", [
     ([1, 2, 3], "params has shape (3,), expected (6,)"),
-    ([1, 2, 3, 4, -5, 6], "layer 'blk.10.attn' has weight count -5.0"),
-    ([1, 2, float("nan"), 4, 5, 6], "layer 'blk.1.attn' has weight count nan"),
-    ("many", "params must be 6 weight counts"),
+    ([1, 2, 3, 4, -5, 6], "layer 'blk.10.attn' has -5; params must be a finite number >= 0"),
+    ([1, 2, float("nan"), 4, 5, 6], "layer 'blk.1.attn' has nan; params must be"),
+    ("many", "params must be a finite number >= 0 per layer (weight count), got text"),
 ])
 def test_params_are_validated_naming_the_layer(params, fragment):
     with pytest.raises(mpqopt.ProblemError) as info:

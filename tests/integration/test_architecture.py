@@ -26,7 +26,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("base", ("errors", "arguments", "deadline", "progress", "stdio", "highs_runtime", "layer_patterns")),
     # the problem model: what a problem, its costs and budgets are, and what an answer is (results,
     # their verification, the readable report, the infeasibility explanation); synthetic problems
-    ("model", ("options", "costs", "budgets", "problem", "verify", "result", "report", "diagnose", "target", "synthetic")),
+    ("model", ("formats", "options", "costs", "budgets", "problem", "verify", "result", "report", "diagnose", "target", "synthetic")),
     # canonical form, linearization, convexification, the solver-neutral matrix forms
     ("reductions", ("reductions",)),
     # reading, writing and building problems (files, LP/MPS export, published allocators' data,

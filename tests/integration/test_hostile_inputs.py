@@ -85,6 +85,14 @@ LOAD_CASES = {
                              "FormatError", ["s.json", "layer 1", "surrogate"]),
     "overflowing_cost": (lambda tmp: write_json(tmp / "o.json", {**TOY, "costs": {"size_bits": [[1e308, 1e308], [1e308, 1e308]]}}), {},
                          "FormatError", ["o.json", "costs['size_bits']", "overflows"]),
+    # version 2's layer facts: a 1-d array declaring 400 M entries over a few MB of zeros is refused by its header
+    "npz_bomb_params": (lambda tmp: npz_bomb(tmp / "bomb.npz", (400_000_000,), 8, "params"), {}, "FormatError",
+                        ["bomb.npz", "params", "expected shape (1,)"]),
+    "huge_row_length": (lambda tmp: write_json(tmp / "r.json", {**TOY, "version": 2, "row_lengths": [1, int("9" * 1000)]}), {}, "FormatError",
+                        ["r.json", "$.row_lengths[1]", "1000 digits is too large"]),
+    # Python's int() refuses over 4300 digits (a guard against quadratic-time parsing): json.loads raises a bare ValueError
+    "number_of_5000_digits": (lambda tmp: write_json(tmp / "n.json", json.dumps(TOY).replace("0.5", "9" * 5000)), {}, "FormatError",
+                              ["n.json", "too long to read", "4300 digits"]),
     "pairwise_nan_in_npz": (None, {}, "FormatError", ["pairwise[1, 2]", "row 1 is (layer 'a', option 'W8')", "column 2 is (layer 'b', option 'W4')"]),
 }
 

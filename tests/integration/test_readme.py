@@ -59,3 +59,29 @@ def test_the_scoped_budget_example_prints_what_its_comments_say():
     code = next(b for b in BLOCKS if "Budget(" in b)
     expected = [line.split("#", 1)[1].strip() for line in code.splitlines() if line.startswith("print(") and "#" in line]
     assert run(code) == expected
+
+
+def test_the_version_2_file_is_what_save_writes_and_solves(tmp_path):
+    """The Versions section's file: saved again it is the same text; its costs are size_bits with row
+    lengths; Q4_K is ruled out for the 576-wide layer and the solve is what the sentence after it says."""
+    import mpqopt
+
+    text = re.search(r"A version-2 file:\n\n```json\n(.*?)```", README, re.S).group(1)
+    path = tmp_path / "v2.json"
+    path.write_text(text)
+    problem = mpqopt.load(path)
+    mpqopt.save(problem, tmp_path / "again.json")
+    assert (tmp_path / "again.json").read_text() == text
+    sizes = mpqopt.size_bits(problem.params, problem.options, row_lengths=problem.row_lengths)
+    assert (sizes == problem.costs["size_bits"]).all()
+    assert list(problem.disallowed_reasons()) == [("mm.proj", "Q4_K")]
+    result = mpqopt.solve(problem)
+    assert result.status == "optimal"
+    assert result.assignment == {"blk.0.attn_q": "int4-g64-asym", "blk.0.ffn_down": "int4-g64-asym", "mm.proj": "Q8_0"}
+    assert result.assignment == mpqopt.solve(problem, solver="bruteforce").assignment
+
+
+def test_the_formats_example_prints_what_its_comments_say():
+    code = next(b for b in BLOCKS if "from mpqopt.formats import get_format" in b)
+    expected = [line.split("#", 1)[1].strip() for line in code.splitlines() if line.startswith("print(")]
+    assert run(code) == expected

@@ -11,6 +11,7 @@ import scipy.sparse as sp
 from hypothesis import strategies as st
 
 from mpqopt import FormatError, Option, Problem
+from mpqopt.formats import Format
 from mpqopt.io import load
 
 SPECIAL = [1e-300, 5e-324, 1e300, -0.0, 0.0, 2.2250738585072014e-308, 1.7976931348623157e308, 0.1 + 0.2]
@@ -23,6 +24,12 @@ NAMES = st.one_of(
 
 
 COST_NAMES = NAMES.filter(lambda n: not any("\ud800" <= c <= "\udfff" for c in n))  # zip member names are UTF-8
+TEXT_NAMES = COST_NAMES  # Problem refuses layer and option names with lone surrogates too
+
+# version-2 options: catalogue formats of every family, and one of the user's own (written field by field)
+FORMATS = st.sampled_from(["Q4_K", "q8_0", "IQ4_XS", "TQ1_0", "int4-g128-asym", "int3-g64", "INT8", "nvfp4", "mxfp4", "fp8", "BF16",
+                           "int5-g96", Format("my3", "int", 3, group_size=48, scale_bits=8, zero_bits=4, symmetric=False, act_bits=6)])
+ROW_LENGTHS = st.one_of(st.sampled_from([1, 16, 32, 48, 96, 128, 256, 576, 4096, 11008, 14336]), st.integers(1, 2**40))
 
 
 FLOATS = st.one_of(st.sampled_from(SPECIAL), st.floats(allow_nan=False, allow_infinity=False))
@@ -39,11 +46,25 @@ JSON_VALUES = st.recursive(
 
 
 @st.composite
-def problems(draw, pairwise_kinds=("none", "dense", "sparse")):
+def problems(draw, pairwise_kinds=("none", "dense", "sparse"), v2=False):
+    """Random valid problems; ``v2`` adds format options (option 0 stays plain) and layer facts."""
     L, K = draw(st.integers(1, 5)), draw(st.integers(1, 4))
-    layers = draw(st.lists(NAMES, min_size=L, max_size=L, unique=True))
-    labels = draw(st.lists(NAMES, min_size=K, max_size=K, unique=True))
+    layers = draw(st.lists(TEXT_NAMES, min_size=L, max_size=L, unique=True))
+    labels = draw(st.lists(TEXT_NAMES, min_size=K, max_size=K, unique=True))
     options = [Option(draw(st.integers(1, 16)), draw(st.none() | st.integers(1, 16)), label) for label in labels]
+    params = row_lengths = None
+    fits = np.ones((L, K), dtype=bool)  # which options the row lengths leave each layer
+    if v2:
+        for k in range(1, K):
+            if draw(st.booleans()):
+                options[k] = Option(a=draw(st.none() | st.integers(1, 16)), label=labels[k] if draw(st.booleans()) else "", format=draw(FORMATS))
+        if len({o.label for o in options}) < K:  # a format's own label may repeat a drawn one
+            options = [Option(o.w, o.a, labels[k], o.format) for k, o in enumerate(options)]
+        if draw(st.booleans()):
+            params = draw(st.lists(NONNEG, min_size=L, max_size=L))
+        if draw(st.booleans()):
+            row_lengths = draw(st.lists(ROW_LENGTHS, min_size=L, max_size=L))
+            fits = np.array([[o.format is None or o.format.fits(n) is None for o in options] for n in row_lengths])
 
     def table(elements, rows=L, cols=K):
         return np.array(draw(st.lists(st.lists(elements, min_size=cols, max_size=cols), min_size=rows, max_size=rows)), dtype=float)
@@ -60,15 +81,15 @@ def problems(draw, pairwise_kinds=("none", "dense", "sparse")):
     allowed = None
     if draw(st.booleans()):
         allowed = np.array(draw(st.lists(st.lists(st.booleans(), min_size=K, max_size=K), min_size=L, max_size=L)))
-        for members in groups.values():  # every tie group keeps one option in common
-            allowed[members, draw(st.integers(0, K - 1))] = True
+        for members in groups.values():  # every tie group keeps one option in common (that its row lengths fit)
+            allowed[members, draw(st.sampled_from([k for k in range(K) if fits[members, k].all()]))] = True
     fixed = {}
     for members in groups.values():
         if draw(st.booleans()):
-            common = [k for k in range(K) if allowed is None or allowed[members, k].all()]
+            common = [k for k in range(K) if (allowed is None or allowed[members, k].all()) and fits[members, k].all()]
             k = draw(st.sampled_from(common))
             for i in draw(st.lists(st.sampled_from(members), min_size=1, unique=True)):
-                fixed[layers[i]] = labels[k]
+                fixed[layers[i]] = options[k].label
     ties = [draw(st.permutations([layers[i] for i in m])) for m in groups.values() if len(m) > 1]
 
     n = L * K
@@ -90,7 +111,7 @@ def problems(draw, pairwise_kinds=("none", "dense", "sparse")):
         sensitivity, pairwise = sensitivity * 2.0**-10, pairwise * 2.0**-10
     sensitivity = _fit(sensitivity, (np.abs(sensitivity).max(axis=1),))
     return Problem(layers, options, sensitivity, costs, budgets, ties=ties, fixed=fixed, allowed=allowed,
-                   pairwise=pairwise, sensitivity_std=std, cost_units=cost_units, meta=meta)
+                   pairwise=pairwise, sensitivity_std=std, cost_units=cost_units, meta=meta, params=params, row_lengths=row_lengths)
 
 
 def _finite_total(*parts) -> bool:
@@ -116,7 +137,11 @@ def assert_same_problem(p: Problem, q: Problem, *, sparse_kept: bool) -> None:
         assert same_bits(q.costs[name], p.costs[name]), name
     assert repr(q.budgets) == repr(p.budgets)  # repr tells -0.0 from 0.0 and keeps order
     assert q.ties == p.ties and q.fixed == p.fixed and q.cost_units == p.cost_units
-    assert same_bits(q.allowed, p.allowed)
+    assert same_bits(q.allowed, p.allowed) and same_bits(q.given_allowed, p.given_allowed)
+    for key in ("params", "row_lengths"):
+        assert (getattr(q, key) is None) == (getattr(p, key) is None), key
+        if getattr(p, key) is not None:
+            assert same_bits(getattr(q, key), getattr(p, key)), key
     assert (q.sensitivity_std is None) == (p.sensitivity_std is None)
     if p.sensitivity_std is not None:
         assert same_bits(q.sensitivity_std, p.sensitivity_std)

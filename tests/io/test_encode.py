@@ -17,3 +17,16 @@ def test_trivial_parts_are_omitted():
     doc = problem_to_dict(q)
     assert doc["allowed"] == [[True, False], [True, True]] and doc["fixed"] == {"b": "W4"}
     assert doc["ties"] == [["a", "b"]] and doc["meta"] == {"k": 1} and len(doc["pairwise"]) == 4
+
+
+def test_version_is_the_oldest_that_holds_the_problem():
+    p = Problem(["a", "b"], [4, "W8A8", {"w": 2, "label": "two"}], np.zeros((2, 3)))
+    assert problem_to_dict(p)["version"] == 1
+    for change in (dict(params=[10, 20]), dict(row_lengths=[32, 64]), dict(options=[4, "Q8_0", "W2"])):
+        doc = problem_to_dict(p.replace(**change))
+        assert doc["version"] == 2, change
+    doc = problem_to_dict(p.replace(options=[4, "Q8_0", "W2"], row_lengths=[32, 48], allowed=[[True, True, False], [True, True, True]]))
+    assert doc["row_lengths"] == [32, 48] and "params" not in doc
+    # the mask as given: Q8_0 on 'b' (48 weights per row) is ruled out again on loading, not stored
+    assert doc["allowed"] == [[True, True, False], [True, True, True]]
+    assert doc["options"][1] == {"label": "Q8_0", "w": 8, "format": "Q8_0"}

@@ -63,3 +63,12 @@ def test_lone_surrogates_in_names_are_refused(tmp_path):
     (tmp_path / "p.json").write_text(text)
     with pytest.raises(FormatError, match="layer 1: .*lone surrogate"):
         load(tmp_path / "p.json")
+
+
+@settings(max_examples=examples(80), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(problems(v2=True))
+def test_json_version_2_round_trip_is_exact(p):
+    text = dumps(p)
+    assert json.loads(text)["version"] == (2 if p.params is not None or p.row_lengths is not None or any(o.format for o in p.options) else 1)
+    assert_same_problem(p, loads(text), sparse_kept=False)
+    assert dumps(loads(text)) == text

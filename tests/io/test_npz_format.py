@@ -220,3 +220,53 @@ def test_large_npz_loads_quickly(tmp_path):
     elapsed = time.perf_counter() - start
     assert same_bits(q.costs["bitops"], p.costs["bitops"])
     assert elapsed < 2.0, f"loading a 50,000 x 8 NPZ took {elapsed:.2f} s"  # ~0.1 s measured; generous for CI
+
+
+@settings(max_examples=examples(80), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(problems(v2=True))
+def test_npz_version_2_round_trip_is_exact(p):
+    buf = io.BytesIO()
+    mpqopt.io.npz_format.write_npz(p, buf)
+    buf.seek(0)
+    assert_same_problem(p, mpqopt.io.npz_format.read_npz(buf), sparse_kept=True)
+
+
+def _small_v2() -> Problem:
+    return _small().replace(options=["W4", "Q8_0"], params=[1.0, 2.0, 3.0], row_lengths=[32, 64, 96])
+
+
+def test_npz_layer_facts_are_plain_arrays():
+    members = _npz_members(_small_v2())
+    assert members["params"].dtype == np.float64 and members["params"].tolist() == [1.0, 2.0, 3.0]
+    assert members["row_lengths"].dtype == np.int64 and members["row_lengths"].tolist() == [32, 64, 96]
+    header = json.loads(members["header"][()])
+    assert header["version"] == 2 and header["options"][1] == {"label": "Q8_0", "w": 8, "format": "Q8_0"}
+
+
+NPZ_V2_FAULTS = {
+    "float row lengths": (lambda m: m.update(row_lengths=np.array([32.0, 64, 96])), ["row_lengths: expected an integer array", "float64"]),
+    "text params": (lambda m: m.update(params=np.array(["1", "2", "3"])), ["params: expected a real numeric array"]),
+    "2-d params": (lambda m: m.update(params=np.ones((3, 1))), ["params: expected shape (3,), one per layer, got (3, 1)"]),
+    "short row lengths": (lambda m: m.update(row_lengths=np.array([32, 64])), ["row_lengths: expected shape (3,)"]),
+    "facts in the header": (lambda m: m.update(header=_header_v2(params=[1, 2, 3])), ["$.params", "is the array 'params'"]),
+    "facts in a v1 file": (lambda m: m.update(header=_header_v2(version=1)), ["$.params", "version-2 key"]),
+    "zero row length": (lambda m: m.update(row_lengths=np.array([32, 0, 96])), ["row_lengths: layer 'conv2' has 0"]),
+    "unknown format": (lambda m: m.update(header=_header_v2(options=[{"label": "W4", "w": 4}, {"label": "x", "w": 4, "format": "Q4_KM"}])),
+                       ["$.options[1].format", "unknown quantization format 'Q4_KM'"]),
+}
+
+
+def _header_v2(**changes) -> np.ndarray:
+    header = json.loads(_npz_members(_small_v2())["header"][()])
+    header.update(changes)
+    return np.array(json.dumps(header))
+
+
+@pytest.mark.parametrize("fault", sorted(NPZ_V2_FAULTS))
+def test_npz_version_2_faults_name_the_array(tmp_path, fault):
+    mutate, fragments = NPZ_V2_FAULTS[fault]
+    members = _npz_members(_small_v2())
+    mutate(members)
+    err = error_of(_write_npz(tmp_path / "p.npz", members))
+    for fragment in fragments:
+        assert fragment in str(err), (fragment, str(err))

@@ -10,20 +10,26 @@ from fuzz import examples
 from hypothesis import HealthCheck, given, settings
 from io_helpers import _DELETE, _set, base_doc, error_of, problems, write_doc
 
-from mpqopt.io import dumps, load, schema
+from mpqopt.io import SUPPORTED_VERSIONS, VERSION, dumps, load, schema
 
-VALIDATOR = jsonschema.Draft202012Validator(schema())
+VALIDATORS = {v: jsonschema.Draft202012Validator(schema(v)) for v in SUPPORTED_VERSIONS}
+VALIDATOR = VALIDATORS[1]  # the hand-written documents below are version 1
 
 
-def test_schema_is_a_valid_draft_2020_12_schema():
-    jsonschema.Draft202012Validator.check_schema(schema())
-    assert schema()["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+@pytest.mark.parametrize("version", SUPPORTED_VERSIONS)
+def test_schema_is_a_valid_draft_2020_12_schema(version):
+    jsonschema.Draft202012Validator.check_schema(schema(version))
+    assert schema(version)["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    assert schema(version)["properties"]["version"] == {"const": version}
+    assert schema() == schema(VERSION) and VERSION == max(SUPPORTED_VERSIONS)
 
 
 @settings(max_examples=examples(40), deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(problems())
-def test_schema_accepts_every_file_we_write(p):
-    VALIDATOR.validate(json.loads(dumps(p)))
+@given(problems(), problems(v2=True))
+def test_schema_accepts_every_file_we_write(p, p2):
+    for problem in (p, p2):
+        doc = json.loads(dumps(problem))
+        VALIDATORS[doc["version"]].validate(doc)
 
 
 STRUCTURAL_FAULTS = {
@@ -31,7 +37,7 @@ STRUCTURAL_FAULTS = {
     "missing layers": (_set(["layers"], _DELETE), ["$.layers: missing"]),
     "wrong format": (_set(["format"], "mpqopt.result"), ["$.format", "expected 'mpqopt.problem'", "'mpqopt.result'"]),
     "missing format": (_set(["format"], _DELETE), ["$.format", "missing"]),
-    "future version": (_set(["version"], 2), ["$.version", "unsupported version 2", "reads version 1"]),
+    "future version": (_set(["version"], 3), ["$.version", "unsupported version 3", "reads version 1, 2"]),
     "version as text": (_set(["version"], "1"), ["$.version", "integer"]),
     "string in table": (_set(["sensitivity", 2, 1], "abc"), ["$.sensitivity[2][1]", "layer 'fc'", "option 'W8'", "'abc'"]),
     "bool in table": (_set(["sensitivity", 0, 0], True), ["$.sensitivity[0][0]", "layer 'conv1'", "True"]),
@@ -67,3 +73,68 @@ def test_schema_and_loader_accept_extension_keys(tmp_path):
     doc = base_doc() | {"x-tool": [1, 2]}
     assert VALIDATOR.is_valid(doc)
     assert load(write_doc(tmp_path, doc)).meta == {"x-tool": [1, 2]}
+
+
+def v2_doc() -> dict:
+    doc = base_doc() | {"version": 2, "params": [4096, 1e6, 0], "row_lengths": [64, 256, 32]}
+    doc["options"] = [{"label": "W4", "w": 4}, {"label": "Q8_0", "w": 8, "a": 8, "format": "Q8_0"},
+                      {"label": "mine", "w": 3, "format": {"name": "mine", "family": "int", "bits": 3, "group_size": 32, "scale_bits": 16}}]
+    doc["sensitivity"] = [[0.5, 0.0, 0.1], [0.25, 0.0, 0.2], [0.125, 0.0, 0.3]]
+    doc["costs"] = {"size_bits": [[400, 800, 300], [1000, 2000, 750], [40, 80, 30]]}
+    return doc
+
+
+def test_a_hand_written_version_2_file_loads(tmp_path):
+    doc = v2_doc()
+    assert VALIDATORS[2].is_valid(doc)
+    p = load(write_doc(tmp_path, doc))
+    assert [o.effective_bits for o in p.options] == [4.0, 8.5, 3.5]
+    assert p.params.tolist() == [4096.0, 1e6, 0.0] and p.row_lengths.tolist() == [64, 256, 32]
+
+
+V2_FAULTS = {
+    "format name not text": (_set(["options", 1, "format"], 8), ["$.options[1].format", "expected a format name"]),
+    "format field unknown": (_set(["options", 2, "format", "groups"], 4), ["$.options[2].format", "unknown key 'groups'"]),
+    "group size zero": (_set(["options", 2, "format", "group_size"], 0), ["$.options[2].format", "option 'mine'", "group_size must be a positive integer"]),
+    "family unknown": (_set(["options", 2, "format", "family"], "int9"), ["$.options[2].format", "family must be one of"]),
+    "params as text": (_set(["params", 1], "big"), ["$.params[1]", "expected a number (layer 'conv2')", "'big'"]),
+    "params not a list": (_set(["params"], 7), ["$.params", "expected a list of 3 numbers"]),
+    "fractional row length": (_set(["row_lengths", 0], 64.5), ["$.row_lengths[0]", "expected an integer (layer 'conv1')", "64.5"]),
+    "boolean row length": (_set(["row_lengths", 2], True), ["$.row_lengths[2]", "expected an integer"]),
+    "negative params": (_set(["params", 2], -1), ["params: layer 'fc' has -1"]),
+    "zero row length": (_set(["row_lengths", 1], 0), ["row_lengths: layer 'conv2' has 0"]),
+    "params in a v1 file": (_set(["version"], 1), ["$.params", "version-2 key", "version 1"]),
+}
+
+
+@pytest.mark.parametrize("fault", sorted(V2_FAULTS))
+def test_schema_and_loader_both_reject_version_2_faults(tmp_path, fault):
+    mutate, fragments = V2_FAULTS[fault]
+    doc = mutate(v2_doc())
+    assert not VALIDATORS[doc["version"]].is_valid(doc)
+    err = error_of(write_doc(tmp_path, doc))
+    for fragment in fragments:
+        assert fragment in str(err), (fragment, str(err))
+
+
+@pytest.mark.parametrize("mutate, fragments", [
+    (_set(["options", 1, "format"], "Q4_KM"), ["$.options[1].format", "option 'Q8_0'", "unknown quantization format 'Q4_KM'; did you mean Q4_K"]),
+    (_set(["options", 1, "w"], 4), ["$.options[1]", "'w' = 4 contradicts format Q8_0's 8 data bits"]),
+    (_set(["row_lengths"], [64, 256, 33]), ["$: layer 'fc' has no allowed option", "Q8_0's 32-weight block", "mine's 32-weight group"]),
+    (_set(["row_lengths", 2], 10**400), ["$.row_lengths[2]", "too large (layer 'fc')"]),
+    (_set(["params"], [1, 2]), ["$.params", "expected 3 numbers (one per layer), got 2"]),
+])
+def test_loader_refuses_what_the_schema_cannot_see(tmp_path, mutate, fragments):
+    doc = mutate(v2_doc())
+    if fragments[0] == "$: layer 'fc' has no allowed option":
+        doc["allowed"] = [[True] * 3, [True] * 3, [False, True, True]]
+    err = error_of(write_doc(tmp_path, doc))
+    for fragment in fragments:
+        assert fragment in str(err), (fragment, str(err))
+
+
+def test_a_version_1_file_cannot_carry_formats(tmp_path):
+    doc = base_doc()
+    doc["options"][1]["format"] = "Q8_0"
+    assert not VALIDATOR.is_valid(doc)
+    assert "options carry a format from version 2 on" in str(error_of(write_doc(tmp_path, doc)))
