@@ -61,9 +61,17 @@ def choices_of(solution: Solution, purpose: str = "apply") -> dict[str, Option]:
         if solution.x is None:
             raise ProblemError(f"the result has no assignment to {purpose} (status {solution.status}): {solution.message}")
         options = solution.problem.options
-        return {name: options[int(k)] for name, k in zip(solution.problem.layers, solution.x.tolist())}
-    if isinstance(solution, Mapping):
+        choices = {name: options[int(k)] for name, k in zip(solution.problem.layers, solution.x.tolist())}
+    elif isinstance(solution, Mapping):
         if not solution:
             raise ProblemError("the assignment is empty: give {layer name: option} for at least one layer")
-        return {name: parse_option(value, name) for name, value in solution.items()}
-    raise ProblemError(f"solution must be an mpqopt Result or a mapping layer -> option, got {type(solution).__name__}")
+        choices = {name: parse_option(value, name) for name, value in solution.items()}
+    else:
+        raise ProblemError(f"solution must be an mpqopt Result or a mapping layer -> option, got {type(solution).__name__}")
+    for name, option in choices.items():
+        if option.format is not None:
+            # the adapters quantize plain integer widths their own way (per channel): applying a named
+            # format (group sizes, scales, GGUF blocks) that way would be silently another format
+            raise ProblemError(f"layer {name!r}: option '{option.label}' is the storage format '{option.format.name}', which this "
+                               f"adapter's {purpose} cannot reproduce (it quantizes plain options such as 'W4' or 'W4A8' per channel)")
+    return choices
