@@ -33,6 +33,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .costs import size_bits
 from .errors import ProblemError
 from .options import Option, OptionLike
 from .problem import Problem
@@ -171,6 +172,50 @@ def mckp_problem(
             "ties": int(ties), "fixed": int(fixed), "masked": float(masked),
         },
     )
+
+
+# Llama-2-7B's linear layers (d = 4096, MLP 11008, 32 blocks): (GGUF tensor name, out features, in features)
+LLAMA_7B_BLOCK = (("attn_q", 4096, 4096), ("attn_k", 4096, 4096), ("attn_v", 4096, 4096), ("attn_output", 4096, 4096),
+                  ("ffn_gate", 11008, 4096), ("ffn_up", 11008, 4096), ("ffn_down", 4096, 11008))
+GGUF_K_LADDER = ("Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "Q8_0")
+# llama.cpp's quantization recipes give these more bits: their errors reach the output most directly
+_PROJECTION_WEIGHT = {"attn_v": 3.0, "ffn_down": 3.0, "attn_output": 1.5, "attn_q": 0.5, "attn_k": 0.5}
+
+
+def llm_problem(blocks: int = 32, options: Sequence[OptionLike] = GGUF_K_LADDER, seed: int = 0,
+                block: Sequence[tuple[str, int, int]] = LLAMA_7B_BLOCK) -> Problem:
+    """A Llama-shaped allocation over named storage formats: ``blocks`` transformer blocks of the
+    linear layers in ``block`` (Llama-2-7B's seven by default: 32 blocks make its 224 layers and
+    6.48e9 weights), named as in GGUF files (``blk.3.attn_v``), with real shapes.
+
+    ``params`` and ``row_lengths`` (input features) are set, so bits-per-weight budgets work and a
+    format whose block does not divide a row leaves that layer's mask. ``size_bits`` counts each
+    format's effective bits (scales and block metadata included). Sensitivity: quantization noise
+    power ``4**-bits`` of the format's effective bits, times the layer's weight count, a
+    per-projection weight (``attn_v`` and ``ffn_down`` 3x, as llama.cpp's recipes assume), 3x for
+    the first and last two blocks, a lognormal per-layer factor and +-5 % per entry; deterministic
+    by ``seed``. No budgets: give them to :func:`mpqopt.solve` (``"4.0bpw"``, scoped per stage...).
+
+    >>> p = llm_problem()
+    >>> p.num_layers, p.option_labels[:2], f"{p.params.sum():.4g}", p.layers[2]
+    (224, ('Q2_K', 'Q3_K'), '6.476e+09', 'blk.0.attn_v')
+    >>> float(p.costs["size_bits"][0, 2] / p.params[0])  # Q4_K: 256 weights in 144 bytes
+    4.5
+    """
+    if isinstance(blocks, bool) or not isinstance(blocks, (int, np.integer)) or blocks < 1:
+        raise ProblemError(f"blocks must be a positive integer, got {blocks!r}")
+    opts = _parse_options(options)
+    rng = np.random.default_rng(seed)
+    names = [f"blk.{b}.{proj}" for b in range(blocks) for proj, _, _ in block]
+    params = np.array([out * inp for _ in range(blocks) for _, out, inp in block], dtype=np.float64)
+    row_lengths = np.array([inp for _ in range(blocks) for _, _, inp in block], dtype=np.int64)
+    projection = np.array([_PROJECTION_WEIGHT.get(proj, 1.0) for _ in range(blocks) for proj, _, _ in block])
+    depth = np.repeat(np.where((np.arange(blocks) < 2) | (np.arange(blocks) >= blocks - 2), 3.0, 1.0), len(block))
+    scale = params / params.mean() * projection * depth * rng.lognormal(0.0, 0.5, len(names))
+    bits = np.array([o.effective_bits for o in opts], dtype=np.float64)
+    sens = 1e-3 * scale[:, None] * 4.0 ** (-(bits[None, :] - 2.0)) * rng.uniform(0.95, 1.05, (len(names), len(opts)))
+    return Problem(names, opts, sens, costs={"size_bits": size_bits(params, opts, row_lengths)}, params=params, row_lengths=row_lengths,
+                   meta={"generator": "mpqopt.synthetic.llm_problem", "seed": int(seed), "blocks": int(blocks)})
 
 
 def iqp_problem(

@@ -228,3 +228,41 @@ def test_iqp_problem_rejects_bad_arguments():
         iqp_problem(5, rank=0)
     with pytest.raises(mpqopt.ProblemError, match="depth"):
         iqp_problem(5, depth=0)
+
+
+def test_llm_problem_has_llama_7b_shapes_and_effective_bit_sizes():
+    """224 layers; weights and rows counted independently from Llama-2-7B's published sizes
+    (d 4096, MLP 11008); sizes in each GGUF type's bytes per block (gguf's own table where installed)."""
+    from mpqopt.synthetic import GGUF_K_LADDER, llm_problem
+
+    p = llm_problem()
+    assert p.num_layers == 224 and p.option_labels == GGUF_K_LADDER and p.layers[6] == "blk.0.ffn_down"
+    d, mlp = 4096, 11008
+    assert p.params.sum() == 32 * (4 * d * d + 3 * d * mlp)
+    assert p.row_lengths.tolist()[:7] == [d, d, d, d, d, d, mlp]
+    assert p.allowed.all()  # 4096 and 11008 = 43 x 256: every K-quant super-block fits
+    bytes_per_block = {"Q2_K": (256, 84), "Q3_K": (256, 110), "Q4_K": (256, 144), "Q5_K": (256, 176), "Q6_K": (256, 210), "Q8_0": (32, 34)}
+    for k, label in enumerate(p.option_labels):
+        weights, nbytes = bytes_per_block[label]
+        assert np.array_equal(p.costs["size_bits"][:, k], p.params / weights * nbytes * 8)
+    # deterministic by seed; more bits never more predicted loss; attn_v above attn_q in expectation
+    assert np.array_equal(llm_problem(seed=3).sensitivity, llm_problem(seed=3).sensitivity)
+    assert (np.diff(p.sensitivity, axis=1) < 0).all()
+    v = p.sensitivity[[p.layer_index(f"blk.{b}.attn_v") for b in range(32)], 2]
+    q = p.sensitivity[[p.layer_index(f"blk.{b}.attn_q") for b in range(32)], 2]
+    assert np.median(v / q) > 2
+    with pytest.raises(mpqopt.ProblemError, match="blocks must be a positive integer"):
+        llm_problem(0)
+
+
+def test_llm_problem_with_bpw_and_stage_budgets_matches_the_milp():
+    """The README's worked example at 4 blocks: bpw plus two scoped stage budgets, mckp against HiGHS."""
+    from mpqopt.synthetic import llm_problem
+
+    p = llm_problem(4)
+    budgets = [mpqopt.Budget("size_bits", "4.0bpw"), mpqopt.Budget("size_bits", 0.97 * 4 * p.params[:14].sum(), layers=["blk.{0..1}.*"], name="gpu0")]
+    exact, milp = (mpqopt.solve(p, budgets=budgets, solver=s) for s in ("mckp", "highs"))
+    assert exact.status == milp.status == "optimal"
+    assert exact.objective == pytest.approx(milp.objective, rel=1e-9)
+    assert exact.bpw["size_bits"]["total"] <= 4.0 + 1e-9
+    assert exact.costs["size_bits[gpu0:blk.{0..1}.*]"] <= 0.97 * 4 * p.params[:14].sum() * (1 + 1e-12)
