@@ -82,6 +82,11 @@ bench-mckp: $(STAMP)
 bench-iqp: $(STAMP)
 	$(PY) benchmarks/bench_iqp.py
 
+# bits-per-weight and per-stage memory budgets on Llama-shaped problems (issue 16)
+.PHONY: bench-llm-budgets
+bench-llm-budgets: $(STAMP)
+	$(PY) benchmarks/bench_llm_budgets.py
+
 # PuLP (with its bundled CBC) is a benchmark-only dependency, installed on demand here, never a runtime one
 .PHONY: bench-baselines
 bench-baselines: $(STAMP)

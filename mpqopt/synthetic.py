@@ -149,7 +149,8 @@ def mckp_problem(
 
     kernel = kernel_factor(w.astype(np.int64)) * np.sqrt(_NATIVE[np.searchsorted(_NATIVE, a.astype(np.int64))] / 8.0)
     latency = (macs / _MACS_PER_MS)[:, None] * kernel[None, :] * rng.uniform(0.97, 1.03, (L, K)) + overhead
-    costs = {"size_bits": params[:, None] * w[None, :], "bitops": macs[:, None] * (w * a)[None, :], "latency_ms": latency}
+    # storage in effective bits (a named format's scales count; = w for plain options), BitOps in data bits
+    costs = {"size_bits": size_bits(params, opts), "bitops": macs[:, None] * (w * a)[None, :], "latency_ms": latency}
 
     tie_groups, tie_first = _tie_groups(L, ties, rng)
     top = int(np.argmax(w))

@@ -29,10 +29,11 @@ def llm(tmp_path) -> str:
 
 
 @pytest.fixture
-def with_params(monkeypatch):
-    """Files of format version 1 hold no weight counts: the loaded problem gets them here."""
-    load = cli.load_problem
-    monkeypatch.setattr(cli, "load_problem", lambda path, max_bytes=None: load(path, max_bytes).replace(params=PARAMS))
+def with_params(llm) -> str:
+    """The same problem with its weight counts: a file of format version 2."""
+    mpqopt.save(mpqopt.load(llm).replace(params=PARAMS), llm)
+    assert json.loads(open(llm).read())["version"] == 2
+    return llm
 
 
 def run(capfd, *argv: str) -> tuple[int, str, str]:
@@ -73,7 +74,8 @@ def test_infeasible_scope_is_named(capfd, llm):
     assert "budget 'size_bits[stage0:blk.{0..1}.*]'" in err
 
 
-def test_bits_per_weight_budget(capfd, llm, with_params):
+def test_bits_per_weight_budget(capfd, with_params):
+    llm = with_params
     problem = mpqopt.load(llm)
     best, argbest = brute_force(problem, {"size_bits": 4.5 * PARAMS.sum()})
     code, out, err = run(capfd, "solve", llm, "-b", "size=4.5bpw", "--json")
@@ -92,7 +94,8 @@ def test_bits_per_weight_without_weight_counts_says_how_to_give_them(capfd, llm)
     assert code == 2 and "weight count" in err and "params" in err
 
 
-def test_pareto_axis_in_bits_per_weight(capfd, llm, with_params):
+def test_pareto_axis_in_bits_per_weight(capfd, with_params):
+    llm = with_params
     code, out, err = run(capfd, "pareto", llm, "--cost", "size", "--unit", "bpw", "--json")
     assert code == 0, err
     res = json.loads(out)

@@ -85,3 +85,9 @@ def test_the_formats_example_prints_what_its_comments_say():
     code = next(b for b in BLOCKS if "from mpqopt.formats import get_format" in b)
     expected = [line.split("#", 1)[1].strip() for line in code.splitlines() if line.startswith("print(")]
     assert run(code) == expected
+
+
+def test_the_llm_worked_example_prints_what_its_comments_say():
+    code = next(b for b in BLOCKS if "llm_problem()" in b)
+    expected = [line.split("#", 1)[1].strip() for line in code.splitlines() if line.startswith("print(") and "#" in line]
+    assert len(expected) == 4 and run(code) == expected
