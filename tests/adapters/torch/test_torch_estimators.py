@@ -189,7 +189,7 @@ def test_fisher_diagonal_is_the_mean_of_squared_per_sample_gradients():
 
 def test_fisher_table_is_half_the_fisher_weighted_quantization_error():
     model, data = mlp(), labelled(3, 10)
-    s = estimate_fisher(model, data, [2, 8], first_order=True)
+    s = estimate_fisher(model, data, [2, 8], first_order=True, clip_negative=False)  # the raw Taylor values
     setup = prepare(model, data, [2, 8])
     stats = fisher_diagonal(setup)
     for i, m in enumerate((model[0], model[2])):
@@ -247,6 +247,18 @@ def test_taylor_predictions_match_measured_changes_at_8_bits():
     fresh = [(x, (x[:, :2].sum(1) > 0).long() + 2 * (x[:, 2] > 0).long()) for x, _ in fresh]
     ce, ft = estimate_delta_loss(model, fresh, [8]), estimate_fisher(model, fresh, [8], first_order=True)
     assert np.allclose(ft.values, ce.values, rtol=0.3, atol=1e-6), (ft.values, ce.values)
+
+
+def test_first_order_fisher_never_predicts_a_loss_decrease():
+    """g.dW can make a Taylor value negative; the solver would spend it. Clipped to 0, counted, warned."""
+    model, data = mlp(), labelled(3, 10)
+    raw = estimate_fisher(model, data, [2, 3, 4, 8], first_order=True, clip_negative=False)
+    negative = raw.values < 0
+    assert negative.any()  # an untrained model: the first-order term dominates and has both signs
+    with pytest.warns(UserWarning, match=f"{int(negative.sum())} of {raw.values.size} entries predicted a loss decrease"):
+        clipped = estimate_fisher(model, data, [2, 3, 4, 8], first_order=True)
+    assert (clipped.values >= 0).all() and clipped.meta["clipped_negative"] == int(negative.sum())
+    assert np.array_equal(clipped.values, np.maximum(raw.values, 0.0))
 
 
 class Branchy(nn.Module):
