@@ -203,9 +203,20 @@ def test_csq_meets_its_budget_on_the_digits_cnn(bed):
     with quantized(b.model, {n: 2 for n in params}):
         acc_w2 = _accuracy(b.model, b.test_x, b.test_y)
     assert acc > acc_w2  # it did not spend its bits badly: better than the all-2-bit network
-    assert _accuracy(r.model, b.test_x, b.test_y) > 0.9  # the trained copy, hard-masked, still works
-    print(f"\ncsq 40 steps: {seconds:.2f} s; bits {r.bits} -> {r.allocation} (repaired {r.meta['repaired']}); "
-          f"size {r.size_bits:.0f} / {r.budget_bits:.0f} bits; accuracy {acc:.4f} (FP {_accuracy(b.model, b.test_x, b.test_y):.4f}, all W2 {acc_w2:.4f})")
+    assert _accuracy(r.trained_model, b.test_x, b.test_y) > 0.9  # the trained copy, hard-masked, still works
+    # bits are the allocation's and fit; the gates' own widths are kept apart (they may not fit)
+    assert r.bits == {n: Option.parse(label).w for n, label in r.allocation.items()}
+    assert sum(params[n] * r.bits[n] for n in params) == r.size_bits <= r.budget_bits
+    assert all(r.bits[n] <= max(r.trained_bits[n], min(BITS)) for n in params)  # mapped down from the trained widths, never up
+    # model is the network at the allocation: every layer's weights lie on its allocated grid
+    tuned = dict(r.model.named_modules())
+    for n, bits in r.bits.items():
+        w = tuned[n].weight.detach()
+        assert torch.allclose(quantize_weight(w, bits), w, atol=1e-6), n
+    assert r.model_loss == pytest.approx(_ce(r.model, test), rel=1e-5) and r.meta["finetune_steps"] == 10
+    print(f"\ncsq 40 steps: {seconds:.2f} s; trained bits {r.trained_bits} -> {r.allocation} (repaired {r.meta['repaired']}); "
+          f"size {r.size_bits:.0f} / {r.budget_bits:.0f} bits; accuracy {acc:.4f} (FP {_accuracy(b.model, b.test_x, b.test_y):.4f}, all W2 {acc_w2:.4f}); "
+          f"loss at the allocation: FP32 weights {r.loss:.4f}, fine-tuned {r.model_loss:.4f}")
 
 
 def test_csq_refuses_impossible_setups(bed):

@@ -18,13 +18,17 @@ this keeps only the layer-level gates continuous). The loss is
 budget term, measured in weight bits so that a size budget is what it steers. ``beta`` grows
 geometrically from 1 to ``final_temp``; the copy stays in eval mode (BatchNorm statistics frozen).
 
-At the end each layer's bit-width (sign plus active planes) is mapped to the largest option not
-above it (the smallest option when none is). The sign-switching term only oscillates around its
-target, so the run may end slightly over budget: then layers step down to their next lower option,
-least confident plane first (smallest gate logit), until the allocation fits (``meta["repaired"]``
-lists the steps). The result is an :attr:`CsqResult.allocation` to compare with the solvers'
-allocations on a sensitivity table. Its loss on ``data`` is measured with the
-project's standard quantizer on the FP32 weights (the trained copy's own loss is reported too).
+At the end each layer's trained bit-width (sign plus active planes, ``trained_bits``) is mapped to
+the largest option not above it (the smallest option when none is). The sign-switching term only
+oscillates around its target, so the trained widths may be over budget: then layers step down to
+their next lower option, least confident plane first (smallest gate logit), until the allocation
+fits (``meta["repaired"]`` lists the steps). The result's :attr:`CsqResult.allocation` and ``bits``
+(its widths) always meet the budget; compare it with the solvers' allocations on a sensitivity
+table. Three losses on ``data``: ``loss``, the allocation applied with the project's standard
+quantizer to the FP32 weights (what a solver's allocation is scored by); ``model_loss``, of
+``model``: the trained weights fine-tuned for ``finetune_steps`` at the allocation's bit-widths
+(straight-through), as CSQ fine-tunes its final scheme, and stored quantized at them; and
+``trained_loss``, of ``trained_model``: the copy at the trained (gate) widths, which may not fit.
 
 This is the model-training counterpart of :mod:`mpqopt.algorithms.csq` (``solver="csq"``), which
 applies the same annealed-gate idea to an already measured sensitivity table and never sees the
@@ -57,7 +61,7 @@ from ....errors import BudgetError, ProblemError
 from ....options import Option, OptionLike
 from ....problem import Problem
 from ..perturb import calibrate_activations, quantized
-from ..quantizer import FULL_PRECISION_BITS
+from ..quantizer import FULL_PRECISION_BITS, quantize_weight
 from .base import prepare
 from .training import OptimizerFactory, batch_loss, batch_schedule, check_count, make_optimizer, training_evaluator
 
@@ -67,27 +71,46 @@ GATE_INIT = 2.0  # sigmoid(2) = 0.88: every plane starts mostly on and the budge
 
 @dataclass
 class CsqResult:
-    """What CSQ training decided: ``allocation`` (layer -> option label), the trained ``bits`` per
-    layer (sign + active planes, before mapping to an option and any repair), the final gate values per layer (least
-    significant plane first), sizes in weight bits, the losses, the per-step ``history`` and the
-    trained copy (``model``, its weights replaced by their masked quantized values)."""
+    """What CSQ training decided (module docstring): ``allocation`` (layer -> option label) and
+    ``bits``, its weight bit-widths, which meet the budget (``size_bits <= budget_bits``);
+    ``trained_bits``, the widths the gates ended at (sign + active planes, before mapping to an
+    option and any repair: may exceed the budget); the final gate values per layer (least
+    significant plane first); ``model``, the network at the allocation (fine-tuned at its widths,
+    weights stored quantized) with ``model_loss``; ``trained_model``, the copy at the trained widths
+    (its weights replaced by their masked quantized values) with ``trained_loss``; ``loss``, the
+    allocation applied to the FP32 weights, and ``loss_fp``; the per-step ``history``."""
 
     allocation: dict[str, str]
     bits: dict[str, int]
+    trained_bits: dict[str, int]
     gates: dict[str, list[float]]
     size_bits: float
     budget_bits: float
     loss: float
     loss_fp: float
+    model_loss: float
     trained_loss: float
     history: list[dict[str, float]]
     model: nn.Module
+    trained_model: nn.Module
     meta: dict[str, Any] = field(default_factory=dict)
 
     @property
     def feasible(self) -> bool:
         """True when the allocation's weight size meets the budget."""
         return self.size_bits <= self.budget_bits * (1 + 1e-9)
+
+
+class _FixedWidthWeight(nn.Module):
+    """Weight parametrization for fine-tuning at a fixed bit-width: the project's quantizer forward,
+    straight-through backward."""
+
+    def __init__(self, bits: int):
+        super().__init__()
+        self.bits = bits
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        return quantize_weight(weight, self.bits) + (weight - weight.detach())
 
 
 class _BitPlaneWeight(nn.Module):
@@ -170,6 +193,7 @@ def train_csq(
     gate_init: float = GATE_INIT,
     optimizer: OptimizerFactory | None = None,
     seed: int = 0,
+    finetune_steps: int | None = None,
     **kw: Any,
 ) -> CsqResult:
     """Train bit-plane gates on a copy of ``model`` towards a weight-size ``budget`` and return the
@@ -183,9 +207,13 @@ def train_csq(
     (called with the gates first, then the weights) is given. ``lam`` scales the budget term.
     Other keyword arguments are the estimators' shared ones (``layers``, ``include``, ``exclude``,
     ``loss``, ``output_fn``, ``scheme``: see :mod:`mpqopt.adapters.torch.estimators`).
+    ``finetune_steps`` (default ``steps // 4``; 0 skips it) fine-tune ``model`` at the allocation.
     """
     started = time.perf_counter()
     steps = check_count(steps, "steps")
+    finetune_steps = steps // 4 if finetune_steps is None else finetune_steps
+    if isinstance(finetune_steps, bool) or not isinstance(finetune_steps, int) or finetune_steps < 0:
+        raise ProblemError(f"finetune_steps must be a whole number >= 0, got {finetune_steps!r}")
     for what, value in (("lam", lam), ("final_temp", final_temp), ("gate_lr", gate_lr), ("lr", lr)):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value <= 0:
             raise ProblemError(f"{what} must be a positive number, got {value!r}")
@@ -265,12 +293,38 @@ def train_csq(
     for name in names:
         parametrize.remove_parametrizations(modules[name], "weight", leave_parametrized=True)
     forward += 2 * ev.num_batches
+    tuned, model_losses = _finetune_at(trained, names, {n: chosen[allocation[n]].w for n in names}, ev, train_ev, finetune_steps, lr, seed)
+    forward += finetune_steps + ev.num_batches
     return CsqResult(
-        allocation=allocation, bits=bits,
+        allocation=allocation, bits={n: chosen[allocation[n]].w for n in names}, trained_bits=bits,
         gates={name: torch.sigmoid(g.beta * g.gate.detach()).tolist() for name, g in zip(names, gates)},
         size_bits=alloc_size, budget_bits=budget_bits,
-        loss=float(np.mean(alloc_losses)), loss_fp=float(np.mean(base)), trained_loss=float(np.mean(trained_losses)),
-        history=history, model=trained,
-        meta={"method": "csq_train", "steps": steps, "repaired": repaired, "target_avg_bits": float(target), "planes": top - 1,
-              "forward_passes": forward, "backward_passes": steps, "seconds": time.perf_counter() - started},
+        loss=float(np.mean(alloc_losses)), loss_fp=float(np.mean(base)), model_loss=float(np.mean(model_losses)),
+        trained_loss=float(np.mean(trained_losses)), history=history, model=tuned, trained_model=trained,
+        meta={"method": "csq_train", "steps": steps, "finetune_steps": finetune_steps, "repaired": repaired, "target_avg_bits": float(target),
+              "planes": top - 1, "forward_passes": forward, "backward_passes": steps + finetune_steps, "seconds": time.perf_counter() - started},
     )
+
+
+def _finetune_at(trained: nn.Module, names: Sequence[str], widths: dict[str, int], ev: Any, train_ev: Any, steps: int, lr: float, seed: int) -> tuple[nn.Module, list[float]]:
+    """A copy of ``trained`` fine-tuned ``steps`` steps at the fixed ``widths`` (straight-through), its
+    weights then stored quantized at them; and its loss per batch of ``ev``."""
+    tuned = copy.deepcopy(trained)
+    modules = dict(tuned.named_modules())
+    for name in names:
+        parametrize.register_parametrization(modules[name], "weight", _FixedWidthWeight(widths[name]))
+    weights = [p for p in tuned.parameters() if p.requires_grad]
+    if steps and weights:
+        optim = torch.optim.Adam(weights, lr=float(lr))
+        for b in batch_schedule(train_ev.num_batches, steps, seed + 1):
+            optim.zero_grad(set_to_none=True)
+            loss = batch_loss(train_ev, tuned, b)
+            if not torch.isfinite(loss.detach()):
+                raise ProblemError(f"CSQ fine-tuning at the allocation (training batch {b}) gave a non-finite loss; lower lr")
+            loss.backward()
+            optim.step()
+    for name in names:
+        parametrize.remove_parametrizations(modules[name], "weight", leave_parametrized=True)
+    with torch.no_grad():
+        losses = [float(batch_loss(ev, tuned, i)) for i in range(ev.num_batches)]
+    return tuned, losses
