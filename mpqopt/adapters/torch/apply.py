@@ -17,18 +17,21 @@ forward pre-hook that fake-quantizes their input to a calibrated range.
 from __future__ import annotations
 
 import copy
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
+from scipy.stats import spearmanr
 from torch import nn
 
 from ...errors import ProblemError
 from ...options import Option
 from ...problem import Problem
 from ...report import fmt_num
+from ...verify import violations
 from ..choices import Solution, choices_of, quantizes_input
 from ..sensitivity import Sensitivity, check_finite, mean_and_stderr
 from .data import Evaluator, LossFn
@@ -179,6 +182,29 @@ def evaluate(
 
 
 # ------------------------------------------------------------------------------ report
+POOR_RANK_CORRELATION = 0.5  # below this Spearman correlation the table's ranking is not trusted
+
+
+@dataclass
+class Reliability:
+    """How well a table ranks allocations: predicted and measured loss change of ``len(predicted)``
+    random allocations that meet the problem's budgets, and their Spearman rank correlation."""
+
+    predicted: list[float]
+    measured: list[float]
+    spearman: float | None  # None with fewer than 3 allocations or constant values
+    tried: int  # random draws made to find them (draws that broke a budget were skipped)
+
+    @property
+    def poor(self) -> bool:
+        return self.spearman is None or self.spearman < POOR_RANK_CORRELATION
+
+    def summary(self) -> str:
+        rho = "undefined" if self.spearman is None else f"{self.spearman:.2f}"
+        verdict = " (poor: the table's ranking of allocations is not trusted; measure candidates)" if self.poor else ""
+        return f"reliability: Spearman {rho} between predicted and measured loss change over {len(self.predicted)} random feasible allocations{verdict}"
+
+
 @dataclass
 class QuantReport:
     """Predicted against measured loss change of one allocation.
@@ -199,9 +225,11 @@ class QuantReport:
     pairwise: float
     rows: list[tuple[str, str, float, float | None]]
     batches: int = 1
+    reliability: Reliability | None = None
 
     def table(self) -> str:
         alone = any(r[3] is not None for r in self.rows)
+        footer = [] if self.reliability is None else ["", self.reliability.summary()]
         head = ["layer", "option", "predicted"] + (["measured alone"] if alone else [])
         body = [[name, label, fmt_num(pred)] + ([fmt_num(meas)] if alone else []) for name, label, pred, meas in self.rows]
         if self.pairwise:
@@ -216,7 +244,7 @@ class QuantReport:
             f"change predicted {fmt_num(self.predicted)}, measured {fmt_num(self.measured)}"
             + (f" ± {fmt_num(self.measured_stderr, 2)} (s.e. over {self.batches} batches)" if self.measured_stderr is not None else " (one batch: no standard error)")
         )
-        return "\n".join(lines)
+        return "\n".join(lines + footer)
 
     def __str__(self) -> str:
         return self.table()
@@ -249,8 +277,16 @@ def report(
     loss: str | LossFn | None = None,
     output_fn: Callable[[Any], torch.Tensor] | None = None,
     per_layer: bool = False,
+    reliability: int = 0,
+    seed: int = 0,
 ) -> QuantReport:
     """Predicted (``problem.evaluate(assignment).objective``) against measured loss change on ``data``.
+
+    ``reliability=N`` also measures N random allocations that meet the problem's budgets (one pass
+    over ``data`` each) and reports the Spearman rank correlation of predicted against measured
+    loss change (``QuantReport.reliability``): a cheap check that the table ranks allocations as the
+    model does, with a warning below 0.5, since an exact solve of a table that ranks badly can
+    lose to uniform.
 
     ``loss`` defaults to the one the sensitivity was estimated with (``meta['loss']``), else
     ``"auto"``. ``per_layer=True`` also measures each layer quantized alone (one pass over the
@@ -284,5 +320,37 @@ def report(
                 alone = float(np.mean(_losses(ev, [ev.output(i) for i in range(ev.num_batches)], f"layer {name!r} alone") - fp))
         rows.append((name, labels[name], entry, alone))
     pairwise = predicted_eval.objective - sum(r[2] for r in rows)
+    checked = None if not reliability else _reliability(model, problem, ev, fp, scheme, ranges, output_fn, int(reliability), seed)
     return QuantReport(predicted_eval.objective, float(delta), float(stderr) if ev.num_batches > 1 else None, float(fp.mean()), float(q.mean()),
-                       ev.loss_name, pairwise if problem.pairwise is not None else 0.0, rows, ev.num_batches)
+                       ev.loss_name, pairwise if problem.pairwise is not None else 0.0, rows, ev.num_batches, checked)
+
+
+def _reliability(model: nn.Module, problem: Problem, ev: Evaluator, fp: np.ndarray, scheme: WeightScheme, ranges: ActRanges | None,
+                 output_fn: Callable[[Any], torch.Tensor] | None, count: int, seed: int) -> Reliability:
+    """Predicted vs measured loss change of ``count`` random allocations meeting the problem's budgets
+    (uniform over each layer's allowed options, draws that break a budget skipped, at most 200 per
+    allocation wanted); a warning when the rank correlation is poor."""
+    rng = np.random.default_rng(seed)
+    allowed = [np.nonzero(row)[0] for row in problem.allowed]
+    fixed = {problem.layer_index(name): problem.option_index(label) for name, label in problem.fixed.items()}
+    predicted, measured, tried = [], [], 0
+    while len(predicted) < count and tried < 200 * count:
+        tried += 1
+        x = np.array([fixed.get(i, rng.choice(ok)) for i, ok in enumerate(allowed)])
+        for group in problem.ties:  # tied layers share the first member's option
+            first = problem.layer_index(group[0])
+            x[[problem.layer_index(n) for n in group]] = x[first]
+        if violations(problem, x, problem.budgets):
+            continue
+        labels = problem.to_labels(x)
+        qmodel = apply(model, {n: labels[n] for n in problem.layers}, scheme, act_ranges=ranges)
+        q = _losses(ev, _outputs(qmodel, ev.batches, output_fn), "a random allocation")
+        predicted.append(float(problem.evaluate(x).objective))
+        measured.append(float(np.mean(q - fp)))
+    rho = None
+    if len(predicted) >= 3 and np.ptp(predicted) > 0 and np.ptp(measured) > 0:
+        rho = float(spearmanr(predicted, measured)[0])
+    result = Reliability(predicted, measured, rho, tried)
+    if result.poor:
+        warnings.warn(result.summary() + (f" (only {len(predicted)} of {count} found in {tried} draws)" if len(predicted) < count else ""), stacklevel=3)
+    return result

@@ -246,3 +246,35 @@ def test_a_full_precision_activation_width_needs_no_range():
     x = torch.randn(8, 4)
     with torch.no_grad():  # W8A32 leaves the input alone: no calibration asked for, same model as W8
         assert torch.equal(apply(m, {"0": "W8A32"})(x), apply(m, {"0": "W8"})(x))
+
+
+def test_report_reliability_ranks_random_feasible_allocations(digits_bed):
+    """Each random allocation meets the budget and is measured as by hand; a table that ranks
+    allocations backwards is flagged poor with a warning."""
+    from scipy.stats import spearmanr
+
+    model, batches = digits_bed.model, digits_bed.train[:2]
+    values = delta_table(model, batches, DIGITS_LAYERS, BITS)
+    good = problem_from_model(model, batches[0], BITS, values, budgets={"size": "50%"})
+    choice = {n: "W4" for n in DIGITS_LAYERS}
+    rep = report(model, choice, good, batches, reliability=6, seed=1)
+    rel = rep.reliability
+    assert len(rel.predicted) == len(rel.measured) == 6 and rel.tried >= 6
+    fp = ce_per_batch(model, batches).mean()
+    assert rel.spearman == pytest.approx(spearmanr(rel.predicted, rel.measured)[0])
+    assert rel.spearman > 0.5 and not rel.poor and "Spearman" in rep.table()
+    # the same draws (same seed) with the table negated: the ranking reverses, poor and warned
+    bad = good.replace(sensitivity=-good.sensitivity)
+    with pytest.warns(UserWarning, match="poor: the table's ranking of allocations is not trusted"):
+        flipped = report(model, choice, bad, batches, reliability=6, seed=1).reliability
+    assert flipped.measured == pytest.approx(rel.measured) and flipped.spearman == pytest.approx(-rel.spearman) and flipped.poor
+    # measured as by hand, for one allocation drawn the same way
+    rng = np.random.default_rng(1)
+    allowed = [np.nonzero(row)[0] for row in good.allowed]
+    while True:
+        x = np.array([rng.choice(ok) for ok in allowed])
+        if not mpqopt.verify.violations(good, x, good.budgets):
+            break
+    by_hand = ce_per_batch(hand_quantized(model, {n: BITS[int(k)] for n, k in zip(good.layers, x)}), batches).mean() - fp
+    assert rel.measured[0] == pytest.approx(by_hand, rel=1e-4, abs=1e-8)
+    assert rel.predicted[0] == pytest.approx(sum(values[i, int(k)] for i, k in enumerate(x)), rel=1e-12)
