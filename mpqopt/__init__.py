@@ -16,6 +16,7 @@ from .io.export import export
 from .options import Option
 from .pareto import Frontier, FrontierPoint, pareto
 from .problem import Evaluation, Problem
+from .refine import RefineResult, refine
 from .result import Result
 from .solve import solve
 from .solvers.pyomo import to_pyomo  # imports pyomo only when called
@@ -24,6 +25,6 @@ __version__ = "0.1.0"  # the one source: pyproject.toml reads it (dynamic versio
 
 __all__ = [
     "ArgumentError", "Budget", "BudgetError", "Comparison", "Evaluation", "FormatError", "Frontier", "FrontierPoint", "Infeasibility", "MpqoptError", "Option", "Problem",
-    "ProblemError", "Result", "SolverError", "SolverUnavailableError", "bitops", "compare", "export", "latency_from_lut",
-    "load", "pareto", "resolve_budgets", "save", "size_bits", "size_bytes", "solve", "to_pyomo",
+    "ProblemError", "RefineResult", "Result", "SolverError", "SolverUnavailableError", "bitops", "compare", "export", "latency_from_lut",
+    "load", "pareto", "refine", "resolve_budgets", "save", "size_bits", "size_bytes", "solve", "to_pyomo",
 ]

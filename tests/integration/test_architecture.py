@@ -38,7 +38,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     # the backends: each turns a canonical model into a RawSolution with the algorithms' help
     ("solvers", ("solvers",)),
     # what users call: solve, frontiers, comparisons, the command line and the package's namespace
-    ("api", ("solve", "pareto", "compare", "cli", "__main__", "")),
+    ("api", ("solve", "pareto", "compare", "refine", "cli", "__main__", "")),
 ]
 
 

@@ -22,7 +22,7 @@ Their shared arguments (``data`` batches, ``options``, ``layers=``/``include=``/
 """
 
 from ..sensitivity import Sensitivity
-from .apply import QuantReport, apply, evaluate, report
+from .apply import QuantReport, Reliability, apply, evaluate, measurer, report
 from .build import problem_from_model
 from .costs import LayerCost, latency_table, measure_layers
 from .data import Evaluator
@@ -41,8 +41,8 @@ from .perturb import WeightCache, calibrate_activations, quantized
 from .quantizer import WeightScheme, quantize_weight
 
 __all__ = [
-    "CsqResult", "Evaluator", "GroundTruth", "LayerCost", "LayerInfo", "ModelGraph", "QuantReport", "Sensitivity", "Ties", "WeightCache",
+    "CsqResult", "Evaluator", "GroundTruth", "LayerCost", "LayerInfo", "ModelGraph", "QuantReport", "Reliability", "Sensitivity", "Ties", "WeightCache",
     "WeightScheme", "apply", "calibrate_activations", "discover_layers", "estimate_delta_loss", "estimate_entropy", "estimate_finetune_gain",
     "estimate_fisher", "estimate_hessian_trace", "estimate_lsq_indicators", "estimate_pairwise", "evaluate", "exhaustive_losses",
-    "find_ties", "latency_table", "measure_layers", "problem_from_model", "quantize_weight", "quantized", "report", "train_csq",
+    "find_ties", "latency_table", "measure_layers", "measurer", "problem_from_model", "quantize_weight", "quantized", "report", "train_csq",
 ]

@@ -325,6 +325,37 @@ def report(
                        ev.loss_name, pairwise if problem.pairwise is not None else 0.0, rows, ev.num_batches, checked)
 
 
+def measurer(model: nn.Module, data: Iterable[Any], *, loss: str | LossFn = "auto", scheme: WeightScheme = WeightScheme(),
+             act_ranges: ActRanges | None = None, calibration: Iterable[Any] | None = None,
+             output_fn: Callable[[Any], torch.Tensor] | None = None) -> Callable[[Mapping[str, Any]], tuple[float, float | None]]:
+    """``measure(assignment) -> (loss change, standard error or None)`` on ``data``, for
+    :func:`mpqopt.refine`: the FP32 losses once, then one quantized copy per call (the model is left
+    unchanged; eval mode). Activation ranges come from ``act_ranges`` or ``calibration`` as in :func:`apply`.
+
+    >>> import torch; from torch import nn; import mpqopt
+    >>> _ = torch.manual_seed(0)
+    >>> m = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+    >>> data = [(torch.randn(16, 4), torch.randint(0, 3, (16,))) for _ in range(2)]
+    >>> measure = measurer(m, data, loss="ce")
+    >>> change, stderr = measure({"0": "W8", "2": "W8"})  # 8-bit weights barely move the loss
+    >>> abs(change) < 1e-2, stderr is not None
+    (True, True)
+    """
+    with _eval_mode(model):
+        ev = Evaluator(model, data, loss=loss, output_fn=output_fn)
+        fp = _losses(ev, ev.references, "the FP32 model")
+
+    def measure(assignment: Mapping[str, Any]) -> tuple[float, float | None]:
+        choices = choices_of(dict(assignment))
+        resolve_layer_names(model, choices)
+        ranges = _act_ranges(model, choices, act_ranges, calibration)
+        q = _losses(ev, _outputs(apply(model, choices, scheme, act_ranges=ranges), ev.batches, output_fn), "the quantized model")
+        delta, stderr = mean_and_stderr(q - fp)
+        return float(delta), (float(stderr) if ev.num_batches > 1 else None)
+
+    return measure
+
+
 def _reliability(model: nn.Module, problem: Problem, ev: Evaluator, fp: np.ndarray, scheme: WeightScheme, ranges: ActRanges | None,
                  output_fn: Callable[[Any], torch.Tensor] | None, count: int, seed: int) -> Reliability:
     """Predicted vs measured loss change of ``count`` random allocations meeting the problem's budgets
