@@ -242,7 +242,7 @@ def estimate_fisher(
     for i, name in enumerate(setup.names):
         w = setup.cache.module(name).weight.detach().double()
         for k, opt in enumerate(setup.options):
-            dw = setup.cache.get(name, opt.w).double() - w
+            dw = setup.cache.get(name, opt).double() - w
             for b in range(B):
                 v = 0.5 * float((stats.diag[b][i] * dw.pow(2)).sum())
                 if first_order:

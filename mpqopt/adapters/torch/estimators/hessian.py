@@ -146,7 +146,7 @@ def estimate_hessian_trace(
     for i, name in enumerate(setup.names):
         w = setup.cache.module(name).weight.detach()
         for k, opt in enumerate(setup.options):
-            qerr[i, k] = float((setup.cache.get(name, opt.w) - w).double().pow(2).sum())
+            qerr[i, k] = float((setup.cache.get(name, opt) - w).double().pow(2).sum())
     values = (trace / n)[:, None] * qerr
     std = (trace_se / n)[:, None] * qerr
     return setup.result(
