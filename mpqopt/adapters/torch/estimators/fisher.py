@@ -144,7 +144,7 @@ def fisher_diagonal(
     keys = [f"{name}.weight" if name else "weight" for name in setup.names]
     total = sum(w.numel() for w in weights)
     chunk = max(1, _CHUNK_FLOATS // max(total, 1)) if chunk is None else int(chunk)
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator(device=weights[0].device).manual_seed(seed)  # sampled labels are drawn where the outputs are
     mode = "loop" if per_sample == "loop" else "vmap"
 
     def one_sample(wd: dict[str, torch.Tensor], x: Any, ref: torch.Tensor, t: Any) -> tuple[torch.Tensor, torch.Tensor]:
