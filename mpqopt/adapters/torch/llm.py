@@ -148,7 +148,7 @@ def discover_llm_layers(
     for i, block in enumerate(blocks):
         for sub, mod in block.named_modules():
             if isinstance(mod, nn.Linear):
-                block_index[f"{path}.{i}.{sub}"] = i
+                block_index[".".join(part for part in (path, str(i), sub) if part)] = i
     embed, head = _embedding_and_head(model, block_index)
     by_module = {id(m): n for n, m in model.named_modules()}
     embed_name = by_module.get(id(embed)) if isinstance(embed, nn.Embedding) else None

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from ...errors import ProblemError
-from ...options import OptionLike
+from ...options import Option, OptionLike
 from ..choices import parse_option, quantizes_input
 from ..scheme import parse_scheme
 from .data import Evaluator, call_model
@@ -60,12 +60,19 @@ class WeightCache:
         opt = parse_option(option, name)
         key = (name, opt.w if opt.format is None else opt.format)
         if key not in self._cache:
-            weight = self.module(name).weight
-            if opt.format is None:
-                self._cache[key] = quantize_weight(weight, opt.w, self.scheme)
-            else:
-                self._cache[key] = quantize_to_format(weight, opt.format, name=name)
+            self._cache[key] = quantize_option(self.module(name).weight, opt, self.scheme, name)
         return self._cache[key]
+
+
+def quantize_option(weight: torch.Tensor, option: Option, scheme: WeightScheme = WeightScheme(), name: str = "weight") -> torch.Tensor:
+    """``weight`` fake-quantized to ``option``: its named format, else ``w`` bits by ``scheme``.
+
+    >>> quantize_option(torch.ones(2, 32), Option(format="Q8_0")).shape
+    torch.Size([2, 32])
+    """
+    if option.format is None:
+        return quantize_weight(weight, option.w, scheme)
+    return quantize_to_format(weight, option.format, name=name)
 
 
 @contextmanager
