@@ -83,3 +83,36 @@ def test_imatrix_statistics_of_another_model_are_refused():
         imatrix_sensitivity(model, stats, OPTIONS, progress=False)
     with pytest.raises(ProblemError, match="nothing for layer 'model.embed_tokens'"):
         imatrix_sensitivity(model, {"blk.0.attn_q.weight": np.ones(64)}, OPTIONS, progress=False)
+
+
+# ------------------------------------------------------------------ KL with cached block inputs
+from mpqopt.adapters.torch import estimate_delta_loss  # noqa: E402
+from mpqopt.adapters.torch.estimators.kl_blocks import estimate_kl_blocks  # noqa: E402
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_kl_blocks_equals_full_forwards(tied):
+    model = tiny_llama(tied=tied)
+    data = token_batches()
+    s = estimate_kl_blocks(model, data, OPTIONS + ["W32"], progress=False)
+    full = estimate_delta_loss(model, data, OPTIONS + ["W32"], layers=list(s.layers), loss="kl")
+    assert np.allclose(s.values, full.values, rtol=1e-4, atol=1e-7)
+    assert np.allclose(s.std, full.std, rtol=1e-3, atol=1e-7)
+    assert (s.values[:, -1] == 0).all() and (s.values[:, 0] > s.values[:, 3]).all()
+    # blocks before the perturbed one are replayed: (embedding 2 + block 0's 7 x 2 + block 1's 7 x 1 [+ head 0]) / (2 per decision)
+    L = len(s.layers)
+    assert s.meta["block_fraction"] == pytest.approx((2 + 14 + 7) / (2 * L), abs=1e-4)
+
+
+def test_kl_blocks_resume_and_executor(tmp_path):
+    model = tiny_llama(tied=True)
+    data = token_batches(batches=2)
+    path = tmp_path / "kl.npz"
+    first = estimate_kl_blocks(model, data, OPTIONS[:2], progress=False, checkpoint=path)
+    again = estimate_kl_blocks(model, data, OPTIONS[:2], progress=False, checkpoint=path)
+    assert again.meta["resumed_rows"] == len(first.layers) and np.array_equal(again.values, first.values)
+    with pytest.raises(ProblemError, match="other weights or data"):
+        estimate_kl_blocks(tiny_llama(tied=True, seed=3), data, OPTIONS[:2], progress=False, checkpoint=path)
+    with cf.ThreadPoolExecutor(2) as pool:
+        spread = estimate_kl_blocks(model, data, OPTIONS[:2], progress=False, executor=pool, chunks=4)
+    assert np.allclose(spread.values, first.values, rtol=1e-5, atol=1e-9)
