@@ -116,3 +116,63 @@ def test_kl_blocks_resume_and_executor(tmp_path):
     with cf.ThreadPoolExecutor(2) as pool:
         spread = estimate_kl_blocks(model, data, OPTIONS[:2], progress=False, executor=pool, chunks=4)
     assert np.allclose(spread.values, first.values, rtol=1e-5, atol=1e-9)
+
+
+# ------------------------------------------------------------------ gradient score
+from mpqopt.adapters.torch.estimators.gradient_score import estimate_gradient_score  # noqa: E402
+
+
+def _score_oracle(model, batch, name, opt):
+    """½ N Σ g² ΔY² with g from retain_grad on the layer's output, ΔY from apply()'s weight (tied head added)."""
+    users = [name] + (["lm_head"] if name == "model.embed_tokens" and model.lm_head.weight is model.model.embed_tokens.weight else [])
+    modules = dict(model.named_modules())
+    ids = batch["input_ids"]
+    outs, ins = {}, {}
+
+    def hook(n):
+        def f(m, a, out):
+            out.retain_grad()
+            outs[n], ins[n] = out, a[0].detach()
+        return f
+    hs = [modules[u].register_forward_hook(hook(u)) for u in users]
+    for p in model.parameters():
+        p.requires_grad_(True)
+    logits = model(input_ids=ids).logits
+    loss = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1))
+    loss.backward()
+    for h in hs:
+        h.remove()
+    model.zero_grad()
+    dw = (apply(model, {name: opt}).get_submodule(name).weight - modules[name].weight).detach().double()
+    n = ids.shape[0] * (ids.shape[1] - 1)
+    total = 0.0
+    for u in users:
+        dy = dw[ins[u]] if u == "model.embed_tokens" else ins[u].double() @ dw.T
+        total += 0.5 * n * float((outs[u].grad.double() ** 2 * dy**2).sum())
+    return total
+
+
+def test_gradient_score_equals_the_formula_from_retained_gradients():
+    model = tiny_llama(tied=True)
+    data = token_batches(batches=2)
+    s = estimate_gradient_score(model, data, OPTIONS, progress=False)
+    assert s.meta["backward_passes"] == 2
+    for i, name in enumerate(s.layers):
+        for k in (0, 1):
+            want = np.mean([_score_oracle(model, b, name, OPTIONS[k]) for b in data])
+            assert s.values[i, k] == pytest.approx(want, rel=1e-6)
+    assert (s.values[:, 0] > s.values[:, 3]).all()
+
+
+def test_gradient_score_resume_and_executor(tmp_path):
+    model = tiny_llama(tied=False)
+    data = token_batches(batches=3)
+    path = tmp_path / "g.npz"
+    first = estimate_gradient_score(model, data, OPTIONS, progress=False, checkpoint=path)
+    again = estimate_gradient_score(model, data, OPTIONS, progress=False, checkpoint=path)
+    assert again.meta["resumed_rows"] == 3 and np.array_equal(again.values, first.values)
+    with pytest.raises(ProblemError, match="other weights or data"):
+        estimate_gradient_score(tiny_llama(tied=False, seed=5), data, OPTIONS, progress=False, checkpoint=path)
+    with cf.ThreadPoolExecutor(2) as pool:
+        spread = estimate_gradient_score(model, data, OPTIONS, progress=False, executor=pool)
+    assert np.allclose(spread.values, first.values, rtol=1e-9)
