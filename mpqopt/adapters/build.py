@@ -39,17 +39,21 @@ def assemble_problem(
     keep_first_last: OptionLike | None = None,
     default_act_bits: int | None = 8,
     meta: Mapping[str, Any] | None = None,
+    row_lengths: Mapping[str, int] | None = None,
 ) -> Problem:
     """The problem over ``layer_costs`` (the selected layers, measured), in the sensitivity's order
     when it is a :class:`Sensitivity`. ``all_layers`` (default: the selection) decides which layers
-    are the model's first and last for ``keep_first_last``."""
+    are the model's first and last for ``keep_first_last``. With ``row_lengths`` ``{layer: weights
+    per output row}`` the problem carries ``params`` (weight counts) and ``row_lengths``, so bpw
+    budgets and formats' block rules apply, and size tables count per-row scales."""
     by_name = {c.name: c for c in layer_costs}
     names = list(by_name)
     opts, values = check_sensitivity(sensitivity, options, names)
     if isinstance(sensitivity, Sensitivity):
         names = list(sensitivity.layers)  # same set, the sensitivity's order
     ordered = [by_name[n] for n in names]
-    tables = cost_tables(ordered, opts, costs, default_act_bits=default_act_bits)
+    rows = None if row_lengths is None else [int(row_lengths[n]) for n in names]
+    tables = cost_tables(ordered, opts, costs, default_act_bits=default_act_bits, row_lengths=rows)
     tables.update(extra_tables or {})
     measured = {c.name: c for c in (all_layers if all_layers is not None else layer_costs)}
     fixed = first_last_fixed(keep_first_last, measured, names, opts)
@@ -63,6 +67,8 @@ def assemble_problem(
     if fixed:
         info["keep_first_last"] = sorted(fixed, key=names.index)
     kwargs: dict[str, Any] = dict(ties=() if ties is None else ties.groups, fixed=fixed, cost_units={"bitops": "bitops"} if "bitops" in tables else None, meta=info)
+    if rows is not None:
+        kwargs.update(params=[c.weight_params for c in ordered], row_lengths=rows)
     if isinstance(sensitivity, Sensitivity):
         return sensitivity.problem(tables, budgets, **kwargs)
     return Problem(names, opts, values, tables, budgets, **kwargs)

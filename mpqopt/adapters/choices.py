@@ -10,9 +10,10 @@ quantizes nothing (estimators score it 0 without measuring it).
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence, Union
+from typing import Callable, Mapping, Sequence, Union
 
 from ..errors import ProblemError
+from ..formats import Format
 from ..options import Option, OptionLike
 from ..result import Result
 from .scheme import FULL_PRECISION_BITS
@@ -50,9 +51,13 @@ def quantizes_input(option: Option) -> bool:
     return option.a is not None and option.a < FULL_PRECISION_BITS
 
 
-def choices_of(solution: Solution, purpose: str = "apply") -> dict[str, Option]:
+def choices_of(solution: Solution, purpose: str = "apply", formats: Callable[[Format], str | None] | None = None) -> dict[str, Option]:
     """``{layer: Option}`` from a solve :class:`~mpqopt.Result` or a ``{layer: label/Option/bits}``
     mapping; ``purpose`` ("apply", "export") words the error for a result with no assignment.
+
+    ``formats``: the adapter's ``reason(format) -> str | None`` saying why it cannot reproduce a
+    named format (None: it can); without it every named format is refused (the adapter quantizes
+    plain widths only).
 
     >>> choices_of({"fc": "W4A8", "conv": 8})
     {'fc': Option(w=4, a=8, label='W4A8'), 'conv': Option(w=8, a=None, label='W8')}
@@ -69,7 +74,11 @@ def choices_of(solution: Solution, purpose: str = "apply") -> dict[str, Option]:
     else:
         raise ProblemError(f"solution must be an mpqopt Result or a mapping layer -> option, got {type(solution).__name__}")
     for name, option in choices.items():
-        if option.format is not None:
+        if option.format is not None and formats is not None:
+            reason = formats(option.format)
+            if reason is not None:
+                raise ProblemError(f"layer {name!r}: option '{option.label}' cannot be used ({purpose}): {reason}")
+        elif option.format is not None:
             # the adapters quantize plain integer widths their own way (per channel): applying a named
             # format (group sizes, scales, GGUF blocks) that way would be silently another format
             raise ProblemError(f"layer {name!r}: option '{option.label}' is the storage format '{option.format.name}', which this "

@@ -51,10 +51,12 @@ class LayerCost:
     output_shape: tuple[int, ...]
 
 
-def cost_tables(layer_costs: Sequence[Any], options: Sequence[OptionLike], costs: Iterable[str] = ("size_bits", "bitops"), *, default_act_bits: int | None = 8) -> dict[str, np.ndarray]:
+def cost_tables(layer_costs: Sequence[Any], options: Sequence[OptionLike], costs: Iterable[str] = ("size_bits", "bitops"), *, default_act_bits: int | None = 8,
+                row_lengths: Sequence[int] | None = None) -> dict[str, np.ndarray]:
     """``[layers x options]`` tables by name.
 
-    ``size_bits`` / ``size_bytes``: weight storage (``weight_params * w``). ``bitops``: ``MACs * w * a``
+    ``size_bits`` / ``size_bytes``: weight storage (``weight_params`` times the option's effective
+    bits; with ``row_lengths`` per-row scales of per-channel formats too). ``bitops``: ``MACs * w * a``
     per sample; options without an activation width use ``default_act_bits``.
     """
     if isinstance(costs, str):
@@ -64,9 +66,9 @@ def cost_tables(layer_costs: Sequence[Any], options: Sequence[OptionLike], costs
     out: dict[str, np.ndarray] = {}
     for name in costs:
         if name == "size_bits":
-            out[name] = core_costs.size_bits(weight_params, opts)
+            out[name] = core_costs.size_bits(weight_params, opts, row_lengths)
         elif name == "size_bytes":
-            out[name] = core_costs.size_bytes(weight_params, opts)
+            out[name] = core_costs.size_bytes(weight_params, opts, row_lengths)
         elif name == "bitops":
             out[name] = core_costs.bitops([c.macs for c in layer_costs], opts, default_act_bits)
         elif name == LATENCY_COST:

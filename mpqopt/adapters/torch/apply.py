@@ -35,6 +35,7 @@ from ...verify import violations
 from ..choices import Solution, choices_of, quantizes_input
 from ..sensitivity import Sensitivity, check_finite, mean_and_stderr
 from .data import Evaluator, LossFn
+from .formats import apply_reason
 from .layers import resolve_layer_names
 from .perturb import ActRanges, WeightCache, calibrate_activations, check_act_ranges, input_quantizer, quantized
 from .quantizer import WeightScheme
@@ -93,7 +94,7 @@ def apply(
     """
     if not isinstance(model, nn.Module):
         raise ProblemError(f"expected a torch.nn.Module, got {type(model).__name__}")
-    choices = choices_of(solution)
+    choices = choices_of(solution, formats=apply_reason)
     resolve_layer_names(model, choices)  # names any layer the model does not have
     ranges = _act_ranges(model, choices, act_ranges, calibration)
     try:
@@ -103,7 +104,7 @@ def apply(
     cache = WeightCache(out, scheme)
     for name, opt in choices.items():
         module = cache.module(name)
-        module.weight.data = cache.get(name, opt.w)
+        module.weight.data = cache.get(name, opt)
         if ranges is not None and name in _needs_act({name: opt}):
             lo, hi = ranges[name]
             module.register_forward_pre_hook(input_quantizer(opt.a, lo, hi))
@@ -296,7 +297,7 @@ def report(
         problem = problem.problem()
     if not isinstance(problem, Problem):
         raise ProblemError(f"report needs the Problem or Sensitivity that predicted the loss, got {type(problem).__name__}")
-    choices = choices_of(solution)
+    choices = choices_of(solution, formats=apply_reason)
     resolve_layer_names(model, choices)
     predicted_eval = problem.evaluate(_labels_for(problem, choices))  # names missing/unknown layers
     if loss is None:

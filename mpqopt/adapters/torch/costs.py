@@ -33,7 +33,7 @@ from torch import nn
 from ...errors import ProblemError
 from ...options import Option, OptionLike
 from ..tables import COST_NAMES, LATENCY_COST, LayerCost, check_latency, cost_tables  # framework-free, shared with the ONNX adapter
-from .data import call_model, iter_tensors, split_batch
+from .data import call_model, iter_tensors, model_device, split_batch, to_device
 from .layers import LayerInfo, discover_layers
 
 __all__ = ["LayerCost", "measure_layers", "example_batch_size", "run_example", "run_hooked", "latency_table", "cost_tables", "check_latency", "COST_NAMES", "LATENCY_COST"]
@@ -62,6 +62,7 @@ def run_example(model: nn.Module, example_input: Any) -> Any:
     a dict of keyword inputs whose ``"labels"`` are dropped): pass one batch of your data as it is.
     """
     inputs, _ = split_batch(example_input)
+    inputs = to_device(inputs, model_device(model))
     with torch.no_grad():
         try:
             return call_model(model, inputs)

@@ -73,6 +73,35 @@ def iter_tensors(value: Any) -> Iterator[torch.Tensor]:
         yield from iter_tensors(item)
 
 
+def model_device(model: nn.Module) -> torch.device:
+    """Where the model's weights are (its first parameter or buffer; CPU for a model with none).
+
+    >>> model_device(nn.Linear(2, 2)).type
+    'cpu'
+    """
+    for t in model.parameters():
+        return t.device
+    for t in model.buffers():
+        return t.device
+    return torch.device("cpu")
+
+
+def to_device(value: Any, device: torch.device) -> Any:
+    """``value`` with every tensor in it (nested tuples, lists and dicts) moved to ``device``: batches
+    go where the model is.
+
+    >>> to_device({"ids": torch.zeros(2), "n": 3}, torch.device("cpu"))["n"]
+    3
+    """
+    if isinstance(value, torch.Tensor):
+        return value.to(device)
+    if isinstance(value, dict):
+        return {k: to_device(v, device) for k, v in value.items()}
+    if isinstance(value, (tuple, list)):
+        return type(value)(to_device(v, device) for v in value)
+    return value
+
+
 def default_output(output: Any) -> torch.Tensor:
     """The tensor to score from a model's output."""
     if isinstance(output, torch.Tensor):
@@ -113,7 +142,8 @@ class Evaluator:
     """Scores the current state of ``model`` on fixed data, batch by batch.
 
     The FP32 reference outputs are computed once at construction (the model must be unquantized
-    then); every later call measures the model as it is (estimators perturb it in between).
+    then); every later call measures the model as it is (estimators perturb it in between). The
+    batches (inputs and targets) are moved to the model's device once, here.
     """
 
     def __init__(
@@ -126,7 +156,8 @@ class Evaluator:
         if not isinstance(model, nn.Module):
             raise ProblemError(f"expected a torch.nn.Module, got {type(model).__name__}")
         self.model = model
-        self.batches: list[tuple[Any, Any]] = [split_batch(b, i) for i, b in enumerate(data)]
+        device = model_device(model)
+        self.batches: list[tuple[Any, Any]] = [to_device(split_batch(b, i), device) for i, b in enumerate(data)]
         if not self.batches:
             raise ProblemError("data is empty: give at least one batch")
         self.output_fn = output_fn or default_output

@@ -1,7 +1,9 @@
 """Find the layers of a PyTorch model that mpqopt can quantize.
 
 Conv1d / Conv2d / Conv3d and Linear modules with a weight; grouped and depthwise convolutions are
-recorded with their ``groups`` so costs count them correctly.
+recorded with their ``groups`` so costs count them correctly. Embeddings (``nn.Embedding``, kind
+``embedding``) are layers too when asked for (``embeddings=True``; the LLM discovery of
+:mod:`.llm` does), and a name that names one always resolves.
 
 >>> import torch.nn as nn
 >>> m = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8, 2))
@@ -20,7 +22,7 @@ from torch import nn
 from ...errors import ProblemError
 from ..patterns import matches as _matches, patterns as _patterns
 
-_KINDS: tuple[tuple[type, str], ...] = ((nn.Conv1d, "conv1d"), (nn.Conv2d, "conv2d"), (nn.Conv3d, "conv3d"), (nn.Linear, "linear"))
+_KINDS: tuple[tuple[type, str], ...] = ((nn.Conv1d, "conv1d"), (nn.Conv2d, "conv2d"), (nn.Conv3d, "conv3d"), (nn.Linear, "linear"), (nn.Embedding, "embedding"))
 
 
 @dataclass(frozen=True)
@@ -47,8 +49,9 @@ def _kind(module: nn.Module) -> str | None:
     return None
 
 
-def discover_layers(model: nn.Module, include: str | Iterable[str] | None = None, exclude: str | Iterable[str] | None = None) -> list[LayerInfo]:
-    """Quantizable layers of ``model`` in module order.
+def discover_layers(model: nn.Module, include: str | Iterable[str] | None = None, exclude: str | Iterable[str] | None = None, *,
+                    embeddings: bool = False) -> list[LayerInfo]:
+    """Quantizable layers of ``model`` in module order (``nn.Embedding`` too with ``embeddings=True``).
 
     ``include`` keeps only matching names; ``exclude`` drops matching names. Patterns are globs or
     ``re:<regex>``. An include pattern that matches no quantizable layer is an error (a typo would
@@ -57,7 +60,7 @@ def discover_layers(model: nn.Module, include: str | Iterable[str] | None = None
     if not isinstance(model, nn.Module):
         raise ProblemError(f"expected a torch.nn.Module, got {type(model).__name__}")
     inc, exc = _patterns(include, "include"), _patterns(exclude, "exclude")
-    found = [(name, mod, kind) for name, mod in model.named_modules() if (kind := _kind(mod)) is not None]
+    found = [(name, mod, kind) for name, mod in model.named_modules() if (kind := _kind(mod)) is not None and (embeddings or kind != "embedding")]
     if not found:
         raise ProblemError(f"{type(model).__name__} has no quantizable layer (Conv1d/2d/3d or Linear with a weight)")
     for p in inc:

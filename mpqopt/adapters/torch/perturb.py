@@ -23,10 +23,11 @@ import torch
 from torch import nn
 
 from ...errors import ProblemError
-from ...options import OptionLike
+from ...options import Option, OptionLike
 from ..choices import parse_option, quantizes_input
 from ..scheme import parse_scheme
 from .data import Evaluator, call_model
+from .formats import quantize_to_format
 from .layers import resolve_layer_names
 from .quantizer import WeightScheme, quantize_activation, quantize_weight
 
@@ -34,31 +35,44 @@ ActRanges = Mapping[str, tuple[float, float]]
 
 
 class WeightCache:
-    """Quantized weights per (layer, bits), computed on first use from the layer's current
-    (FP32) weight.
+    """Quantized weights per (layer, option), computed on first use from the layer's current
+    (FP32) weight: a plain option (or an int, its weight bits) by the ``scheme``, an option with a
+    named format by that format's quantizer (:mod:`.formats`).
 
-    >>> m = nn.Sequential(nn.Linear(3, 2))
+    >>> m = nn.Sequential(nn.Linear(32, 2))
     >>> cache = WeightCache(m)
-    >>> cache.get("0", 4) is cache.get("0", 4)
-    True
+    >>> cache.get("0", 4) is cache.get("0", 4), cache.get("0", "Q4_0") is cache.get("0", Option(format="Q4_0"))
+    (True, True)
     """
 
     def __init__(self, model: nn.Module, scheme: WeightScheme = WeightScheme()):
         self.model = model
         self.scheme = parse_scheme(scheme)  # a WeightScheme, or a dict of its fields as the ONNX adapter takes
         self._modules: dict[str, nn.Module] = {}
-        self._cache: dict[tuple[str, int], torch.Tensor] = {}
+        self._cache: dict[tuple[str, Any], torch.Tensor] = {}
 
     def module(self, name: str) -> nn.Module:
         if name not in self._modules:
             self._modules.update(resolve_layer_names(self.model, [name]))
         return self._modules[name]
 
-    def get(self, name: str, bits: int) -> torch.Tensor:
-        key = (name, int(bits))
+    def get(self, name: str, option: OptionLike) -> torch.Tensor:
+        opt = parse_option(option, name)
+        key = (name, opt.w if opt.format is None else opt.format)
         if key not in self._cache:
-            self._cache[key] = quantize_weight(self.module(name).weight, int(bits), self.scheme)
+            self._cache[key] = quantize_option(self.module(name).weight, opt, self.scheme, name)
         return self._cache[key]
+
+
+def quantize_option(weight: torch.Tensor, option: Option, scheme: WeightScheme = WeightScheme(), name: str = "weight") -> torch.Tensor:
+    """``weight`` fake-quantized to ``option``: its named format, else ``w`` bits by ``scheme``.
+
+    >>> quantize_option(torch.ones(2, 32), Option(format="Q8_0")).shape
+    torch.Size([2, 32])
+    """
+    if option.format is None:
+        return quantize_weight(weight, option.w, scheme)
+    return quantize_to_format(weight, option.format, name=name)
 
 
 @contextmanager
@@ -70,7 +84,8 @@ def quantized(
     cache: WeightCache | None = None,
     act_ranges: ActRanges | None = None,
 ) -> Iterator[nn.Module]:
-    """Within the block, each named layer's weight is fake-quantized to its option's ``w`` bits and,
+    """Within the block, each named layer's weight is fake-quantized to its option (``w`` bits, or
+    its named format) and,
     when the option has ``a`` bits and ``act_ranges`` has the layer, its input is fake-quantized to
     ``a`` bits. Weights are restored bit-exactly on exit, even after an exception.
     """
@@ -82,7 +97,7 @@ def quantized(
             opt = parse_option(value, name)
             module = cache.module(name)
             saved.append((module, module.weight.data))
-            module.weight.data = cache.get(name, opt.w)
+            module.weight.data = cache.get(name, opt)
             if quantizes_input(opt):
                 if act_ranges is None:  # silently skipping the activations would measure the wrong thing
                     raise ProblemError(f"layer {name!r} has option {opt.label} with activation bits: give act_ranges (from calibrate_activations)")

@@ -83,8 +83,8 @@ def test_apply_bad_inputs_name_the_problem():
         apply(model, {"0": 4, "1": 4})  # '1' is the ReLU
     with pytest.raises(ProblemError, match="no quantizable layer named 'fc'"):
         apply(model, {"fc": 4})
-    with pytest.raises(ProblemError, match="layer '2'.*'int4'"):
-        apply(model, {"2": "int4"})
+    with pytest.raises(ProblemError, match="layer '2'.*'Q4_K'.*can dequantize this GGUF type but not quantize it"):
+        apply(model, {"2": "Q4_K"})  # named formats the adapter cannot reproduce are refused, not approximated
     with pytest.raises(ProblemError, match="empty"):
         apply(model, {})
     with pytest.raises(ProblemError, match="Result or a mapping"):

@@ -70,7 +70,7 @@ def prepare(
     found = discover_layers(model, include, exclude)
     if layers is not None:
         resolve_layer_names(model, layers)  # names every unknown layer
-        by_name = {layer.name: layer for layer in discover_layers(model)}
+        by_name = {layer.name: layer for layer in discover_layers(model, embeddings=True)}
         found = [by_name[name] for name in layers]
     model.eval()
     evaluator = Evaluator(model, data, loss=loss, output_fn=output_fn)

@@ -132,7 +132,7 @@ def estimate_finetune_gain(
         hooks, parametrized, frozen_param, was_trainable = [], False, None, True
         try:
             if opt.w < FULL_PRECISION_BITS:
-                frozen = setup.cache.get(name, opt.w) if mode == "freeze" else None
+                frozen = setup.cache.get(name, opt) if mode == "freeze" else None
                 parametrize.register_parametrization(module, "weight", _QuantizedWeight(opt.w, scheme, frozen))
                 parametrized = True
                 if mode == "freeze":

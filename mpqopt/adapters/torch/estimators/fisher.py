@@ -149,7 +149,7 @@ def fisher_diagonal(
     keys = [f"{name}.weight" if name else "weight" for name in setup.names]
     total = sum(w.numel() for w in weights)
     chunk = max(1, _CHUNK_FLOATS // max(total, 1)) if chunk is None else int(chunk)
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator(device=weights[0].device).manual_seed(seed)  # sampled labels are drawn where the outputs are
     mode = "loop" if per_sample == "loop" else "vmap"
 
     def one_sample(wd: dict[str, torch.Tensor], x: Any, ref: torch.Tensor, t: Any) -> tuple[torch.Tensor, torch.Tensor]:
@@ -248,7 +248,7 @@ def estimate_fisher(
     for i, name in enumerate(setup.names):
         w = setup.cache.module(name).weight.detach().double()
         for k, opt in enumerate(setup.options):
-            dw = setup.cache.get(name, opt.w).double() - w
+            dw = setup.cache.get(name, opt).double() - w
             for b in range(B):
                 v = 0.5 * float((stats.diag[b][i] * dw.pow(2)).sum())
                 if first_order:

@@ -82,7 +82,8 @@ def hutchinson_traces(
     ev = setup.evaluator
     floor = min(max_iter, max(10, ev.num_batches)) if min_iter is None else max(2, min(int(min_iter), max_iter))
     weights = [setup.cache.module(name).weight for name in setup.names]
-    gen = torch.Generator().manual_seed(seed)
+    # the probes are drawn where the weights are (a CPU generator cannot fill a CUDA tensor)
+    gen = torch.Generator(device=weights[0].device).manual_seed(seed) if weights else None
     samples: list[np.ndarray] = []
     mean_prev = None
     converged = False
@@ -95,7 +96,7 @@ def hutchinson_traces(
             # A layer the loss does not reach (an unused head) has no gradient and a zero Hessian block;
             # a gradient that is constant in the weights has no graph and a zero block too.
             live = [i for i, g in enumerate(grads) if g is not None and g.requires_grad]
-            vs = [torch.randint(0, 2, w.shape, generator=gen).to(w.dtype).mul_(2).sub_(1) for w in weights]
+            vs = [torch.randint(0, 2, w.shape, generator=gen, device=w.device).to(w.dtype).mul_(2).sub_(1) for w in weights]
             row = np.zeros(len(weights))
             if live:
                 try:
@@ -146,7 +147,7 @@ def estimate_hessian_trace(
     for i, name in enumerate(setup.names):
         w = setup.cache.module(name).weight.detach()
         for k, opt in enumerate(setup.options):
-            qerr[i, k] = float((setup.cache.get(name, opt.w) - w).double().pow(2).sum())
+            qerr[i, k] = float((setup.cache.get(name, opt) - w).double().pow(2).sum())
     values = (trace / n)[:, None] * qerr
     std = (trace_se / n)[:, None] * qerr
     return setup.result(

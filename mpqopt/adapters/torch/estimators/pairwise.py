@@ -41,7 +41,6 @@ from __future__ import annotations
 import concurrent.futures as cf
 import copy
 import hashlib
-import json
 import os
 import pickle
 import threading
@@ -66,6 +65,7 @@ from ..perturb import calibrate_activations, quantized
 from ..quantizer import WeightScheme
 from ..stages import StagedModel, Unbatchable, batch_size, stage_model
 from .base import Setup, prepare
+from .runs import as_executor, check_picklable, checkpoint_path, load_checkpoint, save_checkpoint
 
 __all__ = ["estimate_pairwise", "clado_matrix", "PairFilter"]
 
@@ -259,10 +259,7 @@ class _State:
         self.done[i, o] = True
 
     def save(self, path: Path) -> None:
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as f:  # a file object: np.savez would otherwise append ".npz"
-            np.savez(f, version=np.array(_CHECKPOINT_VERSION), fingerprint=np.array(json.dumps(self.fingerprint, sort_keys=True)), base=self.base, single=self.single, pair=self.pair, done=self.done)
-        os.replace(tmp, path)  # atomic: an interrupted save never leaves a half-written checkpoint
+        save_checkpoint(path, _CHECKPOINT_VERSION, self.fingerprint, {"base": self.base, "single": self.single, "pair": self.pair, "done": self.done})
 
 
 def _fingerprint(setup: Setup, pair_mask: np.ndarray) -> dict[str, Any]:
@@ -281,43 +278,13 @@ def _fingerprint(setup: Setup, pair_mask: np.ndarray) -> dict[str, Any]:
 
 
 def _load(path: Path, fresh: _State) -> _State:
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            stored = {k: z[k] for k in z.files}
-        fp = json.loads(str(stored["fingerprint"]))
-        version = int(stored["version"])
-    except (OSError, ValueError, KeyError) as exc:
-        raise ProblemError(f"checkpoint {path} cannot be read ({exc}); delete it to start over") from None
-    if version != _CHECKPOINT_VERSION:
-        raise ProblemError(f"checkpoint {path} has format version {version}, this mpqopt writes {_CHECKPOINT_VERSION}; delete it to start over")
-    if fp != fresh.fingerprint:
-        keys = sorted(set(fp) | set(fresh.fingerprint))
-        diff = [f"{k} (checkpoint {fp.get(k)!r}, now {fresh.fingerprint.get(k)!r})" for k in keys if fp.get(k) != fresh.fingerprint.get(k)]
-        raise ProblemError(f"checkpoint {path} was made for a different run: {'; '.join(diff)}. Delete it or pass another checkpoint path")
-    # the FP32 losses check what the fingerprint cannot see: the weights and the data themselves
-    if stored["base"].shape != fresh.base.shape or not np.allclose(stored["base"], fresh.base, rtol=1e-5, atol=1e-7):
-        raise ProblemError(f"checkpoint {path} was made with other weights or data: the unquantized model's losses differ. Delete it or pass another checkpoint path")
-    return _State(fresh.base, stored["single"].copy(), stored["pair"].copy(), stored["done"].copy(), fp)
+    stored = load_checkpoint(path, _CHECKPOINT_VERSION, fresh.fingerprint, {"base": fresh.base})
+    return _State(fresh.base, stored["single"].copy(), stored["pair"].copy(), stored["done"].copy(), dict(fresh.fingerprint))
 
 
 # --------------------------------------------------------------------------- the estimator
-def _executor(executor: Any) -> cf.Executor:
-    if isinstance(executor, cf.Executor):
-        return executor
-    if hasattr(executor, "get_executor"):  # a dask.distributed.Client
-        return executor.get_executor()
-    raise ProblemError(f"executor must be a concurrent.futures.Executor or a dask.distributed.Client, got {type(executor).__name__}")
-
-
 def _check_picklable(job: _Job, pool: cf.Executor) -> None:
-    """Process pools pickle every task: say what cannot be sent before any work starts."""
-    if isinstance(pool, cf.ThreadPoolExecutor):
-        return
-    for what, value in (("model", job.model), ("data", job.batches), ("loss", job.loss), ("output_fn", job.output_fn)):
-        try:
-            pickle.dumps(value)
-        except Exception as exc:  # noqa: BLE001 - pickling fails with many types
-            raise ProblemError(f"the {what} cannot be sent to the executor's workers ({type(exc).__name__}: {exc}); use module-level functions and classes, or no executor") from None
+    check_picklable(pool, {"model": job.model, "data": job.batches, "loss": job.loss, "output_fn": job.output_fn})
 
 
 def _shareable_graph(graph: Any, pool: cf.Executor) -> Any:
@@ -411,12 +378,9 @@ def estimate_pairwise(
     cost = {i: 1 + len(partners[i]) * len(live) for i in range(L)}  # entries per row
 
     state = _State(base, np.full((L, K, nb), np.nan), np.full((L * K, L * K), np.nan), np.zeros((L, K), dtype=bool), _fingerprint(setup, mask))
-    path = Path(checkpoint) if checkpoint is not None else None
-    if path is not None:
-        if path.exists():
-            state = _load(path, state)
-        elif not path.parent.is_dir():
-            raise ProblemError(f"checkpoint directory {path.parent} does not exist")
+    path = checkpoint_path(checkpoint)
+    if path is not None and path.exists():
+        state = _load(path, state)
     todo = [r for r in rows if not state.done[r]]
     total = sum(cost[i] for i, _ in rows)
     resumed = total - sum(cost[i] for i, _ in todo)
@@ -499,7 +463,7 @@ def _by_layer(rows: list[tuple[int, int]]) -> list[list[tuple[int, int]]]:
 
 def _run_on(executor: Any, job: _Job, parts: list[list[tuple[int, int]]], absorb: Callable[[dict[str, Any]], None]) -> None:
     """Send the chunks to the executor's workers and absorb their results as they come."""
-    pool = _executor(executor)
+    pool = as_executor(executor)
     if not parts:
         return
     _check_picklable(job, pool)
