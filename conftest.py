@@ -7,5 +7,7 @@ collect_ignore_glob = ["mpqopt/testbeds/*"]
 if importlib.util.find_spec("torch") is None:
     collect_ignore_glob.append("mpqopt/adapters/torch/*")
     collect_ignore_glob.append("mpqopt/examples/*")
+if importlib.util.find_spec("gguf") is None:  # the llm extra: GGUF quantizers and writer
+    collect_ignore_glob += ["mpqopt/adapters/torch/formats.py", "mpqopt/adapters/torch/gguf_writer.py"]
 if importlib.util.find_spec("onnx") is None or importlib.util.find_spec("onnxruntime") is None:
     collect_ignore_glob.append("mpqopt/adapters/onnx/*")

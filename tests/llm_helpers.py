@@ -28,3 +28,27 @@ def token_batches(vocab: int = 256, batches: int = 2, batch: int = 2, length: in
     torch = pytest.importorskip("torch")
     g = torch.Generator().manual_seed(seed)
     return [{"input_ids": torch.randint(0, vocab, (batch, length), generator=g)} for _ in range(batches)]
+
+
+def load_gguf_model(path):
+    """A transformers model from a GGUF file through transformers' own GGUF reader (config from the
+    file's metadata, tensors dequantized and un-permuted by ``load_gguf_checkpoint``).
+    ``from_pretrained(gguf_file=)`` is the same path but also needs ``accelerate``, which the test
+    environment lacks; it is used when installed."""
+    import importlib.util
+    from pathlib import Path
+
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    path = Path(path)
+    if importlib.util.find_spec("accelerate") is not None:
+        return transformers.AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32).eval()
+    from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
+
+    config = transformers.AutoConfig.from_pretrained(path.parent, gguf_file=path.name)
+    model = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.float32).eval()
+    tensors = load_gguf_checkpoint(str(path), return_tensors=True, model_to_load=model)["tensors"]
+    missing, unexpected = model.load_state_dict({k: torch.as_tensor(v) for k, v in tensors.items()}, strict=False)
+    assert not unexpected, unexpected
+    assert set(missing) <= {"lm_head.weight"} and (not missing or model.lm_head.weight is model.model.embed_tokens.weight), missing
+    return model

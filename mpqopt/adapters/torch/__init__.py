@@ -17,6 +17,13 @@ Estimators (each returns a :class:`~mpqopt.adapters.sensitivity.Sensitivity`): `
 ``estimate_hessian_trace`` (HAWQ-V2/V3), ``estimate_fisher`` (MPQCO), ``estimate_pairwise`` (CLADO),
 ``estimate_entropy`` (EAGL, data-free), ``estimate_finetune_gain`` (ALPS), ``estimate_lsq_indicators``
 (LIMPQ); ``train_csq`` (CSQ) returns an allocation; ``exhaustive_losses`` is ground truth for small models.
+
+Causal LMs (transformers Llama-style models): ``discover_llm_layers`` / ``llm_problem`` (every block
+Linear, the embedding and head as decisions, bpw budgets), ``estimate_imatrix`` (activation
+statistics), ``estimate_kl_blocks`` (next-token KL, cached block inputs), ``estimate_gradient_score``
+(AutoQuantize-style), ``perplexity`` on held-out text (``token_batches``, ``split_tokens``), and
+``write_gguf`` (a GGUF file with per-tensor types). Options may be named formats (``"Q4_0"``,
+``"int4-g128-asym"``, ...): see :mod:`mpqopt.adapters.torch.formats` for which ones apply.
 Their shared arguments (``data`` batches, ``options``, ``layers=``/``include=``/``exclude=``, ``loss=``,
 ``output_fn=``, ``scheme=`` a :class:`WeightScheme`) are documented in :mod:`mpqopt.adapters.torch.estimators`.
 """
@@ -32,17 +39,27 @@ from .estimators.entropy import estimate_entropy
 from .estimators.exhaustive import GroundTruth, exhaustive_losses
 from .estimators.finetune import estimate_finetune_gain
 from .estimators.fisher import estimate_fisher
+from .estimators.gradient_score import estimate_gradient_score
 from .estimators.hessian import estimate_hessian_trace
+from .estimators.imatrix import activation_stats, estimate_imatrix, imatrix_sensitivity
+from .estimators.kl_blocks import estimate_kl_blocks
 from .estimators.lsq import estimate_lsq_indicators
 from .estimators.pairwise import estimate_pairwise
+from .formats import quantize_to_format
+from .gguf_writer import write_gguf
 from .graph import ModelGraph, Ties, find_ties
 from .layers import LayerInfo, discover_layers
+from .llm import LlmLayers, discover_llm_layers, llm_problem
 from .perturb import WeightCache, calibrate_activations, quantized
 from .quantizer import WeightScheme, quantize_weight
+from .text import perplexity, pydoc_text, split_tokens, token_batches
 
 __all__ = [
     "CsqResult", "Evaluator", "GroundTruth", "LayerCost", "LayerInfo", "ModelGraph", "QuantReport", "Reliability", "Sensitivity", "Ties", "WeightCache",
     "WeightScheme", "apply", "calibrate_activations", "discover_layers", "estimate_delta_loss", "estimate_entropy", "estimate_finetune_gain",
     "estimate_fisher", "estimate_hessian_trace", "estimate_lsq_indicators", "estimate_pairwise", "evaluate", "exhaustive_losses",
     "find_ties", "latency_table", "measure_layers", "measurer", "problem_from_model", "quantize_weight", "quantized", "report", "train_csq",
+    # causal LMs
+    "LlmLayers", "activation_stats", "discover_llm_layers", "estimate_gradient_score", "estimate_imatrix", "estimate_kl_blocks",
+    "imatrix_sensitivity", "llm_problem", "perplexity", "pydoc_text", "quantize_to_format", "split_tokens", "token_batches", "write_gguf",
 ]

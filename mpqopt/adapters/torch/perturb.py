@@ -41,7 +41,7 @@ class WeightCache:
 
     >>> m = nn.Sequential(nn.Linear(32, 2))
     >>> cache = WeightCache(m)
-    >>> cache.get("0", 4) is cache.get("0", 4), cache.get("0", "Q4_0") is cache.get("0", Option(format="Q4_0"))
+    >>> cache.get("0", 4) is cache.get("0", 4), cache.get("0", "int4-g32") is cache.get("0", Option(format="int4-g32"))
     (True, True)
     """
 
@@ -67,7 +67,7 @@ class WeightCache:
 def quantize_option(weight: torch.Tensor, option: Option, scheme: WeightScheme = WeightScheme(), name: str = "weight") -> torch.Tensor:
     """``weight`` fake-quantized to ``option``: its named format, else ``w`` bits by ``scheme``.
 
-    >>> quantize_option(torch.ones(2, 32), Option(format="Q8_0")).shape
+    >>> quantize_option(torch.ones(2, 32), Option(format="int8-g32")).shape
     torch.Size([2, 32])
     """
     if option.format is None:

@@ -20,7 +20,7 @@ gradient is accumulated); frozen weights are made differentiable for the pass an
 ...         super().__init__(); self.embed = nn.Embedding(16, 32); self.layers = nn.ModuleList([nn.Linear(32, 32)]); self.head = nn.Linear(32, 16)
 ...     def forward(self, input_ids): return self.head(torch.tanh(self.layers[0](self.embed(input_ids))))
 >>> _ = torch.manual_seed(0)
->>> s = estimate_gradient_score(LM(), [torch.randint(0, 16, (2, 8))], ["Q4_0", "Q8_0"], progress=False)
+>>> s = estimate_gradient_score(LM(), [torch.randint(0, 16, (2, 8))], ["int4-g32", "int8-g32"], progress=False)
 >>> s.layers, bool((s.values[:, 0] > s.values[:, 1]).all()), s.meta["backward_passes"]
 (('embed', 'layers.0', 'head'), True, 1)
 """

@@ -23,7 +23,7 @@ llama.cpp imatrix file's ``in_sum2 / counts`` per tensor mapped to module names.
 >>> m = nn.Module()
 >>> m.embed = nn.Embedding(16, 32); m.layers = nn.ModuleList([nn.Linear(32, 32)]); m.head = nn.Linear(32, 16)
 >>> m.forward = lambda input_ids: m.head(m.layers[0](m.embed(input_ids)))
->>> s = estimate_imatrix(m, [torch.randint(0, 16, (2, 8))], ["Q4_0", "Q8_0"], progress=False)
+>>> s = estimate_imatrix(m, [torch.randint(0, 16, (2, 8))], ["int4-g32", "int8-g32"], progress=False)
 >>> s.layers, bool((s.values[:, 0] > s.values[:, 1]).all())
 (('embed', 'layers.0', 'head'), True)
 """

@@ -27,7 +27,7 @@ and ``executor`` work as in :mod:`.runs` (the executor's workers get a copy of t
 ...         for block in self.layers: h = block(h)
 ...         return self.head(h)
 >>> _ = torch.manual_seed(0)
->>> s = estimate_kl_blocks(LM(), [torch.randint(0, 16, (2, 6))], ["Q4_0", "Q8_0"], progress=False)
+>>> s = estimate_kl_blocks(LM(), [torch.randint(0, 16, (2, 6))], ["int4-g32", "int8-g32"], progress=False)
 >>> s.layers, s.meta["block_fraction"]   # embed: 2 blocks, layers.0.fc: 2, layers.1.fc: 1, head: 0 (of 2 each)
 (('embed', 'layers.0.fc', 'layers.1.fc', 'head'), 0.625)
 """
