@@ -37,6 +37,11 @@ class ArgumentError(MpqoptError, ValueError):
     """A function or command-line argument has the wrong type or value; the message names the argument."""
 
 
+class UnsupportedFormatError(MpqoptError, ValueError):
+    """A target tool (llama.cpp, HQQ, torchao, ...) cannot express a layer's format; the message names
+    the tool, the layer and the format."""
+
+
 class SolverError(MpqoptError, RuntimeError):
     """A backend failed, or cannot take this problem (size limits, missing features)."""
 

@@ -1,4 +1,4 @@
-"""The ``mpqopt`` command line: ``solve``, ``pareto``, ``compare``, ``export``, ``info``, ``demo``, ``solvers``.
+"""The ``mpqopt`` command line: ``solve``, ``pareto``, ``compare``, ``export``, ``import``, ``info``, ``demo``, ``solvers``.
 
     mpqopt solve model.json --budget size=50%          # readable table
     mpqopt solve model.json --budget size=7.9MiB --json  # one JSON object on stdout
@@ -7,6 +7,8 @@
     mpqopt pareto model.json --cost size --points 20 --budget bitops=1.2G --csv front.csv
     mpqopt compare model.json --budget size=50% --solvers mckp,highs,bnb,greedy --repeat 3
     mpqopt export model.json --budget size=50% --mps model.mps   # for any external MILP solver
+    mpqopt export llm.json --budget size=4.5bpw --format llama.cpp -o types.txt  # llama-quantize --tensor-type-file
+    mpqopt import imatrix imatrix.gguf --model model.gguf --options Q4_0,Q8_0 -o llm.json
     mpqopt info model.json
     mpqopt demo                                       # bundled examples at several size budgets
 
@@ -52,7 +54,7 @@ from ..solvers import backend_class, backend_names, get_backend
 from .common import (EXIT_INFEASIBLE, EXIT_INPUT, EXIT_INTERNAL, EXIT_NO_SOLUTION, EXIT_OK, _json_default, _stdout_to_stderr, _write,
                      exit_code, result_json)
 from .demo import DEMO_PERCENTS, WIDTH, cmd_demo, demo_budgets, demo_example, example_paths, size_cost
-from .parsers import (_positive_int, budget_option, common_options, json_option, options, output_option, problem_file, solver_option,
+from .parsers import (IMPORT_KINDS, TARGET_TOOLS, _positive_int, budget_option, common_options, json_option, options, output_option, problem_file, solver_option,
                       solver_tuning_options, target_options, time_limit_option)
 
 # The package: this module (entry point, parser, the commands but `demo`), parsers.py (the options several commands
@@ -60,7 +62,7 @@ from .parsers import (_positive_int, budget_option, common_options, json_option,
 # __all__: the names mpqopt.cli offered when it was one module.
 __all__ = [
     "DEMO_PERCENTS", "EXAMPLES", "EXIT_INFEASIBLE", "EXIT_INPUT", "EXIT_INTERNAL", "EXIT_NO_SOLUTION", "EXIT_OK", "WIDTH",
-    "build_parser", "cmd_compare", "cmd_demo", "cmd_export", "cmd_info", "cmd_pareto", "cmd_solve", "cmd_solvers", "demo_budgets",
+    "build_parser", "cmd_compare", "cmd_demo", "cmd_export", "cmd_import", "cmd_info", "cmd_pareto", "cmd_solve", "cmd_solvers", "demo_budgets",
     "demo_example", "example_paths", "exit_code", "load_problem", "main", "parse_budget_args", "result_json", "size_cost",
 ]
 
@@ -197,16 +199,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser(
-        "export", help="write the problem as an .lp or .mps file for other solvers",
+        "export", help="write the problem as an .lp or .mps file for other solvers, or its allocation as another tool's config",
         description="Write the MILP mpqopt solves (HiGHS's model; pairwise terms by their exact one-hot "
                     "linearization) at the given budgets as a CPLEX-LP or MPS file. A solver's optimum on it equals "
-                    "mpqopt's objective (forced layers' sensitivity is the file's objective constant).",
+                    "mpqopt's objective (forced layers' sensitivity is the file's objective constant). "
+                    "With --format TOOL: solve the problem at the budgets and write the allocation as TOOL's "
+                    "per-layer config (llama.cpp --tensor-type-file lines, a torchao FqnToConfig, HQQ dynamic_config, "
+                    "compressed-tensors config_groups, a ModelOpt quant_cfg recipe, auto-round layer_config, "
+                    "GPTQModel quantize_config); a format the tool cannot express is an error naming the layer.",
         parents=[common, problem_file(),
                  budget_option("budget on cost NAME, overriding the file's (same forms as `mpqopt solve`); repeatable")])
     out = p.add_mutually_exclusive_group(required=True)
     out.add_argument("--lp", metavar="OUT", help="write a CPLEX LP file to OUT")
     out.add_argument("--mps", metavar="OUT", help="write an MPS file to OUT")
+    out.add_argument("--format", dest="tool", choices=TARGET_TOOLS, metavar="TOOL",
+                     help=f"solve, then write the allocation as TOOL's config: {', '.join(TARGET_TOOLS)}")
+    p.add_argument("-o", "--output", metavar="OUT", help="with --format: write the config to OUT (default: stdout)")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser(
+        "import", help="turn another tool's measurements into a problem file",
+        description="Read what another tool measured into an mpqopt problem file to re-solve exactly: "
+                    "'auto-round' reads AutoScheme score caches (one JSON file per scheme; layer_scores: [bits, loss]); "
+                    "'imatrix' reads a llama.cpp imatrix GGUF file and, with the model's GGUF file (--model) and the "
+                    "formats to choose from (--options), builds the imatrix-weighted quantization-error table.",
+        parents=[common])
+    p.add_argument("kind", choices=IMPORT_KINDS, metavar="KIND", help=f"what FILE is: {', '.join(IMPORT_KINDS)}")
+    p.add_argument("files", nargs="+", metavar="FILE", help="the tool's file(s): auto-round score caches, or one imatrix .gguf")
+    p.add_argument("-o", "--output", required=True, metavar="OUT", help="the problem file to write (.json or .npz)")
+    p.add_argument("--options", metavar="A,B,...", help="formats, comma-separated: imatrix: the options (required; e.g. Q4_0,Q8_0,int4-g32-asym); "
+                                                         "auto-round: one per score file, naming each file's scheme")
+    p.add_argument("--model", metavar="GGUF", help="imatrix: the model's GGUF file, whose weights the table needs")
+    p.add_argument("--names", choices=["gguf", "hf"], default="gguf", help="imatrix: name layers as GGUF tensors (blk.0.attn_q) or HF modules")
+    p.add_argument("--estimate-k-quants", action="store_true",
+                   help="imatrix: stand in a documented RTN estimate for K-quants, which the gguf package cannot quantize")
+    p.set_defaults(func=cmd_import)
 
     p = sub.add_parser("info", help="describe a problem file",
                        description="Describe a problem: layers, options, cost ranges, budgets, ties, fixed layers, masks.",
@@ -353,7 +380,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     from ..io.export import export
 
     overrides = parse_budget_args(args.budget)
+    if args.output and not args.tool:
+        raise MpqoptError("-o/--output goes with --format TOOL; --lp and --mps name their own output file")
     problem = load_problem(args.file, args.max_file_size)
+    if args.tool:
+        return _export_config(args, problem, overrides)
     fmt, out = ("lp", args.lp) if args.lp else ("mps", args.mps)
     path = export(problem, out, budgets=overrides or None, fmt=fmt)
     print(f"wrote {path} ({fmt.upper()}, {problem.num_layers} layers x {problem.num_options} options)", file=sys.stderr)
@@ -366,6 +397,56 @@ def cmd_export(args: argparse.Namespace) -> int:
         print(f"mpqopt: {alone.message}", file=sys.stderr)
         return EXIT_INFEASIBLE
     return EXIT_OK
+
+
+def _export_config(args: argparse.Namespace, problem: Problem, overrides) -> int:
+    """Solve, then write the allocation as the target tool's config (``mpqopt.io.targets``)."""
+    from ..io.targets import render
+
+    with _stdout_to_stderr(True):
+        result = solve(problem, budgets=overrides or None)
+    code = exit_code(result)
+    if code != EXIT_OK:
+        print(f"mpqopt: {result.status}: {result.message}; nothing written", file=sys.stderr)
+        return code
+    text = render(args.tool, result)
+    if args.output:
+        _write(args.output, text)
+        print(f"wrote {args.output} ({args.tool} config for {problem.num_layers} layers, solve {result.status})", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------------- import
+def cmd_import(args: argparse.Namespace) -> int:
+    from ..io import save
+    from ..io.targets.autoround import autoscheme_problem
+    from ..io.targets.imatrix import gguf_weights, imatrix_problem
+
+    options = None if args.options is None else [o.strip() for o in args.options.split(",") if o.strip()]
+    if args.kind == "auto-round":
+        if args.model:
+            raise MpqoptError("--model goes with 'imatrix'; auto-round score caches carry their own scores")
+        problem = autoscheme_problem(args.files, options=options)
+    else:
+        if len(args.files) != 1:
+            raise MpqoptError(f"'imatrix' reads one imatrix file, got {len(args.files)}")
+        if not args.model or not options:
+            raise MpqoptError("'imatrix' needs --model MODEL.gguf (the weights) and --options A,B,... (the formats to choose from)")
+        _require_gguf()
+        problem = imatrix_problem(args.files[0], gguf_weights(args.model), options, names=args.names,
+                                  estimate_k_quants=args.estimate_k_quants)
+    save(problem, args.output)
+    print(f"wrote {args.output} ({problem.num_layers} layers x {problem.num_options} options, from {args.kind})", file=sys.stderr)
+    return EXIT_OK
+
+
+def _require_gguf() -> None:
+    try:
+        importlib.import_module("gguf")
+    except ImportError:
+        raise MpqoptError("'imatrix' needs the gguf package, which is not installed: pip install mpqopt[llm]") from None
 
 
 # ---------------------------------------------------------------------------------- info

@@ -14,6 +14,11 @@ import re
 
 from ..arguments import DEFAULT_MAX_BYTES
 
+# `mpqopt export --format TOOL` and `mpqopt import KIND`: named here, so that building the parser
+# imports none of mpqopt.io.targets (the writers load with the command that uses them)
+TARGET_TOOLS = ("llama.cpp", "torchao", "hqq", "compressed-tensors", "modelopt", "auto-round", "gptqmodel")
+IMPORT_KINDS = ("auto-round", "imatrix")
+
 
 def _number(convert, accept, expected: str, rule: str):
     """An argparse type: ``convert`` the text, then require ``accept(value)``; one clear message each."""
