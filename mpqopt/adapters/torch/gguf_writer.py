@@ -13,7 +13,7 @@ quantization is per row, so the two steps commute.
 Metadata: from ``source`` (a GGUF file of the same model: every field, tokenizer included, except
 ``general.architecture`` and the ``GGUF.*`` entries, which the writer makes; array fields keep their
 element types), else the ``llama.*`` hyperparameters from ``model.config`` (no tokenizer: load the
-tokenizer from elsewhere). Tensor names: a minimal private HF → GGUF map for Llama
+tokenizer from elsewhere). Tensor names: the HF → GGUF map of :mod:`mpqopt.io.targets.names` for Llama
 (``model.layers.3.self_attn.q_proj`` → ``blk.3.attn_q``); a parameter it cannot name is an error.
 
 >>> _gguf_name("model.layers.3.self_attn.q_proj.weight"), _gguf_name("lm_head.weight")
@@ -23,7 +23,6 @@ tokenizer from elsewhere). Tensor names: a minimal private HF → GGUF map for L
 from __future__ import annotations
 
 import os
-import re
 from typing import Any
 
 import numpy as np
@@ -31,29 +30,20 @@ from torch import nn
 
 from ...errors import ProblemError
 from ...formats import Format
+from ...io.targets.names import gguf_tensor_name
 from ..choices import Solution, choices_of
 from .formats import GGUF_QUANTIZABLE
 
 __all__ = ["write_gguf", "gguf_type_reason"]
 
-_BLOCK = {
-    "self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v", "self_attn.o_proj": "attn_output",
-    "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up", "mlp.down_proj": "ffn_down",
-    "input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm",
-}
-_TOP = {"model.embed_tokens": "token_embd", "model.norm": "output_norm", "lm_head": "output"}
-_BLOCK_RE = re.compile(r"^model\.layers\.(\d+)\.(.+)$")
-
-
 def _gguf_name(param: str) -> str | None:
-    """The GGUF tensor name of a Llama parameter (``....weight``/``....bias``), or None."""
+    """The GGUF tensor name of a Llama parameter (``....weight``/``....bias``), or None (the one
+    HF <-> GGUF map is :mod:`mpqopt.io.targets.names`)."""
     module, _, kind = param.rpartition(".")
-    if module in _TOP:
-        return f"{_TOP[module]}.{kind}"
-    match = _BLOCK_RE.match(module)
-    if match and match.group(2) in _BLOCK:
-        return f"blk.{match.group(1)}.{_BLOCK[match.group(2)]}.{kind}"
-    return None
+    try:
+        return f"{gguf_tensor_name(module, suffix=False)}.{kind}"
+    except ProblemError:
+        return None
 
 
 def gguf_type_reason(fmt: Format) -> str | None:
