@@ -108,7 +108,7 @@ def test_cli_export_writes_the_file(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    ([], "one of the arguments --lp --mps is required"),
+    ([], "one of the arguments --lp --mps --format is required"),
     (["--lp", "a.lp", "--mps", "b.mps"], "not allowed with"),
     (["--budget", "c0", "--lp", "a.lp"], "expected NAME=VALUE"),
     (["--budget", "nosuch=3", "--lp", "a.lp"], "nosuch"),
