@@ -38,13 +38,9 @@ True
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import copy
 import hashlib
-import json
 import os
-import pickle
-import threading
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -66,6 +62,7 @@ from ..perturb import calibrate_activations, quantized
 from ..quantizer import WeightScheme
 from ..stages import StagedModel, Unbatchable, batch_size, stage_model
 from .base import Setup, prepare
+from .workers import checkpoint_path, load_checkpoint, run_on, save_checkpoint, split_costs
 
 __all__ = ["estimate_pairwise", "clado_matrix", "PairFilter"]
 
@@ -93,6 +90,12 @@ class _Job:
     group: int
     partners: dict[int, list[int]]
     graph: Any = None  # the fx graph traced here, so workers need not trace (None: they do)
+
+    def build(self) -> _Runner:
+        """A worker's runner, on its own copy of the model."""
+        setup = prepare(copy.deepcopy(self.model), self.batches, self.options, layers=self.names, loss=self.loss, output_fn=self.output_fn, scheme=self.scheme)
+        staged = stage_model(setup.model, setup.names, setup.evaluator.batches[0][0], mode=self.mode, output_fn=setup.evaluator.output_fn, graph=self.graph)
+        return _Runner(setup, staged, self.act_ranges, self.group, self.partners)
 
 
 class _Runner:
@@ -209,11 +212,7 @@ class _Runner:
                     out.append((i, o, single[o], pair))
         return {"rows": out, "steps": st.steps_run - steps, "evaluations": self.evaluations - evals, "batching": self.batching, "note": self.note}
 
-
-# One runner per (job, process, thread), reused across the chunks a worker gets. Each has its own
-# copy of the model: perturbations swap weights in place, so threads must not share one.
-_WORKER: dict[tuple[str, int, int], _Runner] = {}
-_BUILD_LOCK = threading.Lock()  # fx tracing patches nn.Module.__call__ process-wide: one build at a time
+    run = rows  # what a worker calls (.workers)
 
 
 def _rebatch(inputs: Any, target: Any) -> Any:
@@ -221,23 +220,6 @@ def _rebatch(inputs: Any, target: Any) -> Any:
     if isinstance(inputs, dict):
         return inputs if target is None else {**inputs, "labels": target}
     return (inputs,) if target is None else (inputs, target)
-
-
-def _run_chunk(job: _Job, rows: list[tuple[int, int]]) -> dict[str, Any]:
-    """A worker's task (module level, so process pools and Dask can send it)."""
-    if os.getpid() != job.origin_pid:
-        torch.set_num_threads(1)  # workers share the machine; intra-op threads would oversubscribe it
-    key = (job.token, os.getpid(), threading.get_ident())
-    with _BUILD_LOCK:
-        runner = _WORKER.get(key)
-        if runner is None:
-            for old in [k for k in _WORKER if k[0] != job.token]:
-                del _WORKER[old]  # a finished job's runner
-            setup = prepare(copy.deepcopy(job.model), job.batches, job.options, layers=job.names, loss=job.loss, output_fn=job.output_fn, scheme=job.scheme)
-            staged = stage_model(setup.model, setup.names, setup.evaluator.batches[0][0], mode=job.mode, output_fn=setup.evaluator.output_fn, graph=job.graph)
-            runner = _Runner(setup, staged, job.act_ranges, job.group, job.partners)
-            _WORKER[key] = runner
-    return runner.rows(rows)
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -259,10 +241,7 @@ class _State:
         self.done[i, o] = True
 
     def save(self, path: Path) -> None:
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as f:  # a file object: np.savez would otherwise append ".npz"
-            np.savez(f, version=np.array(_CHECKPOINT_VERSION), fingerprint=np.array(json.dumps(self.fingerprint, sort_keys=True)), base=self.base, single=self.single, pair=self.pair, done=self.done)
-        os.replace(tmp, path)  # atomic: an interrupted save never leaves a half-written checkpoint
+        save_checkpoint(path, _CHECKPOINT_VERSION, self.fingerprint, {"base": self.base, "single": self.single, "pair": self.pair, "done": self.done})
 
 
 def _fingerprint(setup: Setup, pair_mask: np.ndarray) -> dict[str, Any]:
@@ -281,71 +260,11 @@ def _fingerprint(setup: Setup, pair_mask: np.ndarray) -> dict[str, Any]:
 
 
 def _load(path: Path, fresh: _State) -> _State:
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            stored = {k: z[k] for k in z.files}
-        fp = json.loads(str(stored["fingerprint"]))
-        version = int(stored["version"])
-    except (OSError, ValueError, KeyError) as exc:
-        raise ProblemError(f"checkpoint {path} cannot be read ({exc}); delete it to start over") from None
-    if version != _CHECKPOINT_VERSION:
-        raise ProblemError(f"checkpoint {path} has format version {version}, this mpqopt writes {_CHECKPOINT_VERSION}; delete it to start over")
-    if fp != fresh.fingerprint:
-        keys = sorted(set(fp) | set(fresh.fingerprint))
-        diff = [f"{k} (checkpoint {fp.get(k)!r}, now {fresh.fingerprint.get(k)!r})" for k in keys if fp.get(k) != fresh.fingerprint.get(k)]
-        raise ProblemError(f"checkpoint {path} was made for a different run: {'; '.join(diff)}. Delete it or pass another checkpoint path")
-    # the FP32 losses check what the fingerprint cannot see: the weights and the data themselves
-    if stored["base"].shape != fresh.base.shape or not np.allclose(stored["base"], fresh.base, rtol=1e-5, atol=1e-7):
-        raise ProblemError(f"checkpoint {path} was made with other weights or data: the unquantized model's losses differ. Delete it or pass another checkpoint path")
-    return _State(fresh.base, stored["single"].copy(), stored["pair"].copy(), stored["done"].copy(), fp)
+    stored = load_checkpoint(path, _CHECKPOINT_VERSION, fresh.fingerprint, fresh.base)
+    return _State(fresh.base, stored["single"].copy(), stored["pair"].copy(), stored["done"].copy(), fresh.fingerprint)
 
 
 # --------------------------------------------------------------------------- the estimator
-def _executor(executor: Any) -> cf.Executor:
-    if isinstance(executor, cf.Executor):
-        return executor
-    if hasattr(executor, "get_executor"):  # a dask.distributed.Client
-        return executor.get_executor()
-    raise ProblemError(f"executor must be a concurrent.futures.Executor or a dask.distributed.Client, got {type(executor).__name__}")
-
-
-def _check_picklable(job: _Job, pool: cf.Executor) -> None:
-    """Process pools pickle every task: say what cannot be sent before any work starts."""
-    if isinstance(pool, cf.ThreadPoolExecutor):
-        return
-    for what, value in (("model", job.model), ("data", job.batches), ("loss", job.loss), ("output_fn", job.output_fn)):
-        try:
-            pickle.dumps(value)
-        except Exception as exc:  # noqa: BLE001 - pickling fails with many types
-            raise ProblemError(f"the {what} cannot be sent to the executor's workers ({type(exc).__name__}: {exc}); use module-level functions and classes, or no executor") from None
-
-
-def _shareable_graph(graph: Any, pool: cf.Executor) -> Any:
-    """The traced graph, when the workers can receive it (threads always; processes if it pickles)."""
-    if graph is None or isinstance(pool, cf.ThreadPoolExecutor):
-        return graph
-    try:
-        pickle.dumps(graph)
-    except Exception:  # noqa: BLE001 - e.g. a graph calling a local function; workers trace then
-        return None
-    return graph
-
-
-def _split(rows: list[tuple[int, int]], costs: list[int], chunks: int) -> list[list[tuple[int, int]]]:
-    """Contiguous chunks of about equal cost (contiguous: rows of one layer share its cached values)."""
-    total, out, cur, acc = sum(costs), [], [], 0.0
-    target = total / max(chunks, 1)
-    for row, cost in zip(rows, costs):
-        cur.append(row)
-        acc += cost
-        if acc >= target * (len(out) + 1) and len(out) < chunks - 1:
-            out.append(cur)
-            cur = []
-    if cur:
-        out.append(cur)
-    return out
-
-
 def estimate_pairwise(
     model: nn.Module,
     data: Iterable[Any],
@@ -411,12 +330,9 @@ def estimate_pairwise(
     cost = {i: 1 + len(partners[i]) * len(live) for i in range(L)}  # entries per row
 
     state = _State(base, np.full((L, K, nb), np.nan), np.full((L * K, L * K), np.nan), np.zeros((L, K), dtype=bool), _fingerprint(setup, mask))
-    path = Path(checkpoint) if checkpoint is not None else None
-    if path is not None:
-        if path.exists():
-            state = _load(path, state)
-        elif not path.parent.is_dir():
-            raise ProblemError(f"checkpoint directory {path.parent} does not exist")
+    path = checkpoint_path(checkpoint)
+    if path is not None and path.exists():
+        state = _load(path, state)
     todo = [r for r in rows if not state.done[r]]
     total = sum(cost[i] for i, _ in rows)
     resumed = total - sum(cost[i] for i, _ in todo)
@@ -446,8 +362,9 @@ def estimate_pairwise(
                     absorb(runner.rows(part), bar)
             else:
                 job = _Job(uuid.uuid4().hex, os.getpid(), setup.model, [_rebatch(x, t) for x, t in ev.batches], opts, names, kw.get("loss", "auto"), kw.get("output_fn"), setup.cache.scheme, act_ranges, staged.mode, group, partners, staged.graph)
-                parts = _split(todo, [cost[i] for i, _ in todo], chunks or min(len(todo), 32)) if todo else []
-                _run_on(executor, job, parts, lambda result: absorb(result, bar))
+                parts = split_costs(todo, [cost[i] for i, _ in todo], chunks or min(len(todo), 32)) if todo else []
+                sent = {"model": job.model, "data": job.batches, "loss": job.loss, "output_fn": job.output_fn}
+                run_on(executor, job, parts, lambda result: absorb(result, bar), sent)
         finally:
             if path is not None:
                 state.save(path)  # also when interrupted: the next call resumes from here
@@ -495,21 +412,3 @@ def _by_layer(rows: list[tuple[int, int]]) -> list[list[tuple[int, int]]]:
     for row in rows:
         groups.setdefault(row[0], []).append(row)
     return list(groups.values())
-
-
-def _run_on(executor: Any, job: _Job, parts: list[list[tuple[int, int]]], absorb: Callable[[dict[str, Any]], None]) -> None:
-    """Send the chunks to the executor's workers and absorb their results as they come."""
-    pool = _executor(executor)
-    if not parts:
-        return
-    _check_picklable(job, pool)
-    job.graph = _shareable_graph(job.graph, pool)
-    futures = [pool.submit(_run_chunk, job, part) for part in parts]
-    try:
-        for fut in cf.as_completed(futures):
-            absorb(fut.result())
-    finally:
-        for fut in futures:
-            fut.cancel()  # after an error or an interrupt: do not start what is still queued
-        for key in [k for k in _WORKER if k[0] == job.token]:
-            del _WORKER[key]  # a thread pool's runners lived here: free their model copies
