@@ -62,7 +62,7 @@ from ..perturb import calibrate_activations, quantized
 from ..quantizer import WeightScheme
 from ..stages import StagedModel, Unbatchable, batch_size, stage_model
 from .base import Setup, prepare
-from .workers import checkpoint_path, load_checkpoint, run_on, save_checkpoint, split_costs
+from .workers import checkpoint_path, load_checkpoint, rebatch, run_on, save_checkpoint, split_costs
 
 __all__ = ["estimate_pairwise", "clado_matrix", "PairFilter"]
 
@@ -173,9 +173,17 @@ class _Runner:
             out += losses
         return out
 
-    def _what(self, i: int, o: int, j: int | None, p: int | None, b: int) -> str:
+    def _what(self, i: int | None, o: int | None, j: int | None, p: int | None, b: int) -> str:
+        if i is None:  # one layer alone (options_at)
+            return f"layer {self.names[j]!r} at option {self.options[p].label} (batch {b})"
         pair = "" if j is None else f" with layer {self.names[j]!r} at {self.options[p].label}"
         return f"layer {self.names[i]!r} at {self.options[o].label}{pair} (batch {b})"
+
+    def options_at(self, env: Any, b: int, j: int) -> list[float]:
+        """Batch b's loss with layer j at each non-identity option (the rest as it is now), from the
+        values ``env`` before layer j's step: stacked along the batch when possible (used by
+        estimate_delta_loss)."""
+        return self._pairs(env, b, None, None, j)
 
     def _row_batch(self, i: int, o: int, b: int, env: Any, single: np.ndarray, sums: np.ndarray) -> None:
         """Batch b of row (i, o), from the unperturbed values ``env`` before layer i's step: the
@@ -213,13 +221,6 @@ class _Runner:
         return {"rows": out, "steps": st.steps_run - steps, "evaluations": self.evaluations - evals, "batching": self.batching, "note": self.note}
 
     run = rows  # what a worker calls (.workers)
-
-
-def _rebatch(inputs: Any, target: Any) -> Any:
-    """A batch in the form the evaluator reads, from its (inputs, target) split."""
-    if isinstance(inputs, dict):
-        return inputs if target is None else {**inputs, "labels": target}
-    return (inputs,) if target is None else (inputs, target)
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -361,7 +362,7 @@ def estimate_pairwise(
                 for part in parts:
                     absorb(runner.rows(part), bar)
             else:
-                job = _Job(uuid.uuid4().hex, os.getpid(), setup.model, [_rebatch(x, t) for x, t in ev.batches], opts, names, kw.get("loss", "auto"), kw.get("output_fn"), setup.cache.scheme, act_ranges, staged.mode, group, partners, staged.graph)
+                job = _Job(uuid.uuid4().hex, os.getpid(), setup.model, [rebatch(x, t) for x, t in ev.batches], opts, names, kw.get("loss", "auto"), kw.get("output_fn"), setup.cache.scheme, act_ranges, staged.mode, group, partners, staged.graph)
                 parts = split_costs(todo, [cost[i] for i, _ in todo], chunks or min(len(todo), 32)) if todo else []
                 sent = {"model": job.model, "data": job.batches, "loss": job.loss, "output_fn": job.output_fn}
                 run_on(executor, job, parts, lambda result: absorb(result, bar), sent)

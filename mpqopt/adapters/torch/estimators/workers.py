@@ -45,6 +45,13 @@ def run_chunk(job: Any, part: Any) -> Any:
     return runner.run(part)
 
 
+def rebatch(inputs: Any, target: Any) -> Any:
+    """A batch in the form the evaluator reads, from its (inputs, target) split."""
+    if isinstance(inputs, dict):
+        return inputs if target is None else {**inputs, "labels": target}
+    return (inputs,) if target is None else (inputs, target)
+
+
 def as_executor(executor: Any) -> cf.Executor:
     """A ``concurrent.futures.Executor`` from one, or from a Dask ``Client``."""
     if isinstance(executor, cf.Executor):
