@@ -268,10 +268,10 @@ def exhaustive_losses(model: nn.Module, data: Iterable[Any], options: Sequence[O
         try:
             if executor is None:
                 runner = _Enumerator(setup, staged, act_ranges, order, depth)
-                first: dict[int, list[tuple[int, ...]]] = {}
-                for p in todo:  # one part per choice of the first layer: they share nothing above it
-                    first.setdefault(p[0] if p else 0, []).append(p)
-                parts = list(first.values())
+                groups: dict[tuple[int, ...], list[tuple[int, ...]]] = {}
+                for p in todo:  # one part per choice of all but the last prefix layer: progress and
+                    groups.setdefault(p[:-1], []).append(p)  # checkpoints K**(depth-1) times, at the cost of recomputing the layers above
+                parts = list(groups.values())
                 for part in parts:
                     absorb(runner.run(part), bar)
             else:
