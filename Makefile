@@ -87,6 +87,11 @@ bench-iqp: $(STAMP)
 bench-llm-budgets: $(STAMP)
 	$(PY) benchmarks/bench_llm_budgets.py
 
+# the torch estimators with cached activations vs their old full-forward paths, tables checked equal (issue 18)
+.PHONY: bench-estimators
+bench-estimators: $(STAMP)
+	$(PY) benchmarks/bench_estimators.py
+
 # PuLP (with its bundled CBC) is a benchmark-only dependency, installed on demand here, never a runtime one
 .PHONY: bench-baselines
 bench-baselines: $(STAMP)

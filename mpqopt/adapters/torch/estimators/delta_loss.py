@@ -5,7 +5,10 @@ over the batches ``b``; ``std`` is the standard error of that mean across batche
 single batch: one batch gives no spread). The loss is cross-entropy to the targets, or KL to the
 FP32 model's outputs for unlabelled data (see :mod:`..data` for the other losses).
 
-It needs one forward pass per batch per (layer, option); options at 32 bits or more (weights, and
+The FP32 activations before each layer are computed once per batch (see :mod:`..stages`), and only
+the rest of the model runs per (layer, option); the options of one layer share one forward, stacked
+along the batch, where that pays (small batches, or an accelerator). It needs one (partial) forward
+pass per batch per (layer, option); options at 32 bits or more (weights, and
 activations when the option has an activation width) are exactly zero and cost nothing. An option with activation bits (``W4A8``) also
 fake-quantizes that layer's input to ``a`` bits, on a per-tensor range calibrated on the same data
 (one extra pass per batch).
@@ -24,17 +27,71 @@ from __future__ import annotations
 from typing import Any, Iterable, Sequence
 
 import numpy as np
+import torch
 from torch import nn
 
 from ....options import OptionLike
 from ...choices import is_identity
 from ...sensitivity import check_finite, mean_and_stderr
 from ..perturb import calibrate_activations, quantized
+from ..stages import stage_model
 from .base import Sensitivity, prepare
+from .pairwise import _Runner, _stack_size
 
 
-def estimate_delta_loss(model: nn.Module, data: Iterable[Any], options: Sequence[OptionLike], **kw: Any) -> Sensitivity:
+def estimate_delta_loss(model: nn.Module, data: Iterable[Any], options: Sequence[OptionLike], *,
+                        batch_perturbations: int | str = "auto", mode: str = "auto", **kw: Any) -> Sensitivity:
     """Loss increase of quantizing each layer alone to each option (others FP32).
+
+    Keyword arguments are the estimators' shared ones (``layers``, ``include``, ``exclude``,
+    ``loss``, ``output_fn``, ``scheme``: see :mod:`mpqopt.adapters.torch.estimators`).
+    ``batch_perturbations`` and ``mode`` as in :func:`~mpqopt.adapters.torch.estimate_pairwise`:
+    the FP32 activations before each layer are computed once per batch and only the rest of the model
+    runs per option, the options of one layer stacked along the batch where that pays.
+    ``meta`` records ``forward_passes`` (model calls on one batch, partial ones included, with the
+    FP32 reference pass; the staged forward's check on one batch is not counted), ``backward_passes``
+    (0), ``mode``, ``step_fraction`` (steps run / steps of full forwards), ``batch_perturbations``
+    and ``seconds``.
+    """
+    setup = prepare(model, data, options, **kw)
+    ev = setup.evaluator
+    nb = ev.num_batches
+    base = ev.reference_losses()  # from the reference outputs the evaluator already holds: no extra pass
+    forward = nb
+    act_ranges = None
+    if any(o.a is not None for o in setup.options):
+        act_ranges = calibrate_activations(setup.model, setup.names, ev)
+        forward += nb
+    L, K = len(setup.names), len(setup.options)
+    live = [k for k, o in enumerate(setup.options) if not is_identity(o)]  # the others are exactly zero, no pass
+    losses = np.zeros((L, K, nb))
+    meta: dict[str, Any] = {"mode": "none", "step_fraction": 0.0, "batch_perturbations": 1}
+    if live:
+        staged = stage_model(setup.model, setup.names, ev.batches[0][0], mode=mode, output_fn=ev.output_fn)
+        runner = _Runner(setup, staged, act_ranges, _stack_size(batch_perturbations, setup, staged), {})
+        order = sorted(range(L), key=lambda l: (staged.cut[setup.names[l]], l))  # forward order
+        with torch.no_grad():
+            for b, (inputs, _) in enumerate(ev.batches):
+                env, pos = staged.start(inputs), 0
+                for i in order:  # the FP32 values before each layer, advanced once per batch
+                    env, pos = staged.advance(env, pos, runner.cut[i]), runner.cut[i]
+                    losses[i, live, b] = runner.options_at(env, b, i)
+        forward += runner.evaluations
+        meta = {"mode": staged.mode, "mode_reason": staged.reason, "step_fraction": round(staged.steps_run / (staged.num_steps * max(runner.evaluations, 1)), 4),
+                "batch_perturbations": min(runner.group, len(live)) if runner.batching else 1, "batching_note": runner.note}
+    values = np.zeros((L, K))
+    std = np.zeros((L, K))
+    for i in range(L):
+        for k in live:
+            values[i, k], std[i, k] = mean_and_stderr(losses[i, k] - base)
+    return setup.result(values, std if nb > 1 else None, "delta_loss", forward_passes=forward, backward_passes=0, **meta)
+
+
+def _delta_loss_reference(model: nn.Module, data: Iterable[Any], options: Sequence[OptionLike], **kw: Any) -> Sensitivity:
+    """The plain measurement, a full forward per (layer, option, batch): what :func:`estimate_delta_loss`
+    must equal (kept for its tests and benchmarks/bench_estimators.py).
+
+    Loss increase of quantizing each layer alone to each option (others FP32).
 
     Keyword arguments are the estimators' shared ones (``layers``, ``include``, ``exclude``,
     ``loss``, ``output_fn``, ``scheme``: see :mod:`mpqopt.adapters.torch.estimators`). ``meta`` records ``forward_passes`` (model calls on one

@@ -38,12 +38,9 @@ True
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import copy
 import hashlib
 import os
-import pickle
-import threading
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -65,7 +62,7 @@ from ..perturb import calibrate_activations, quantized
 from ..quantizer import WeightScheme
 from ..stages import StagedModel, Unbatchable, batch_size, stage_model
 from .base import Setup, prepare
-from .runs import as_executor, check_picklable, checkpoint_path, load_checkpoint, save_checkpoint
+from .runs import checkpoint_path, load_checkpoint, rebatch, run_on, save_checkpoint, split_costs
 
 __all__ = ["estimate_pairwise", "clado_matrix", "PairFilter"]
 
@@ -93,6 +90,12 @@ class _Job:
     group: int
     partners: dict[int, list[int]]
     graph: Any = None  # the fx graph traced here, so workers need not trace (None: they do)
+
+    def build(self) -> _Runner:
+        """A worker's runner, on its own copy of the model."""
+        setup = prepare(copy.deepcopy(self.model), self.batches, self.options, layers=self.names, loss=self.loss, output_fn=self.output_fn, scheme=self.scheme)
+        staged = stage_model(setup.model, setup.names, setup.evaluator.batches[0][0], mode=self.mode, output_fn=setup.evaluator.output_fn, graph=self.graph)
+        return _Runner(setup, staged, self.act_ranges, self.group, self.partners)
 
 
 class _Runner:
@@ -170,9 +173,17 @@ class _Runner:
             out += losses
         return out
 
-    def _what(self, i: int, o: int, j: int | None, p: int | None, b: int) -> str:
+    def _what(self, i: int | None, o: int | None, j: int | None, p: int | None, b: int) -> str:
+        if i is None:  # one layer alone (options_at)
+            return f"layer {self.names[j]!r} at option {self.options[p].label} (batch {b})"
         pair = "" if j is None else f" with layer {self.names[j]!r} at {self.options[p].label}"
         return f"layer {self.names[i]!r} at {self.options[o].label}{pair} (batch {b})"
+
+    def options_at(self, env: Any, b: int, j: int) -> list[float]:
+        """Batch b's loss with layer j at each non-identity option (the rest as it is now), from the
+        values ``env`` before layer j's step: stacked along the batch when possible (used by
+        estimate_delta_loss)."""
+        return self._pairs(env, b, None, None, j)
 
     def _row_batch(self, i: int, o: int, b: int, env: Any, single: np.ndarray, sums: np.ndarray) -> None:
         """Batch b of row (i, o), from the unperturbed values ``env`` before layer i's step: the
@@ -209,35 +220,7 @@ class _Runner:
                     out.append((i, o, single[o], pair))
         return {"rows": out, "steps": st.steps_run - steps, "evaluations": self.evaluations - evals, "batching": self.batching, "note": self.note}
 
-
-# One runner per (job, process, thread), reused across the chunks a worker gets. Each has its own
-# copy of the model: perturbations swap weights in place, so threads must not share one.
-_WORKER: dict[tuple[str, int, int], _Runner] = {}
-_BUILD_LOCK = threading.Lock()  # fx tracing patches nn.Module.__call__ process-wide: one build at a time
-
-
-def _rebatch(inputs: Any, target: Any) -> Any:
-    """A batch in the form the evaluator reads, from its (inputs, target) split."""
-    if isinstance(inputs, dict):
-        return inputs if target is None else {**inputs, "labels": target}
-    return (inputs,) if target is None else (inputs, target)
-
-
-def _run_chunk(job: _Job, rows: list[tuple[int, int]]) -> dict[str, Any]:
-    """A worker's task (module level, so process pools and Dask can send it)."""
-    if os.getpid() != job.origin_pid:
-        torch.set_num_threads(1)  # workers share the machine; intra-op threads would oversubscribe it
-    key = (job.token, os.getpid(), threading.get_ident())
-    with _BUILD_LOCK:
-        runner = _WORKER.get(key)
-        if runner is None:
-            for old in [k for k in _WORKER if k[0] != job.token]:
-                del _WORKER[old]  # a finished job's runner
-            setup = prepare(copy.deepcopy(job.model), job.batches, job.options, layers=job.names, loss=job.loss, output_fn=job.output_fn, scheme=job.scheme)
-            staged = stage_model(setup.model, setup.names, setup.evaluator.batches[0][0], mode=job.mode, output_fn=setup.evaluator.output_fn, graph=job.graph)
-            runner = _Runner(setup, staged, job.act_ranges, job.group, job.partners)
-            _WORKER[key] = runner
-    return runner.rows(rows)
+    run = rows  # what a worker calls (.runs)
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -283,36 +266,6 @@ def _load(path: Path, fresh: _State) -> _State:
 
 
 # --------------------------------------------------------------------------- the estimator
-def _check_picklable(job: _Job, pool: cf.Executor) -> None:
-    check_picklable(pool, {"model": job.model, "data": job.batches, "loss": job.loss, "output_fn": job.output_fn})
-
-
-def _shareable_graph(graph: Any, pool: cf.Executor) -> Any:
-    """The traced graph, when the workers can receive it (threads always; processes if it pickles)."""
-    if graph is None or isinstance(pool, cf.ThreadPoolExecutor):
-        return graph
-    try:
-        pickle.dumps(graph)
-    except Exception:  # noqa: BLE001 - e.g. a graph calling a local function; workers trace then
-        return None
-    return graph
-
-
-def _split(rows: list[tuple[int, int]], costs: list[int], chunks: int) -> list[list[tuple[int, int]]]:
-    """Contiguous chunks of about equal cost (contiguous: rows of one layer share its cached values)."""
-    total, out, cur, acc = sum(costs), [], [], 0.0
-    target = total / max(chunks, 1)
-    for row, cost in zip(rows, costs):
-        cur.append(row)
-        acc += cost
-        if acc >= target * (len(out) + 1) and len(out) < chunks - 1:
-            out.append(cur)
-            cur = []
-    if cur:
-        out.append(cur)
-    return out
-
-
 def estimate_pairwise(
     model: nn.Module,
     data: Iterable[Any],
@@ -409,9 +362,10 @@ def estimate_pairwise(
                 for part in parts:
                     absorb(runner.rows(part), bar)
             else:
-                job = _Job(uuid.uuid4().hex, os.getpid(), setup.model, [_rebatch(x, t) for x, t in ev.batches], opts, names, kw.get("loss", "auto"), kw.get("output_fn"), setup.cache.scheme, act_ranges, staged.mode, group, partners, staged.graph)
-                parts = _split(todo, [cost[i] for i, _ in todo], chunks or min(len(todo), 32)) if todo else []
-                _run_on(executor, job, parts, lambda result: absorb(result, bar))
+                job = _Job(uuid.uuid4().hex, os.getpid(), setup.model, [rebatch(x, t) for x, t in ev.batches], opts, names, kw.get("loss", "auto"), kw.get("output_fn"), setup.cache.scheme, act_ranges, staged.mode, group, partners, staged.graph)
+                parts = split_costs(todo, [cost[i] for i, _ in todo], chunks or min(len(todo), 32)) if todo else []
+                sent = {"model": job.model, "data": job.batches, "loss": job.loss, "output_fn": job.output_fn}
+                run_on(executor, job, parts, lambda result: absorb(result, bar), sent)
         finally:
             if path is not None:
                 state.save(path)  # also when interrupted: the next call resumes from here
@@ -459,21 +413,3 @@ def _by_layer(rows: list[tuple[int, int]]) -> list[list[tuple[int, int]]]:
     for row in rows:
         groups.setdefault(row[0], []).append(row)
     return list(groups.values())
-
-
-def _run_on(executor: Any, job: _Job, parts: list[list[tuple[int, int]]], absorb: Callable[[dict[str, Any]], None]) -> None:
-    """Send the chunks to the executor's workers and absorb their results as they come."""
-    pool = as_executor(executor)
-    if not parts:
-        return
-    _check_picklable(job, pool)
-    job.graph = _shareable_graph(job.graph, pool)
-    futures = [pool.submit(_run_chunk, job, part) for part in parts]
-    try:
-        for fut in cf.as_completed(futures):
-            absorb(fut.result())
-    finally:
-        for fut in futures:
-            fut.cancel()  # after an error or an interrupt: do not start what is still queued
-        for key in [k for k in _WORKER if k[0] == job.token]:
-            del _WORKER[key]  # a thread pool's runners lived here: free their model copies

@@ -22,16 +22,19 @@ import concurrent.futures as cf
 import json
 import os
 import pickle
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
+import torch
 
 from ....errors import ProblemError
 from ....progress import Progress
 
-__all__ = ["as_executor", "check_picklable", "save_checkpoint", "load_checkpoint", "checkpoint_path", "run_rows"]
+__all__ = ["as_executor", "check_picklable", "save_checkpoint", "load_checkpoint", "checkpoint_path", "run_rows",
+           "run_chunk", "rebatch", "shareable_graph", "split_costs", "run_on"]
 
 Rows = Callable[[list[int]], Mapping[int, np.ndarray]]
 
@@ -56,6 +59,84 @@ def check_picklable(pool: cf.Executor, values: Mapping[str, Any]) -> None:
             raise ProblemError(f"the {what} cannot be sent to the executor's workers ({type(exc).__name__}: {exc}); use module-level functions and classes, or no executor") from None
 
 
+# --------------------------------------------------------------------------- workers
+# A *job* is a picklable object with ``token`` (unique per call), ``origin_pid``, ``graph`` (an fx
+# graph or None) and ``build() -> runner``; a runner has ``run(part) -> result``. Each worker builds
+# one runner per (job, process, thread) and reuses it for every part it gets (pairwise, exhaustive).
+# One runner per (job, process, thread). Each has its own copy of the model: perturbations swap
+# weights in place, so threads must not share one.
+_WORKER: dict[tuple[str, int, int], Any] = {}
+_BUILD_LOCK = threading.Lock()  # fx tracing patches nn.Module.__call__ process-wide: one build at a time
+
+
+def run_chunk(job: Any, part: Any) -> Any:
+    """A worker's task (module level, so process pools and Dask can send it)."""
+    if os.getpid() != job.origin_pid:
+        torch.set_num_threads(1)  # workers share the machine; intra-op threads would oversubscribe it
+    key = (job.token, os.getpid(), threading.get_ident())
+    with _BUILD_LOCK:
+        runner = _WORKER.get(key)
+        if runner is None:
+            for old in [k for k in _WORKER if k[0] != job.token]:
+                del _WORKER[old]  # a finished job's runner
+            runner = job.build()
+            _WORKER[key] = runner
+    return runner.run(part)
+
+
+def rebatch(inputs: Any, target: Any) -> Any:
+    """A batch in the form the evaluator reads, from its (inputs, target) split."""
+    if isinstance(inputs, dict):
+        return inputs if target is None else {**inputs, "labels": target}
+    return (inputs,) if target is None else (inputs, target)
+
+
+def shareable_graph(graph: Any, pool: cf.Executor) -> Any:
+    """The traced graph, when the workers can receive it (threads always; processes if it pickles)."""
+    if graph is None or isinstance(pool, cf.ThreadPoolExecutor):
+        return graph
+    try:
+        pickle.dumps(graph)
+    except Exception:  # noqa: BLE001 - e.g. a graph calling a local function; workers trace then
+        return None
+    return graph
+
+
+def split_costs(items: Sequence[Any], costs: Sequence[float], chunks: int) -> list[list[Any]]:
+    """Contiguous chunks of about equal cost (contiguous: neighbours share cached values)."""
+    total, out, cur, acc = sum(costs), [], [], 0.0
+    target = total / max(chunks, 1)
+    for item, cost in zip(items, costs):
+        cur.append(item)
+        acc += cost
+        if acc >= target * (len(out) + 1) and len(out) < chunks - 1:
+            out.append(cur)
+            cur = []
+    if cur:
+        out.append(cur)
+    return out
+
+
+def run_on(executor: Any, job: Any, parts: list[Any], absorb: Callable[[Any], None], sent: Mapping[str, Any]) -> None:
+    """Send the parts to the executor's workers and absorb their results as they come; ``sent``
+    names what must pickle (checked first, so the error names it)."""
+    pool = as_executor(executor)
+    if not parts:
+        return
+    check_picklable(pool, sent)
+    job.graph = shareable_graph(job.graph, pool)
+    futures = [pool.submit(run_chunk, job, part) for part in parts]
+    try:
+        for fut in cf.as_completed(futures):
+            absorb(fut.result())
+    finally:
+        for fut in futures:
+            fut.cancel()  # after an error or an interrupt: do not start what is still queued
+        for key in [k for k in _WORKER if k[0] == job.token]:
+            del _WORKER[key]  # a thread pool's runners lived here: free their model copies
+
+
+# --------------------------------------------------------------------------- checkpoints
 def checkpoint_path(checkpoint: str | os.PathLike | None) -> Path | None:
     """The checkpoint's path, with an error when its directory does not exist."""
     if checkpoint is None:
