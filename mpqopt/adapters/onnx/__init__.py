@@ -21,12 +21,12 @@ from .layers import OnnxLayer, discover_layers, framework_name, resolve_layers, 
 from .model import OnnxModel, load_model
 from .quantize import grid_codes, grid_params, quantize_array
 from .runtime import OnnxEvaluator
-from .sensitivity import delta_output, entropy, estimate_delta_output, estimate_entropy, estimate_pairwise, estimate_weight_error, pairwise, weight_error
+from .sensitivity import delta_output, entropy, estimate_delta_output, estimate_entropy, estimate_pairwise, estimate_weight_error, measurer, pairwise, weight_error
 
 __all__ = [
     "OnnxEvaluator", "OnnxLayer", "OnnxLayerCost", "OnnxModel", "Sensitivity", "allocation_config", "discover_layers", "estimate_delta_output",
     "estimate_entropy", "estimate_pairwise", "estimate_weight_error", "fake_quantized_model", "find_ties", "framework_name", "grid_codes", "grid_params",
-    "layer_costs", "load_model", "model_graph", "node_macs", "problem_from_model", "quantize_array", "resolve_layers", "save", "stored_weight", "write_config",
+    "layer_costs", "load_model", "measurer", "model_graph", "node_macs", "problem_from_model", "quantize_array", "resolve_layers", "save", "stored_weight", "write_config",
     # deprecated aliases (one release) of problem_from_model and the estimate_* names
     "delta_output", "entropy", "pairwise", "problem_from_onnx", "weight_error",
 ]

@@ -246,6 +246,58 @@ class _Measure:
                 "batches": self.ev.num_batches, "output": self.ev.output_name, "scheme": asdict(self.scheme), **extra}
 
 
+def measurer(
+    model: ModelLike,
+    inputs: Any,
+    options: Sequence[OptionLike],
+    *,
+    output: str | None = None,
+    metric: str | MetricFn = "auto",
+    labels: Sequence[Any] | None = None,
+    layers: Sequence[str | OnnxLayer] | None = None,
+    include: str | Iterable[str] | None = None,
+    exclude: str | Iterable[str] | None = None,
+    scheme: Any = None,
+    threads: int = 1,
+) -> Callable[[Any], tuple[float, float | None]]:
+    """``measure(assignment) -> (loss change, standard error or None)`` with ONNX Runtime, for
+    :func:`mpqopt.refine`: every layer of ``assignment`` at its option together (layers it leaves
+    out stay FP32), the metric's change over the calibration batches. One session for all calls;
+    arguments as :func:`estimate_delta_output`'s (``options``: those the assignments use).
+
+    >>> from onnx import TensorProto, helper, numpy_helper
+    >>> w = numpy_helper.from_array(np.random.default_rng(0).normal(size=(4, 3)).astype(np.float32), "w")
+    >>> g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"], name="fc")], "g",
+    ...     [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])], [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 3])], [w])
+    >>> model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    >>> batches = [{"x": np.random.default_rng(b).normal(size=(8, 4)).astype(np.float32)} for b in range(2)]
+    >>> measure = measurer(model, batches, [2, 32])
+    >>> alone = estimate_delta_output(model, batches, [2], progress=False).values[0, 0]
+    >>> bool(np.isclose(measure({"fc": "W2"})[0], alone)), measure({"fc": "W32"})[0]
+    (True, 0.0)
+    """
+    s = _Measure(model, inputs, options, output, metric, labels, layers, include, exclude, scheme, threads)
+    option_index = {o.label: k for k, o in enumerate(s.options)}
+    layer_index = {name: i for i, name in enumerate(s.names)}
+
+    def measure(assignment: Any) -> tuple[float, float | None]:
+        changes = []
+        for name, value in dict(assignment).items():
+            if name not in layer_index:
+                raise ProblemError(f"measure: no quantizable layer named {name!r}; layers are {list(s.names)}")
+            label = Option.parse(value).label
+            if label not in option_index:
+                raise ProblemError(f"measure: layer {name!r} takes option {label}, which is not among the measurer's options {list(option_index)}")
+            if not is_identity(s.options[option_index[label]]):
+                changes.append((layer_index[name], option_index[label]))
+        if not changes:
+            return 0.0, (0.0 if s.ev.num_batches > 1 else None)
+        delta, stderr = mean_and_stderr(s.losses(changes) - s.base)
+        return float(delta), (float(stderr) if s.ev.num_batches > 1 else None)
+
+    return measure
+
+
 def estimate_delta_output(
     model: ModelLike,
     inputs: Any,

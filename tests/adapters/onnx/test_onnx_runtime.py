@@ -450,3 +450,26 @@ def test_bad_arguments(small):
         ev.run(0, {"w1": w1.T})
     with pytest.raises(ProblemError, match="weight 'h' is not an initializer or Constant output \\(MatMul\\)"):
         OnnxEvaluator(model, batches, weights=["h"])
+
+
+def test_measurer_drives_refine_on_an_onnx_model(small):
+    """Each single-layer measurement equals estimate_delta_output's entry; refine with a table that
+    ranks bit-widths backwards returns a feasible allocation no worse than the uniform ones that fit."""
+    import mpqopt
+    from mpqopt.adapters.onnx import estimate_delta_output, measurer, problem_from_model
+
+    w1, w2, batches = small
+    model = mlp(w1, w2)
+    table = estimate_delta_output(model, batches, [2, 4, 8], progress=False)
+    measure = measurer(model, batches, [2, 4, 8, 32])
+    for i, name in enumerate(table.layers):
+        for k, bits in enumerate((2, 4, 8)):
+            change, stderr = measure({name: f"W{bits}"})
+            assert change == pytest.approx(table.values[i, k], rel=1e-6, abs=1e-9) and stderr == pytest.approx(table.std[i, k], rel=1e-5, abs=1e-9)
+    with pytest.raises(mpqopt.ProblemError, match="no quantizable layer named 'fc9'"):
+        measure({"fc9": "W4"})
+    p = problem_from_model(model, [2, 4, 8], -table.values, input_shapes={"x": [12, 6]}, budgets={"size": "40%"})
+    r = mpqopt.refine(p, measure, max_evaluations=8)
+    assert mpqopt.verify.violations(p, r.x, p.budgets) == []
+    assert r.measured <= min(m.measured for m in r.measurements if m.source.startswith("uniform"))
+    assert r.measured == pytest.approx(measure(r.assignment)[0])
