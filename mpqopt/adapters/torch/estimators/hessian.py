@@ -31,6 +31,7 @@ must support a second backward pass: fused kernels often do not (load transforme
 
 from __future__ import annotations
 
+import warnings
 from contextlib import contextmanager
 from typing import Any, Iterable, Iterator, Sequence
 
@@ -136,12 +137,20 @@ def estimate_hessian_trace(
     Other keyword arguments are the estimators' shared ones (``layers``, ``include``, ``exclude``,
     ``loss``, ``output_fn``, ``scheme``: see :mod:`mpqopt.adapters.torch.estimators`). ``meta`` records the per-layer
     ``traces``, ``iterations``, ``converged``, ``forward_passes`` (reference pass + one per sample)
-    and ``backward_passes`` (two per sample: gradient, then Hessian-vector product).
+    and ``backward_passes`` (two per sample: gradient, then Hessian-vector product). A run that
+    stops at ``max_iter`` before meeting ``tol`` warns with the traces' relative standard errors.
     """
     setup = prepare(model, data, options, **kw)
     samples, iters, converged = hutchinson_traces(setup, tol=tol, max_iter=max_iter, min_iter=min_iter, seed=seed)
     trace = samples.mean(axis=0)
     trace_se = samples.std(axis=0, ddof=1) / np.sqrt(iters)
+    if not converged:
+        # it used to stop here silently (213 s, relative standard errors 13-30 %): say how far it is
+        rel = np.divide(trace_se, np.abs(trace), out=np.zeros_like(trace_se), where=trace != 0)  # a zero trace (unused layer) is exact
+        worst = int(np.argmax(rel))
+        warnings.warn(f"hessian_trace: stopped at max_iter={max_iter} samples without meeting tol={tol:g}; relative standard errors of the traces "
+                      f"are up to {float(rel[worst]):.0%} (worst: layer '{setup.names[worst]}'). Raise max_iter, or read "
+                      f"the table's std before trusting close entries", stacklevel=2)
     n = np.array([layer.weight_params for layer in setup.layers], dtype=np.float64)
     qerr = np.zeros((len(setup.names), len(setup.options)))
     for i, name in enumerate(setup.names):
