@@ -34,8 +34,8 @@ and ``executor`` work as in :mod:`.runs` (the executor's workers get a copy of t
 
 from __future__ import annotations
 
+import copy
 import os
-import threading
 import time
 import uuid
 from contextlib import contextmanager
@@ -54,7 +54,7 @@ from ..perturb import quantized
 from ..quantizer import WeightScheme
 from ..text import input_ids, next_token_nll
 from .base import Setup, prepare
-from .runs import run_rows
+from .runs import drop_runners, run_rows, worker_runner
 
 __all__ = ["estimate_kl_blocks"]
 
@@ -137,28 +137,17 @@ class _Runner:
         return out
 
 
-_WORKERS: dict[tuple[str, int, int], _Runner] = {}
-_LOCK = threading.Lock()
-
-
 def _kl_rows(job: dict[str, Any], rows: list[int]) -> dict[int, np.ndarray]:
     """A worker's task (module level, so process pools and Dask can send it); one runner per job,
     process and thread (perturbations swap weights in place: threads must not share a model)."""
-    if os.getpid() != job["pid"]:
-        torch.set_num_threads(1)
-    key = (job["token"], os.getpid(), threading.get_ident())
-    with _LOCK:
-        runner = _WORKERS.get(key)
-        if runner is None:
-            for old in [k for k in _WORKERS if k[0] != job["token"]]:
-                del _WORKERS[old]
-            import copy
+    return worker_runner(job["token"], job["pid"], lambda: _build_runner(job)).rows(rows)
 
-            model = copy.deepcopy(job["model"])
-            found = discover_llm_layers(model, **job["discover"])
-            setup = prepare(model, job["batches"], job["options"], layers=list(job["names"]), loss="kl", scheme=job["scheme"])
-            runner = _WORKERS[key] = _Runner(setup, found)
-    return runner.rows(rows)
+
+def _build_runner(job: dict[str, Any]) -> _Runner:
+    model = copy.deepcopy(job["model"])
+    found = discover_llm_layers(model, **job["discover"])
+    setup = prepare(model, job["batches"], job["options"], layers=list(job["names"]), loss="kl", scheme=job["scheme"])
+    return _Runner(setup, found)
 
 
 def estimate_kl_blocks(
@@ -193,8 +182,7 @@ def estimate_kl_blocks(
         reference={"nll": np.array([float(next_token_nll(ref, input_ids(batch, b))) for b, (ref, batch) in enumerate(zip(setup.evaluator.references, batches))])}, executor=executor, remote=_kl_rows, job=job, chunks=chunks,
     )
     if job is not None:
-        for key in [k for k in _WORKERS if k[0] == job["token"]]:
-            del _WORKERS[key]
+        drop_runners(job["token"])
     values, std = mean_and_stderr(table)
     live = sum(not is_identity(o) for o in opts)
     fraction = sum(len(runner.blocks) - s for s in runner.start) / max(len(runner.blocks) * len(runner.start), 1)

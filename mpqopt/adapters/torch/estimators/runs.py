@@ -34,7 +34,7 @@ from ....errors import ProblemError
 from ....progress import Progress
 
 __all__ = ["as_executor", "check_picklable", "save_checkpoint", "load_checkpoint", "checkpoint_path", "run_rows",
-           "run_chunk", "rebatch", "shareable_graph", "split_costs", "run_on"]
+           "run_chunk", "worker_runner", "drop_runners", "rebatch", "shareable_graph", "split_costs", "run_on"]
 
 Rows = Callable[[list[int]], Mapping[int, np.ndarray]]
 
@@ -69,19 +69,31 @@ _WORKER: dict[tuple[str, int, int], Any] = {}
 _BUILD_LOCK = threading.Lock()  # fx tracing patches nn.Module.__call__ process-wide: one build at a time
 
 
-def run_chunk(job: Any, part: Any) -> Any:
-    """A worker's task (module level, so process pools and Dask can send it)."""
-    if os.getpid() != job.origin_pid:
+def worker_runner(token: str, origin_pid: int, build: Callable[[], Any]) -> Any:
+    """This worker's runner for job ``token``: built once per process and thread with ``build``, a
+    finished job's runner dropped; one intra-op thread in worker processes."""
+    if os.getpid() != origin_pid:
         torch.set_num_threads(1)  # workers share the machine; intra-op threads would oversubscribe it
-    key = (job.token, os.getpid(), threading.get_ident())
+    key = (token, os.getpid(), threading.get_ident())
     with _BUILD_LOCK:
         runner = _WORKER.get(key)
         if runner is None:
-            for old in [k for k in _WORKER if k[0] != job.token]:
+            for old in [k for k in _WORKER if k[0] != token]:
                 del _WORKER[old]  # a finished job's runner
-            runner = job.build()
-            _WORKER[key] = runner
-    return runner.run(part)
+            runner = _WORKER[key] = build()
+    return runner
+
+
+def drop_runners(token: str) -> None:
+    """Free the runners (model copies) a thread pool's workers built here for job ``token``."""
+    with _BUILD_LOCK:
+        for key in [k for k in _WORKER if k[0] == token]:
+            del _WORKER[key]
+
+
+def run_chunk(job: Any, part: Any) -> Any:
+    """A worker's task (module level, so process pools and Dask can send it)."""
+    return worker_runner(job.token, job.origin_pid, job.build).run(part)
 
 
 def rebatch(inputs: Any, target: Any) -> Any:
@@ -132,8 +144,7 @@ def run_on(executor: Any, job: Any, parts: list[Any], absorb: Callable[[Any], No
     finally:
         for fut in futures:
             fut.cancel()  # after an error or an interrupt: do not start what is still queued
-        for key in [k for k in _WORKER if k[0] == job.token]:
-            del _WORKER[key]  # a thread pool's runners lived here: free their model copies
+        drop_runners(job.token)  # a thread pool's runners lived here: free their model copies
 
 
 # --------------------------------------------------------------------------- checkpoints
