@@ -53,15 +53,8 @@ def estimate_delta_loss(model: nn.Module, data: Iterable[Any], options: Sequence
     (0), ``mode``, ``step_fraction`` (steps run / steps of full forwards), ``batch_perturbations``
     and ``seconds``.
     """
-    setup = prepare(model, data, options, **kw)
-    ev = setup.evaluator
-    nb = ev.num_batches
-    base = ev.reference_losses()  # from the reference outputs the evaluator already holds: no extra pass
-    forward = nb
-    act_ranges = None
-    if any(o.a is not None for o in setup.options):
-        act_ranges = calibrate_activations(setup.model, setup.names, ev)
-        forward += nb
+    setup, base, act_ranges, forward = _measurement_setup(model, data, options, kw)
+    ev, nb = setup.evaluator, setup.evaluator.num_batches
     L, K = len(setup.names), len(setup.options)
     live = [k for k, o in enumerate(setup.options) if not is_identity(o)]  # the others are exactly zero, no pass
     losses = np.zeros((L, K, nb))
@@ -97,15 +90,8 @@ def _delta_loss_reference(model: nn.Module, data: Iterable[Any], options: Sequen
     ``loss``, ``output_fn``, ``scheme``: see :mod:`mpqopt.adapters.torch.estimators`). ``meta`` records ``forward_passes`` (model calls on one
     batch, including the FP32 reference pass), ``backward_passes`` (0) and ``seconds``.
     """
-    setup = prepare(model, data, options, **kw)
-    ev = setup.evaluator
-    nb = ev.num_batches
-    base = ev.reference_losses()  # from the reference outputs the evaluator already holds: no extra pass
-    forward = nb
-    act_ranges = None
-    if any(o.a is not None for o in setup.options):
-        act_ranges = calibrate_activations(setup.model, setup.names, ev)
-        forward += nb
+    setup, base, act_ranges, forward = _measurement_setup(model, data, options, kw)
+    ev, nb = setup.evaluator, setup.evaluator.num_batches
     L, K = len(setup.names), len(setup.options)
     values = np.zeros((L, K))
     std = np.zeros((L, K))
@@ -120,3 +106,17 @@ def _delta_loss_reference(model: nn.Module, data: Iterable[Any], options: Sequen
                 check_finite(value, f"layer {name!r} at option {opt.label} (batch {b})")
             values[i, k], std[i, k] = mean_and_stderr(losses - base)
     return setup.result(values, std if nb > 1 else None, "delta_loss", forward_passes=forward, backward_passes=0)
+
+
+def _measurement_setup(model: nn.Module, data: Iterable[Any], options: Sequence[OptionLike], kw: dict[str, Any]) -> tuple[Any, np.ndarray, Any, int]:
+    """What both delta_loss paths start from: the setup, the FP32 losses per batch (from the reference
+    outputs the evaluator already holds: no extra pass), activation ranges when an option quantizes
+    inputs, and the forward passes spent so far."""
+    setup = prepare(model, data, options, **kw)
+    ev = setup.evaluator
+    forward = ev.num_batches
+    act_ranges = None
+    if any(o.a is not None for o in setup.options):
+        act_ranges = calibrate_activations(setup.model, setup.names, ev)
+        forward += ev.num_batches
+    return setup, ev.reference_losses(), act_ranges, forward
