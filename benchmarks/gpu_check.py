@@ -32,37 +32,10 @@ from typing import Any
 OPTIONS = ["int2-g32", "Q4_0", "int4-g32-asym", "Q5_1", "Q8_0"]
 
 
-def tiny_llama(seed: int = 0) -> Any:
-    import torch
-    import transformers
-
-    torch.manual_seed(seed)
-    cfg = transformers.LlamaConfig(vocab_size=256, hidden_size=64, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
-                                   num_key_value_heads=2, max_position_embeddings=256, tie_word_embeddings=True)
-    model = transformers.LlamaForCausalLM(cfg).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.dim() > 1:
-                p.mul_(5.0)
-    return model
-
-
 def load_gguf(path: Path, device: Any) -> Any:
-    """transformers' GGUF reader (``from_pretrained(gguf_file=)`` when accelerate is installed)."""
-    import importlib.util
+    from mpqopt.adapters.torch import load_gguf_model
 
-    import torch
-    import transformers
-
-    if importlib.util.find_spec("accelerate") is not None:
-        return transformers.AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32).eval().to(device)
-    from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
-
-    config = transformers.AutoConfig.from_pretrained(path.parent, gguf_file=path.name)
-    model = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.float32).eval()
-    tensors = load_gguf_checkpoint(str(path), return_tensors=True, model_to_load=model)["tensors"]
-    model.load_state_dict({k: torch.as_tensor(v) for k, v in tensors.items()}, strict=False)
-    return model.to(device)
+    return load_gguf_model(path, device=device)
 
 
 def _rel(a: Any, b: Any) -> float:
@@ -87,6 +60,8 @@ def run(device_name: str) -> dict[str, Any]:
     calib_ids, eval_ids = split_tokens(ids, 1024, 1024)
     calib = token_batches(calib_ids, seq_len=64, batch_size=4, max_batches=2)
     held_out = token_batches(eval_ids, seq_len=64, batch_size=4)
+    from mpqopt.examples.llm import tiny_llama
+
     cpu_model = tiny_llama()
     model = tiny_llama().to(device)
 

@@ -9,18 +9,13 @@ from __future__ import annotations
 import pytest
 
 
-def tiny_llama(*, tied: bool = True, layers: int = 2, hidden: int = 64, intermediate: int = 256, vocab: int = 256, seed: int = 0):
-    torch = pytest.importorskip("torch", reason="the torch extra is not installed")
-    transformers = pytest.importorskip("transformers", reason="transformers is not installed (pip install 'mpqopt[llm]')")
-    torch.manual_seed(seed)
-    cfg = transformers.LlamaConfig(vocab_size=vocab, hidden_size=hidden, intermediate_size=intermediate, num_hidden_layers=layers, num_attention_heads=4,
-                                   num_key_value_heads=2, max_position_embeddings=256, tie_word_embeddings=tied)
-    model = transformers.LlamaForCausalLM(cfg).eval()
-    with torch.no_grad():  # larger weights than the 0.02 init, so the logits (and quantization errors) are not all tiny
-        for p in model.parameters():
-            if p.dim() > 1:
-                p.mul_(5.0)
-    return model
+def tiny_llama(**kw):
+    """:func:`mpqopt.examples.llm.tiny_llama`, skipping the test when torch or transformers is missing."""
+    pytest.importorskip("torch", reason="the torch extra is not installed")
+    pytest.importorskip("transformers", reason="transformers is not installed (pip install 'mpqopt[llm]')")
+    from mpqopt.examples.llm import tiny_llama as build
+
+    return build(**kw)
 
 
 def token_batches(vocab: int = 256, batches: int = 2, batch: int = 2, length: int = 32, seed: int = 1):
@@ -31,24 +26,13 @@ def token_batches(vocab: int = 256, batches: int = 2, batch: int = 2, length: in
 
 
 def load_gguf_model(path):
-    """A transformers model from a GGUF file through transformers' own GGUF reader (config from the
-    file's metadata, tensors dequantized and un-permuted by ``load_gguf_checkpoint``).
-    ``from_pretrained(gguf_file=)`` is the same path but also needs ``accelerate``, which the test
-    environment lacks; it is used when installed."""
-    import importlib.util
-    from pathlib import Path
+    """:func:`mpqopt.adapters.torch.load_gguf_model` (transformers' own GGUF reader), checking the
+    head stays tied to the embedding when the file has no ``output.weight``."""
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from mpqopt.adapters.torch import load_gguf_model as load
 
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
-    path = Path(path)
-    if importlib.util.find_spec("accelerate") is not None:
-        return transformers.AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32).eval()
-    from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
-
-    config = transformers.AutoConfig.from_pretrained(path.parent, gguf_file=path.name)
-    model = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.float32).eval()
-    tensors = load_gguf_checkpoint(str(path), return_tensors=True, model_to_load=model)["tensors"]
-    missing, unexpected = model.load_state_dict({k: torch.as_tensor(v) for k, v in tensors.items()}, strict=False)
-    assert not unexpected, unexpected
-    assert set(missing) <= {"lm_head.weight"} and (not missing or model.lm_head.weight is model.model.embed_tokens.weight), missing
+    model = load(path)
+    if model.config.tie_word_embeddings:
+        assert model.lm_head.weight is model.model.embed_tokens.weight
     return model

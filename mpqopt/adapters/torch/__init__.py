@@ -22,7 +22,7 @@ Causal LMs (transformers Llama-style models): ``discover_llm_layers`` / ``llm_pr
 Linear, the embedding and head as decisions, bpw budgets), ``estimate_imatrix`` (activation
 statistics), ``estimate_kl_blocks`` (next-token KL, cached block inputs), ``estimate_gradient_score``
 (AutoQuantize-style), ``perplexity`` on held-out text (``token_batches``, ``split_tokens``), and
-``write_gguf`` (a GGUF file with per-tensor types). Options may be named formats (``"Q4_0"``,
+``write_gguf`` (a GGUF file with per-tensor types; ``load_gguf_model`` reads one back). Options may be named formats (``"Q4_0"``,
 ``"int4-g128-asym"``, ...): see :mod:`mpqopt.adapters.torch.formats` for which ones apply.
 Their shared arguments (``data`` batches, ``options``, ``layers=``/``include=``/``exclude=``, ``loss=``,
 ``output_fn=``, ``scheme=`` a :class:`WeightScheme`) are documented in :mod:`mpqopt.adapters.torch.estimators`.
@@ -46,6 +46,7 @@ from .estimators.kl_blocks import estimate_kl_blocks
 from .estimators.lsq import estimate_lsq_indicators
 from .estimators.pairwise import estimate_pairwise
 from .formats import quantize_to_format
+from .gguf_model import load_gguf_model
 from .gguf_writer import write_gguf
 from .graph import ModelGraph, Ties, find_ties
 from .layers import LayerInfo, discover_layers
@@ -61,5 +62,5 @@ __all__ = [
     "find_ties", "latency_table", "measure_layers", "measurer", "problem_from_model", "quantize_weight", "quantized", "report", "train_csq",
     # causal LMs
     "LlmLayers", "activation_stats", "discover_llm_layers", "estimate_gradient_score", "estimate_imatrix", "estimate_kl_blocks",
-    "imatrix_sensitivity", "llm_problem", "perplexity", "pydoc_text", "quantize_to_format", "split_tokens", "token_batches", "write_gguf",
+    "imatrix_sensitivity", "llm_problem", "load_gguf_model", "perplexity", "pydoc_text", "quantize_to_format", "split_tokens", "token_batches", "write_gguf",
 ]
