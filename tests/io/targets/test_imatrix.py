@@ -66,7 +66,8 @@ def _rtn_loop(weight, bits, group, symmetric):
 def test_reads_importance_as_llama_quantize_does(tmp_path):
     shapes = _model()
     sums = _write_imatrix(tmp_path / "im.gguf", shapes, np.random.default_rng(0), zero_count="blk.1.attn_v.weight")
-    m = imatrix.read_imatrix(tmp_path / "im.gguf")
+    with pytest.warns(UserWarning, match=r"1 imatrix entries have count 0.*blk\.1\.attn_v\.weight.*importance 1"):
+        m = imatrix.read_imatrix(tmp_path / "im.gguf")
     assert set(m.entries) == set(shapes) and m.datasets == ("calib.txt",) and (m.chunk_count, m.chunk_size) == (7, 512)
     np.testing.assert_allclose(m.entries["blk.0.attn_q.weight"].values, sums["blk.0.attn_q.weight"] / 25.0, rtol=1e-6)
     assert (m.entries["blk.1.attn_v.weight"].values == 1.0).all()  # count 0: importance 1, as llama-quantize sets
