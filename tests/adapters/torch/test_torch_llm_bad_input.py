@@ -122,3 +122,27 @@ def test_a_source_file_of_another_model_or_kind_is_refused(model, tmp_path):
 def test_a_path_that_cannot_be_written_is_named(model, tmp_path):
     with pytest.raises(ArgumentError, match=r"cannot write the GGUF file '.*no_dir/x\.gguf'"):
         write_gguf(model, {Q: "Q8_0"}, tmp_path / "no_dir" / "x.gguf")
+
+
+def _entry(name):
+    from mpqopt.adapters.torch import activation_stats, estimate_gradient_score, estimate_imatrix, estimate_kl_blocks, perplexity
+
+    return {"estimate_kl_blocks": lambda m, b: estimate_kl_blocks(m, b, ["Q8_0"], progress=False),
+            "estimate_imatrix": lambda m, b: estimate_imatrix(m, b, ["Q8_0"], progress=False),
+            "estimate_gradient_score": lambda m, b: estimate_gradient_score(m, b, ["Q8_0"], progress=False),
+            "activation_stats": activation_stats, "perplexity": perplexity}[name]
+
+
+@pytest.mark.parametrize("entry", ["estimate_kl_blocks", "estimate_imatrix", "estimate_gradient_score", "activation_stats", "perplexity"])
+@pytest.mark.parametrize("bad", [256, 999, -1])
+def test_token_ids_outside_the_vocabulary_are_named(model, entry, bad):
+    good = torch.randint(0, 256, (1, 8), generator=torch.Generator().manual_seed(0))
+    ids = good.clone()
+    ids[0, 5] = bad
+    with pytest.raises(ProblemError, match=rf"batch 1 holds token id {bad}, but the model's vocabulary has 256 ids \(0\.\.255\)"):
+        _entry(entry)(model, [{"input_ids": good}, {"input_ids": ids}])
+
+
+def test_a_gguf_spelled_include_pattern_says_patterns_take_module_names(model):
+    with pytest.raises(ProblemError, match=r"include pattern 'blk\.\*' matches no layer.*not GGUF tensor names"):
+        discover_llm_layers(model, include="blk.*")
