@@ -95,8 +95,9 @@ def _check_source(reader: Any, config: Any, source: str | os.PathLike) -> None:
                           f"general.architecture {arch!r}", source=where)
     expected = {"llama.block_count": config.num_hidden_layers, "llama.embedding_length": config.hidden_size,
                 "llama.feed_forward_length": config.intermediate_size, "llama.attention.head_count": config.num_attention_heads}
-    for key, value in expected.items():
-        found = field(key)
+    tokens = reader.fields.get("tokenizer.ggml.tokens")
+    found_vocab = len(tokens.data) if tokens is not None else field("llama.vocab_size")
+    for key, value, found in [(k, v, field(k)) for k, v in expected.items()] + [("vocabulary size", config.vocab_size, found_vocab)]:
         if found is not None and int(found) != int(value):
             raise FormatError(f"source= is a GGUF file of another model: its {key} is {found}, the model's is {value}", source=where)
 

@@ -112,11 +112,21 @@ def test_a_source_file_of_another_model_or_kind_is_refused(model, tmp_path):
     im.close()
     with pytest.raises(FormatError, match=r"GGUF file of a Llama model.*general\.type 'imatrix'"):
         write_gguf(model, {Q: "Q8_0"}, tmp_path / "b.gguf", source=tmp_path / "im.gguf")
+    with pytest.raises(FormatError, match=r"another model: its vocabulary size is 300, the model's is 256"):
+        write_gguf(model, {Q: "Q8_0"}, tmp_path / "v.gguf", source=_gguf_of(tiny_llama(tied=True, vocab=300), tmp_path / "vocab300.gguf"))
+    tok = gguf.GGUFWriter(str(tmp_path / "tokens.gguf"), "llama")
+    tok.add_token_list([f"t{i}" for i in range(300)])  # a tokenizer of 300 tokens, no llama.vocab_size
+    tok.write_header_to_file()
+    tok.write_kv_data_to_file()
+    tok.write_tensors_to_file()
+    tok.close()
+    with pytest.raises(FormatError, match=r"another model: its vocabulary size is 300, the model's is 256"):
+        write_gguf(model, {Q: "Q8_0"}, tmp_path / "t.gguf", source=tmp_path / "tokens.gguf")
     good = _gguf_of(model, tmp_path / "same.gguf")
     (tmp_path / "cut.gguf").write_bytes(good.read_bytes()[:5000])
     with pytest.raises(FormatError, match="truncated or damaged"):
         write_gguf(model, {Q: "Q8_0"}, tmp_path / "c.gguf", source=tmp_path / "cut.gguf")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["cut.gguf", "im.gguf", "same.gguf", "three_blocks.gguf"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cut.gguf", "im.gguf", "same.gguf", "three_blocks.gguf", "tokens.gguf", "vocab300.gguf"]
 
 
 def test_a_path_that_cannot_be_written_is_named(model, tmp_path):
