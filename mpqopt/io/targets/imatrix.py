@@ -194,7 +194,7 @@ def imatrix_problem(imatrix: "ImportanceMatrix | str | os.PathLike[str]", weight
     chosen = list(matrix.entries) if tensors is None else list(tensors)
     if not chosen:
         raise FormatError("the imatrix has no entries", source=matrix.source or None)
-    layers = [n.removesuffix(".weight") if names == "gguf" else _hf_name(n) for n in chosen]
+    layers = [n.removesuffix(".weight") if names == "gguf" else _hf_name(n, matrix.source or None) for n in chosen]
     sens = np.zeros((len(chosen), len(opts)))
     params, rows = [], []
     for li, name in enumerate(chosen):
@@ -228,11 +228,11 @@ def imatrix_problem(imatrix: "ImportanceMatrix | str | os.PathLike[str]", weight
                    params=params, row_lengths=rows, meta=meta)
 
 
-def _hf_name(tensor: str) -> str:
+def _hf_name(tensor: str, source: str | None) -> str:
     try:
         return hf_module_name(tensor)
     except ProblemError as exc:
-        raise FormatError(f"{exc}; names='gguf' keeps the imatrix's own tensor names") from None
+        raise FormatError(f"{exc}; names='gguf' keeps the imatrix's own tensor names", source=source) from None
 
 
 def gguf_weights(path: str | os.PathLike[str], tensors: Iterable[str] | None = None) -> dict[str, np.ndarray]:

@@ -181,6 +181,6 @@ def test_non_finite_weights_and_unmappable_names_are_named(tmp_path):
     with pytest.raises(FormatError, match=r"tensor blk\.0\.attn_q\.weight .*non-finite weights"):
         imatrix.imatrix_problem(path, weights, ["Q8_0"])
     moe = _write_entries(tmp_path / "moe.gguf", {"blk.0.ffn_gate_exps.weight": (np.ones((1, 64)), [[5.0]])})
-    with pytest.raises(FormatError, match=r"blk\.0\.ffn_gate_exps\.weight.*names='gguf'"):
+    with pytest.raises(FormatError, match=r"moe\.gguf: .*blk\.0\.ffn_gate_exps\.weight.*names='gguf'"):
         imatrix.imatrix_problem(moe, {"blk.0.ffn_gate_exps.weight": np.ones((8, 64), np.float32)}, ["Q8_0"], names="hf")
     assert imatrix.imatrix_problem(moe, {"blk.0.ffn_gate_exps.weight": np.ones((8, 64), np.float32)}, ["Q8_0"]).layers == ("blk.0.ffn_gate_exps",)
