@@ -37,7 +37,7 @@ from ...errors import ProblemError
 from ...formats import Format
 from ..scheme import check_bits, grid_range
 
-__all__ = ["GGUF_QUANTIZABLE", "apply_reason", "quantize_to_format", "gguf_roundtrip", "row_length"]
+__all__ = ["GGUF_QUANTIZABLE", "apply_reason", "nearest_quantizable", "quantize_to_format", "gguf_roundtrip", "row_length"]
 
 # the GGUF types gguf 0.19's numpy code quantizes (testbeds §7); the others it only dequantizes
 GGUF_QUANTIZABLE = ("F32", "F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "TQ1_0", "TQ2_0", "MXFP4")
@@ -59,8 +59,24 @@ def apply_reason(fmt: Format) -> str | None:
         return None
     if fmt.family == "gguf":
         return (f"{fmt.name}: the gguf package can dequantize this GGUF type but not quantize it, so mpqopt can neither apply it nor "
-                f"measure its error (a table measured elsewhere can still be solved); quantizable here: {', '.join(GGUF_QUANTIZABLE)} and the int formats")
+                f"measure its error (a table measured elsewhere can still be solved); nearest in size that it can: {', '.join(nearest_quantizable(fmt))} "
+                f"or int{fmt.bits}-g32-asym (all: {', '.join(GGUF_QUANTIZABLE)} and the int formats)")
     return f"{fmt.name}: the PyTorch adapter has no quantizer for the {fmt.family} family (it applies int formats, fp8-e4m3/e5m2 and the GGUF types {', '.join(GGUF_QUANTIZABLE)})"
+
+
+def nearest_quantizable(fmt: Format, count: int = 2) -> list[str]:
+    """The ``count`` block types the gguf package quantizes closest to ``fmt`` in bits per weight (the
+    integer block types and MXFP4: the ternary TQ types suit only ternary-trained models), what to
+    offer instead of a K-quant or IQ type.
+
+    >>> from mpqopt.formats import get_format
+    >>> nearest_quantizable(get_format("Q4_K")), nearest_quantizable(get_format("Q6_K"))
+    (['Q4_0', 'MXFP4'], ['Q5_1', 'Q5_0'])
+    """
+    from ...formats import get_format
+
+    blocks = [t for t in GGUF_QUANTIZABLE if t.startswith(("Q", "MX"))]
+    return sorted(blocks, key=lambda t: (abs(get_format(t).effective_bits - fmt.effective_bits), t))[:count]
 
 
 def row_length(weight: torch.Tensor) -> int:

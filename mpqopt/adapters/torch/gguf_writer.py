@@ -28,11 +28,13 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from ...errors import ProblemError
+from ...errors import ArgumentError, FormatError, ProblemError
 from ...formats import Format
+from ...io.targets.gguf_file import open_gguf
 from ...io.targets.names import gguf_tensor_name
 from ..choices import Solution, choices_of
-from .formats import GGUF_QUANTIZABLE
+from .formats import GGUF_QUANTIZABLE, nearest_quantizable
+from .layers import resolve_layer_names
 
 __all__ = ["write_gguf", "gguf_type_reason"]
 
@@ -50,9 +52,10 @@ def gguf_type_reason(fmt: Format) -> str | None:
     """Why ``fmt`` cannot be written to a GGUF file here, or None."""
     if fmt.gguf_type in GGUF_QUANTIZABLE:
         return None
+    near = ", ".join(nearest_quantizable(fmt))
     if fmt.gguf_type is not None:
-        return f"the gguf package cannot quantize {fmt.gguf_type} (it writes {', '.join(GGUF_QUANTIZABLE)})"
-    return f"{fmt.name} is not a GGUF type (GGUF files hold {', '.join(GGUF_QUANTIZABLE)} among the types the gguf package writes)"
+        return f"the gguf package cannot quantize {fmt.gguf_type}; nearest in size that it can: {near} (all: {', '.join(GGUF_QUANTIZABLE)})"
+    return f"{fmt.name} is not a GGUF type; nearest in size that the gguf package writes: {near} (all: {', '.join(GGUF_QUANTIZABLE)})"
 
 
 def _permute(w: np.ndarray, heads: int) -> np.ndarray:
@@ -60,10 +63,9 @@ def _permute(w: np.ndarray, heads: int) -> np.ndarray:
     return w.reshape(heads, 2, w.shape[0] // heads // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
 
-def _copy_fields(writer: Any, source: str | os.PathLike) -> None:
+def _copy_fields(writer: Any, reader: Any) -> None:
     import gguf
 
-    reader = gguf.GGUFReader(source)
     for key, f in reader.fields.items():
         if key == "general.architecture" or key.startswith("GGUF."):
             continue  # the writer writes these itself
@@ -76,6 +78,28 @@ def _copy_fields(writer: Any, source: str | os.PathLike) -> None:
             writer.add_key_value(key, f.parts[f.data[0]].tobytes().decode("utf-8"), vtype)
         else:
             writer.add_key_value(key, f.parts[f.data[0]].tolist()[0], vtype)
+
+
+def _check_source(reader: Any, config: Any, source: str | os.PathLike) -> None:
+    """The source file must be a Llama model GGUF of this model's shape: its fields are copied as they
+    are, so another architecture's keys (``qwen2.block_count``) or another size would silently make a
+    file whose metadata contradicts its tensors."""
+    def field(key: str) -> Any:
+        item = reader.fields.get(key)
+        return None if item is None else item.contents()
+
+    where = os.fspath(source)
+    kind, arch = field("general.type"), field("general.architecture")
+    if kind not in (None, "model") or arch != "llama":
+        raise FormatError(f"source= must be a GGUF file of a Llama model to copy its metadata; it is general.type {kind!r}, "
+                          f"general.architecture {arch!r}", source=where)
+    expected = {"llama.block_count": config.num_hidden_layers, "llama.embedding_length": config.hidden_size,
+                "llama.feed_forward_length": config.intermediate_size, "llama.attention.head_count": config.num_attention_heads}
+    tokens = reader.fields.get("tokenizer.ggml.tokens")
+    found_vocab = len(tokens.data) if tokens is not None else field("llama.vocab_size")
+    for key, value, found in [(k, v, field(k)) for k, v in expected.items()] + [("vocabulary size", config.vocab_size, found_vocab)]:
+        if found is not None and int(found) != int(value):
+            raise FormatError(f"source= is a GGUF file of another model: its {key} is {found}, the model's is {value}", source=where)
 
 
 def _config_fields(writer: Any, config: Any) -> None:
@@ -111,17 +135,22 @@ def write_gguf(model: nn.Module, solution: Solution, path: str | os.PathLike, *,
     for name, opt in choices.items():
         if opt.format is None:
             raise ProblemError(f"layer {name!r}: option '{opt.label}' has no storage format; a GGUF file needs a GGUF type such as Q4_0 or Q8_0")
+    resolve_layer_names(model, choices)  # a layer the model lacks (a GGUF spelling, a block past the last, a norm) is named
     params = dict(model.named_parameters(remove_duplicate=True))
     by_module = {name: f"{name}.weight" for name in choices}
     unknown = [n for n, p in by_module.items() if p not in params]
     if unknown:
-        raise ProblemError(f"layer {unknown[0]!r} of the allocation has no weight in the model (a tied head is written as the embedding: allocate 'model.embed_tokens')")
+        raise ProblemError(f"layer {unknown[0]!r} of the allocation has no weight of its own in the model: it shares another "
+                           "layer's (a tied head is written as the embedding: allocate 'model.embed_tokens')")
+    if source is not None:
+        source_reader = open_gguf(source, "copying metadata from a GGUF file")
+        _check_source(source_reader, config, source)
     heads, kv = int(config.num_attention_heads), int(getattr(config, "num_key_value_heads", None) or config.num_attention_heads)
     writer = gguf.GGUFWriter(os.fspath(path), "llama")
     types: dict[str, str] = {}
     try:
         if source is not None:
-            _copy_fields(writer, source)
+            _copy_fields(writer, source_reader)
         else:
             writer.add_name(type(model).__name__)
             _config_fields(writer, config)
@@ -157,10 +186,12 @@ def write_gguf(model: nn.Module, solution: Solution, path: str | os.PathLike, *,
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file()
-    except BaseException:
+    except BaseException as exc:
         writer.close()
         if os.path.exists(path):
             os.remove(path)  # no half-written file that looks like a model
+        if isinstance(exc, OSError):
+            raise ArgumentError(f"cannot write the GGUF file {os.fspath(path)!r}: {exc.strerror or exc}") from None
         raise
     writer.close()
     return types

@@ -92,8 +92,36 @@ def resolve_layer_names(model: nn.Module, names: Iterable[str]) -> dict[str, nn.
     for name in names:
         mod = modules.get(name)
         if mod is None or _kind(mod) is None:
-            close = [n for n in modules if n and _kind(modules[n]) is not None and (name in n or n in name)][:5]
-            hint = f"; did you mean {', '.join(close)}?" if close else ""
-            raise ProblemError(f"model has no quantizable layer named {name!r}{hint}")
+            raise ProblemError(f"model has no quantizable layer named {name!r}{_missing_hint(name, modules)}")
         out[name] = mod
     return out
+
+
+def _missing_hint(name: str, modules: dict[str, nn.Module]) -> str:
+    """Why ``name`` is not a layer of the model, when that can be told: a module that is not a
+    quantizable kind, a GGUF tensor name (``blk.0.attn_q``) for an HF module, an index past the end
+    of a ``ModuleList`` (block 9 of a 2-block model), or else the layers whose names contain it."""
+    from ...io.targets.names import hf_module_name, is_gguf_name
+
+    if name in modules:
+        return f"; it is a {type(modules[name]).__name__}, not a Conv, Linear or Embedding layer with a weight"
+    if is_gguf_name(name):
+        for prefix in ("model.", ""):
+            try:
+                spelled = hf_module_name(name, prefix=prefix)
+            except ProblemError:
+                break
+            if spelled.split(".")[0] in modules:
+                found = f"this model calls it {spelled!r}" if spelled in modules else f"it would be {spelled!r}, which the model has not either"
+                return f"; it is a GGUF tensor name: {found}{_missing_hint(spelled, modules) if spelled not in modules else ''}"
+    parts = name.split(".")
+    for i in range(len(parts) - 1, 0, -1):
+        parent = modules.get(".".join(parts[:i]))
+        if isinstance(parent, nn.ModuleList) and parts[i].isdigit() and int(parts[i]) >= len(parent):
+            return f"; {'.'.join(parts[:i])!r} has {len(parent)} entries (0..{len(parent) - 1})"
+    close = [n for n in modules if n and _kind(modules[n]) is not None and (name in n or n in name)][:5]
+    if close:
+        return f"; did you mean {', '.join(close)}?"
+    parent = max((p for p in modules if p and name.startswith(p + ".")), key=len, default=None)
+    inside = [n[len(parent) + 1:] for n in modules if parent and n.startswith(parent + ".") and _kind(modules[n]) is not None][:8]
+    return f"; {parent!r} holds {', '.join(inside)}" if inside else ""

@@ -168,7 +168,8 @@ def discover_llm_layers(
     inc, exc = _patterns(include, "include"), _patterns(exclude, "exclude")
     for p in inc:
         if not any(_matches(layer.name, (p,)) for layer in found):
-            raise ProblemError(f"include pattern {p!r} matches no layer of the LLM; layers are: {', '.join(l.name for l in found[:8])}, ...")
+            gguf = " (patterns match the model's module names, not GGUF tensor names such as blk.0.attn_q)" if str(p).removeprefix("re:").lstrip("^").startswith(("blk", "token_embd", "output")) else ""
+            raise ProblemError(f"include pattern {p!r} matches no layer of the LLM{gguf}; layers are: {', '.join(l.name for l in found[:8])}, ...")
     found = [l for l in found if (not inc or _matches(l.name, inc)) and not (exc and _matches(l.name, exc))]
     if not found:
         raise ProblemError(f"include/exclude patterns left no layer of {type(model).__name__} to quantize")

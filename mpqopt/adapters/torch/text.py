@@ -25,17 +25,32 @@ from torch import nn
 from ...errors import ProblemError
 from .data import call_model, default_output, model_device, split_batch, to_device
 
-__all__ = ["input_ids", "next_token_nll", "token_batches", "split_tokens", "perplexity", "pydoc_text"]
+__all__ = ["input_ids", "vocab_size", "next_token_nll", "token_batches", "split_tokens", "perplexity", "pydoc_text"]
 
 
-def input_ids(batch: Any, index: int = 0) -> torch.Tensor:
+def input_ids(batch: Any, index: int = 0, vocab: int | None = None) -> torch.Tensor:
     """The ``[batch, tokens]`` token ids of a batch: a LongTensor, a dict with ``input_ids``, or an
-    ``(inputs, targets)`` pair of those."""
+    ``(inputs, targets)`` pair of those. ``vocab`` (:func:`vocab_size`): ids must lie in ``0..vocab-1``
+    (else the embedding fails with a bare ``IndexError``)."""
     inputs, _ = split_batch(batch, index)
     ids = inputs.get("input_ids") if isinstance(inputs, dict) else inputs
     if not isinstance(ids, torch.Tensor) or ids.dtype not in (torch.int64, torch.int32) or ids.dim() != 2:
         raise ProblemError(f"batch {index}: a causal LM batch is a [batch, tokens] integer tensor of token ids or a dict with 'input_ids', got {type(ids).__name__}")
+    if vocab is not None and ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= vocab):
+        bad = int(ids.max()) if int(ids.max()) >= vocab else int(ids.min())
+        raise ProblemError(f"batch {index} holds token id {bad}, but the model's vocabulary has {vocab} ids (0..{vocab - 1}): "
+                           "text tokenized for another model?")
     return ids
+
+
+def vocab_size(model: nn.Module) -> int | None:
+    """Rows of the model's token embedding (``get_input_embeddings``, else its only ``nn.Embedding``), or None."""
+    get = getattr(model, "get_input_embeddings", None)
+    embed = get() if callable(get) else None
+    if not isinstance(embed, nn.Embedding):
+        embeds = [m for m in model.modules() if isinstance(m, nn.Embedding)]
+        embed = embeds[0] if len(embeds) == 1 else None
+    return None if embed is None else int(embed.num_embeddings)
 
 
 def next_token_nll(logits: torch.Tensor, ids: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
@@ -87,12 +102,12 @@ def perplexity(model: nn.Module, data: Iterable[Any]) -> float:
     """
     was_training = model.training
     model.eval()
-    device = model_device(model)
+    device, vocab = model_device(model), vocab_size(model)
     total, count = 0.0, 0
     try:
         with torch.no_grad():
             for i, batch in enumerate(data):
-                ids = to_device(input_ids(batch, i), device)
+                ids = to_device(input_ids(batch, i, vocab), device)
                 logits = default_output(call_model(model, {"input_ids": ids}))
                 total += float(next_token_nll(logits, ids, reduction="sum"))
                 count += ids.shape[0] * (ids.shape[1] - 1)

@@ -153,10 +153,9 @@ def _scores(data: Mapping[str, Any], name: str) -> dict[str, tuple[float, float]
         where = f"$.layer_scores[{json.dumps(layer)}]"
         if not isinstance(entry, Sequence) or isinstance(entry, str) or len(entry) != 2:
             raise FormatError(f"expected [bits, loss], got {entry!r}", where, name)
-        try:
-            bits, loss = float(entry[0]), float(entry[1])
-        except (TypeError, ValueError):
-            raise FormatError(f"expected two numbers [bits, loss], got {entry!r}", where, name) from None
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in entry):
+            raise FormatError(f"expected two numbers [bits, loss], got {entry!r}", where, name)
+        bits, loss = float(entry[0]), float(entry[1])
         if not (math.isfinite(bits) and bits > 0 and math.isfinite(loss)):
             raise FormatError(f"bits must be a positive number and loss a finite one, got {entry!r}", where, name)
         out[str(layer)] = (bits, loss)
@@ -200,8 +199,11 @@ def autoscheme_problem(sources: Sequence[str | Path | Mapping[str, Any]], *, opt
 
 def _option(data: Mapping[str, Any], name: str) -> Option:
     spec = data.get("scheme")
-    if not isinstance(spec, Mapping):
+    if spec is None:
         raise FormatError("missing the 'scheme' object (or pass options= to name the file's option)", "$.scheme", name)
+    if not isinstance(spec, Mapping):
+        raise FormatError(f"'scheme' is {spec!r}, not an object of scheme fields (bits, group_size, sym, data_type); "
+                          "pass options= to name the file's option", "$.scheme", name)
     try:
         return scheme_option(spec)
     except FormatError as exc:

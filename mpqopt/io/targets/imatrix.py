@@ -33,16 +33,18 @@ True
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
 from ...costs import size_bits
-from ...errors import FormatError, UnsupportedFormatError
+from ...errors import FormatError, ProblemError, UnsupportedFormatError
 from ...formats import Format, get_format, int_format
 from ...options import Option, OptionLike
 from ...problem import Problem
+from .gguf_file import open_gguf
 from .names import hf_module_name
 
 _K_ESTIMATE = {"Q2_K": int_format(2, 16, False), "Q3_K": int_format(3, 16), "Q4_K": int_format(4, 32, False),
@@ -81,17 +83,14 @@ def _field(reader: Any, key: str) -> Any:
 
 
 def read_imatrix(path: str | os.PathLike[str]) -> ImportanceMatrix:
-    """Read an imatrix GGUF file (needs the ``gguf`` package). A file that is not one, or an entry
-    without its ``.counts`` or with shapes that disagree, is a ``FormatError`` naming the tensor."""
-    from gguf import GGUFReader
-
+    """Read an imatrix GGUF file (needs the ``gguf`` package). A file that is not one (missing, empty,
+    cut short, another kind of GGUF), an entry without its ``.counts``, with shapes that disagree, or
+    with values no imatrix holds (a negative or non-finite sum of squares or count) is a
+    ``FormatError`` naming the tensor. Entries with count 0 (tensors that saw no token: unused
+    experts, a partial run) get importance 1, as llama-quantize gives them, with a warning naming
+    them; a file in which no entry saw a token is an error (it holds no statistics)."""
+    reader = open_gguf(path, "reading imatrix files")
     source = str(path)
-    try:
-        reader = GGUFReader(source)
-    except FileNotFoundError:
-        raise FormatError("no such file", source=source) from None
-    except (OSError, ValueError) as exc:
-        raise FormatError(f"cannot read as a GGUF file: {exc}", source=source) from None
     kind = _field(reader, "general.type")
     sums, counts = {}, {}
     for tensor in reader.tensors:
@@ -108,8 +107,19 @@ def read_imatrix(path: str | os.PathLike[str]) -> ImportanceMatrix:
         total, count = np.atleast_2d(sums[name]), counts[name].reshape(-1)
         if total.shape[0] != count.size:
             raise FormatError(f"imatrix entry {name}: {name}.in_sum2 has {total.shape[0]} matrices, {name}.counts {count.size}", source=source)
+        for what, values in ((f"{name}.in_sum2 (sums of squared activations)", total), (f"{name}.counts (tokens seen)", count)):
+            bad = ~np.isfinite(values) | (values < 0)
+            if bad.any():
+                raise FormatError(f"imatrix tensor {what} holds {values[bad].flat[0]} ({int(bad.sum())} of {values.size} values); "
+                                  "it must be finite and >= 0: the file is damaged or not llama-imatrix's", source=source)
         values = np.where(count[:, None] > 0, total / np.where(count > 0, count, 1.0)[:, None], 1.0)
         entries[name] = Importance(name, values, count)
+    unseen = [name for name, e in entries.items() if not (e.counts > 0).all()]
+    if entries and not any((e.counts > 0).any() for e in entries.values()):
+        raise FormatError(f"every entry of the imatrix has count 0 (no tensor saw a token, e.g. {unseen[0]}): it holds no statistics", source=source)
+    if unseen:
+        warnings.warn(f"{source}: {len(unseen)} imatrix entries have count 0 for some matrix ({', '.join(unseen[:3])}"
+                      f"{', ...' if len(unseen) > 3 else ''}): those channels get importance 1, as llama-quantize gives them", stacklevel=2)
     datasets = _field(reader, "imatrix.datasets") or ()
     return ImportanceMatrix(entries, tuple(datasets) if isinstance(datasets, list) else (str(datasets),),
                             _field(reader, "imatrix.chunk_count"), _field(reader, "imatrix.chunk_size"), source)
@@ -184,6 +194,7 @@ def imatrix_problem(imatrix: "ImportanceMatrix | str | os.PathLike[str]", weight
     chosen = list(matrix.entries) if tensors is None else list(tensors)
     if not chosen:
         raise FormatError("the imatrix has no entries", source=matrix.source or None)
+    layers = [n.removesuffix(".weight") if names == "gguf" else _hf_name(n, matrix.source or None) for n in chosen]
     sens = np.zeros((len(chosen), len(opts)))
     params, rows = [], []
     for li, name in enumerate(chosen):
@@ -198,6 +209,9 @@ def imatrix_problem(imatrix: "ImportanceMatrix | str | os.PathLike[str]", weight
         if stack.ndim != 3 or stack.shape[0] != entry.values.shape[0] or stack.shape[2] != entry.in_features:
             raise FormatError(f"tensor {name} has shape {w.shape}, but the imatrix has {entry.values.shape[0]} matrices of "
                               f"{entry.in_features} input channels: is the imatrix for another model?", source=matrix.source or None)
+        if not np.isfinite(stack).all():
+            raise FormatError(f"tensor {name} of the model has non-finite weights (NaN or inf) among the weights given: a damaged model file?",
+                              source=matrix.source or None)
         params.append(float(w.size))
         rows.append(int(stack.shape[2]))
         for k, opt in enumerate(opts):
@@ -208,28 +222,36 @@ def imatrix_problem(imatrix: "ImportanceMatrix | str | os.PathLike[str]", weight
                 continue  # the Problem masks it out, with the reason
             sens[li, k] = sum(weighted_error(stack[m], entry.values[m], fmt, estimate_k_quants=estimate_k_quants, tensor=name)
                               for m in range(stack.shape[0]))
-    layers = [n.removesuffix(".weight") if names == "gguf" else hf_module_name(n) for n in chosen]
     meta = {"source": "llama.cpp imatrix", "file": matrix.source, "datasets": list(matrix.datasets), "chunk_count": matrix.chunk_count,
             "estimated_k_quants": bool(estimate_k_quants and any(o.format is not None and o.format.gguf_type in _K_ESTIMATE for o in opts))}
     return Problem(layers, opts, sens, costs={"size_bits": size_bits(params, opts, rows)}, cost_units={"size_bits": "bit"},
                    params=params, row_lengths=rows, meta=meta)
 
 
+def _hf_name(tensor: str, source: str | None) -> str:
+    try:
+        return hf_module_name(tensor)
+    except ProblemError as exc:
+        raise FormatError(f"{exc}; names='gguf' keeps the imatrix's own tensor names", source=source) from None
+
+
 def gguf_weights(path: str | os.PathLike[str], tensors: Iterable[str] | None = None) -> dict[str, np.ndarray]:
     """Weights of a GGUF model file as float32 arrays ``(out, in)``, dequantized by the ``gguf`` package
-    (every type it can dequantize), for the named tensors or every 2-D or 3-D one."""
+    (every type it can dequantize), for the named tensors or every 2-D or 3-D one. A file that cannot
+    be read, or a tensor that cannot be dequantized, is a ``FormatError`` naming it."""
     import gguf
 
+    reader = open_gguf(path, "reading GGUF model files")
     source = str(path)
-    try:
-        reader = gguf.GGUFReader(source)
-    except FileNotFoundError:
-        raise FormatError("no such file", source=source) from None
     wanted = None if tensors is None else set(tensors)
     out = {}
     for t in reader.tensors:
         if (wanted is None and len(t.shape) >= 2) or (wanted is not None and t.name in wanted):
-            out[t.name] = np.asarray(gguf.quants.dequantize(t.data, t.tensor_type), dtype=np.float32)
+            try:
+                out[t.name] = np.asarray(gguf.quants.dequantize(t.data, t.tensor_type), dtype=np.float32)
+            except Exception as exc:  # noqa: BLE001 - an unknown or damaged tensor type, named
+                raise FormatError(f"cannot dequantize tensor {t.name} (type {getattr(t.tensor_type, 'name', t.tensor_type)}): "
+                                  f"{type(exc).__name__}: {exc}", source=source) from None
     if wanted is not None and wanted - set(out):
         raise FormatError(f"the model file has no tensor {sorted(wanted - set(out))[0]}", source=source)
     return out

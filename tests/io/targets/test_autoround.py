@@ -79,3 +79,31 @@ def test_score_caches_of_two_models_or_bad_entries_are_named(tmp_path):
         autoround.autoscheme_problem([a, c])
     with pytest.raises(FormatError, match="same option 'int4-g128'"):
         autoround.autoscheme_problem([a, a])
+
+
+BAD_CACHES = {  # case -> (text of the second score file, what the error says, where)
+    "missing scheme": ('{"version": 1, "score_granularity": "per_op", "layer_scores": {"l1": [20, 0.0]}}', "missing the 'scheme'", "$.scheme"),
+    "scheme a name": ('{"version": 1, "score_granularity": "per_op", "scheme": "W8A16", "layer_scores": {"l1": [20, 0.0]}}',
+                      "'scheme' is 'W8A16', not an object", "$.scheme"),
+    "NaN loss": ('{"version": 1, "score_granularity": "per_op", "scheme": {"bits": 8}, "layer_scores": {"l1": [20, NaN]}}',
+                 "loss a finite one", '$.layer_scores["l1"]'),
+    "infinite bits": ('{"version": 1, "score_granularity": "per_op", "scheme": {"bits": 8}, "layer_scores": {"l1": [Infinity, 0.0]}}',
+                      "bits must be a positive number", '$.layer_scores["l1"]'),
+    "boolean bits": ('{"version": 1, "score_granularity": "per_op", "scheme": {"bits": 8}, "layer_scores": {"l1": [true, 0.0]}}',
+                     "two numbers", '$.layer_scores["l1"]'),
+    "string score": ('{"version": 1, "score_granularity": "per_op", "scheme": {"bits": 8}, "layer_scores": {"l1": ["20", "0.1"]}}',
+                     "two numbers", '$.layer_scores["l1"]'),
+    "empty file": ("", "cannot read the JSON", "$"),
+    "truncated file": ('{"version": 1, "score_granularity": "per_op", "scheme": {"bi', "cannot read the JSON", "$"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CACHES))
+def test_a_bad_score_cache_is_a_format_error_naming_file_and_place(tmp_path, case):
+    text, why, where = BAD_CACHES[case]
+    good = _cache(tmp_path, 0, PRESETS["int4-g128"], {"l1": [10.0, 0.1]})
+    bad = tmp_path / "bad.json"
+    bad.write_text(text)
+    with pytest.raises(FormatError, match=why) as info:
+        autoround.autoscheme_problem([good, bad])
+    assert info.value.source == str(bad) and info.value.where == where

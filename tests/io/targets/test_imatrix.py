@@ -66,7 +66,8 @@ def _rtn_loop(weight, bits, group, symmetric):
 def test_reads_importance_as_llama_quantize_does(tmp_path):
     shapes = _model()
     sums = _write_imatrix(tmp_path / "im.gguf", shapes, np.random.default_rng(0), zero_count="blk.1.attn_v.weight")
-    m = imatrix.read_imatrix(tmp_path / "im.gguf")
+    with pytest.warns(UserWarning, match=r"1 imatrix entries have count 0.*blk\.1\.attn_v\.weight.*importance 1"):
+        m = imatrix.read_imatrix(tmp_path / "im.gguf")
     assert set(m.entries) == set(shapes) and m.datasets == ("calib.txt",) and (m.chunk_count, m.chunk_size) == (7, 512)
     np.testing.assert_allclose(m.entries["blk.0.attn_q.weight"].values, sums["blk.0.attn_q.weight"] / 25.0, rtol=1e-6)
     assert (m.entries["blk.1.attn_v.weight"].values == 1.0).all()  # count 0: importance 1, as llama-quantize sets
@@ -135,3 +136,51 @@ def test_a_model_file_is_not_an_imatrix_and_its_weights_read_back(tmp_path):
         imatrix.read_imatrix(tmp_path / "model.gguf")
     got = imatrix.gguf_weights(tmp_path / "model.gguf")
     np.testing.assert_array_equal(got["blk.0.attn_q.weight"], gguf.quants.dequantize(q, gguf.GGMLQuantizationType.Q8_0))
+
+
+def _write_entries(path, entries):
+    """An imatrix file of ``{tensor: (in_sum2, counts)}`` as given (any values, for damaged files)."""
+    w = gguf.GGUFWriter(str(path), "imatrix")
+    w.add_type("imatrix")
+    for name, (sums, counts) in entries.items():
+        w.add_tensor(name + ".in_sum2", np.asarray(sums, np.float32))
+        w.add_tensor(name + ".counts", np.asarray(counts, np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
+
+
+@pytest.mark.parametrize("damage, which, value", [("negative count", "counts", -3.0), ("NaN count", "counts", np.nan),
+                                                 ("negative sum", "in_sum2", -1.0), ("NaN sum", "in_sum2", np.nan),
+                                                 ("infinite sum", "in_sum2", np.inf)])
+def test_values_no_imatrix_holds_are_named(tmp_path, damage, which, value):
+    sums, counts = np.ones((1, 64)), np.array([[5.0]])
+    (sums if which == "in_sum2" else counts)[0, 0] = value
+    path = _write_entries(tmp_path / "im.gguf", {"blk.0.attn_q.weight": (np.ones((1, 64)), [[5.0]]), "blk.1.attn_q.weight": (sums, counts)})
+    with pytest.raises(FormatError, match=rf"imatrix tensor blk\.1\.attn_q\.weight\.{which} .*must be finite and >= 0") as info:
+        imatrix.read_imatrix(path)
+    assert str(path) in str(info.value)
+
+
+def test_zero_counts_warn_and_all_zero_counts_are_an_error(tmp_path):
+    entries = {f"blk.{b}.attn_q.weight": (np.full((1, 64), 2.0), [[0.0 if b else 4.0]]) for b in range(2)}
+    with pytest.warns(UserWarning, match=r"1 imatrix entries have count 0 .*blk\.1\.attn_q\.weight"):
+        m = imatrix.read_imatrix(_write_entries(tmp_path / "some.gguf", entries))
+    assert (m.entries["blk.1.attn_q.weight"].values == 1.0).all() and (m.entries["blk.0.attn_q.weight"].values == 0.5).all()
+    entries["blk.0.attn_q.weight"] = (np.full((1, 64), 2.0), [[0.0]])
+    with pytest.raises(FormatError, match=r"every entry of the imatrix has count 0 .*blk\.0\.attn_q\.weight.*no statistics"):
+        imatrix.read_imatrix(_write_entries(tmp_path / "none.gguf", entries))
+
+
+def test_non_finite_weights_and_unmappable_names_are_named(tmp_path):
+    path = _write_entries(tmp_path / "im.gguf", {"blk.0.attn_q.weight": (np.ones((1, 64)), [[5.0]])})
+    weights = {"blk.0.attn_q.weight": np.ones((8, 64), np.float32)}
+    weights["blk.0.attn_q.weight"][3, 5] = np.nan
+    with pytest.raises(FormatError, match=r"tensor blk\.0\.attn_q\.weight .*non-finite weights"):
+        imatrix.imatrix_problem(path, weights, ["Q8_0"])
+    moe = _write_entries(tmp_path / "moe.gguf", {"blk.0.ffn_gate_exps.weight": (np.ones((1, 64)), [[5.0]])})
+    with pytest.raises(FormatError, match=r"moe\.gguf: .*blk\.0\.ffn_gate_exps\.weight.*names='gguf'"):
+        imatrix.imatrix_problem(moe, {"blk.0.ffn_gate_exps.weight": np.ones((8, 64), np.float32)}, ["Q8_0"], names="hf")
+    assert imatrix.imatrix_problem(moe, {"blk.0.ffn_gate_exps.weight": np.ones((8, 64), np.float32)}, ["Q8_0"]).layers == ("blk.0.ffn_gate_exps",)

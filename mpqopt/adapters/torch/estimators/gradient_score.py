@@ -45,7 +45,7 @@ from ..data import call_model, model_device, to_device
 from ..llm import LlmLayers, discover_llm_layers
 from ..perturb import WeightCache
 from ..quantizer import WeightScheme
-from ..text import input_ids, next_token_nll
+from ..text import input_ids, next_token_nll, vocab_size
 from .hessian import weights_requiring_grad
 from .runs import run_rows
 
@@ -142,7 +142,7 @@ def estimate_gradient_score(
     scheme = parse_scheme(scheme)
     scorer = _Scorer(model, found, opts, scheme, batches)
     job = {"pid": os.getpid(), "model": model, "batches": batches, "options": opts, "scheme": scheme, "discover": discover} if executor is not None else None
-    tokens = np.array([float(input_ids(b, i).sum()) for i, b in enumerate(batches)])
+    tokens = np.array([float(input_ids(b, i, vocab_size(model)).sum()) for i, b in enumerate(batches)])  # also checks every batch's ids
     table, info = run_rows(
         len(batches), (len(found.names), len(opts)), scorer.rows, desc="gradient score", progress=progress, checkpoint=checkpoint,
         fingerprint={"method": "gradient_score", "layers": list(found.names), "options": [o.label for o in opts], "scheme": asdict(scheme)},

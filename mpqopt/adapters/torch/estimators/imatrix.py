@@ -47,7 +47,7 @@ from ..data import call_model, model_device, to_device
 from ..llm import LlmLayers, discover_llm_layers
 from ..perturb import quantize_option
 from ..quantizer import WeightScheme
-from ..text import input_ids
+from ..text import input_ids, vocab_size
 from .runs import run_rows
 
 __all__ = ["ActivationStats", "activation_stats", "imatrix_sensitivity", "estimate_imatrix"]
@@ -91,12 +91,12 @@ def activation_stats(model: nn.Module, data: Iterable[Any], *, layers: LlmLayers
         hooks.append(modules[head].register_forward_pre_hook(observe(head)))
     embed = next((l for l in found.layers if l.kind == "embedding"), None)
     freq = torch.zeros(embed.weight_shape[0], dtype=torch.float64) if embed is not None else None
-    device, tokens, was_training = model_device(model), 0, model.training
+    device, tokens, was_training, vocab = model_device(model), 0, model.training, vocab_size(model)
     model.eval()
     try:
         with torch.no_grad():
             for i, batch in enumerate(data):
-                ids = to_device(input_ids(batch, i), device)
+                ids = to_device(input_ids(batch, i, vocab), device)
                 call_model(model, {"input_ids": ids})
                 tokens += ids.numel()
                 if freq is not None:

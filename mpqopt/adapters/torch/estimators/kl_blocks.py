@@ -52,7 +52,7 @@ from ...sensitivity import Sensitivity, check_finite, mean_and_stderr
 from ..llm import LlmLayers, discover_llm_layers
 from ..perturb import quantized
 from ..quantizer import WeightScheme
-from ..text import input_ids, next_token_nll
+from ..text import input_ids, next_token_nll, vocab_size
 from .base import Setup, prepare
 from .runs import drop_runners, run_rows, worker_runner
 
@@ -170,6 +170,9 @@ def estimate_kl_blocks(
     started = time.perf_counter()
     found = discover_llm_layers(model, **discover)
     batches = list(data)
+    vocab = vocab_size(model)
+    for b, batch in enumerate(batches):
+        input_ids(batch, b, vocab)  # token ids the model has, before the reference pass
     setup = prepare(model, batches, options, layers=list(found.names), loss="kl", scheme=scheme)
     runner = _Runner(setup, found)
     opts, nb = setup.options, setup.evaluator.num_batches
