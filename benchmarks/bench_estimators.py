@@ -168,7 +168,7 @@ HESSIAN_Z = 3.0  # the before and after traces agree when no layer differs by mo
 def bench_hessian(bed: Any, tol: float, max_iter: int, seeds: int) -> dict[str, Any]:
     """Both paths to ``tol`` once per seed (a seed draws the same probes in both); the traces pooled
     over the seeds are compared."""
-    from mpqopt.adapters.torch.estimators.hessian import PROBES_PER_STEP, estimate_hessian_trace
+    from mpqopt.adapters.torch.estimators.hessian import estimate_hessian_trace
 
     def run(seed: int, **kw: Any) -> Any:
         with warnings.catch_warnings():
@@ -183,13 +183,13 @@ def bench_hessian(bed: Any, tol: float, max_iter: int, seeds: int) -> dict[str, 
             wall, s = stopwatch(lambda: run(seed, **kw))
             traces.append(np.array(s.meta["traces"]))
             ses.append(s.std[:, 0] / s.values[:, 0] * traces[-1])  # every option's column is the trace times one factor per layer
-            runs[path].append({"seed": seed, "s": wall, **{k: s.meta[k] for k in ("iterations", "steps", "hvp_calls", "converged", "hvp")}})
+            runs[path].append({"seed": seed, "s": wall, **{k: s.meta[k] for k in ("iterations", "steps", "probes_per_step", "hvp_calls", "converged", "hvp")}})
         pooled[path] = (np.mean(traces, axis=0), np.sqrt(np.sum(np.square(ses), axis=0)) / seeds)
     (tb, eb), (ta, ea) = pooled["before"], pooled["after"]
     z = np.abs(tb - ta) / np.sqrt(eb**2 + ea**2)
     total = {f"{path}_{key}": sum(r[key] for r in runs[path]) for path in runs for key in ("s", "iterations", "hvp_calls")}
     return {"estimator": "estimate_hessian_trace", "model": "digits CNN", "batches": f"{len(bed.train)} x {len(bed.train[0][1])}",
-            "tol": tol, "max_iter": max_iter, "seeds": seeds, "probes_per_step": PROBES_PER_STEP, "runs": runs, **total,
+            "tol": tol, "max_iter": max_iter, "seeds": seeds, "probes_per_step": runs["after"][0]["probes_per_step"], "runs": runs, **total,
             "speedup": total["before_s"] / total["after_s"], "hvp_call_ratio": total["before_hvp_calls"] / total["after_hvp_calls"],
             "before_ms_per_probe": 1000 * total["before_s"] / total["before_iterations"], "after_ms_per_probe": 1000 * total["after_s"] / total["after_iterations"],
             "before_traces": tb.tolist(), "before_trace_se": eb.tolist(), "after_traces": ta.tolist(), "after_trace_se": ea.tolist(),

@@ -185,6 +185,14 @@ def test_batched_probes_give_the_traces_of_one_product_per_probe(make, data):
     assert not np.allclose(other_seed.meta["traces"], single.meta["traces"], rtol=1e-3)
 
 
+@pytest.mark.parametrize("batches, max_iter, probes", [(1, 30, 8), (4, 12, 3), (4, 40, 8), (20, 30, 1)])
+def test_default_probes_per_step_reach_every_batch(batches, max_iter, probes):
+    # 8 probes a step, fewer when max_iter probes at 8 a step would leave batches unseen
+    s = hutchinson_runs(mlp(), labelled(batches, 4), max_iter=max_iter)
+    assert s.meta["probes_per_step"] == probes and s.meta["steps"] == -(-max_iter // probes) >= min(batches, max_iter)
+    assert s.meta["iterations"] == max_iter and s.meta["hvp_calls"] == s.meta["steps"]
+
+
 class _TanhGrad(torch.autograd.Function):
     """tanh's derivative ``g * (1 - y²)`` whose own backward reads a value (``.item()``): autograd
     cannot vmap it over a batch of probes."""

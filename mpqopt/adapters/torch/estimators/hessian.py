@@ -78,13 +78,13 @@ def batch_loss_with_graph(evaluator: Evaluator, index: int) -> torch.Tensor:
 
 
 HVP_MODES = ("auto", "batched", "loop")
-PROBES_PER_STEP = 8  # digits CNN, batches of 64, one thread: 34 ms a probe (79 one call each); 16 no faster, 32 slower
+PROBES_PER_STEP = 8  # the default's most; digits CNN, batches of 64, one thread: 34 ms a probe (79 one call each); 16 no faster, 32 slower
 
 
 @dataclass
 class HutchinsonRun:
     """Per-probe Hutchinson estimates ``samples[probe, layer]`` and how they were computed: ``steps``
-    (one loss and gradient each), ``hvp_calls`` (Hessian-vector product calls: one per step when
+    (one loss and gradient each, ``probes_per_step`` probes), ``hvp_calls`` (Hessian-vector product calls: one per step when
     batched, one per probe in a loop), ``mode`` ("batched" or "loop") and, when "auto" fell back to
     the loop, ``fallback`` (why)."""
 
@@ -93,6 +93,7 @@ class HutchinsonRun:
     steps: int
     hvp_calls: int
     mode: str
+    probes_per_step: int
     fallback: str | None = None
 
 
@@ -145,7 +146,7 @@ def probe_rows(grads: Sequence[torch.Tensor], live: Sequence[int], weights: Sequ
 
 def hutchinson_traces(
     setup: Setup, *, tol: float = 1e-3, max_iter: int = 100, min_iter: int | None = None, seed: int = 0,
-    probes_per_step: int = PROBES_PER_STEP, hvp: str = "auto",
+    probes_per_step: int | None = None, hvp: str = "auto",
 ) -> HutchinsonRun:
     """Per-probe Hutchinson estimates of each layer's Hessian trace (see the module docstring):
     ``probes_per_step`` probes per batch share one loss and gradient, their products come from one
@@ -155,11 +156,13 @@ def hutchinson_traces(
         raise ProblemError(f"hessian_trace: max_iter must be an integer >= 2, got {max_iter!r}")
     if not (tol >= 0):
         raise ProblemError(f"hessian_trace: tol must be >= 0, got {tol!r}")
-    if not (isinstance(probes_per_step, int) and probes_per_step >= 1):
-        raise ProblemError(f"hessian_trace: probes_per_step must be an integer >= 1, got {probes_per_step!r}")
+    if not (probes_per_step is None or (isinstance(probes_per_step, int) and probes_per_step >= 1)):
+        raise ProblemError(f"hessian_trace: probes_per_step must be None or an integer >= 1, got {probes_per_step!r}")
     if hvp not in HVP_MODES:
         raise ProblemError(f"hessian_trace: hvp must be one of {HVP_MODES}, got {hvp!r}")
     ev = setup.evaluator
+    if probes_per_step is None:  # fewer than 8 when max_iter probes at 8 a step would not reach every batch
+        probes_per_step = min(PROBES_PER_STEP, max(1, max_iter // ev.num_batches))
     # by default every batch once (probes_per_step probes each), at least 10 probes
     floor = min(max_iter, max(10, probes_per_step * ev.num_batches)) if min_iter is None else max(2, min(int(min_iter), max_iter))
     weights = [setup.cache.module(name).weight for name in setup.names]
@@ -205,7 +208,7 @@ def hutchinson_traces(
                     scale = np.maximum(np.abs(mean), 1e-12 * np.abs(mean).max() + 1e-300)
                     converged = float(np.max(np.abs(mean - prev) / scale)) < tol
                 prev = mean
-    return HutchinsonRun(np.array(samples), converged, steps, hvp_calls, mode, fallback)
+    return HutchinsonRun(np.array(samples), converged, steps, hvp_calls, mode, probes_per_step, fallback)
 
 
 def estimate_hessian_trace(
@@ -217,14 +220,16 @@ def estimate_hessian_trace(
     max_iter: int = 100,
     min_iter: int | None = None,
     seed: int = 0,
-    probes_per_step: int = PROBES_PER_STEP,
+    probes_per_step: int | None = None,
     hvp: str = "auto",
     **kw: Any,
 ) -> Sensitivity:
     """HAWQ-V2/V3 table ``Tr(H_l)/n_l * ||Q_k(W_l) - W_l||²`` (see the module docstring).
 
     ``max_iter`` and ``min_iter`` count probes (samples). Each step takes one batch's loss and
-    gradient once and ``probes_per_step`` Rademacher probes on it; ``hvp="auto"`` (default) computes
+    gradient once and ``probes_per_step`` Rademacher probes on it (default: 8, the fastest per probe
+    measured on the digits CNN, or fewer, down to 1, when ``max_iter`` probes at 8 a step would not
+    reach every batch, so that the probes stay spread over the batches); ``hvp="auto"`` (default) computes
     their Hessian-vector products in one batched call (``torch.autograd.grad(..., is_grads_batched=True)``),
     falling back to one call per probe when the model's double backward cannot be vmapped (tried once;
     ``meta["hvp_fallback"]`` says why); ``"batched"`` makes that an error, ``"loop"`` always loops.
@@ -261,7 +266,7 @@ def estimate_hessian_trace(
     values = (trace / n)[:, None] * qerr
     std = (trace_se / n)[:, None] * qerr
     return setup.result(
-        values, std, "hessian_trace", traces=trace.tolist(), iterations=iters, steps=run.steps, probes_per_step=probes_per_step,
+        values, std, "hessian_trace", traces=trace.tolist(), iterations=iters, steps=run.steps, probes_per_step=run.probes_per_step,
         hvp=run.mode, hvp_calls=run.hvp_calls, hvp_fallback=run.fallback, converged=converged, tol=tol,
         forward_passes=setup.evaluator.num_batches + run.steps, backward_passes=run.steps + run.hvp_calls,
     )
