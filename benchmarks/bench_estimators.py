@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+import time
 import warnings
 from pathlib import Path
 from typing import Any, Callable
@@ -175,22 +176,26 @@ def bench_hessian(bed: Any, tol: float, max_iter: int, seeds: int) -> dict[str, 
             warnings.simplefilter("ignore")  # a run that misses tol says so in its row (converged)
             return estimate_hessian_trace(bed.model, bed.train, OPTIONS, tol=tol, max_iter=max_iter, seed=seed, **kw)
 
-    runs: dict[str, list[dict[str, Any]]] = {"before": [], "after": []}
-    pooled: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for path, kw in (("before", {"probes_per_step": 1, "hvp": "loop"}), ("after", {})):
-        traces, ses = [], []
-        for seed in range(seeds):
+    paths = {"before": {"probes_per_step": 1, "hvp": "loop"}, "after": {}}
+    runs: dict[str, list[dict[str, Any]]] = {path: [] for path in paths}
+    traces: dict[str, list[np.ndarray]] = {path: [] for path in paths}
+    ses: dict[str, list[np.ndarray]] = {path: [] for path in paths}
+    for seed in range(seeds):
+        for path, kw in paths.items():  # interleaved: a change in the machine's load hits both paths alike
+            cpu = time.process_time()
             wall, s = stopwatch(lambda: run(seed, **kw))
-            traces.append(np.array(s.meta["traces"]))
-            ses.append(s.std[:, 0] / s.values[:, 0] * traces[-1])  # every option's column is the trace times one factor per layer
-            runs[path].append({"seed": seed, "s": wall, **{k: s.meta[k] for k in ("iterations", "steps", "probes_per_step", "hvp_calls", "converged", "hvp")}})
-        pooled[path] = (np.mean(traces, axis=0), np.sqrt(np.sum(np.square(ses), axis=0)) / seeds)
+            cpu = time.process_time() - cpu  # one thread: the work done, less sensitive than wall time to other jobs on the machine
+            traces[path].append(np.array(s.meta["traces"]))
+            ses[path].append(s.std[:, 0] / s.values[:, 0] * traces[path][-1])  # every option's column is the trace times one factor per layer
+            runs[path].append({"seed": seed, "s": wall, "cpu_s": cpu,
+                               **{k: s.meta[k] for k in ("iterations", "steps", "probes_per_step", "hvp_calls", "converged", "hvp")}})
+    pooled = {path: (np.mean(traces[path], axis=0), np.sqrt(np.sum(np.square(ses[path]), axis=0)) / seeds) for path in paths}
     (tb, eb), (ta, ea) = pooled["before"], pooled["after"]
     z = np.abs(tb - ta) / np.sqrt(eb**2 + ea**2)
-    total = {f"{path}_{key}": sum(r[key] for r in runs[path]) for path in runs for key in ("s", "iterations", "hvp_calls")}
+    total = {f"{path}_{key}": sum(r[key] for r in runs[path]) for path in runs for key in ("s", "cpu_s", "iterations", "hvp_calls")}
     return {"estimator": "estimate_hessian_trace", "model": "digits CNN", "batches": f"{len(bed.train)} x {len(bed.train[0][1])}",
             "tol": tol, "max_iter": max_iter, "seeds": seeds, "probes_per_step": runs["after"][0]["probes_per_step"], "runs": runs, **total,
-            "speedup": total["before_s"] / total["after_s"], "hvp_call_ratio": total["before_hvp_calls"] / total["after_hvp_calls"],
+            "speedup": total["before_s"] / total["after_s"], "cpu_speedup": total["before_cpu_s"] / total["after_cpu_s"], "hvp_call_ratio": total["before_hvp_calls"] / total["after_hvp_calls"],
             "before_ms_per_probe": 1000 * total["before_s"] / total["before_iterations"], "after_ms_per_probe": 1000 * total["after_s"] / total["after_iterations"],
             "before_traces": tb.tolist(), "before_trace_se": eb.tolist(), "after_traces": ta.tolist(), "after_trace_se": ea.tolist(),
             "max_z": float(z.max()), "within_se": bool(z.max() < HESSIAN_Z)}
@@ -219,14 +224,15 @@ def render(report: dict[str, Any]) -> str:
                   f"before batching); after = {r['probes_per_step']} probes a step sharing one loss and gradient, their products in one batched call. "
                   "Where the tolerance is met is random, so the probe counts differ; `equal` compares the per-layer traces pooled over the seeds: "
                   f"largest difference in joint standard errors (< {HESSIAN_Z:g} required).", "",
-                  "| model | batches | seed | path | wall (s) | probes | steps | HVP calls | ms / probe | converged |",
-                  "|---|---|---:|---|---:|---:|---:|---:|---:|---|"]
+                  "| model | batches | seed | path | wall (s) | CPU (s) | probes | steps | HVP calls | ms / probe (wall) | converged |",
+                  "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---|"]
         for path in ("before", "after"):
             for x in r["runs"][path]:
-                lines.append(f"| {r['model']} | {r['batches']} | {x['seed']} | {path} ({x['hvp']}) | {x['s']:.2f} | {x['iterations']} | {x['steps']} | "
+                lines.append(f"| {r['model']} | {r['batches']} | {x['seed']} | {path} ({x['hvp']}) | {x['s']:.2f} | {x['cpu_s']:.2f} | {x['iterations']} | {x['steps']} | "
                              f"{x['hvp_calls']} | {1000 * x['s'] / x['iterations']:.1f} | {x['converged']} |")
         lines += ["", f"All seeds: before {r['before_s']:.1f} s, {r['before_iterations']} probes, {r['before_hvp_calls']} HVP calls; after "
-                  f"{r['after_s']:.1f} s, {r['after_iterations']} probes, {r['after_hvp_calls']} HVP calls: {r['speedup']:.1f}x in wall time to tol, "
+                  f"{r['after_s']:.1f} s, {r['after_iterations']} probes, {r['after_hvp_calls']} HVP calls: {r['speedup']:.1f}x in wall time to tol "
+                  f"({r['cpu_speedup']:.1f}x in CPU time), "
                   f"{r['hvp_call_ratio']:.1f}x fewer HVP calls, {r['before_ms_per_probe'] / r['after_ms_per_probe']:.1f}x per probe "
                   f"({r['before_ms_per_probe']:.1f} vs {r['after_ms_per_probe']:.1f} ms). Pooled traces before "
                   + ", ".join(f"{a:.3f} ± {e:.3f}" for a, e in zip(r["before_traces"], r["before_trace_se"])) + "; after "
