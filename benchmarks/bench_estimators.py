@@ -17,6 +17,14 @@ equal (bit-identical, or the largest difference is reported):
   with batches of 4 and 60, and on a deeper random conv chain (24 conv layers, 32x32 inputs, batches
   of 4; it stands in for the 50-layer ImageNet CNN of issue 18, which is not installed here).
 
+* ``estimate_hessian_trace`` on the digits CNN (W2/W3/W4/W8, the 20 training batches of 64, to the
+  same ``tol``): one probe per step, one Hessian-vector product call each (``probes_per_step=1,
+  hvp="loop"``: the estimator before batching) vs the default, 8 probes a step sharing the loss and
+  gradient, their products in one batched call. The stopping point is random (the tolerance is met
+  by chance), so the two runs take different numbers of probes: wall time, probes and HVP calls to
+  ``tol`` are reported with the cost per probe; the tables are checked equal within their standard
+  errors (traces pooled over 3 seeds; largest ``|a - b| / sqrt(se_a² + se_b²)`` over the layers, below 3).
+
 Fast runs (< 2 s): median of ``--repeat`` after a warm-up; slower ones: one run.
 Results: ``benchmarks/results/estimators.json`` and ``.md``.
 """
@@ -26,6 +34,7 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+import time
 import warnings
 from pathlib import Path
 from typing import Any, Callable
@@ -154,6 +163,44 @@ def bench_delta(name: str, model: Any, x: Any, y: Any, batch: int, repeat: int, 
             **compare(new.values, old.values), "max_abs_diff_onnx": float(np.max(np.abs(new.values - ort.values)))}
 
 
+HESSIAN_Z = 3.0  # the before and after traces agree when no layer differs by more than this many joint standard errors
+
+
+def bench_hessian(bed: Any, tol: float, max_iter: int, seeds: int) -> dict[str, Any]:
+    """Both paths to ``tol`` once per seed (a seed draws the same probes in both); the traces pooled
+    over the seeds are compared."""
+    from mpqopt.adapters.torch.estimators.hessian import estimate_hessian_trace
+
+    def run(seed: int, **kw: Any) -> Any:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a run that misses tol says so in its row (converged)
+            return estimate_hessian_trace(bed.model, bed.train, OPTIONS, tol=tol, max_iter=max_iter, seed=seed, **kw)
+
+    paths = {"before": {"probes_per_step": 1, "hvp": "loop"}, "after": {}}
+    runs: dict[str, list[dict[str, Any]]] = {path: [] for path in paths}
+    traces: dict[str, list[np.ndarray]] = {path: [] for path in paths}
+    ses: dict[str, list[np.ndarray]] = {path: [] for path in paths}
+    for seed in range(seeds):
+        for path, kw in paths.items():  # interleaved: a change in the machine's load hits both paths alike
+            cpu = time.process_time()
+            wall, s = stopwatch(lambda: run(seed, **kw))
+            cpu = time.process_time() - cpu  # one thread: the work done, less sensitive than wall time to other jobs on the machine
+            traces[path].append(np.array(s.meta["traces"]))
+            ses[path].append(s.std[:, 0] / s.values[:, 0] * traces[path][-1])  # every option's column is the trace times one factor per layer
+            runs[path].append({"seed": seed, "s": wall, "cpu_s": cpu,
+                               **{k: s.meta[k] for k in ("iterations", "steps", "probes_per_step", "hvp_calls", "converged", "hvp")}})
+    pooled = {path: (np.mean(traces[path], axis=0), np.sqrt(np.sum(np.square(ses[path]), axis=0)) / seeds) for path in paths}
+    (tb, eb), (ta, ea) = pooled["before"], pooled["after"]
+    z = np.abs(tb - ta) / np.sqrt(eb**2 + ea**2)
+    total = {f"{path}_{key}": sum(r[key] for r in runs[path]) for path in runs for key in ("s", "cpu_s", "iterations", "hvp_calls")}
+    return {"estimator": "estimate_hessian_trace", "model": "digits CNN", "batches": f"{len(bed.train)} x {len(bed.train[0][1])}",
+            "tol": tol, "max_iter": max_iter, "seeds": seeds, "probes_per_step": runs["after"][0]["probes_per_step"], "runs": runs, **total,
+            "speedup": total["before_s"] / total["after_s"], "cpu_speedup": total["before_cpu_s"] / total["after_cpu_s"], "hvp_call_ratio": total["before_hvp_calls"] / total["after_hvp_calls"],
+            "before_ms_per_probe": 1000 * total["before_s"] / total["before_iterations"], "after_ms_per_probe": 1000 * total["after_s"] / total["after_iterations"],
+            "before_traces": tb.tolist(), "before_trace_se": eb.tolist(), "after_traces": ta.tolist(), "after_trace_se": ea.tolist(),
+            "max_z": float(z.max()), "within_se": bool(z.max() < HESSIAN_Z)}
+
+
 def render(report: dict[str, Any]) -> str:
     lines = ["# Estimators before vs after (cached activations)", "", machine_line(report["machine"]), "",
              "One thread (torch and ONNX Runtime). before = the old path (`_exhaustive_reference`, `_delta_loss_reference`: a full forward",
@@ -171,6 +218,26 @@ def render(report: dict[str, Any]) -> str:
     for r in bare:
         lines += ["", f"exhaustive_losses vs a bare depth-first enumeration of the same nn.Sequential (no checks, progress or checkpoints): "
                   f"{r['after_s']:.3f} s vs {r['bare_enumeration_s']:.3f} s = {r['after_vs_bare']:.2f}x (goal <= 2x); values agree to {r['bare_max_abs_diff']:.1e}."]
+    for r in report.get("hessian", []):
+        lines += ["", f"## estimate_hessian_trace: batched probes (to tol={r['tol']:g}, {r['seeds']} seeds)", "",
+                  f"before = one probe per step and one Hessian-vector product call per probe (`probes_per_step=1, hvp='loop'`, the estimator "
+                  f"before batching); after = {r['probes_per_step']} probes a step sharing one loss and gradient, their products in one batched call. "
+                  "Where the tolerance is met is random, so the probe counts differ; `equal` compares the per-layer traces pooled over the seeds: "
+                  f"largest difference in joint standard errors (< {HESSIAN_Z:g} required).", "",
+                  "| model | batches | seed | path | wall (s) | CPU (s) | probes | steps | HVP calls | ms / probe (wall) | converged |",
+                  "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---|"]
+        for path in ("before", "after"):
+            for x in r["runs"][path]:
+                lines.append(f"| {r['model']} | {r['batches']} | {x['seed']} | {path} ({x['hvp']}) | {x['s']:.2f} | {x['cpu_s']:.2f} | {x['iterations']} | {x['steps']} | "
+                             f"{x['hvp_calls']} | {1000 * x['s'] / x['iterations']:.1f} | {x['converged']} |")
+        lines += ["", f"All seeds: before {r['before_s']:.1f} s, {r['before_iterations']} probes, {r['before_hvp_calls']} HVP calls; after "
+                  f"{r['after_s']:.1f} s, {r['after_iterations']} probes, {r['after_hvp_calls']} HVP calls: {r['speedup']:.1f}x in wall time to tol "
+                  f"({r['cpu_speedup']:.1f}x in CPU time), "
+                  f"{r['hvp_call_ratio']:.1f}x fewer HVP calls, {r['before_ms_per_probe'] / r['after_ms_per_probe']:.1f}x per probe "
+                  f"({r['before_ms_per_probe']:.1f} vs {r['after_ms_per_probe']:.1f} ms). Pooled traces before "
+                  + ", ".join(f"{a:.3f} ± {e:.3f}" for a, e in zip(r["before_traces"], r["before_trace_se"])) + "; after "
+                  + ", ".join(f"{a:.3f} ± {e:.3f}" for a, e in zip(r["after_traces"], r["after_trace_se"]))
+                  + f"; equal within the standard errors: {'yes' if r['within_se'] else 'NO'} (largest {r['max_z']:.1f})."]
     return "\n".join(lines) + "\n"
 
 
@@ -198,12 +265,13 @@ def main(argv: list[str] | None = None) -> int:
         n = 8 if args.quick else 32
         x, y = torch.randn(n, 3, 32, 32, generator=gen), torch.randint(0, 10, (n,), generator=gen)
         rows.append(bench_delta("random conv chain, 24 layers", deep_chain(8 if args.quick else 24), x, y, 4, args.repeat, Path(tmp)))
-    report = {"machine": machine(("numpy", "torch", "onnxruntime", "mpqopt")), "rows": rows}
-    for r in rows:
+    hessian = [bench_hessian(bed, tol=1e-2 if args.quick else 1e-3, max_iter=400 if args.quick else 4000, seeds=1 if args.quick else 3)]
+    report = {"machine": machine(("numpy", "torch", "onnxruntime", "mpqopt")), "rows": rows, "hessian": hessian}
+    for r in rows + hessian:
         print(r)
     out = args.out if args.out is not None or args.quick else RESULTS
     print(render(report) if out is None else write_results(out, "estimators", report, render))
-    return 0 if all(r["identical"] for r in rows) else 1
+    return 0 if all(r["identical"] for r in rows) and all(r["within_se"] for r in hessian) else 1
 
 
 if __name__ == "__main__":

@@ -25,3 +25,9 @@ def test_the_estimators_benchmark_runs_and_its_tables_agree(tmp_path):
         assert r.get("max_abs_diff_onnx", 0.0) < 1e-5  # the ONNX export agrees to float round-off
     assert report["rows"][0]["bare_max_abs_diff"] < 1e-6  # the yardstick enumeration measures the same losses
     assert "| exhaustive_losses | digits CNN |" in (tmp_path / "estimators.md").read_text()
+    (h,) = report["hessian"]  # one probe per HVP call before, 8 probes per batched call after; traces within their standard errors
+    (b,), (a,) = h["runs"]["before"], h["runs"]["after"]
+    assert (b["hvp"], a["hvp"], h["probes_per_step"], h["seeds"]) == ("loop", "batched", 8, 1) and h["within_se"]
+    assert b["hvp_calls"] == b["steps"] == b["iterations"] and a["hvp_calls"] == a["steps"] == -(-a["iterations"] // 8)
+    assert b["s"] > 0 and a["s"] > 0 and h["before_hvp_calls"] == b["hvp_calls"]
+    assert "## estimate_hessian_trace: batched probes" in (tmp_path / "estimators.md").read_text()

@@ -124,15 +124,17 @@ def conv_data(batches: int = 1):
     return [(torch.randn(16, 1, 5, 5, generator=gen), torch.randint(0, 3, (16,), generator=gen)) for _ in range(batches)]
 
 
+@pytest.mark.parametrize("probes", [1, 8])
 @pytest.mark.parametrize("make, data", [(mlp, labelled(1, 24)), (mlp, labelled(2, 24)), (TinyConv, conv_data())])
-def test_hutchinson_converges_to_the_exact_trace(make, data):
+def test_hutchinson_converges_to_the_exact_trace(make, data, probes):
     model = make()
     mods = [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
     exact = exact_traces(model, [n for n, _ in mods], data)
     with pytest.warns(UserWarning, match=r"stopped at max_iter=600 samples without meeting tol=0; relative standard errors of the traces are up to"):
-        s = estimate_hessian_trace(model, data, [2, 4], tol=0.0, max_iter=600)  # tol 0 never converges: it says so
+        s = estimate_hessian_trace(model, data, [2, 4], tol=0.0, max_iter=600, probes_per_step=probes)  # tol 0 never converges: it says so
     est = np.array(s.meta["traces"])
     assert s.meta["iterations"] == 600 and not s.meta["converged"]
+    assert s.meta["hvp"] == "batched" and s.meta["steps"] == s.meta["hvp_calls"] == 600 // probes
     assert np.allclose(est, exact, rtol=0.15), (est, exact)
     # the table is HAWQ's trace / n * ||Q(W) - W||², its std the Hutchinson standard error scaled alike
     n = np.array([m.weight.numel() for _, m in mods])
@@ -148,9 +150,102 @@ def test_hutchinson_stops_at_the_tolerance():
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # converged: no warning
         s = estimate_hessian_trace(model, data, [4], tol=2e-3, max_iter=5000)
-    assert s.meta["converged"] and 10 <= s.meta["iterations"] < 5000
-    assert s.meta["forward_passes"] == 1 + s.meta["iterations"] and s.meta["backward_passes"] == 2 * s.meta["iterations"]
+    steps = s.meta["steps"]
+    assert s.meta["converged"] and 10 <= s.meta["iterations"] < 5000 and steps == math.ceil(s.meta["iterations"] / 8)  # 8 probes a step
+    assert s.meta["forward_passes"] == 1 + steps and s.meta["hvp_calls"] == steps and s.meta["backward_passes"] == 2 * steps
     assert np.allclose(s.meta["traces"], exact, rtol=0.3)
+
+
+def hutchinson_runs(model, data, **kw):
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="hessian_trace: stopped at max_iter")  # tol=0: a fixed number of probes
+        return estimate_hessian_trace(model, data, [2, 4], tol=0.0, **kw)
+
+
+# float32 products summed in another order: measured up to 4e-8 relative on these models
+BATCHED_RTOL = 1e-6
+
+
+@pytest.mark.parametrize("make, data", [(mlp, labelled(3, 24)), (TinyConv, conv_data(2))])
+def test_batched_probes_give_the_traces_of_one_product_per_probe(make, data):
+    # 50 probes, 8 a step: 6 full steps, then 2; the same seed draws the same probes both ways
+    batched = hutchinson_runs(make(), data, max_iter=50, probes_per_step=8, seed=3)
+    looped = hutchinson_runs(make(), data, max_iter=50, probes_per_step=8, seed=3, hvp="loop")
+    assert (batched.meta["hvp"], batched.meta["hvp_calls"], batched.meta["steps"]) == ("batched", 7, 7)
+    assert (looped.meta["hvp"], looped.meta["hvp_calls"], looped.meta["steps"]) == ("loop", 50, 7)
+    assert np.allclose(batched.meta["traces"], looped.meta["traces"], rtol=BATCHED_RTOL, atol=0)
+    assert np.allclose(batched.values, looped.values, rtol=BATCHED_RTOL) and np.allclose(batched.std, looped.std, rtol=1e-5)
+    # the probe sequence does not depend on probes_per_step: on one batch, 8 probes a step in one
+    # product each are the old estimator (one loss, gradient and product per probe)
+    one = [data[0]]
+    single = hutchinson_runs(make(), one, max_iter=50, probes_per_step=1, seed=3, hvp="loop")
+    assert single.meta["steps"] == single.meta["hvp_calls"] == 50
+    assert np.allclose(hutchinson_runs(make(), one, max_iter=50, seed=3).meta["traces"], single.meta["traces"], rtol=BATCHED_RTOL, atol=0)
+    other_seed = hutchinson_runs(make(), one, max_iter=50, seed=4)
+    assert not np.allclose(other_seed.meta["traces"], single.meta["traces"], rtol=1e-3)
+
+
+@pytest.mark.parametrize("batches, max_iter, probes", [(1, 30, 8), (4, 12, 3), (4, 40, 8), (20, 30, 1)])
+def test_default_probes_per_step_reach_every_batch(batches, max_iter, probes):
+    # 8 probes a step, fewer when max_iter probes at 8 a step would leave batches unseen
+    s = hutchinson_runs(mlp(), labelled(batches, 4), max_iter=max_iter)
+    assert s.meta["probes_per_step"] == probes and s.meta["steps"] == -(-max_iter // probes) >= min(batches, max_iter)
+    assert s.meta["iterations"] == max_iter and s.meta["hvp_calls"] == s.meta["steps"]
+
+
+class _TanhGrad(torch.autograd.Function):
+    """tanh's derivative ``g * (1 - y²)`` whose own backward reads a value (``.item()``): autograd
+    cannot vmap it over a batch of probes."""
+
+    @staticmethod
+    def forward(ctx, y, g):
+        ctx.save_for_backward(y, g)
+        return g * (1 - y * y)
+
+    @staticmethod
+    def backward(ctx, gg):
+        y, g = ctx.saved_tensors
+        assert math.isfinite(float(gg.abs().sum()))
+        return -2 * y * g * gg, gg * (1 - y * y)
+
+
+class _Tanh(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        y = torch.tanh(x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        return _TanhGrad.apply(ctx.saved_tensors[0], g)
+
+
+class UnbatchableTanh(nn.Module):
+    """``mlp()`` with a tanh whose Hessian-vector product works one probe at a time only."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = mlp()
+
+    def forward(self, x):
+        return self.body[2](_Tanh.apply(self.body[0](x)))
+
+
+def test_hessian_falls_back_to_one_product_per_probe_when_batching_fails():
+    data = labelled(2, 24)
+    fallback = hutchinson_runs(UnbatchableTanh(), data, max_iter=40, seed=1)
+    plain = hutchinson_runs(mlp(), data, max_iter=40, seed=1)
+    assert fallback.meta["hvp"] == "loop" and "item" in fallback.meta["hvp_fallback"]
+    assert plain.meta["hvp"] == "batched" and plain.meta["hvp_fallback"] is None
+    # detected once: the first step tried the batched product, then every probe had its own
+    assert fallback.meta["hvp_calls"] == 40 and fallback.meta["backward_passes"] == 5 + 40
+    assert np.allclose(fallback.meta["traces"], plain.meta["traces"], rtol=BATCHED_RTOL, atol=0)
+    with pytest.raises(ProblemError, match="hvp='loop'"):
+        hutchinson_runs(UnbatchableTanh(), data, max_iter=8, hvp="batched")
+    for bad in ({"probes_per_step": 0}, {"hvp": "vmap"}):
+        with pytest.raises(ProblemError, match=f"hessian_trace: {next(iter(bad))}"):
+            hutchinson_runs(mlp(), data, max_iter=8, **bad)
 
 
 def test_hessian_of_an_unused_layer_is_zero():
