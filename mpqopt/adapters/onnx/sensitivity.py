@@ -34,7 +34,7 @@ one per layer running only the graph after it (:mod:`~.suffix`). Options with ac
 ...     [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 3])], inits)
 >>> model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
 >>> batches = [{"x": rng.normal(size=(16, 4)).astype(np.float32)} for _ in range(2)]
->>> s = estimate_delta_output(model, batches, [2, 8, 32], progress=False)
+>>> s = estimate_delta_output(model, batches, [2, 8, 32], mode="suffix", progress=False)
 >>> s.layers, s.values.shape, float(s.values[0, 2]), s.meta["forward_passes"]   # 2 references, 2 caching passes, 2 layers x 2 options x 2 batches
 (('fc1', 'fc2'), (2, 3), 0.0, 12)
 >>> s.meta["mode"], s.meta["full_layers"]   # fc2 runs alone on the cached ReLU output; fc1's suffix is the whole graph
@@ -329,21 +329,24 @@ def estimate_delta_output(
     ``labels``; ``layers`` (names or :class:`~.layers.OnnxLayer` objects) wins over
     ``include``/``exclude``.
 
-    ``mode="auto"`` caches, per batch, the FP32 tensors each layer's suffix reads (one pass) and runs
-    only the nodes after the layer (:mod:`~.suffix`: one extra session per layer, built once), the
-    whole graph where that is impossible or saves nothing; ``mode="full"`` runs the whole graph for
-    every entry. Both give the same table (checked in the tests to 1e-6 relative; on the models
-    there the same bits). ``meta``: ``forward_passes`` (runs on one batch, suffix runs, the FP32
-    references and the caching passes included; the suffixes' check on the first batch not),
-    ``mode`` (``"suffix"`` or ``"full"``), ``mode_reason`` (why no layer runs a suffix),
-    ``full_layers`` (layer -> why it runs the whole graph), ``step_fraction`` (nodes run / nodes of
-    as many whole-graph runs).
+    ``mode="suffix"`` caches, per batch, the FP32 tensors each layer's suffix reads (one pass) and
+    runs only the nodes after the layer (:mod:`~.suffix`: one extra session per layer, built once),
+    the whole graph where that is impossible or saves nothing; ``mode="auto"`` (default) does so only
+    for layers whose runs save more time than their session costs to build (estimated from timings:
+    a few runs of a small model keep the whole graph); ``mode="full"`` runs the whole graph for
+    every entry. All give the same table (checked in the tests to 1e-6 relative; on the models there
+    the same bits). ``meta``: ``forward_passes`` (runs on one batch, suffix runs, the FP32
+    references, the caching passes and auto's one timed run included; the suffixes' check on the
+    first batch not), ``mode`` (``"suffix"`` when some layer runs its suffix, else ``"full"``),
+    ``mode_reason`` (why no layer does), ``full_layers`` (layer -> why it runs the whole graph),
+    ``step_fraction`` (nodes run / nodes of as many whole-graph runs).
     """
     s = _Measure(model, inputs, options, output, metric, labels, layers, include, exclude, scheme, threads)
     L, K, nb = len(s.names), len(s.options), s.ev.num_batches
     losses = np.tile(s.base, (L, K, 1))
     start = s.ev.runs
-    runs = SuffixRuns(s.ev, [l.weight_name for l in s.layers], mode=check_mode(mode) if s.live else "full", threads=threads)
+    runs = SuffixRuns(s.ev, [l.weight_name for l in s.layers], evaluations=len(s.live) * nb,
+                      mode=check_mode(mode) if s.live else "full", threads=threads)
     if not s.live:
         runs.reason = "every option is full precision: nothing to run"
     with Progress(nb * L, "ONNX delta_output", enabled=progress) as bar:

@@ -29,6 +29,7 @@ Suffix(nodes=(0, 1, 2, 3), cached=('x',), weights=('w1', 'w2'))
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
@@ -40,7 +41,7 @@ from ...errors import ProblemError
 from .graph import ACT_PASS_OPS
 from .runtime import OnnxEvaluator, _ort_text, expose_weights, make_session
 
-MODES = ("auto", "full")
+MODES = ("auto", "suffix", "full")
 # ops that only move values or compute shapes: a suffix that leaves out only these saves nothing
 _CHEAP_OPS = ACT_PASS_OPS | {"Shape", "Size", "Constant", "ConstantOfShape", "Gather", "Concat", "Slice"}
 # ops whose outputs are not functions of their inputs: never treated as constants
@@ -71,46 +72,58 @@ def unsliceable(graph: onnx.GraphProto, fed: set[str]) -> str:
     return ""
 
 
-def plan_suffix(graph: onnx.GraphProto, weight: str, output: str, fed: set[str]) -> Suffix:
+class NodeTable:
+    """A graph's nodes as plain tuples ``(op_type, inputs, outputs)`` (empty names dropped) and its
+    constant tensors: initializers not in ``fed``, and outputs of nodes computed from constants
+    only (``Constant``, shape arithmetic on initializers; never random ops). Built once per graph:
+    protobuf field access is slow."""
+
+    def __init__(self, graph: onnx.GraphProto, fed: set[str]):
+        self.nodes = [(n.op_type, tuple(t for t in n.input if t), tuple(t for t in n.output if t)) for n in graph.node]
+        self.fed = set(fed)
+        self.const = ({t.name for t in graph.initializer} | {t.name for t in graph.sparse_initializer}) - self.fed
+        for op, ins, outs in self.nodes:
+            if op not in _RANDOM_OPS and (op == "Constant" or (ins and all(t in self.const for t in ins))):
+                self.const.update(outs)
+
+    def ancestors(self, output: str) -> set[int]:
+        """Indices of the nodes ``output`` is computed from."""
+        need, out = {output}, set()
+        for idx in reversed(range(len(self.nodes))):
+            _, ins, outs = self.nodes[idx]
+            if any(t in need for t in outs):
+                out.add(idx)
+                need.update(ins)
+        return out
+
+
+def plan_suffix(graph: onnx.GraphProto | NodeTable, weight: str, output: str, fed: set[str] | None = None) -> Suffix:
     """The suffix of ``graph`` that perturbing ``weight`` changes, for scoring ``output``.
 
     ``fed``: tensors fed at run time besides the graph's inputs (the exposed weights), never
-    constants. ``graph`` must pass :func:`unsliceable`. An empty ``nodes`` means the weight does not
-    reach ``output``.
+    constants (with a :class:`NodeTable`, its own). ``graph`` must pass :func:`unsliceable`. An empty
+    ``nodes`` means the weight does not reach ``output``.
     """
-    nodes = graph.node
-    const = ({t.name for t in graph.initializer} | {t.name for t in graph.sparse_initializer}) - fed
+    table = graph if isinstance(graph, NodeTable) else NodeTable(graph, fed or set())
+    nodes, const = table.nodes, table.const
     changed = {weight}
     affected = set()
-    for idx, node in enumerate(nodes):
-        ins = [t for t in node.input if t]
+    for idx, (_, ins, outs) in enumerate(nodes):
         if any(t in changed for t in ins):
             affected.add(idx)
-            changed.update(node.output)
-        elif node.op_type not in _RANDOM_OPS and (node.op_type == "Constant" or (ins and all(t in const for t in ins))):
-            const.update(node.output)
+            changed.update(outs)
     if output not in changed:
         return Suffix((), (), ())
     keep, need = [], {output}
     for idx in reversed(range(len(nodes))):
-        node = nodes[idx]
-        if any(t in need for t in node.output) and (idx in affected or all(t in const for t in node.output)):
+        _, ins, outs = nodes[idx]
+        if any(t in need for t in outs) and (idx in affected or all(t in const for t in outs)):
             keep.append(idx)
-            need.update(t for t in node.input if t)
+            need.update(ins)
     keep.reverse()
-    made = {t for idx in keep for t in nodes[idx].output}
-    read = list(dict.fromkeys(t for idx in keep for t in nodes[idx].input if t and t not in made and t not in const))
-    return Suffix(tuple(keep), tuple(t for t in read if t not in fed), tuple(t for t in read if t in fed))
-
-
-def _ancestors(graph: onnx.GraphProto, output: str) -> set[int]:
-    need, out = {output}, set()
-    for idx in reversed(range(len(graph.node))):
-        node = graph.node[idx]
-        if any(t in need for t in node.output):
-            out.add(idx)
-            need.update(t for t in node.input if t)
-    return out
+    made = {t for idx in keep for t in nodes[idx][2]}
+    read = list(dict.fromkeys(t for idx in keep for t in nodes[idx][1] if t not in made and t not in const))
+    return Suffix(tuple(keep), tuple(t for t in read if t not in table.fed), tuple(t for t in read if t in table.fed))
 
 
 def suffix_model(proto: onnx.ModelProto, suffix: Suffix, output: str, examples: Mapping[str, np.ndarray]) -> onnx.ModelProto:
@@ -145,17 +158,22 @@ def check_mode(mode: str) -> str:
 class SuffixRuns:
     """Score one perturbed weight at a time by running only its layer's suffix.
 
-    ``weights``: the perturbed weight of each layer (all exposed by ``ev``); ``threads``: intra-op
-    threads of the sessions it makes. Call :meth:`load` with a
-    batch index (one FP32 pass caching the tensors every suffix reads), then :meth:`run` for any
-    layer and weight value. ``mode="full"`` runs the whole graph for every layer (the reference).
-    Runs are counted in ``ev.runs``; ``steps`` counts the nodes they ran and ``full_steps`` the
-    nodes a whole-graph run needs.
+    ``weights``: the perturbed weight of each layer (all exposed by ``ev``); ``evaluations``: the
+    runs each layer will get (options x batches); ``threads``: intra-op threads of the sessions it
+    makes. Call :meth:`load` with a batch index (one FP32 pass caching the tensors every suffix
+    reads), then :meth:`run` for any layer and weight value. Runs are counted in ``ev.runs``;
+    ``steps`` counts the nodes they ran and ``full_steps`` the nodes of a whole-graph run.
+
+    ``mode="suffix"``: every layer whose suffix can run alone does; ``"auto"``: only where the time
+    it saves pays for building its session, estimated from the caching session's build time and
+    one timed whole-graph run (so on a few short runs it may choose the whole graph: same table);
+    ``"full"``: the whole graph for every layer (the reference).
     """
 
-    def __init__(self, ev: OnnxEvaluator, weights: Sequence[str], *, mode: str = "auto", threads: int = 1):
+    def __init__(self, ev: OnnxEvaluator, weights: Sequence[str], *, evaluations: int = 1, mode: str = "auto", threads: int = 1):
         check_mode(mode)
-        self.ev, self.weights, self.threads = ev, list(weights), threads
+        self.ev, self.weights, self.threads, self.policy = ev, list(weights), threads, mode
+        self.evaluations = evaluations
         self.suffixes: dict[int, Suffix] = {}
         self.sessions: dict[int, object] = {}
         self.reasons: dict[int, str] = {}  # layer index -> why it runs the whole graph
@@ -164,9 +182,11 @@ class SuffixRuns:
         self.cache: dict[str, np.ndarray] = {}
         self._batch = -1
         self._cache_session = None
+        self._cached: list[str] = []
         proto, _ = expose_weights(ev.model, list(ev.weights), ev.output_name)
         g, fed = proto.graph, set(ev.weights)
-        whole = _ancestors(g, ev.output_name)
+        table = NodeTable(g, fed)
+        whole = table.ancestors(ev.output_name)
         self.full_steps = len(whole)
         if mode == "full":
             return
@@ -174,8 +194,8 @@ class SuffixRuns:
         if self.reason:
             return
         for i, w in enumerate(self.weights):
-            s = plan_suffix(g, w, ev.output_name, fed)
-            if s.nodes and all(g.node[j].op_type in _CHEAP_OPS for j in whole.difference(s.nodes)):
+            s = plan_suffix(table, w, ev.output_name)
+            if s.nodes and all(table.nodes[j][0] in _CHEAP_OPS for j in whole.difference(s.nodes)):
                 self.reasons[i] = "its suffix is the whole graph"
             else:
                 self.suffixes[i] = s
@@ -188,13 +208,16 @@ class SuffixRuns:
         ev = self.ev
         model_inputs = set(ev.model.inputs)
         self._cached = list(dict.fromkeys(t for s in self.suffixes.values() for t in s.cached if t not in model_inputs))
+        built = 0.0  # seconds to build a session of the whole graph
         if self._cached:
             g = proto.graph
             have = {o.name for o in g.output}
             g.output.extend(onnx.ValueInfoProto(name=t) for t in self._cached if t not in have)
             try:
+                started = time.perf_counter()
                 self._cache_session = make_session(proto, ev.model, self.threads)
-                self.load(0)
+                built = time.perf_counter() - started
+                self.load(0)  # here: an error in it is a reason to fall back
             except ProblemError as exc:
                 self.reasons.update((i, "the FP32 caching pass fails") for i in self.suffixes)
                 self.suffixes, self._cache_session, self.reason = {}, None, f"the FP32 pass caching the suffixes' inputs fails: {exc}"
@@ -203,9 +226,22 @@ class SuffixRuns:
                 del g.output[len(have):]  # the suffix models copy this proto's outputs: only the scored one
         self.load(0)
         ref = ev.references[0]
+        if self.policy == "auto":
+            started = time.perf_counter()
+            ev.run(0)  # a whole-graph run in steady state, timed
+            run_s = time.perf_counter() - started
+            self.steps += self.full_steps
+        saved = 0.0
         for i, s in list(self.suffixes.items()):
             if not s.nodes:
                 continue  # the weight does not reach the output: the FP32 output, no run
+            share = len(s.nodes) / self.full_steps
+            if self.policy == "auto":
+                gain, cost = self.evaluations * run_s * (1 - share), (built + run_s) * share  # its session's build and check
+                if gain <= cost:
+                    self._drop(i, f"its {self.evaluations} runs would save about {gain * 1e3:.3g} ms, less than its session costs ({cost * 1e3:.3g} ms)")
+                    continue
+                saved += gain - cost
             try:
                 session = make_session(suffix_model(proto, s, ev.output_name, self.cache), ev.model, self.threads)
                 out = self._run(session, s, {})
@@ -217,10 +253,15 @@ class SuffixRuns:
                 self._drop(i, f"its suffix's FP32 output differs from the whole graph's on batch 0 (max abs diff {diff:.3g})")
                 continue
             self.sessions[i] = session
+        if self.policy == "auto" and self.sessions and self._cache_session is not None and saved <= (ev.num_batches - 1) * run_s:
+            for i in self.sessions:
+                self._drop(i, "the suffixes save less than the caching passes cost")
+            self.sessions = {}
         if not self.sessions:  # nothing left reads the cache
             self._cache_session, self.cache, self._batch = None, {}, -1
         if not self.suffixes:
-            self.reason = "no layer's suffix reproduced the whole graph's output"
+            self.reason = "no layer's suffix reproduced the whole graph's output" if any("differs" in r for r in self.reasons.values()) else \
+                "no layer's suffix pays for its session" if self.policy == "auto" else "no layer's suffix runs on its own"
 
     def _drop(self, i: int, why: str) -> None:
         del self.suffixes[i]

@@ -67,7 +67,7 @@ def test_minilm_delta_output_cosine(minilm):
     assert len(layers) == 18 and {l.op_type for l in layers} == {"MatMul"}
     assert all(l.weight_axis == 1 for l in layers)  # stored [in, out]: output channels on axis 1
     started = time.perf_counter()
-    s = estimate_delta_output(path, batches, [2, 3, 4, 8, 32], output="461", metric="cosine", progress=False)
+    s = estimate_delta_output(path, batches, [2, 3, 4, 8, 32], output="461", metric="cosine", mode="suffix", progress=False)
     seconds = time.perf_counter() - started
     print(f"\nMiniLM-L3 ONNX delta_output: 18 layers x 4 options x 2 batches of 16 sentences in {seconds:.1f} s "
           f"({s.meta['forward_passes']} runs); W4 1-cos per layer: {np.round(s.values[:, 2], 5).tolist()}")

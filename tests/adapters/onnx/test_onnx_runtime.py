@@ -144,7 +144,7 @@ def test_one_session_per_estimator_call(small, monkeypatch):
     assert made[0].intra_op_num_threads == 1
     made.clear()
     # cached: + one session caching the ReLU output and one for fc2's suffix, whatever the batch count
-    s = estimate_delta_output(mlp(w1, w2), batches * 2, [2, 3, 4, 32], progress=False)
+    s = estimate_delta_output(mlp(w1, w2), batches * 2, [2, 3, 4, 32], mode="suffix", progress=False)
     assert len(made) == 3 and s.meta["forward_passes"] == 6 + 6 + 2 * 3 * 6
     assert [m.intra_op_num_threads for m in made] == [1, 1, 1]
     made.clear()
@@ -219,7 +219,7 @@ def test_delta_output_agrees_with_torch_on_digits(digits_bed, digits_onnx):
 
     path, batches, labels = digits_onnx
     opts = [2, 3, 4, 8]
-    s = estimate_delta_output(path, batches, opts, labels=labels, progress=False)
+    s = estimate_delta_output(path, batches, opts, labels=labels, mode="suffix", progress=False)
     assert s.meta["metric"] == "ce" and s.meta["forward_passes"] == 3 + 3 + 5 * 4 * 3  # references, caching passes, entries
     assert [l.framework_name for l in discover_layers(path)] == ["0", "3", "7", "12", "14"]
     t = estimate_delta_loss(digits_bed.model, [(digits_bed.test_x[i : i + 180], digits_bed.test_y[i : i + 180]) for i in range(0, 540, 180)], opts)

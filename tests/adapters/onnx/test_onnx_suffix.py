@@ -1,4 +1,5 @@
-"""estimate_delta_output with cached FP32 tensors and per-layer suffix sessions (``mode="auto"``)
+"""estimate_delta_output with cached FP32 tensors and per-layer suffix sessions (``mode="suffix"``, and
+``"auto"``, which uses them where they pay)
 against the whole-graph runs (``mode="full"``, the path checked against baked-weight models and the
 torch adapter in test_onnx_runtime.py), a hand-written numpy forward of a residual graph, and the
 fall-backs (control flow, nondeterministic ops, a suffix that is the whole graph). One ONNX Runtime
@@ -56,11 +57,12 @@ def _batches(rng: np.random.Generator, width: int, n: int = 3, rows: int = 12) -
 
 
 def _both(model, batches, **kw):
-    full = estimate_delta_output(model, batches, OPTIONS, mode="full", threads=1, progress=False, **kw)
-    cached = estimate_delta_output(model, batches, OPTIONS, threads=1, progress=False, **kw)
-    np.testing.assert_allclose(cached.values, full.values, rtol=RTOL, atol=0)
-    if full.std is not None:
-        np.testing.assert_allclose(cached.std, full.std, rtol=RTOL, atol=0)
+    """The tables of every mode agree; returns the ``"suffix"`` and ``"full"`` ones."""
+    full, cached, auto = (estimate_delta_output(model, batches, OPTIONS, mode=m, threads=1, progress=False, **kw) for m in ("full", "suffix", "auto"))
+    for other in (cached, auto):
+        np.testing.assert_allclose(other.values, full.values, rtol=RTOL, atol=0)
+        if full.std is not None:
+            np.testing.assert_allclose(other.std, full.std, rtol=RTOL, atol=0)
     assert full.meta["mode"] == "full" and full.meta["step_fraction"] == 1.0
     return cached, full
 
@@ -142,9 +144,19 @@ def test_nondeterministic_suffix_falls_back():
     nodes = [helper.make_node("MatMul", ["x", "w1"], ["h"], name="fc1"), helper.make_node("Relu", ["h"], ["r"]),
              helper.make_node("MatMul", ["r", "w2"], ["z"], name="fc2"), helper.make_node("RandomUniformLike", ["z"], ["u"]),
              helper.make_node("Add", ["z", "u"], ["y"])]
-    s = estimate_delta_output(_model(nodes, w, 6), _batches(rng, 6), OPTIONS, metric="mse", threads=1, progress=False)
+    s = estimate_delta_output(_model(nodes, w, 6), _batches(rng, 6), OPTIONS, metric="mse", mode="suffix", threads=1, progress=False)
     assert s.meta["mode"] == "full" and s.meta["mode_reason"] == "no layer's suffix reproduced the whole graph's output"
     assert "differs from the whole graph's on batch 0" in s.meta["full_layers"]["fc2"]
+
+
+def test_auto_keeps_the_whole_graph_when_a_session_costs_more_than_it_saves():
+    rng = np.random.default_rng(6)
+    model, batches = mlp3(rng), _batches(rng, 6, n=1, rows=2)  # one run per layer of a tiny model
+    s = estimate_delta_output(model, batches, [4], threads=1, progress=False)
+    assert s.meta["mode"] == "full" and s.meta["mode_reason"] == "no layer's suffix pays for its session"
+    assert "would save about" in s.meta["full_layers"]["fc3"]
+    assert s.meta["forward_passes"] == 1 + 1 + 1 + 3  # reference, caching pass, timed run, one whole-graph run per layer
+    assert np.array_equal(s.values, estimate_delta_output(model, batches, [4], mode="full", threads=1, progress=False).values)
 
 
 def test_bad_mode():
