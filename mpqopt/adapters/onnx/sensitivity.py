@@ -22,8 +22,8 @@ weight's ``weight_axis``, min/max scale), as in :func:`~.export.fake_quantized_m
 
 The measured ones build ONE ONNX Runtime session per call (:class:`~.runtime.OnnxEvaluator`: the
 weights are graph inputs, perturbed copies are fed), one intra-op thread by default, and show a
-progress bar on a terminal; :func:`estimate_delta_output` adds one session caching FP32 tensors and
-one per layer running only the graph after it (:mod:`~.suffix`). Options with activation bits (``W4A8``) are not supported by them yet.
+progress bar on a terminal; :func:`estimate_delta_output` and :func:`estimate_pairwise` add one session
+caching FP32 tensors and one per layer running only the graph after it (:mod:`~.suffix`), where that pays. Options with activation bits (``W4A8``) are not supported by them yet.
 
 >>> from onnx import TensorProto, helper, numpy_helper
 >>> rng = np.random.default_rng(0)
@@ -361,10 +361,7 @@ def estimate_delta_output(
     for i in range(L):
         for k in s.live:
             values[i, k], std[i, k] = mean_and_stderr(losses[i, k] - s.base)
-    full = s.ev.runs - start
-    meta = s.meta(mode=runs.mode, mode_reason=runs.reason, full_layers={s.names[i]: why for i, why in runs.reasons.items()},
-                  step_fraction=round(runs.steps / (runs.full_steps * full), 4) if full else 0.0)
-    return _result(s.names, s.options, values, std if nb > 1 else None, "delta_output", **meta)
+    return _result(s.names, s.options, values, std if nb > 1 else None, "delta_output", **s.meta(**_mode_meta(s, runs, start)))
 
 
 def estimate_pairwise(
@@ -382,6 +379,7 @@ def estimate_pairwise(
     exclude: str | Iterable[str] | None = None,
     scheme: Any = None,
     threads: int = 1,
+    mode: str = "auto",
     progress: bool = True,
 ) -> Sensitivity:
     """CLADO's pairwise sensitivity measured with ONNX Runtime, in the torch estimator's convention:
@@ -392,27 +390,52 @@ def estimate_pairwise(
     ``window``: only pairs at most this many layers apart (layer order); ``pairs``: a callable
     ``(layer_a, layer_b) -> bool`` or a list of name pairs. Unmeasured pairs are 0. Cost: one run
     per batch for every (layer, option) and every pair of options of every measured layer pair.
+    ``mode`` and the ``meta`` entries it adds as in :func:`estimate_delta_output`: a pair runs the
+    suffix of its earlier layer when that suffix holds every node the later one changes (a chain),
+    else the whole graph.
     """
     s = _Measure(model, inputs, options, output, metric, labels, layers, include, exclude, scheme, threads)
     L, K, nb = len(s.names), len(s.options), s.ev.num_batches
     mask = pair_mask(s.names, window, pairs)
     layer_pairs = [(int(a), int(b)) for a, b in zip(*np.nonzero(mask))]
     single = np.tile(s.base, (L, K, 1))  # identity options: the FP32 losses
-    pair = np.full((L * K, L * K), np.nan)  # mean loss, row = first layer's (layer, option)
+    pair = np.full((L * K, L * K, nb), np.nan)  # loss per batch, row = first layer's (layer, option)
     total = L * len(s.live) + len(layer_pairs) * len(s.live) ** 2
-    with Progress(total, "ONNX pairwise", enabled=progress) as bar:
-        for i in range(L):
-            for k in s.live:
-                single[i, k] = s.losses([(i, k)])
-                bar.update()
-        for i, j in layer_pairs:
-            for k in s.live:
-                for p in s.live:
-                    pair[i * K + k, j * K + p] = s.losses([(i, k), (j, p)]).mean()
-                    bar.update()
-    values, std, omega_half = pairwise_terms(s.base, single, pair, s.options)
+    start = s.ev.runs
+    runs = SuffixRuns(s.ev, [l.weight_name for l in s.layers], evaluations=_pair_evaluations(L, layer_pairs, len(s.live), nb),
+                      mode=check_mode(mode) if s.live else "full", threads=threads)
+    with Progress(total * nb, "ONNX pairwise", enabled=progress) as bar:
+        for b in range(nb):  # batch by batch: one batch's cached tensors in memory at a time
+            runs.load(b)
+            for i in range(L):
+                for k in s.live:
+                    single[i, k, b] = s.check(s.ev.loss_of(b, runs.run(b, i, s.quantized(i, k)[1])), [(i, k)], b)
+                bar.update(len(s.live))
+            for i, j in layer_pairs:
+                for k in s.live:
+                    for p in s.live:
+                        out = runs.run_many(b, {i: s.quantized(i, k)[1], j: s.quantized(j, p)[1]})
+                        pair[i * K + k, j * K + p, b] = s.check(s.ev.loss_of(b, out), [(i, k), (j, p)], b)
+                bar.update(len(s.live) ** 2)
+    values, std, omega_half = pairwise_terms(s.base, single, pair.mean(axis=2), s.options)
     return _result(s.names, s.options, values, std if nb > 1 else None, "clado", pairwise=omega_half,
-                   **s.meta(entries=total, evaluations=total * nb, layer_pairs=len(layer_pairs)))
+                   **s.meta(entries=total, evaluations=total * nb, layer_pairs=len(layer_pairs), **_mode_meta(s, runs, start)))
+
+
+def _pair_evaluations(L: int, layer_pairs: Sequence[tuple[int, int]], live: int, nb: int) -> list[int]:
+    """Runs each layer's suffix may serve: its own entries and those of its pairs (an upper bound)."""
+    out = [live * nb] * L
+    for i, j in layer_pairs:
+        out[i] += live * live * nb
+        out[j] += live * live * nb
+    return out
+
+
+def _mode_meta(s: _Measure, runs: SuffixRuns, start: int) -> dict[str, Any]:
+    """What ``meta`` says about the suffix runs since ``s.ev.runs`` was ``start``."""
+    count = s.ev.runs - start
+    return {"mode": runs.mode, "mode_reason": runs.reason, "full_layers": {s.names[i]: why for i, why in runs.reasons.items()},
+            "step_fraction": round(runs.steps / (runs.full_steps * count), 4) if count else 0.0}
 
 
 # ------------------------------------------------------------------------------ deprecated names (one release)

@@ -159,9 +159,10 @@ class SuffixRuns:
     """Score one perturbed weight at a time by running only its layer's suffix.
 
     ``weights``: the perturbed weight of each layer (all exposed by ``ev``); ``evaluations``: the
-    runs each layer will get (options x batches); ``threads``: intra-op threads of the sessions it
+    runs each layer's suffix will get (one number, or one per layer); ``threads``: intra-op threads of the sessions it
     makes. Call :meth:`load` with a batch index (one FP32 pass caching the tensors every suffix
-    reads), then :meth:`run` for any layer and weight value. Runs are counted in ``ev.runs``;
+    reads), then :meth:`run` for any layer and weight value, or :meth:`run_many` for several
+    layers at once (the suffix of one of them when it holds the others' changes). Runs are counted in ``ev.runs``;
     ``steps`` counts the nodes they ran and ``full_steps`` the nodes of a whole-graph run.
 
     ``mode="suffix"``: every layer whose suffix can run alone does; ``"auto"``: only where the time
@@ -170,10 +171,11 @@ class SuffixRuns:
     ``"full"``: the whole graph for every layer (the reference).
     """
 
-    def __init__(self, ev: OnnxEvaluator, weights: Sequence[str], *, evaluations: int = 1, mode: str = "auto", threads: int = 1):
+    def __init__(self, ev: OnnxEvaluator, weights: Sequence[str], *, evaluations: int | Sequence[int] = 1, mode: str = "auto", threads: int = 1):
         check_mode(mode)
         self.ev, self.weights, self.threads, self.policy = ev, list(weights), threads, mode
-        self.evaluations = evaluations
+        self.evaluations = [evaluations] * len(self.weights) if isinstance(evaluations, int) else list(evaluations)
+        self.plans: dict[int, frozenset[int]] = {}  # layer -> the nodes its weight changes that the output needs
         self.suffixes: dict[int, Suffix] = {}
         self.sessions: dict[int, object] = {}
         self.reasons: dict[int, str] = {}  # layer index -> why it runs the whole graph
@@ -195,6 +197,7 @@ class SuffixRuns:
             return
         for i, w in enumerate(self.weights):
             s = plan_suffix(table, w, ev.output_name)
+            self.plans[i] = frozenset(s.nodes)
             if s.nodes and all(table.nodes[j][0] in _CHEAP_OPS for j in whole.difference(s.nodes)):
                 self.reasons[i] = "its suffix is the whole graph"
             else:
@@ -237,9 +240,9 @@ class SuffixRuns:
                 continue  # the weight does not reach the output: the FP32 output, no run
             share = len(s.nodes) / self.full_steps
             if self.policy == "auto":
-                gain, cost = self.evaluations * run_s * (1 - share), (built + run_s) * share  # its session's build and check
+                gain, cost = self.evaluations[i] * run_s * (1 - share), (built + run_s) * share  # its session's build and check
                 if gain <= cost:
-                    self._drop(i, f"its {self.evaluations} runs would save about {gain * 1e3:.3g} ms, less than its session costs ({cost * 1e3:.3g} ms)")
+                    self._drop(i, f"its {self.evaluations[i]} runs would save about {gain * 1e3:.3g} ms, less than its session costs ({cost * 1e3:.3g} ms)")
                     continue
                 saved += gain - cost
             try:
@@ -311,3 +314,20 @@ class SuffixRuns:
         self.ev.runs += 1
         self.steps += len(s.nodes)
         return out
+
+    def run_many(self, b: int, changes: Mapping[int, np.ndarray]) -> np.ndarray:
+        """The scored output on batch ``b`` with each layer of ``changes`` set to its value: the
+        suffix of a layer whose suffix holds every node the others change, else the whole graph."""
+        if len(changes) == 1:
+            (i, value), = changes.items()
+            return self.run(b, i, value)
+        for i in changes:
+            s = self.suffixes.get(i)
+            if s is not None and s.nodes and all(self.plans[j] <= self.plans[i] for j in changes):
+                self.load(b)
+                out = self._run(self.sessions[i], s, {self.weights[j]: np.ascontiguousarray(v, dtype=self.ev.weights[self.weights[j]].dtype) for j, v in changes.items()})
+                self.ev.runs += 1
+                self.steps += len(s.nodes)
+                return out
+        self.steps += self.full_steps
+        return self.ev.run(b, {self.weights[j]: v for j, v in changes.items()})

@@ -148,8 +148,11 @@ def test_one_session_per_estimator_call(small, monkeypatch):
     assert len(made) == 3 and s.meta["forward_passes"] == 6 + 6 + 2 * 3 * 6
     assert [m.intra_op_num_threads for m in made] == [1, 1, 1]
     made.clear()
-    p = estimate_pairwise(mlp(w1, w2), batches, [2, 3, 32], progress=False)
+    p = estimate_pairwise(mlp(w1, w2), batches, [2, 3, 32], mode="full", progress=False)
     assert len(made) == 1 and p.meta["forward_passes"] == 3 + (2 * 2 + 1 * 2 * 2) * 3
+    made.clear()
+    p = estimate_pairwise(mlp(w1, w2), batches, [2, 3, 32], mode="suffix", progress=False)  # fc2's suffix serves fc2 alone
+    assert len(made) == 3 and p.meta["forward_passes"] == 3 + 3 + (2 * 2 + 1 * 2 * 2) * 3
 
 
 def test_overrides_equal_models_with_baked_weights(digits_onnx):

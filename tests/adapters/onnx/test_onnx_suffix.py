@@ -16,7 +16,7 @@ pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from mpqopt.adapters.onnx.quantize import quantize_array  # noqa: E402
-from mpqopt.adapters.onnx.sensitivity import estimate_delta_output  # noqa: E402
+from mpqopt.adapters.onnx.sensitivity import estimate_delta_output, estimate_pairwise  # noqa: E402
 from mpqopt.adapters.onnx.suffix import plan_suffix  # noqa: E402
 
 OPTIONS = [2, 3, 4, 8, 32]
@@ -157,6 +157,41 @@ def test_auto_keeps_the_whole_graph_when_a_session_costs_more_than_it_saves():
     assert "would save about" in s.meta["full_layers"]["fc3"]
     assert s.meta["forward_passes"] == 1 + 1 + 1 + 3  # reference, caching pass, timed run, one whole-graph run per layer
     assert np.array_equal(s.values, estimate_delta_output(model, batches, [4], mode="full", threads=1, progress=False).values)
+
+
+def _pairwise_all_modes(model, batches, **kw):
+    """estimate_pairwise's tables in every mode agree; returns the ``"suffix"`` one."""
+    full, cached, auto = (estimate_pairwise(model, batches, [2, 4, 32], mode=m, threads=1, progress=False, **kw) for m in ("full", "suffix", "auto"))
+    for other in (cached, auto):
+        for a, b in ((other.values, full.values), (other.pairwise, full.pairwise), (other.std, full.std)):
+            np.testing.assert_allclose(a, b, rtol=RTOL, atol=0)
+    assert np.abs(full.pairwise).max() > 0  # real interactions, not zeros
+    return cached
+
+
+def test_pairwise_cached_equals_full_graph_on_chains_and_branches():
+    rng = np.random.default_rng(7)
+    s = _pairwise_all_modes(mlp3(rng), _batches(rng, 6))
+    assert s.meta["mode"] == "suffix" and list(s.meta["full_layers"]) == ["fc1"]
+    # pairs with fc1 run the whole graph (6 nodes), (fc2, fc3) fc2's suffix (3 nodes)
+    runs = 3 * (1 + 2 * 3 + 3 * 4)  # per batch: caching pass, 2 options x 3 layers, 3 layer pairs x 2 x 2 options
+    assert s.meta["forward_passes"] == 3 + runs
+    assert s.meta["step_fraction"] == round(3 * (6 + 2 * (6 + 3 + 1) + 4 * (6 + 6 + 3)) / (6 * runs), 4)
+    w = _weights(rng, {"w1": (6, 12), "w2": (12, 12), "w3": (12, 12), "w4": (12, 4)})
+    _pairwise_all_modes(residual(w), _batches(rng, 6), metric="mse")
+    # two parallel branches: neither branch's suffix holds the other's nodes, so their pair runs the whole graph
+    w = _weights(rng, {"w1": (6, 12), "wa": (12, 8), "wb": (12, 8), "wo": (8, 4)})
+    nodes = [helper.make_node("MatMul", ["x", "w1"], ["h0"], name="fc1"), helper.make_node("Relu", ["h0"], ["h"]),
+             helper.make_node("MatMul", ["h", "wa"], ["a"], name="fa"), helper.make_node("MatMul", ["h", "wb"], ["b0"], name="fb"),
+             helper.make_node("Relu", ["b0"], ["b"]), helper.make_node("Add", ["a", "b"], ["s"]), helper.make_node("MatMul", ["s", "wo"], ["y"], name="fo")]
+    s = _pairwise_all_modes(_model(nodes, w, 6), _batches(rng, 6), metric="mse")
+    assert s.meta["mode"] == "suffix" and list(s.meta["full_layers"]) == ["fc1"]
+
+
+def test_pairwise_digits_cnn_cached_equals_full_graph(digits_onnx):
+    path, batches, labels = digits_onnx
+    s = _pairwise_all_modes(path, batches[:2], labels=labels[:2], window=1)
+    assert s.meta["mode"] == "suffix" and s.meta["step_fraction"] < 0.8
 
 
 def test_bad_mode():
