@@ -213,6 +213,7 @@ class _Measure:
     def __init__(self, model: ModelLike, inputs: Any, options: Sequence[OptionLike], output: str | None, metric: str | MetricFn,
                  labels: Sequence[Any] | None, layers: Any, include: Any, exclude: Any, scheme: Any, threads: int):
         self.started = time.perf_counter()
+        self.threads = threads
         self.scheme = parse_scheme(scheme)
         self.model = load_model(model)
         self.options = parse_options(options)
@@ -249,6 +250,14 @@ class _Measure:
         """``loss`` when finite, else an error naming the changes and the batch."""
         check_finite(loss, " with ".join(f"layer {self.names[i]!r} at {self.options[k].label}" for i, k in changes) + f" (batch {b})", _CHECK_LOSS)
         return loss
+
+    def suffix_runs(self, mode: str, evaluations: int | Sequence[int]) -> SuffixRuns:
+        """The runner of one estimator call (whole-graph runs when no option changes anything)."""
+        runs = SuffixRuns(self.ev, [l.weight_name for l in self.layers], evaluations=evaluations,
+                          mode=check_mode(mode) if self.live else "full", threads=self.threads)
+        if not self.live:
+            runs.reason = "every option is full precision: nothing to run"
+        return runs
 
     def meta(self, **extra: Any) -> dict[str, Any]:
         return {"seconds": time.perf_counter() - self.started, "forward_passes": self.ev.runs, "backward_passes": 0, "metric": self.ev.metric_name,
@@ -345,10 +354,7 @@ def estimate_delta_output(
     L, K, nb = len(s.names), len(s.options), s.ev.num_batches
     losses = np.tile(s.base, (L, K, 1))
     start = s.ev.runs
-    runs = SuffixRuns(s.ev, [l.weight_name for l in s.layers], evaluations=len(s.live) * nb,
-                      mode=check_mode(mode) if s.live else "full", threads=threads)
-    if not s.live:
-        runs.reason = "every option is full precision: nothing to run"
+    runs = s.suffix_runs(mode, len(s.live) * nb)
     with Progress(nb * L, "ONNX delta_output", enabled=progress) as bar:
         for b in range(nb):  # batch by batch: one batch's cached tensors in memory at a time
             runs.load(b)
@@ -402,8 +408,7 @@ def estimate_pairwise(
     pair = np.full((L * K, L * K, nb), np.nan)  # loss per batch, row = first layer's (layer, option)
     total = L * len(s.live) + len(layer_pairs) * len(s.live) ** 2
     start = s.ev.runs
-    runs = SuffixRuns(s.ev, [l.weight_name for l in s.layers], evaluations=_pair_evaluations(L, layer_pairs, len(s.live), nb),
-                      mode=check_mode(mode) if s.live else "full", threads=threads)
+    runs = s.suffix_runs(mode, _pair_evaluations(L, layer_pairs, len(s.live), nb))
     with Progress(total * nb, "ONNX pairwise", enabled=progress) as bar:
         for b in range(nb):  # batch by batch: one batch's cached tensors in memory at a time
             runs.load(b)

@@ -148,6 +148,11 @@ def suffix_model(proto: onnx.ModelProto, suffix: Suffix, output: str, examples: 
     return model
 
 
+def _steps(table: NodeTable, output: str) -> int:
+    """Nodes of a whole-graph run: the output's ancestors, less ``Constant`` nodes holding fed weights."""
+    return sum(1 for j in table.ancestors(output) if not set(table.nodes[j][2]) <= table.fed)
+
+
 def check_mode(mode: str) -> str:
     """``mode`` when it is one of :data:`MODES`, else an error listing them."""
     if mode not in MODES:
@@ -159,11 +164,13 @@ class SuffixRuns:
     """Score one perturbed weight at a time by running only its layer's suffix.
 
     ``weights``: the perturbed weight of each layer (all exposed by ``ev``); ``evaluations``: the
-    runs each layer's suffix will get (one number, or one per layer); ``threads``: intra-op threads of the sessions it
-    makes. Call :meth:`load` with a batch index (one FP32 pass caching the tensors every suffix
-    reads), then :meth:`run` for any layer and weight value, or :meth:`run_many` for several
-    layers at once (the suffix of one of them when it holds the others' changes). Runs are counted in ``ev.runs``;
-    ``steps`` counts the nodes they ran and ``full_steps`` the nodes of a whole-graph run.
+    runs each layer's suffix will get (one number, or one per layer); ``threads``: intra-op
+    threads of the sessions it makes. Call :meth:`load` with a batch index (one FP32 pass caching
+    the tensors every suffix reads), then :meth:`run` for any layer and weight value, or
+    :meth:`run_many` for several layers at once (the suffix of one of them when it holds the
+    others' changes). Runs are counted in ``ev.runs``; ``steps`` counts the nodes they ran and
+    ``full_steps`` the nodes of a whole-graph run. Memory: one session per layer whose suffix
+    runs, and one batch's cached tensors.
 
     ``mode="suffix"``: every layer whose suffix can run alone does; ``"auto"``: only where the time
     it saves pays for building its session, estimated from the caching session's build time and
@@ -185,13 +192,15 @@ class SuffixRuns:
         self._batch = -1
         self._cache_session = None
         self._cached: list[str] = []
+        fed = set(ev.weights)
+        if mode == "full":  # no copy of the model
+            self.full_steps = _steps(NodeTable(ev.model.graph, fed), ev.output_name)
+            return
         proto, _ = expose_weights(ev.model, list(ev.weights), ev.output_name)
-        g, fed = proto.graph, set(ev.weights)
+        g = proto.graph
         table = NodeTable(g, fed)
         whole = table.ancestors(ev.output_name)
-        self.full_steps = len(whole)
-        if mode == "full":
-            return
+        self.full_steps = _steps(table, ev.output_name)
         self.reason = unsliceable(g, fed)
         if self.reason:
             return

@@ -194,9 +194,12 @@ def test_pairwise_digits_cnn_cached_equals_full_graph(digits_onnx):
     assert s.meta["mode"] == "suffix" and s.meta["step_fraction"] < 0.8
 
 
-def test_bad_mode():
+def test_bad_mode_and_nothing_to_run():
     from mpqopt.errors import ProblemError
 
     rng = np.random.default_rng(5)
+    s = estimate_delta_output(mlp3(rng), _batches(rng, 6), [32], progress=False)
+    assert s.meta["mode"] == "full" and s.meta["mode_reason"] == "every option is full precision: nothing to run"
+    assert s.meta["forward_passes"] == 3 and (s.values == 0).all()
     with pytest.raises(ProblemError, match="mode must be one of"):
         estimate_delta_output(mlp3(rng), _batches(rng, 6), OPTIONS, mode="fx", progress=False)
