@@ -10,9 +10,10 @@ with the perturbed weight. Nodes whose inputs are all constants (shape arithmeti
 so ONNX Runtime folds them there as in the whole graph.
 
 A layer runs the whole graph instead (its reason in :attr:`SuffixRuns.reasons`) when its suffix
-leaves out nothing that computes (only shape and value-moving ops come before it), or when its
+leaves out nothing that computes (only shape and value-moving ops come before it), when its
 suffix's FP32 output on the first batch is not the whole graph's (nondeterministic ops, a fusion
-that rounds differently); the whole model does when a node holds a subgraph (``If``, ``Loop``,
+that rounds differently), or (``mode="auto"``) when its runs would save less time than its session
+costs to build; the whole model does when a node holds a subgraph (``If``, ``Loop``,
 ``Scan``: their outer-scope reads are not sliced) or the nodes are not in topological order.
 
 >>> import numpy as np
@@ -271,9 +272,12 @@ class SuffixRuns:
             self.sessions = {}
         if not self.sessions:  # nothing left reads the cache
             self._cache_session, self.cache, self._batch = None, {}, -1
-        if not self.suffixes:
-            self.reason = "no layer's suffix reproduced the whole graph's output" if any("differs" in r for r in self.reasons.values()) else \
-                "no layer's suffix pays for its session" if self.policy == "auto" else "no layer's suffix runs on its own"
+        if self.suffixes:
+            return
+        if any("differs" in r for r in self.reasons.values()):
+            self.reason = "no layer's suffix reproduced the whole graph's output"
+        else:
+            self.reason = "no layer's suffix pays for its session" if self.policy == "auto" else "no layer's suffix runs on its own"
 
     def _drop(self, i: int, why: str) -> None:
         del self.suffixes[i]
