@@ -65,6 +65,23 @@ def digits_bed():
     return load_digits_cnn()
 
 
+@pytest.fixture(scope="session")
+def digits_onnx(digits_bed, tmp_path_factory):
+    """The digits CNN exported to ONNX (BN folded), its test split in 3 batches, and the labels."""
+    import warnings
+
+    import torch
+
+    path = tmp_path_factory.mktemp("onnx") / "digits.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+        torch.onnx.export(digits_bed.model.eval(), (digits_bed.test_x[:4],), str(path), dynamo=False, opset_version=17,
+                          input_names=["x"], output_names=["logits"], dynamic_axes={"x": {0: "batch"}, "logits": {0: "batch"}})
+    x, y = digits_bed.test_x.numpy(), digits_bed.test_y.numpy()
+    cuts = range(0, len(x), 180)
+    return str(path), [{"x": x[i : i + 180]} for i in cuts], [y[i : i + 180] for i in cuts]
+
+
 try:  # the machine is shared: one torch thread keeps every torch test fast and predictable
     import torch as _torch
 

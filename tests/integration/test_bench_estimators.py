@@ -23,6 +23,8 @@ def test_the_estimators_benchmark_runs_and_its_tables_agree(tmp_path):
     for r in report["rows"]:
         assert r["identical"] and r["before_s"] > 0 and r["after_s"] > 0
         assert r.get("max_abs_diff_onnx", 0.0) < 1e-5  # the ONNX export agrees to float round-off
+        if "onnx_mode" in r:  # ONNX delta_output: cached suffix runs (where auto finds they pay) give the whole-graph table
+            assert r["onnx_cached_vs_full_max_rel"] <= 1e-6 and 0 < r["onnx_step_fraction"] <= 1
     assert report["rows"][0]["bare_max_abs_diff"] < 1e-6  # the yardstick enumeration measures the same losses
     assert "| exhaustive_losses | digits CNN |" in (tmp_path / "estimators.md").read_text()
     (h,) = report["hessian"]  # one probe per HVP call before, 8 probes per batched call after; traces within their standard errors

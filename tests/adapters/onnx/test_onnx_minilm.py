@@ -67,11 +67,11 @@ def test_minilm_delta_output_cosine(minilm):
     assert len(layers) == 18 and {l.op_type for l in layers} == {"MatMul"}
     assert all(l.weight_axis == 1 for l in layers)  # stored [in, out]: output channels on axis 1
     started = time.perf_counter()
-    s = estimate_delta_output(path, batches, [2, 3, 4, 8, 32], output="461", metric="cosine", progress=False)
+    s = estimate_delta_output(path, batches, [2, 3, 4, 8, 32], output="461", metric="cosine", mode="suffix", progress=False)
     seconds = time.perf_counter() - started
     print(f"\nMiniLM-L3 ONNX delta_output: 18 layers x 4 options x 2 batches of 16 sentences in {seconds:.1f} s "
           f"({s.meta['forward_passes']} runs); W4 1-cos per layer: {np.round(s.values[:, 2], 5).tolist()}")
-    assert s.meta["forward_passes"] == 2 + 18 * 4 * 2
+    assert s.meta["forward_passes"] == 2 * (2 if s.meta["mode"] == "suffix" else 1) + 18 * 4 * 2  # references (+ caching passes), entries
     assert (s.values[:, 4] == 0).all() and (s.values[:, :4] > -1e-6).all()
     # fewer bits hurt more (per layer, averaged): W2 > W3 > W4 > W8 ~ 0
     means = s.values.mean(axis=0)

@@ -8,8 +8,6 @@ BN folds into the convs, which per-channel symmetric quantization does not see b
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pytest
 
@@ -59,21 +57,6 @@ def small():
     w2 = rng.normal(size=(8, 4)).astype(np.float32)
     batches = [{"x": rng.normal(size=(12, 6)).astype(np.float32)} for _ in range(3)]
     return w1, w2, batches
-
-
-@pytest.fixture(scope="module")
-def digits_onnx(digits_bed, tmp_path_factory):
-    """The digits CNN exported to ONNX (BN folded), its test split in 3 batches, and the labels."""
-    import torch
-
-    path = tmp_path_factory.mktemp("onnx") / "digits.onnx"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
-        torch.onnx.export(digits_bed.model.eval(), (digits_bed.test_x[:4],), str(path), dynamo=False, opset_version=17,
-                          input_names=["x"], output_names=["logits"], dynamic_axes={"x": {0: "batch"}, "logits": {0: "batch"}})
-    x, y = digits_bed.test_x.numpy(), digits_bed.test_y.numpy()
-    cuts = range(0, len(x), 180)
-    return str(path), [{"x": x[i : i + 180]} for i in cuts], [y[i : i + 180] for i in cuts]
 
 
 # ------------------------------------------------------------------------------ quantizer
@@ -156,12 +139,20 @@ def test_one_session_per_estimator_call(small, monkeypatch):
             super().__init__(*args, **kwargs)
 
     monkeypatch.setattr(ort, "InferenceSession", Counting)
-    s = estimate_delta_output(mlp(w1, w2), batches, [2, 3, 4, 32], progress=False)
+    s = estimate_delta_output(mlp(w1, w2), batches, [2, 3, 4, 32], mode="full", progress=False)
     assert len(made) == 1 and s.meta["forward_passes"] == 3 + 2 * 3 * 3
     assert made[0].intra_op_num_threads == 1
     made.clear()
-    p = estimate_pairwise(mlp(w1, w2), batches, [2, 3, 32], progress=False)
+    # cached: + one session caching the ReLU output and one for fc2's suffix, whatever the batch count
+    s = estimate_delta_output(mlp(w1, w2), batches * 2, [2, 3, 4, 32], mode="suffix", progress=False)
+    assert len(made) == 3 and s.meta["forward_passes"] == 6 + 6 + 2 * 3 * 6
+    assert [m.intra_op_num_threads for m in made] == [1, 1, 1]
+    made.clear()
+    p = estimate_pairwise(mlp(w1, w2), batches, [2, 3, 32], mode="full", progress=False)
     assert len(made) == 1 and p.meta["forward_passes"] == 3 + (2 * 2 + 1 * 2 * 2) * 3
+    made.clear()
+    p = estimate_pairwise(mlp(w1, w2), batches, [2, 3, 32], mode="suffix", progress=False)  # fc2's suffix serves fc2 alone
+    assert len(made) == 3 and p.meta["forward_passes"] == 3 + 3 + (2 * 2 + 1 * 2 * 2) * 3
 
 
 def test_overrides_equal_models_with_baked_weights(digits_onnx):
@@ -231,8 +222,8 @@ def test_delta_output_agrees_with_torch_on_digits(digits_bed, digits_onnx):
 
     path, batches, labels = digits_onnx
     opts = [2, 3, 4, 8]
-    s = estimate_delta_output(path, batches, opts, labels=labels, progress=False)
-    assert s.meta["metric"] == "ce" and s.meta["forward_passes"] == 3 + 5 * 4 * 3
+    s = estimate_delta_output(path, batches, opts, labels=labels, mode="suffix", progress=False)
+    assert s.meta["metric"] == "ce" and s.meta["forward_passes"] == 3 + 3 + 5 * 4 * 3  # references, caching passes, entries
     assert [l.framework_name for l in discover_layers(path)] == ["0", "3", "7", "12", "14"]
     t = estimate_delta_loss(digits_bed.model, [(digits_bed.test_x[i : i + 180], digits_bed.test_y[i : i + 180]) for i in range(0, 540, 180)], opts)
     rho = spearmanr(s.values.ravel(), t.values.ravel()).statistic
