@@ -77,7 +77,7 @@ def estimate_delta_loss(model: nn.Module, data: Iterable[Any], options: Sequence
         per = _concat_size(concat_batches, setup, staged)
         runner = _JoinedRunner(setup, staged, act_ranges, _stack_size(batch_perturbations, setup, staged, per), per, base)
         order = sorted(range(L), key=lambda l: (staged.cut[setup.names[l]], l))  # forward order
-        with torch.inference_mode():
+        with torch.no_grad():  # not inference_mode: buffers a model creates lazily would stay inference tensors (no gain measured either)
             runner.measure(order, losses)
         forward += L * len(live) * nb  # what full forwards would count: one per (layer, option, batch)
         meta = {"mode": staged.mode, "mode_reason": staged.reason, "step_fraction": round(staged.steps_run / (staged.num_steps * max(runner.evaluations, 1)), 4),
