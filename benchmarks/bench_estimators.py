@@ -11,8 +11,8 @@ equal (bit-identical, or the largest difference is reported):
   Beside them a bare depth-first enumeration of the ``nn.Sequential`` (no bookkeeping: the cheapest
   prefix-cached enumeration, the yardstick of the goal "within 2x").
 * ``estimate_delta_loss`` (W2/W3/W4/W8): ``_delta_loss_reference`` (one full forward per layer,
-  option and batch) vs cached activations before each layer with the options of a layer stacked
-  along the batch, beside the ONNX adapter's ``estimate_delta_output`` on the same network exported
+  option and batch) vs cached activations before each layer, small batches joined into one forward
+  (``concat_batches``) and the options of a layer stacked along the batch where that pays, beside the ONNX adapter's ``estimate_delta_output`` on the same network exported
   to ONNX (BN folded by the exporter: equal to float round-off, reported). On the digits CNN (5 layers)
   with batches of 4 and 60, and on a deeper random conv chain (24 conv layers, 32x32 inputs, batches
   of 4; it stands in for the 50-layer ImageNet CNN of issue 18, which is not installed here).
@@ -151,6 +151,7 @@ def bench_delta(name: str, model: Any, x: Any, y: Any, batch: int, repeat: int, 
     return {"estimator": "estimate_delta_loss", "model": name, "batches": f"{len(data)} x {batch}", "layers": len(new.layers),
             "before_s": old_s, "after_s": new_s, "speedup": old_s / new_s, "onnx_delta_output_s": onnx_s, "after_vs_onnx": new_s / onnx_s,
             "mode": new.meta["mode"], "step_fraction": new.meta["step_fraction"], "batch_perturbations": new.meta["batch_perturbations"],
+            "concat_batches": new.meta["concat_batches"],
             **compare(new.values, old.values), "max_abs_diff_onnx": float(np.max(np.abs(new.values - ort.values)))}
 
 
@@ -158,7 +159,7 @@ def render(report: dict[str, Any]) -> str:
     lines = ["# Estimators before vs after (cached activations)", "", machine_line(report["machine"]), "",
              "One thread (torch and ONNX Runtime). before = the old path (`_exhaustive_reference`, `_delta_loss_reference`: a full forward",
              "per evaluation); after = the new one; `equal`: the tables are bit-identical, else the largest absolute difference.", "",
-             "| estimator | model | batches | before (s) | after (s) | speedup | ONNX delta_output (s) | after / ONNX | equal | mode, steps run |",
+             "| estimator | model | batches | before (s) | after (s) | speedup | ONNX delta_output (s) | after / ONNX | equal | mode, steps run, joining |",
              "|---|---|---|---:|---:|---:|---:|---:|---|---|"]
     for r in report["rows"]:
         onnx = f"{r['onnx_delta_output_s']:.3f}" if "onnx_delta_output_s" in r else "-"
@@ -166,7 +167,8 @@ def render(report: dict[str, Any]) -> str:
         equal = "bit-identical" if r["identical"] else f"max diff {r['max_abs_diff']:.1e}"
         if "max_abs_diff_onnx" in r:
             equal += f"; ONNX max diff {r['max_abs_diff_onnx']:.1e}"
-        lines.append(f"| {r['estimator']} | {r['model']} | {r['batches']} | {r['before_s']:.3f} | {r['after_s']:.3f} | {r['speedup']:.1f}x | {onnx} | {ratio} | {equal} | {r['mode']}, {r['step_fraction']:.0%} |")
+        joined = f", {r['concat_batches']} batches per forward" if r.get("concat_batches", 1) > 1 else ""
+        lines.append(f"| {r['estimator']} | {r['model']} | {r['batches']} | {r['before_s']:.3f} | {r['after_s']:.3f} | {r['speedup']:.1f}x | {onnx} | {ratio} | {equal} | {r['mode']}, {r['step_fraction']:.0%}{joined} |")
     bare = [r for r in report["rows"] if "bare_enumeration_s" in r]
     for r in bare:
         lines += ["", f"exhaustive_losses vs a bare depth-first enumeration of the same nn.Sequential (no checks, progress or checkpoints): "
