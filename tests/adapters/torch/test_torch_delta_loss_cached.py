@@ -183,3 +183,23 @@ def test_a_non_finite_loss_in_joined_batches_names_its_batch():
     data[2][1][0] = -1
     with pytest.raises(ProblemError, match=r"layer 'a' at option W2 \(batch 2\) gave a non-finite loss"):
         estimate_delta_loss(Skip(), data, [2, 4], loss=nan_in_marked_batch, concat_batches="auto")
+
+
+class Lookup(nn.Module):
+    """Takes a table shared by the batch (no batch dimension): it must not be concatenated."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(9)
+        self.a = nn.Linear(4, 3)
+
+    def forward(self, x, table):
+        return self.a(x) + table.sum(0)
+
+
+def test_an_input_without_a_batch_dimension_is_not_joined():
+    table = torch.randn(5, 3)
+    data = [((x, table), y) for x, y in batches()]
+    got = estimate_delta_loss(Lookup(), data, [2, 4], concat_batches="auto")
+    np.testing.assert_array_equal(got.values, _delta_loss_reference(Lookup(), data, [2, 4]).values)
+    assert got.meta["concat_batches"] == 1 and "does not carry its batch" in got.meta["concat_note"]

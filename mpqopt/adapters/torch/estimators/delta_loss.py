@@ -99,6 +99,7 @@ class _JoinedRunner(_Runner):
         super().__init__(setup, staged, act_ranges, group, {})
         self.per, self.base = per, base
         self.units: list[list[int]] = []  # unit -> its batches
+        self.sizes_of = self.sizes  # batch -> samples
         self.sizes = []  # unit -> samples
         self.joined = 1  # most batches joined in one forward
         self.concat_note = ""
@@ -120,7 +121,7 @@ class _JoinedRunner(_Runner):
         inputs = self.ev.batches[batches[0]][0]
         if len(batches) > 1:
             try:
-                inputs = _join([self.ev.batches[b][0] for b in batches])
+                inputs = _join([self.ev.batches[b][0] for b in batches], [self.sizes_of[b] for b in batches])
             except (Unbatchable, RuntimeError) as exc:
                 self._give_up(f"the batches' inputs cannot be concatenated ({exc})")
                 return -1, None
@@ -174,22 +175,25 @@ class _JoinedRunner(_Runner):
             raise Unbatchable(f"joining batches changed the FP32 loss of batch {self.units[u][worst]} ({losses[worst]!r} vs {want[worst]!r}): the model mixes the samples of a batch")
 
 
-def _join(inputs: list[Any]) -> Any:
-    """Several batches' inputs as one: tensors concatenated along dimension 0 (each must carry its
-    batch there), tuples, lists and dicts item by item, anything else equal in all of them."""
+def _join(inputs: list[Any], sizes: list[int | None]) -> Any:
+    """Several batches' inputs as one: tensors concatenated along dimension 0, where each must have
+    its batch's ``sizes[b]`` rows; tuples, lists and dicts item by item; anything else equal in all."""
     first = inputs[0]
     if isinstance(first, torch.Tensor):
-        sizes = [batch_size(x) for x in inputs]
-        if first.dim() == 0 or any(not isinstance(x, torch.Tensor) or x.dim() == 0 or x.shape[0] != n for x, n in zip(inputs, sizes)):
-            raise Unbatchable("an input tensor has no batch dimension")
+        if any(not isinstance(x, torch.Tensor) or x.dim() == 0 or x.shape[0] != n for x, n in zip(inputs, sizes)):
+            raise Unbatchable("an input tensor does not carry its batch along dimension 0")
         return torch.cat(inputs, dim=0)
     if isinstance(first, dict) and all(isinstance(x, dict) and x.keys() == first.keys() for x in inputs):
-        return {k: _join([x[k] for x in inputs]) for k in first}
+        return {k: _join([x[k] for x in inputs], sizes) for k in first}
     if isinstance(first, (tuple, list)) and all(type(x) is type(first) and len(x) == len(first) for x in inputs):
-        return type(first)(_join([x[k] for x in inputs]) for k in range(len(first)))
-    if all(type(x) is type(first) and x == first for x in inputs):
-        return first
-    raise Unbatchable(f"a {type(first).__name__} input differs between batches")
+        return type(first)(_join([x[k] for x in inputs], sizes) for k in range(len(first)))
+    try:
+        same = all(x is first or (type(x) is type(first) and bool(x == first)) for x in inputs)
+    except Exception:  # noqa: BLE001 - e.g. arrays, whose == is elementwise: not joined
+        same = False
+    if not same:
+        raise Unbatchable(f"a {type(first).__name__} input differs between batches")
+    return first
 
 
 def _concat_size(concat_batches: int | str, setup: Setup, staged: StagedModel) -> int:
