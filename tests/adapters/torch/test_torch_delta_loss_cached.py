@@ -203,3 +203,10 @@ def test_an_input_without_a_batch_dimension_is_not_joined():
     got = estimate_delta_loss(Lookup(), data, [2, 4], concat_batches="auto")
     np.testing.assert_array_equal(got.values, _delta_loss_reference(Lookup(), data, [2, 4]).values)
     assert got.meta["concat_batches"] == 1 and "does not carry its batch" in got.meta["concat_note"]
+
+
+def test_auto_joins_up_to_256_samples_per_forward_on_cpu():
+    data = batches(n=40, size=8)  # 32 batches of 8 make 256 samples
+    got = estimate_delta_loss(chain(), data, [2, 4])
+    assert got.meta["concat_batches"] == 32 and got.meta["concat_note"] == ""
+    np.testing.assert_array_equal(got.values, _delta_loss_reference(chain(), data, [2, 4]).values)
