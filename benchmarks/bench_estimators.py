@@ -11,8 +11,9 @@ equal (bit-identical, or the largest difference is reported):
   Beside them a bare depth-first enumeration of the ``nn.Sequential`` (no bookkeeping: the cheapest
   prefix-cached enumeration, the yardstick of the goal "within 2x").
 * ``estimate_delta_loss`` (W2/W3/W4/W8): ``_delta_loss_reference`` (one full forward per layer,
-  option and batch) vs cached activations before each layer with the options of a layer stacked
-  along the batch, beside the ONNX adapter's ``estimate_delta_output`` on the same network exported
+  option and batch) vs cached activations before each layer, small batches joined into one forward
+  (``concat_batches``) and the options of a layer stacked along the batch where that pays, beside the
+  ONNX adapter's ``estimate_delta_output`` on the same network exported
   to ONNX (BN folded by the exporter: equal to float round-off, reported), itself timed both ways: whole-graph
   runs (``mode="full"``) and cached FP32 tensors with only each layer's suffix rerun (checked equal to 1e-6
   relative). On the digits CNN (5 layers)
@@ -163,6 +164,7 @@ def bench_delta(name: str, model: Any, x: Any, y: Any, batch: int, repeat: int, 
     return {"estimator": "estimate_delta_loss", "model": name, "batches": f"{len(data)} x {batch}", "layers": len(new.layers),
             "before_s": old_s, "after_s": new_s, "speedup": old_s / new_s, "onnx_delta_output_s": onnx_s, "after_vs_onnx": new_s / onnx_s,
             "mode": new.meta["mode"], "step_fraction": new.meta["step_fraction"], "batch_perturbations": new.meta["batch_perturbations"],
+            "concat_batches": new.meta["concat_batches"],
             **compare(new.values, old.values), "max_abs_diff_onnx": float(np.max(np.abs(new.values - ort.values))),
             "onnx_full_s": onnx_full_s, "onnx_speedup": onnx_full_s / onnx_s, "onnx_mode": ort.meta["mode"], "onnx_step_fraction": ort.meta["step_fraction"],
             "onnx_cached_vs_full": compare(ort.values, ort_full.values),
@@ -213,7 +215,7 @@ def render(report: dict[str, Any]) -> str:
              "per evaluation); after = the new one; `equal`: the tables are bit-identical, else the largest absolute difference.", "",
              "ONNX delta_output: full = whole-graph runs (`mode=\"full\"`, the old path), cached = FP32 tensors cached per batch and only",
              "each layer's suffix rerun (`mode=\"auto\"`); its steps run = graph nodes run / nodes of as many whole-graph runs.", "",
-             "| estimator | model | batches | before (s) | after (s) | speedup | ONNX full (s) | ONNX cached (s) | ONNX speedup | after / ONNX cached | equal | mode, steps run | ONNX mode, steps run |",
+             "| estimator | model | batches | before (s) | after (s) | speedup | ONNX full (s) | ONNX cached (s) | ONNX speedup | after / ONNX cached | equal | mode, steps run, joining | ONNX mode, steps run |",
              "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|---|"]
     for r in report["rows"]:
         onnx = f"{r['onnx_full_s']:.3f} | {r['onnx_delta_output_s']:.3f} | {r['onnx_speedup']:.1f}x" if "onnx_delta_output_s" in r else "- | - | -"
@@ -225,8 +227,9 @@ def render(report: dict[str, Any]) -> str:
         if "onnx_cached_vs_full" in r:
             same = r["onnx_cached_vs_full"]
             equal += "; ONNX cached = full" if same["identical"] else f"; ONNX cached vs full max rel diff {r['onnx_cached_vs_full_max_rel']:.1e}"
+        joined = f", {r['concat_batches']} batches per forward" if r.get("concat_batches", 1) > 1 else ""
         lines.append(f"| {r['estimator']} | {r['model']} | {r['batches']} | {r['before_s']:.3f} | {r['after_s']:.3f} | {r['speedup']:.1f}x | {onnx} | {ratio} | {equal} | "
-                     f"{r['mode']}, {r['step_fraction']:.0%} | {onnx_mode} |")
+                     f"{r['mode']}, {r['step_fraction']:.0%}{joined} | {onnx_mode} |")
     bare = [r for r in report["rows"] if "bare_enumeration_s" in r]
     for r in bare:
         lines += ["", f"exhaustive_losses vs a bare depth-first enumeration of the same nn.Sequential (no checks, progress or checkpoints): "

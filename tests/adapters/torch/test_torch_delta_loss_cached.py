@@ -1,7 +1,8 @@
 """estimate_delta_loss with cached activations and stacked options against the plain measurement (a
 full forward per layer, option and batch: ``_delta_loss_reference``): the same table, on a chain, a
-model with skip connections, activation options, a model fx cannot trace, tied weights, and with the
-options of a layer stacked along the batch or not."""
+model with skip connections, activation options, a model fx cannot trace, tied weights, with the
+options of a layer stacked along the batch or not, and with several batches joined in one forward or
+not (models that mix the samples of a batch, or fix its size, fall back to one batch per forward)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ torch = pytest.importorskip("torch", reason="the torch extra is not installed")
 from torch import nn  # noqa: E402
 
 from mpqopt.adapters.torch.estimators.delta_loss import _delta_loss_reference, estimate_delta_loss  # noqa: E402
+from mpqopt.errors import ProblemError  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -57,13 +59,14 @@ class Branchy(nn.Module):
         return self.b(h)
 
 
-def batches(n: int = 3, size: int = 8, seed: int = 5):
+def batches(n: int = 3, size: int = 8, seed: int = 5, last: int | None = None):
     gen = torch.Generator().manual_seed(seed)
-    return [(torch.randn(size, 4, generator=gen), torch.randint(0, 3, (size,), generator=gen)) for _ in range(n)]
+    sizes = [size] * (n - 1) + [size if last is None else last]
+    return [(torch.randn(k, 4, generator=gen), torch.randint(0, 3, (k,), generator=gen)) for k in sizes]
 
 
-def check(model, options, stack, **kw):
-    got = estimate_delta_loss(model, batches(), options, batch_perturbations=stack, **kw)
+def check(model, options, stack, concat="auto", **kw):
+    got = estimate_delta_loss(model, batches(), options, batch_perturbations=stack, concat_batches=concat, **kw)
     want = _delta_loss_reference(model, batches(), options, **kw)
     if stack == 1:
         np.testing.assert_array_equal(got.values, want.values)
@@ -75,12 +78,14 @@ def check(model, options, stack, **kw):
     return got
 
 
+@pytest.mark.parametrize("concat", [1, "auto"])
 @pytest.mark.parametrize("stack", [1, "auto", 8])
 @pytest.mark.parametrize("make", [chain, Skip, Twice])
-def test_cached_table_equals_full_forwards(make, stack):
-    got = check(make(), [2, 3, 8, 32], stack)
+def test_cached_table_equals_full_forwards(make, stack, concat):
+    got = check(make(), [2, 3, 8, 32], stack, concat)
     assert got.meta["mode"] == "fx" and got.meta["step_fraction"] < 1
-    if stack != 1:
+    assert got.meta["concat_batches"] == (3 if concat == "auto" else 1) and got.meta["concat_note"] == ""
+    if stack == 8 or (stack == "auto" and concat == 1):  # "auto" on CPU stacks only small forwards (3 joined batches are 24 samples)
         assert got.meta["batch_perturbations"] == 3  # W32 needs no pass (Twice: its layer b stacks, a cannot)
 
 
@@ -92,3 +97,116 @@ def test_activation_options_and_other_losses_equal_full_forwards():
 def test_untraceable_model_runs_whole_with_the_same_table():
     got = check(Branchy(), [2, 4], 1)
     assert got.meta["mode"] == "full"
+
+
+class BatchMean(nn.Module):
+    """Mixes the samples of a batch (subtracts their mean): joining batches changes every output."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(6)
+        self.a, self.b = nn.Linear(4, 5), nn.Linear(5, 3)
+
+    def forward(self, x):
+        h = self.a(x)
+        return self.b(h - h.mean(0))
+
+
+class FixedSize(nn.Module):
+    """Hard-codes the batch size in a reshape: a joined forward fails."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(7)
+        self.a, self.b = nn.Linear(4, 6), nn.Linear(6, 3)
+
+    def forward(self, x):
+        return self.b(torch.relu(self.a(x)).reshape(8, 6))
+
+
+class Scaled(nn.Module):
+    """Takes a per-batch Python number: batches with different numbers cannot be joined."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(8)
+        self.a = nn.Linear(4, 3)
+
+    def forward(self, x, scale):
+        return self.a(x) * scale
+
+
+@pytest.mark.parametrize("concat", [2, "auto", 100])
+@pytest.mark.parametrize("options, kw", [([2, 3, 8], {}), (["W2A4", "W4"], {}), ([2, "W4A4"], {"loss": "kl"}), ([3, 4], {"loss": "mse"})])
+def test_joined_batches_give_the_table_of_one_batch_per_forward(concat, options, kw):
+    data = batches(n=5, last=3)  # the last batch is smaller
+    got = estimate_delta_loss(Skip(), data, options, concat_batches=concat, **kw)
+    one = estimate_delta_loss(Skip(), data, options, concat_batches=1, **kw)
+    want = _delta_loss_reference(Skip(), data, options, **kw)
+    np.testing.assert_allclose(got.values, one.values, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(got.std, one.std, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(got.values, want.values, rtol=1e-6, atol=1e-9)
+    assert got.meta["concat_batches"] == (2 if concat == 2 else 5) and one.meta["concat_batches"] == 1
+    assert got.meta["forward_passes"] == one.meta["forward_passes"] == want.meta["forward_passes"]
+
+
+@pytest.mark.parametrize("make, why", [(BatchMean, "mixes the samples"), (FixedSize, "joined")])
+def test_models_that_couple_a_batch_fall_back_to_one_batch_per_forward(make, why):
+    got = estimate_delta_loss(make(), batches(), [2, 4], concat_batches="auto")
+    want = _delta_loss_reference(make(), batches(), [2, 4])
+    np.testing.assert_array_equal(got.values, want.values)
+    assert got.meta["concat_batches"] == 1 and why in got.meta["concat_note"] and "one batch per forward" in got.meta["concat_note"]
+
+
+def test_inputs_that_differ_between_batches_are_not_joined():
+    data = [((x, float(k + 1)), y) for k, (x, y) in enumerate(batches())]
+    got = estimate_delta_loss(Scaled(), data, [2, 4], concat_batches="auto")
+    np.testing.assert_array_equal(got.values, _delta_loss_reference(Scaled(), data, [2, 4]).values)
+    assert got.meta["concat_batches"] == 1 and "cannot be concatenated" in got.meta["concat_note"]
+    same = [((x, 2.0), y) for x, y in batches()]  # the same number in every batch: joined
+    assert estimate_delta_loss(Scaled(), same, [2, 4], concat_batches="auto").meta["concat_batches"] == 3
+
+
+def test_concat_batches_must_be_a_positive_integer():
+    with pytest.raises(ProblemError, match="concat_batches"):
+        estimate_delta_loss(chain(), batches(), [2], concat_batches=0)
+
+
+def nan_in_marked_batch(out, ref, target):
+    """MSE to the FP32 output; NaN for a perturbed output of the batch whose first target is -1."""
+    marked = bool(target[0] == -1) and not torch.equal(out, ref)
+    return torch.nn.functional.mse_loss(out, ref) + (float("nan") if marked else 0.0)
+
+
+def test_a_non_finite_loss_in_joined_batches_names_its_batch():
+    data = batches(n=4)
+    data[2][1][0] = -1
+    with pytest.raises(ProblemError, match=r"layer 'a' at option W2 \(batch 2\) gave a non-finite loss"):
+        estimate_delta_loss(Skip(), data, [2, 4], loss=nan_in_marked_batch, concat_batches="auto")
+
+
+class Lookup(nn.Module):
+    """Takes a table shared by the batch (no batch dimension): it must not be concatenated."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(9)
+        self.a = nn.Linear(4, 3)
+
+    def forward(self, x, table):
+        return self.a(x) + table.sum(0)
+
+
+def test_an_input_without_a_batch_dimension_is_not_joined():
+    table = torch.randn(5, 3)
+    data = [((x, table), y) for x, y in batches()]
+    got = estimate_delta_loss(Lookup(), data, [2, 4], concat_batches="auto")
+    np.testing.assert_array_equal(got.values, _delta_loss_reference(Lookup(), data, [2, 4]).values)
+    assert got.meta["concat_batches"] == 1 and "does not carry its batch" in got.meta["concat_note"]
+
+
+def test_auto_joins_up_to_256_samples_per_forward_on_cpu():
+    data = batches(n=40, size=8)  # 32 batches of 8 make 256 samples
+    got = estimate_delta_loss(chain(), data, [2, 4])
+    assert got.meta["concat_batches"] == 32 and got.meta["concat_note"] == ""
+    np.testing.assert_array_equal(got.values, _delta_loss_reference(chain(), data, [2, 4]).values)

@@ -114,9 +114,28 @@ class _Runner:
         self.evaluations = 0
         self.sizes = [batch_size(inputs) for inputs, _ in self.ev.batches]
 
-    def _loss(self, b: int, output: Any, what: Callable[[], str]) -> float:
+    def _loss(self, b: int, output: Any, what: Callable[[], str]) -> Any:
         self.evaluations += 1
-        return check_finite(float(self.ev.loss_of(b, self.ev.output_fn(output))), what())
+        return self._finite(self._score(b, self.ev.output_fn(output)), what)
+
+    # what a unit ``b`` of work is: here one batch and its loss; delta_loss's runner makes it several
+    # batches concatenated, with a loss per batch
+    def _rows(self, b: int) -> int:
+        """Rows of unit b's scored output."""
+        return self.ev.references[b].shape[0]
+
+    def _score(self, b: int, scored: torch.Tensor) -> Any:
+        return float(self.ev.loss_of(b, scored))
+
+    def _finite(self, value: Any, what: Callable[[], str]) -> Any:
+        if not np.all(np.isfinite(value)):  # the message is built only for the error
+            for v in np.atleast_1d(value):
+                check_finite(float(v), what())
+        return value
+
+    @staticmethod
+    def _agree(a: Any, b: Any) -> bool:
+        return bool(np.all(np.abs(np.subtract(a, b)) <= 1e-6 * np.maximum(1.0, np.abs(a))))  # a few float32 ulps
 
     def _with(self, j: int, p: int) -> Any:
         return quantized(self.model, {self.names[j]: self.options[p]}, cache=self.cache, act_ranges=self.act_ranges)
@@ -137,13 +156,13 @@ class _Runner:
             with self._with(j, p):
                 envs.append(st.advance(env, t, t + 1))
         scored = self.ev.output_fn(st.finish(st.merge(envs, self.sizes[b]), t + 1))
-        rows = self.ev.references[b].shape[0]
+        rows = self._rows(b)
         if not isinstance(scored, torch.Tensor) or scored.shape[0] != rows * len(ps):
             raise Unbatchable("the output is not stacked along its first dimension")
         self.evaluations += len(ps)
-        return [float(self.ev.loss_of(b, piece)) for piece in torch.split(scored, rows)]
+        return [self._score(b, piece) for piece in torch.split(scored, rows)]
 
-    def _pairs(self, env: Any, b: int, i: int, o: int, j: int) -> list[float]:
+    def _pairs(self, env: Any, b: int, i: int | None, o: int | None, j: int) -> list[Any]:
         ps = self.live
         if self.batching is False or not self.staged.single_use[self.names[j]]:
             return self._one_by_one(env, b, i, o, j, ps)
@@ -164,12 +183,12 @@ class _Runner:
                 # samples of a batch, or hard-code its size, would not)
                 check = self._one_by_one(env, b, i, o, j, chunk[:1])[0]
                 self.evaluations -= 1  # a check, not an entry: counts stay the same however the work is split
-                self.batching = abs(check - losses[0]) <= 1e-6 * max(1.0, abs(check))  # a few float32 ulps
+                self.batching = self._agree(check, losses[0])
                 if not self.batching:
                     self.note = f"stacked perturbations changed the loss ({losses[0]!r} vs {check!r}); one forward each"
                     losses = self._one_by_one(env, b, i, o, j, chunk)
             for p, v in zip(chunk, losses):
-                check_finite(v, self._what(i, o, j, p, b))
+                self._finite(v, lambda: self._what(i, o, j, p, b))
             out += losses
         return out
 
@@ -179,7 +198,7 @@ class _Runner:
         pair = "" if j is None else f" with layer {self.names[j]!r} at {self.options[p].label}"
         return f"layer {self.names[i]!r} at {self.options[o].label}{pair} (batch {b})"
 
-    def options_at(self, env: Any, b: int, j: int) -> list[float]:
+    def options_at(self, env: Any, b: int, j: int) -> list[Any]:
         """Batch b's loss with layer j at each non-identity option (the rest as it is now), from the
         values ``env`` before layer j's step: stacked along the batch when possible (used by
         estimate_delta_loss)."""
@@ -393,16 +412,16 @@ def estimate_pairwise(
     )
 
 
-def _stack_size(batch_perturbations: int | str, setup: Setup, staged: StagedModel) -> int:
-    """How many perturbations may share one forward."""
+def _stack_size(batch_perturbations: int | str, setup: Setup, staged: StagedModel, batches: int = 1) -> int:
+    """How many perturbations may share one forward (each forward on ``batches`` batches concatenated)."""
     if batch_perturbations == "auto":
         on_cpu = all(t.device.type == "cpu" for t in setup.model.parameters())
-        samples = batch_size(setup.evaluator.batches[0][0]) or 1
+        samples = (batch_size(setup.evaluator.batches[0][0]) or 1) * batches
         # on CPU the convolutions dominate from a few samples on: stacking gained 10% with batches
         # of 4 and lost 20% with batches of 32+ (digits CNN); on an accelerator bigger batches pay
         if on_cpu and samples > AUTO_STACK_CPU_ROWS:
             return 1
-        return max(1, int(AUTO_BATCH_BYTES // max(staged.peak_bytes, 1)))
+        return max(1, int(AUTO_BATCH_BYTES // max(staged.peak_bytes * batches, 1)))
     if isinstance(batch_perturbations, int) and not isinstance(batch_perturbations, bool) and batch_perturbations >= 1:
         return batch_perturbations
     raise ProblemError(f"batch_perturbations must be 'auto' or a positive integer, got {batch_perturbations!r}")
