@@ -1,6 +1,6 @@
 """End to end on real models: estimate sensitivity, solve exactly, quantize, measure on held-out data.
 
-    python benchmarks/end_to_end.py [--models digits,fashion,minilm] [--quick] [--truth] [--out benchmarks/results]
+    python benchmarks/end_to_end.py [--models digits,fashion,minilm] [--quick] [--truth] [--refine-evaluations N] [--out benchmarks/results]
 
 For each model and each sweep (weight-only options under a model-size budget; (w, a) options under
 a BitOps budget), at 5 budgets between the cheapest and the dearest uniform precision:
@@ -19,9 +19,17 @@ FP32 and quantized sentence embeddings of held-out text, and 1 − cosine as the
 predicted loss change is the solver's objective (in the estimator's own units). Time is split into
 estimating (per table) and solving (per budget).
 
+Refine: every exact cell is also refined (``mpqopt.refine`` from that table, measuring the loss change
+on the calibration data with the torch adapter's ``measurer``, at most ``--refine-evaluations``
+measurements, default 12) and the refined allocation is measured on the held-out data as the plain
+solve's is; each cell reports both, the evaluations spent and the table entries corrected.
+
 Checked, not assumed (the ``Checks`` section of the report): does every exact allocation beat the
 best uniform precision that fits? Does the pairwise allocation beat the separable ones at the two
-tightest budgets on at least one model?
+tightest budgets on at least one model? And with refine: is every refined allocation, on the
+calibration data, no worse than the best uniform precision that fits (refine's guarantee)? Which
+cells lost or tied to uniform on held-out data before refine and after, and pairwise vs separable
+after refine (held-out data may disagree with the calibration data: reported as it comes).
 
 ``--truth`` adds an oracle for the two 5-layer CNNs: all 4**5 allocations measured on test images
 (CE), the truly best one per budget (Fashion-MNIST: 2,000 test images, ~10 minutes per sweep).
@@ -59,6 +67,8 @@ PREDICTION_UNITS = {"delta_loss": "loss", "pairwise": "loss", GREEDY: "loss", "h
                     "fisher": "Fisher-weighted squared error (not loss)", "entropy": "bits of weight entropy (not loss)"}
 DEFAULT_ACT_BITS = 8  # BitOps of a weight-only option count 8-bit activations (problem_from_model's default)
 QUANTITIES = ("metric", "loss_change")  # what a cell reports; higher metric and lower loss change are better
+REFINE_EVALUATIONS = 12  # mpqopt.refine's measurement budget per cell (allocations measured on the calibration data)
+REFINE_ALTERNATIVES = 2  # runners-up measured per refine round
 
 
 @dataclass
@@ -281,9 +291,10 @@ def solve_cells(problems: dict[str, Any], budgets: list[dict[str, Any]], sweep: 
     return methods
 
 
-def run_sweep(bed: Testbed, sweep: Sweep, truth: bool = False) -> dict[str, Any]:
+def run_sweep(bed: Testbed, sweep: Sweep, truth: bool = False, refine_evaluations: int = REFINE_EVALUATIONS) -> dict[str, Any]:
     """Estimate every table, measure uniform precision, solve and measure every method at every
-    budget (and the oracle with ``truth``)."""
+    budget (and the oracle with ``truth``); refine every exact cell on the calibration data
+    (``refine_evaluations`` measurements at most; 0: no refine)."""
     from mpqopt.adapters import torch as mt
     from mpqopt.adapters.torch.data import Evaluator
     from mpqopt.errors import MpqoptError
@@ -314,8 +325,71 @@ def run_sweep(bed: Testbed, sweep: Sweep, truth: bool = False) -> dict[str, Any]
         table = tables[r["table"]]
         methods[method] = {**r, "estimate_seconds": estimate_seconds[r["table"]],
                            "meta": {k: v for k, v in table.meta.items() if isinstance(v, (int, float, str))}}
-    return {"options": [o.label for o in base.options], "cost": sweep.cost, "unit": sweep.unit, "layers": list(names), "uniform": uniform,
-            "budgets": budgets, "methods": methods, "allocations_measured": len(measured)}
+    out = {"options": [o.label for o in base.options], "cost": sweep.cost, "unit": sweep.unit, "layers": list(names), "uniform": uniform,
+           "budgets": budgets, "methods": methods}
+    if refine_evaluations:
+        calibrated = calibration_measurer(bed, act_ranges)
+        out["uniform_calibration"] = {o.label: calibrated.measure({n: o.label for n in names})[0] for o in base.options}
+        refine_cells(problems, budgets, sweep, names, measure, calibrated.measure, methods, refine_evaluations)
+        out["refine"] = {"max_evaluations": refine_evaluations, "alternatives": REFINE_ALTERNATIVES,
+                         "calibration_allocations_measured": len(calibrated.cache)}
+    return {**out, "allocations_measured": len(measured)}
+
+
+@dataclass
+class CalibrationMeasure:
+    """``measure({layer: label}) -> (loss change, standard error)`` on the calibration data (the torch
+    adapter's ``measurer``), cached by allocation: refine cells of one sweep share their measurements."""
+
+    measure: Callable[[dict[str, str]], tuple[float, float | None]]
+    cache: dict[tuple[tuple[str, str], ...], tuple[float, float | None]]
+
+
+def calibration_measurer(bed: Testbed, act_ranges: Any) -> CalibrationMeasure:
+    """The bed's loss change on its calibration batches, with the activation ranges the study applies."""
+    from mpqopt.adapters import torch as mt
+
+    raw = mt.measurer(bed.model, bed.calibration, loss=bed.loss, act_ranges=act_ranges)
+    cache: dict[tuple[tuple[str, str], ...], tuple[float, float | None]] = {}
+
+    def measure(assignment: dict[str, str]) -> tuple[float, float | None]:
+        key = tuple(sorted(assignment.items()))
+        if key not in cache:
+            cache[key] = raw(assignment)
+        return cache[key]
+
+    return CalibrationMeasure(measure, cache)
+
+
+def refine_cells(problems: dict[str, Any], budgets: list[dict[str, Any]], sweep: Sweep, names: tuple[str, ...],
+                 measure: Callable[[tuple[str, ...]], tuple[float, float]], calibrate: Callable[[dict[str, str]], tuple[float, float | None]],
+                 methods: dict[str, Any], max_evaluations: int) -> None:
+    """Each exact table's cell gains ``refined``: ``mpqopt.refine`` from that table on the calibration
+    data (at most ``max_evaluations`` measurements), its allocation measured on held-out data as the
+    plain solve's is, with the calibration loss changes of the plain and refined allocations."""
+    import mpqopt
+
+    for name in EXACT:
+        if name not in problems:
+            continue
+        problem = problems[name]
+        for b, cell in zip(budgets, methods[name]["budgets"]):
+            if "metric" not in cell:
+                continue
+            start = time.perf_counter()
+            r = mpqopt.refine(problem, calibrate, {sweep.cost: b["limit"]}, max_evaluations=max_evaluations, alternatives=REFINE_ALTERNATIVES)
+            seconds = time.perf_counter() - start
+            chosen = tuple(r.assignment[n] for n in names)
+            metric, loss = measure(chosen)
+            cell["refined"] = {
+                "allocation": list(chosen), "metric": metric, "loss_change": loss, "cost": problem.evaluate(r.x).costs[sweep.cost],
+                "predicted": r.predicted, "seconds": seconds, "evaluations": r.evaluations, "converged": r.converged,
+                "corrected": [[layer, option, old, new] for (layer, option), (old, new) in r.corrected.items()],
+                "calibration": {"refined": r.measured, "stderr": r.stderr, "plain": calibrate(dict(zip(names, cell["allocation"])))[0],
+                                "refine_best_uniform": None if r.best_uniform is None else r.best_uniform.source.split(" ", 1)[1]},
+            }
+            print(f"    {name} at {b['per_unit']:.4g}: refined in {seconds:.1f} s, {r.evaluations} evaluations, {len(r.corrected)} entries "
+                  f"corrected; held-out {cell['metric']:.4f} -> {metric:.4f}", file=sys.stderr, flush=True)
 
 
 def oracle(bed: Testbed, sweep: Sweep, problem: Any, budgets: list[dict[str, Any]], act_ranges: Any,
@@ -346,9 +420,13 @@ def _better(value: float, baseline: float, quantity: str) -> str:
 
 def checks(report: dict[str, Any]) -> dict[str, Any]:
     """Exact vs uniform, pairwise vs separable at the tight budgets, and the oracle, from the cells
-    alone (so ``--render`` recomputes them)."""
+    alone (so ``--render`` recomputes them); with refined cells, the same before and after refine
+    and refine's guarantee on the calibration data."""
     rows: list[dict[str, Any]] = []
+    refined_rows: list[dict[str, Any]] = []
     tight: list[dict[str, Any]] = []
+    refined_tight: list[dict[str, Any]] = []
+    guarantee: list[dict[str, Any]] = []  # per refined cell: its calibration loss change vs the best uniform's
     oracle_hits: dict[str, list[int]] = {}  # method -> [cells equal to the oracle's allocation, cells with an oracle]
     below_oracle: list[str] = []  # cells whose loss is below the oracle's on the same images: must stay empty
     for model, m in report["models"].items():
@@ -360,35 +438,149 @@ def checks(report: dict[str, Any]) -> dict[str, Any]:
                     if "metric" not in cell:
                         continue
                     if method in EXACT:
-                        rows.append({"where": where, "method": method, "budget": b["per_unit"], **{
-                            q: {"value": cell[q], "uniform": base[key][q], "option": base[key]["option"], "verdict": _better(cell[q], base[key][q], q)}
-                            for q, key in (("metric", "uniform"), ("loss_change", "uniform_by_loss"))}})
+                        rows.append(_versus_uniform(where, method, b, base, cell))
+                        if "refined" in cell:
+                            refined_rows.append(_versus_uniform(where, method, b, base, cell["refined"]))
+                            guarantee.append(_calibration_guarantee(where, method, b, s, cell["refined"]))
                     if "true_best" in b:
                         hit = oracle_hits.setdefault(method, [0, 0])
                         hit[0] += cell["allocation"] == b["true_best"]["allocation"]
                         hit[1] += 1
                         if b["true_best"]["images"] == m.get("measured_samples") and cell["loss_change"] < b["true_best"]["loss_change"] - 1e-9:
                             below_oracle.append(f"{where} / {method} at {b['per_unit']:.4g}")
-            for k in range(TIGHT):
-                cells = {name: s["methods"][name]["budgets"][k] for name in EXACT if "budgets" in s["methods"].get(name, {})}
-                if "metric" not in cells.get("pairwise", {}):
-                    continue
-                pw = cells.pop("pairwise")
-                separable = {name: c for name, c in cells.items() if "metric" in c}
-                entry = {"where": where, "budget": s["budgets"][k]["per_unit"]}
-                for q in QUANTITIES:
-                    values = {name: c[q] for name, c in separable.items()}
-                    entry[q] = {"pairwise": pw[q], "separable": values,
-                                "beats_all": bool(values) and all(_better(pw[q], v, q) == "better" for v in values.values()),
-                                "beats_delta_loss": "delta_loss" in values and _better(pw[q], values["delta_loss"], q) == "better"}
-                tight.append(entry)
-    counts = {q: {v: sum(r[q]["verdict"] == v for r in rows) for v in ("better", "equal", "worse")} for q in QUANTITIES}
-    return {"exact_vs_uniform": counts, "exact_vs_uniform_rows": rows, "pairwise_tight": tight,
-            "pairwise_beats_separable_somewhere": {q: any(t[q]["beats_all"] for t in tight) for q in QUANTITIES},
-            "oracle_hits": oracle_hits, "below_oracle": below_oracle}
+            tight += _pairwise_tight(where, s, lambda cell: cell)
+            refined_tight += _pairwise_tight(where, s, lambda cell: cell.get("refined", {}))
+    out = {"exact_vs_uniform": _verdict_counts(rows), "exact_vs_uniform_rows": rows, "pairwise_tight": tight,
+           "pairwise_beats_separable_somewhere": {q: any(t[q]["beats_all"] for t in tight) for q in QUANTITIES},
+           "oracle_hits": oracle_hits, "below_oracle": below_oracle}
+    if refined_rows:
+        out["refine"] = refine_summary(rows, refined_rows, refined_tight, guarantee)
+    return out
+
+
+def _versus_uniform(where: str, method: str, b: dict[str, Any], base: dict[str, Any], cell: dict[str, Any]) -> dict[str, Any]:
+    """One cell against the best uniform precision that fits: by metric, and by loss change."""
+    return {"where": where, "method": method, "budget": b["per_unit"], **{
+        q: {"value": cell[q], "uniform": base[key][q], "option": base[key]["option"], "verdict": _better(cell[q], base[key][q], q)}
+        for q, key in (("metric", "uniform"), ("loss_change", "uniform_by_loss"))}}
+
+
+def _verdict_counts(rows: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    return {q: {v: sum(r[q]["verdict"] == v for r in rows) for v in ("better", "equal", "worse")} for q in QUANTITIES}
+
+
+def _calibration_guarantee(where: str, method: str, b: dict[str, Any], s: dict[str, Any], refined: dict[str, Any]) -> dict[str, Any]:
+    """A refined cell's calibration loss change against the least of the uniform precisions that fit
+    (measured on the same calibration data by the study, not taken from refine's own record)."""
+    fits = {k: s["uniform_calibration"][k] for k, u in s["uniform"].items() if u["cost"] <= b["limit"] * (1 + 1e-12)}
+    option = min(fits, key=fits.get)
+    value = refined["calibration"]["refined"]
+    return {"where": where, "method": method, "budget": b["per_unit"], "refined": value, "plain": refined["calibration"]["plain"],
+            "uniform_option": option, "uniform": fits[option], "holds": value <= fits[option]}
+
+
+def _pairwise_tight(where: str, s: dict[str, Any], pick: Callable[[dict[str, Any]], dict[str, Any]]) -> list[dict[str, Any]]:
+    """Pairwise against each separable table at the ``TIGHT`` budgets, on the cells ``pick`` takes
+    (the plain solve's, or its refined one)."""
+    out = []
+    for k in range(min(TIGHT, len(s["budgets"]))):
+        cells = {name: pick(s["methods"][name]["budgets"][k]) for name in EXACT if "budgets" in s["methods"].get(name, {})}
+        if "metric" not in cells.get("pairwise", {}):
+            continue
+        pw = cells.pop("pairwise")
+        separable = {name: c for name, c in cells.items() if "metric" in c}
+        entry = {"where": where, "budget": s["budgets"][k]["per_unit"]}
+        for q in QUANTITIES:
+            values = {name: c[q] for name, c in separable.items()}
+            entry[q] = {"pairwise": pw[q], "separable": values,
+                        "beats_all": bool(values) and all(_better(pw[q], v, q) == "better" for v in values.values()),
+                        "beats_delta_loss": "delta_loss" in values and _better(pw[q], values["delta_loss"], q) == "better"}
+        out.append(entry)
+    return out
+
+
+def refine_summary(rows: list[dict[str, Any]], refined_rows: list[dict[str, Any]], refined_tight: list[dict[str, Any]],
+                   guarantee: list[dict[str, Any]]) -> dict[str, Any]:
+    """Before and after refine: verdicts against uniform, the cells that lost or tied (plain) and what
+    refine made of them, refined vs plain on held-out data, pairwise vs separable, and the guarantee."""
+    plain = {(r["where"], r["method"], r["budget"]): r for r in rows}
+    pairs = [(plain[(r["where"], r["method"], r["budget"])], r) for r in refined_rows]
+    lost_or_tied = {}
+    for q in QUANTITIES:
+        before = [{"where": p["where"], "method": p["method"], "budget": p["budget"], "before": p[q], "after": r[q]}
+                  for p, r in pairs if p[q]["verdict"] != "better"]
+        after = [{"where": r["where"], "method": r["method"], "budget": r["budget"], "before": p[q], "after": r[q]}
+                 for p, r in pairs if r[q]["verdict"] != "better"]
+        lost_or_tied[q] = {"before": before, "after": after,
+                           "before_counts": {v: sum(c["before"]["verdict"] == v for c in before) for v in ("equal", "worse")},
+                           "after_counts": {v: sum(c["after"]["verdict"] == v for c in after) for v in ("equal", "worse")}}
+    return {"cells": len(pairs), "refined_vs_uniform": _verdict_counts(refined_rows), "refined_vs_uniform_rows": refined_rows,
+            "refined_vs_plain": {q: {v: sum(_better(r[q]["value"], p[q]["value"], q) == v for p, r in pairs) for v in ("better", "equal", "worse")}
+                                 for q in QUANTITIES},
+            "lost_or_tied": lost_or_tied, "pairwise_tight": refined_tight,
+            "pairwise_beats_separable_somewhere": {q: any(t[q]["beats_all"] for t in refined_tight) for q in QUANTITIES},
+            "calibration_guarantee": {"checked": len(guarantee), "violations": [g for g in guarantee if not g["holds"]],
+                                      "refined_below_plain": sum(g["refined"] < g["plain"] for g in guarantee),
+                                      "refined_equal_plain": sum(g["refined"] == g["plain"] for g in guarantee),
+                                      "refined_above_plain": sum(g["refined"] > g["plain"] for g in guarantee)}}
 
 
 # --------------------------------------------------------------------------- report
+def _tight_lines(label: str, c: dict[str, Any]) -> list[str]:
+    """Pairwise against the separable tables at the tight budgets, one line per (model, sweep, budget)."""
+    beats = c["pairwise_beats_separable_somewhere"]
+    lines = [f"* {label} beats every separable allocation at one of the two tightest budgets somewhere: on the metric "
+             f"{'yes' if beats['metric'] else 'no'}, on the loss change {'yes' if beats['loss_change'] else 'no'}."]
+    for t in c["pairwise_tight"]:
+        parts = []
+        for q in QUANTITIES:
+            best = max if q == "metric" else min
+            sep = t[q]["separable"]
+            verdict = "beats all" if t[q]["beats_all"] else "beats delta_loss" if t[q]["beats_delta_loss"] else "beats neither all nor delta_loss"
+            parts.append(f"{'metric' if q == 'metric' else 'loss change'} {t[q]['pairwise']:.4g} vs best separable "
+                         f"{best(sep.values()):.4g} ({verdict})" if sep else "no separable table")
+        lines.append(f"  * {t['where']} at {t['budget']:.4g}: " + "; ".join(parts))
+    return lines
+
+
+def _cell_name(r: dict[str, Any]) -> str:
+    return f"{r['where']} / {r['method']} at {r['budget']:.4g}"
+
+
+def refine_lines(report: dict[str, Any], r: dict[str, Any]) -> list[str]:
+    """The refine part of the checks: the guarantee, the verdicts before and after, the cells that
+    lost or tied to uniform before refine and what refine made of them, pairwise vs separable after."""
+    g = r["calibration_guarantee"]
+    n = report.get("refine_evaluations", "?")
+    lines = ["", "### Refine (mpqopt.refine from each exact table, on the calibration data)", "",
+             f"Each exact cell's table refined with at most {n} measurements of the loss change on the calibration data "
+             f"({REFINE_ALTERNATIVES} runners-up per round), the returned allocation measured on the held-out data as the plain solve's is.", "",
+             f"* Refine's guarantee, on the calibration data: refined loss change <= the best uniform precision that fits, measured by the study: "
+             f"holds in {g['checked'] - len(g['violations'])} of {g['checked']} cells (violations: "
+             + (", ".join(f"{_cell_name(v)} {v['refined']:.4g} > {v['uniform_option']} {v['uniform']:.4g}" for v in g["violations"]) or "none")
+             + f"). Against the plain solve's allocation on the calibration data: {g['refined_below_plain']} lower, {g['refined_equal_plain']} equal, "
+             f"{g['refined_above_plain']} higher."]
+    for q, what in (("metric", "measured metric"), ("loss_change", "measured loss change")):
+        after = r["refined_vs_uniform"][q]
+        vs = r["refined_vs_plain"][q]
+        lines.append(f"* Held out, on the {what}: refined vs the best uniform that fits {after['better']} better, {after['equal']} equal, "
+                     f"{after['worse']} worse (of {sum(after.values())}); refined vs plain {vs['better']} better, {vs['equal']} equal, {vs['worse']} worse.")
+    for q, what in (("metric", "metric"), ("loss_change", "loss change")):
+        lt = r["lost_or_tied"][q]
+        b, a = lt["before_counts"], lt["after_counts"]
+        lines.append(f"* Cells that lost or tied to uniform on the held-out {what}: before refine {b['worse']} lost, {b['equal']} tied; "
+                     f"after refine {a['worse']} lost, {a['equal']} tied.")
+        for cell in lt["before"]:
+            lines.append(f"  * {_cell_name(cell)}: plain {cell['before']['value']:.4g} ({cell['before']['verdict']}) -> refined "
+                         f"{cell['after']['value']:.4g} ({cell['after']['verdict']}) vs uniform {cell['before']['option']} {cell['before']['uniform']:.4g}")
+        for cell in lt["after"]:
+            if cell["before"]["verdict"] == "better":
+                lines.append(f"  * {_cell_name(cell)}: plain {cell['before']['value']:.4g} (better) -> refined {cell['after']['value']:.4g} "
+                             f"({cell['after']['verdict']}) vs uniform {cell['after']['option']} {cell['after']['uniform']:.4g}: new after refine")
+    lines += _tight_lines("After refine, pairwise (CLADO)", r)
+    return lines
+
+
 def markdown(report: dict[str, Any]) -> str:
     """The human-readable report: checks first, then one table per model and sweep."""
     c = report["checks"]
@@ -407,22 +599,13 @@ def markdown(report: dict[str, Any]) -> str:
                          f"{r['metric']['option']} {r['metric']['uniform']:.4f} ({r['metric']['verdict']}); loss change "
                          f"{r['loss_change']['value']:.4g} vs uniform {r['loss_change']['option']} {r['loss_change']['uniform']:.4g} "
                          f"({r['loss_change']['verdict']})")
-    beats = c["pairwise_beats_separable_somewhere"]
-    lines.append(f"* Pairwise (CLADO) beats every separable allocation at one of the two tightest budgets somewhere: on the metric "
-                 f"{'yes' if beats['metric'] else 'no'}, on the loss change {'yes' if beats['loss_change'] else 'no'}.")
-    for t in c["pairwise_tight"]:
-        parts = []
-        for q in QUANTITIES:
-            best = max if q == "metric" else min
-            sep = t[q]["separable"]
-            verdict = "beats all" if t[q]["beats_all"] else "beats delta_loss" if t[q]["beats_delta_loss"] else "beats neither all nor delta_loss"
-            parts.append(f"{'metric' if q == 'metric' else 'loss change'} {t[q]['pairwise']:.4g} vs best separable "
-                         f"{best(sep.values()):.4g} ({verdict})" if sep else "no separable table")
-        lines.append(f"  * {t['where']} at {t['budget']:.4g}: " + "; ".join(parts))
+    lines += _tight_lines("Pairwise (CLADO)", c)
     if c.get("oracle_hits"):
         lines.append("* Allocations identical to the oracle's (the least test CE on the oracle's images): " + ", ".join(
             f"{method} {hit}/{n}" for method, (hit, n) in c["oracle_hits"].items()) + ". Cells below the oracle's loss on its own images "
             f"(must be none): {', '.join(c['below_oracle']) or 'none'}.")
+    if "refine" in c:
+        lines += refine_lines(report, c["refine"])
     lines += ["", "Reading the verdicts: one test image is 1/540 of the digits accuracy and 1/10,000 of Fashion-MNIST's; the verdicts "
               "compare exact values, so a one-image difference counts. On BitOps sweeps hessian_trace, fisher and entropy (marked †) "
               "model the weights alone and cannot tell W4A4 from W4A8. Predictions are in each estimator's units: "
@@ -464,7 +647,34 @@ def sweep_table(sweep_name: str, s: dict[str, Any], metric: str) -> list[str]:
         solve = sum(cell.get("solve_seconds", 0.0) for cell in r["budgets"])
         estimate = f"{r['estimate_seconds']:.1f}" + (" (its table's)" if r["table"] != method else "")
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {estimate} | {solve:.3f} |")
-    return lines + ["", f"{s['allocations_measured']} distinct allocations measured.", ""]
+    lines += ["", f"{s['allocations_measured']} distinct allocations measured.", ""]
+    if "refine" in s:
+        lines += refine_table(s, metric)
+    return lines
+
+
+def refine_table(s: dict[str, Any], metric: str) -> list[str]:
+    """One sweep's refined cells: rows are the exact tables, columns budgets."""
+    lines = [f"Refined (at most {s['refine']['max_evaluations']} calibration measurements per cell). Cells: held-out {metric} refined "
+             f"<- plain (refined loss change; calibration loss change refined / best uniform that fits; evaluations, entries corrected).", "",
+             "| refined from | " + " | ".join(f"{b['per_unit']:.3g}" for b in s["budgets"]) + " | refine s (sum) |",
+             "|---|" + "---:|" * (len(s["budgets"]) + 1)]
+    for method, r in s["methods"].items():
+        if method not in EXACT or "budgets" not in r:
+            continue
+        cells, seconds = [], 0.0
+        for b, cell in zip(s["budgets"], r["budgets"]):
+            ref = cell.get("refined")
+            if ref is None:
+                cells.append("-")
+                continue
+            fits = [k for k, u in s["uniform"].items() if u["cost"] <= b["limit"] * (1 + 1e-12)]
+            uniform = min(s["uniform_calibration"][k] for k in fits)
+            seconds += ref["seconds"]
+            cells.append(f"{ref['metric']:.4f} <- {cell['metric']:.4f} ({ref['loss_change']:.4g}; {ref['calibration']['refined']:.4g} / "
+                         f"{uniform:.4g}; {ref['evaluations']} ev, {len(ref['corrected'])} corr)")
+        lines.append(f"| {method} + refine | " + " | ".join(cells) + f" | {seconds:.1f} |")
+    return lines + ["", f"{s['refine']['calibration_allocations_measured']} distinct allocations measured on the calibration data.", ""]
 
 
 def plot(report: dict[str, Any], path: Path) -> bool:
@@ -487,6 +697,7 @@ def plot(report: dict[str, Any], path: Path) -> bool:
     for ax, (title, name, s, metric) in zip(axes.flat, panels):
         xs = [b["per_unit"] for b in s["budgets"]]
         values = [cell["metric"] for r in s["methods"].values() for cell in r.get("budgets", []) if "metric" in cell]
+        values += [cell["refined"]["metric"] for r in s["methods"].values() for cell in r.get("budgets", []) if "refined" in cell]
         values += [b["true_best"]["metric"] for b in s["budgets"] if "true_best" in b]
         top = max(values + [b["uniform"]["metric"] for b in s["budgets"]])
         floor = min(values) - 0.15 * max(top - min(values), 1e-3)
@@ -502,6 +713,9 @@ def plot(report: dict[str, Any], path: Path) -> bool:
             if "budgets" in r:
                 ax.plot(xs, [cell.get("metric", np.nan) for cell in r["budgets"]], marker="o", ms=3, color=colours.get(method),
                         label=method, linestyle=":" if method == GREEDY else "-")
+            if any("refined" in cell for cell in r.get("budgets", [])):  # refined: the method's colour, hollow markers, dashed
+                ax.plot(xs, [cell.get("refined", {}).get("metric", np.nan) for cell in r["budgets"]], marker="o", ms=5, mfc="none",
+                        color=colours.get(method), label=f"{method} + refine", linestyle="--", lw=0.8)
         ax.set_ylim(floor - 0.02 * (top - floor), top + 0.05 * (top - floor))
         ax.set_title(f"{title}: {name} budget", fontsize=10)
         ax.set_xlabel(f"budget ({s['unit']})")
@@ -511,8 +725,13 @@ def plot(report: dict[str, Any], path: Path) -> bool:
         ax.axis("off")
     handles = {h.get_label(): h for ax in axes.flat for h in ax.get_lines()}
     spare = len(panels) % cols
-    fig.legend(handles.values(), handles.keys(), loc="lower right" if spare else "upper center", fontsize=8, ncol=1 if spare else len(handles))
-    fig.tight_layout()
+    if spare:  # the legend fills the empty panel slots
+        fig.legend(handles.values(), handles.keys(), loc="lower right", fontsize=8, ncol=1 if len(handles) <= 12 else 2)
+        fig.tight_layout()
+    else:  # below the panels, in rows of at most 4
+        legend_rows = -(-len(handles) // 4)
+        fig.legend(handles.values(), handles.keys(), loc="lower center", fontsize=8, ncol=min(4, len(handles)))
+        fig.tight_layout(rect=(0, 0.22 * legend_rows / (3.6 * rows), 1, 1))
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return True
@@ -526,14 +745,16 @@ def machine_header() -> str:
             f"torch {v['torch']} (1 thread), mpqopt {v['mpqopt']}; commit {m['git_commit'] or '?'}.")
 
 
-def run(models: list[str], quick: bool, calibration_scale: int = 1, truth: bool = False) -> dict[str, Any]:
+def run(models: list[str], quick: bool, calibration_scale: int = 1, truth: bool = False,
+        refine_evaluations: int = REFINE_EVALUATIONS) -> dict[str, Any]:
     """Every model's sweeps, then the checks; a model whose data or weights are missing is skipped with the reason."""
     import torch
 
     torch.set_num_threads(1)
     from mpqopt.errors import MpqoptError
 
-    report: dict[str, Any] = {"machine": machine_header(), "quick": quick, "truth": truth, "calibration_scale": calibration_scale, "models": {}}
+    report: dict[str, Any] = {"machine": machine_header(), "quick": quick, "truth": truth, "calibration_scale": calibration_scale,
+                              "refine_evaluations": refine_evaluations, "models": {}}
     for key in models:
         try:
             bed = TESTBEDS[key](quick, calibration_scale)
@@ -544,7 +765,7 @@ def run(models: list[str], quick: bool, calibration_scale: int = 1, truth: bool 
         entry = {"title": bed.title, "describe": bed.describe, "metric": bed.metric, "fp32": bed.fp32, "setup_seconds": bed.setup_seconds,
                  "measured_samples": bed.measured_samples, "sweeps": {}}
         for sweep in bed.sweeps:
-            entry["sweeps"][sweep.name] = run_sweep(bed, sweep, truth)
+            entry["sweeps"][sweep.name] = run_sweep(bed, sweep, truth, refine_evaluations)
         report["models"][key] = entry
     report["checks"] = checks(report)
     return report
@@ -559,12 +780,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="also the exhaustive oracle for the 5-layer CNNs: all 1024 allocations on test images (Fashion: ~10 min per sweep)")
     parser.add_argument("--calibration-scale", type=int, default=1, metavar="K",
                         help="K times the default calibration data (digits 512 / Fashion 512 images, MiniLM 16 passages)")
+    parser.add_argument("--refine-evaluations", type=int, default=REFINE_EVALUATIONS, metavar="N",
+                        help=f"refine every exact cell with at most N measurements on the calibration data (default {REFINE_EVALUATIONS}; 0: no refine)")
     parser.add_argument("--render", type=Path, metavar="JSON", help="no measuring: recompute the checks and rewrite the report from a saved end_to_end.json")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     if args.render:
         measuring = [flag for flag, given in (("--models", args.models != parser.get_default("models")), ("--quick", args.quick),
-                                              ("--truth", args.truth), ("--calibration-scale", args.calibration_scale != 1)) if given]
+                                              ("--truth", args.truth), ("--calibration-scale", args.calibration_scale != 1),
+                                              ("--refine-evaluations", args.refine_evaluations != REFINE_EVALUATIONS)) if given]
         if measuring:
             parser.error(f"--render measures nothing: drop {', '.join(measuring)}")
         report = load_report(args.render, parser)
@@ -575,7 +799,9 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"unknown model(s) {unknown}; choose from {sorted(TESTBEDS)}")
         if args.calibration_scale < 1:
             parser.error("--calibration-scale must be at least 1")
-        report = run(models, args.quick, args.calibration_scale, args.truth)
+        if args.refine_evaluations < 0:
+            parser.error("--refine-evaluations must be 0 (no refine) or more")
+        report = run(models, args.quick, args.calibration_scale, args.truth, args.refine_evaluations)
         report["command"] = " ".join(["python benchmarks/end_to_end.py", *argv])
 
     def render(report: dict[str, Any]) -> str:

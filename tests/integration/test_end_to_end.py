@@ -78,6 +78,78 @@ def test_checks_count_what_the_cells_say(report):
     assert c["pairwise_beats_separable_somewhere"]["metric"] == any(t["metric"]["beats_all"] for t in c["pairwise_tight"])
 
 
+def test_every_exact_cell_is_refined_within_its_measurement_budget(report, digits_bed):
+    from mpqopt.adapters import torch as mt
+    from mpqopt.examples.digits import accuracy
+
+    e2e = bench()
+    assert report["refine_evaluations"] == e2e.REFINE_EVALUATIONS
+    for s in report["models"]["digits"]["sweeps"].values():
+        assert set(s["uniform_calibration"]) == set(s["options"])
+        for method, r in s["methods"].items():
+            for b, cell in zip(s["budgets"], r["budgets"]):
+                if method not in e2e.EXACT:
+                    assert "refined" not in cell  # the greedy row shares delta_loss's table
+                    continue
+                ref = cell["refined"]
+                assert 1 <= ref["evaluations"] <= e2e.REFINE_EVALUATIONS
+                assert ref["cost"] <= b["limit"] * (1 + 1e-12) and len(ref["allocation"]) == len(s["layers"])
+                assert all(layer in s["layers"] and option in s["options"] for layer, option, _, _ in ref["corrected"])
+    # the calibration numbers are the measurer's on the 8 calibration batches, the held-out one the test split's accuracy
+    s = report["models"]["digits"]["sweeps"]["size"]
+    measure = mt.measurer(digits_bed.model, digits_bed.train[:8], loss="ce")
+    assert s["uniform_calibration"]["W3"] == pytest.approx(measure({n: "W3" for n in s["layers"]})[0], rel=1e-6)
+    ref = s["methods"]["entropy"]["budgets"][-1]["refined"]
+    allocation = dict(zip(s["layers"], ref["allocation"]))
+    assert ref["calibration"]["refined"] == pytest.approx(measure(allocation)[0], rel=1e-6, abs=1e-9)
+    assert accuracy(mt.apply(digits_bed.model, allocation), digits_bed.test_x, digits_bed.test_y) == pytest.approx(ref["metric"])
+
+
+def test_refine_never_loses_to_uniform_on_the_calibration_data(report):
+    e2e = bench()
+    c = report["checks"]["refine"]
+    assert c["cells"] == c["calibration_guarantee"]["checked"] == 2 * 5 * 5
+    assert c["calibration_guarantee"]["violations"] == []
+    for s in report["models"]["digits"]["sweeps"].values():  # the same, from the cells themselves
+        for method in e2e.EXACT:
+            for b, cell in zip(s["budgets"], s["methods"][method]["budgets"]):
+                fits = [k for k, u in s["uniform"].items() if u["cost"] <= b["limit"] * (1 + 1e-12)]
+                assert cell["refined"]["calibration"]["refined"] <= min(s["uniform_calibration"][k] for k in fits), (method, b["per_unit"])
+    text = e2e.markdown(report)
+    assert "### Refine" in text and "| entropy + refine |" in text and text.count("| pairwise |") == 2
+    assert f"holds in {c['cells']} of {c['cells']} cells (violations: none)" in text
+
+
+def refined(metric, calibration=0.1):
+    return {"metric": metric, "loss_change": 1 - metric, "allocation": ["W3"], "calibration": {"refined": calibration, "plain": 0.2}}
+
+
+def test_refine_checks_on_a_made_up_report():
+    e2e = bench()
+    report = made_up_report()
+    s = report["models"]["m"]["sweeps"]["size"]
+    s["uniform_calibration"] = {"W2": 0.3, "W3": 0.15}
+    after = {"delta_loss": [0.8, 0.95], "hessian_trace": [0.7, 0.9], "fisher": [0.6, 0.95], "entropy": [0.55, 0.85], "pairwise": [0.81, 0.96]}
+    for method, values in after.items():
+        for cell, v in zip(s["methods"][method]["budgets"], values):
+            cell["refined"] = refined(v)
+    s["methods"]["fisher"]["budgets"][1]["refined"]["calibration"]["refined"] = 0.16  # above W3's 0.15 at budget 3
+    r = e2e.checks(report)["refine"]
+    # before: entropy 0.4 < 0.5 lost at 2.5; at 3 hessian 0.9 and entropy 0.9 tie W3, delta_loss 0.85 loses
+    lt = r["lost_or_tied"]["metric"]
+    assert lt["before_counts"] == {"equal": 2, "worse": 2}
+    assert lt["after_counts"] == {"equal": 1, "worse": 1}  # hessian still 0.9; entropy 0.85 at 3 loses
+    assert [(c["method"], c["budget"]) for c in lt["after"]] == [("hessian_trace", 3.0), ("entropy", 3.0)]
+    assert r["refined_vs_plain"]["metric"] == {"better": 3, "equal": 6, "worse": 1}
+    assert [(v["method"], v["budget"]) for v in r["calibration_guarantee"]["violations"]] == [("fisher", 3.0)]
+    assert [t["metric"]["beats_all"] for t in r["pairwise_tight"]] == [True, True]
+    assert "violations: m / size / fisher at 3 0.16 > W3 0.15" in "\n".join(e2e.refine_lines({}, r))
+    for m in s["methods"].values():  # a report from before refine renders without the refine section
+        for cell in m["budgets"]:
+            del cell["refined"]
+    assert "refine" not in e2e.checks(report)
+
+
 def made_up_report(pairwise=(0.81, 0.91)):
     """Two budgets; uniform W2 (cost 2) and W3 (cost 3); 'loss change' = 1 - metric."""
     def cell(metric):
@@ -147,7 +219,7 @@ def test_the_oracle_is_no_worse_than_any_method_on_its_own_images(digits_bed, sw
     e2e = bench()
     bed = e2e.classifier_testbed(key="digits", title="digits", bed=digits_bed, calibration_batches=8, test_size=100, truth_size=None,
                                  seconds=0.0, describe="digits", quick=True)  # measurements and oracle on the same 100 test images
-    s = e2e.run_sweep(bed, getattr(e2e, sweep), truth=True)
+    s = e2e.run_sweep(bed, getattr(e2e, sweep), truth=True, refine_evaluations=0)  # refine is checked on the quick run
     for k, b in enumerate(s["budgets"]):
         best = b["true_best"]
         assert best["loss_change"] == pytest.approx(best["subset_loss_change"], abs=1e-6)  # the same images, measured twice
