@@ -7,10 +7,18 @@ programming over non-dominated states solves exactly. No Python loop runs over l
 
 Several budgets: the Lagrangian dual (:mod:`mpqopt.algorithms.dual`) gives multipliers and a bound,
 its solution repaired and improved is the incumbent, reduced-cost fixing leaves a core, and dynamic
-programming over non-dominated states proves it (:mod:`mpqopt.algorithms.multi_core`); a core too
-large for that goes to HiGHS (warm-started from the incumbent, after rounding the LP optimum for a
-better one). With a positive ``mip_gap`` the cores are cut at targets instead (see
-``_targeted_cores``): a few tens of undecided groups each.
+programming over non-dominated states proves it (:mod:`mpqopt.algorithms.multi_core`). Otherwise
+the LP optimum is rounded for a better incumbent and HiGHS works on cores cut at targets (see
+``_targeted_cores``): first a few tens of undecided groups just above the LP bound, for a
+near-optimal incumbent, then the core below that incumbent (less the allowed gap), which proves it.
+
+At ``mip_gap=0`` that last proof can be out of reach: on ``mckp_problem(2000..5000, 8, 3)`` its core
+is only ~120-130 groups of 2-3 items, yet HiGHS needs 20,000-40,000 nodes (40-60 s) on it, and the
+dominance DP 100,000+ states: the three budgets can be filled in very many nearly equal ways (the
+near-optimal assignments lie within ~1e-5 relative of each other), and neither the LP bound nor
+dominance separates them. Without a time limit the proof therefore gets ``PROOF_SECONDS``; if it
+does not close, the result is ``feasible`` with the bound proved so far (the certified gap). A
+``time_limit`` gives the proof all the time that is left instead.
 """
 
 from __future__ import annotations
@@ -62,6 +70,12 @@ def _no_budget(model: CanonicalModel) -> RawSolution:
 FIRST_TARGETS_OF_GAP = (0.2, 0.35)
 FIRST_CORE_GAP = 0.1  # of the allowed gap: the first core's search aims at its best assignment
 FIRST_CORE_SECONDS = 0.4  # HiGHS can wander on the first core; it only has to find an incumbent
+# At mip_gap=0 the first targets are placed as if this relative gap were allowed: they only serve to
+# find a near-optimal incumbent (the proof below it is exact)
+INCUMBENT_GAP = 1e-6
+# Without a time limit, the exact proof at mip_gap=0 on the last core stops after this many seconds
+# and reports the gap it proved (see the module docstring): the default returns within seconds
+PROOF_SECONDS = 5.0
 
 
 def _compact_core(model: CanonicalModel, keep: np.ndarray, incumbent: np.ndarray, abs_gap: float, settings: SolveSettings, deadline: float | None) -> tuple[np.ndarray | None, float | None, dict]:
@@ -112,13 +126,15 @@ def _polished(model: CanonicalModel, lam: np.ndarray, incumbent: np.ndarray, all
 
 
 def _targeted_cores(model: CanonicalModel, lam: np.ndarray, lp_bound: float, incumbent: np.ndarray, settings: SolveSettings, deadline: float | None, stats: dict) -> RawSolution:
-    """Close a positive ``mip_gap`` by HiGHS on cores below targets.
+    """Close the ``mip_gap`` (positive or 0) by HiGHS on cores below targets.
 
     Items whose reduced cost lifts the Lagrangian bound above a target ``T`` only appear in
     assignments worse than ``T``, so ``min(T, core bound)`` bounds the model. Targets just above
     the LP bound leave cores of a few dozen groups where HiGHS (time-capped) and three-group
     exchanges find a near-optimal incumbent; the last target is that incumbent less the allowed
-    gap (the core is again small), which is all the bound has to reach.
+    gap (the core is again small), which is all the bound has to reach. At ``mip_gap=0`` the first
+    targets sit ``INCUMBENT_GAP`` above the LP bound, and the core below the incumbent goes to the
+    DP (exact when it completes) before HiGHS; without a time limit HiGHS gets ``PROOF_SECONDS``.
     """
     inc_obj = model.items_objective(incumbent)
     bound = lp_bound
@@ -136,22 +152,50 @@ def _targeted_cores(model: CanonicalModel, lam: np.ndarray, lp_bound: float, inc
     def allowed() -> float:  # absolute gaps agree; the relative one is of the user's objective
         return settings.mip_gap * abs(inc_obj + model.offset)
 
+    def closed() -> bool:
+        return inc_obj - bound <= max(allowed(), _roundoff(model, incumbent))
+
     for k, fraction in enumerate(FIRST_TARGETS_OF_GAP):
-        if inc_obj - bound <= allowed() or passed(deadline):
+        if closed() or passed(deadline):
             break
+        scale = max(allowed(), INCUMBENT_GAP * abs(inc_obj + model.offset))
         stop = time.perf_counter() + FIRST_CORE_SECONDS
         # the best assignment of these cores is wanted (it makes the last core small), not a proof
-        run(lp_bound + fraction * allowed(), FIRST_CORE_GAP * allowed(), stop if deadline is None else min(stop, deadline), f"first{k}")
-        incumbent = _polished(model, lam, incumbent, allowed())
+        run(lp_bound + fraction * scale, FIRST_CORE_GAP * scale, stop if deadline is None else min(stop, deadline), f"first{k}")
+        incumbent = _polished(model, lam, incumbent, scale)
         inc_obj = model.items_objective(incumbent)
+    exact = settings.mip_gap == 0
+    how = "mckp: Lagrangian dual + HiGHS on reduced-cost cores below targets"
+    if exact and not closed() and not passed(deadline):
+        # the core below the near-optimal incumbent is often small enough for the DP's exact proof
+        core = solve_multi_core(model, ~fixable_items(model, lam, inc_obj)[0], incumbent, lam, deadline=deadline)
+        stats.update(last_dp_core_groups=core.core_groups, last_dp_states=core.states, last_dp_complete=core.complete)
+        if core.complete:
+            incumbent = core.items
+            inc_obj = bound = model.items_objective(incumbent)
+            how = "mckp: Lagrangian dual + HiGHS on cores below targets (incumbent) + reduced-cost fixing + core DP (proof)"
+    # the default (no time limit) bounds the exact proof's time; a user's time limit replaces that
+    capped = exact and settings.time_limit is None
+    proof_stop = time.perf_counter() + PROOF_SECONDS if capped else deadline
     for k in range(3):
-        if inc_obj - bound <= allowed() or passed(deadline):
+        if closed() or passed(proof_stop):
             break
-        run(inc_obj - 0.999 * allowed(), 0.999 * allowed(), deadline, f"last{k}")
-    bound = min(bound, inc_obj)
-    done = inc_obj - bound <= allowed()
+        how = "mckp: Lagrangian dual + reduced-cost fixing + HiGHS core below the incumbent" if exact else how
+        run(inc_obj - 0.999 * allowed(), 0.999 * allowed(), proof_stop, f"last{k}")
+    done = closed()
+    # within the round-off of summing the objective, the bound is the objective
+    bound = inc_obj if done and exact else min(bound, inc_obj)
     status = "optimal" if done else ("time_limit" if passed(deadline) else "feasible")
-    return RawSolution(status, items=incumbent, objective=inc_obj, bound=bound, message="mckp: Lagrangian dual + HiGHS on reduced-cost cores below targets", stats=stats)
+    if not done and capped and not passed(deadline):
+        how += f"; the exact proof stopped after {PROOF_SECONDS:g} s, the default without a time limit (give one to let it run longer)"
+    return RawSolution(status, items=incumbent, objective=inc_obj, bound=bound, message=how, stats=stats)
+
+
+def _roundoff(model: CanonicalModel, items: np.ndarray) -> float:
+    """What summing ``items``' values in another order can change: ``F`` additions, each rounding
+    by at most one ulp of the running total (``F * eps * sum |value|``). Objectives and bounds that
+    differ by no more are equal as far as float data can tell."""
+    return model.num_groups * float(np.finfo(np.float64).eps) * (float(np.abs(model.value[items]).sum()) + abs(model.offset))
 
 
 def _stopped(model: CanonicalModel, incumbent: np.ndarray, bound: float, how: str, stats: dict) -> RawSolution:
@@ -231,11 +275,7 @@ class MckpBackend(Backend):
         stats.update(incumbent=model.items_objective(incumbent), items_fixed=int(drop.sum()))
         if clock.expired():
             return _stopped(model, incumbent, max(bound, dual.bound), "Lagrangian dual + rounded LP", stats)
-        if settings.mip_gap > 0:
-            return _targeted_cores(model, dual.lam, max(bound, dual.bound), incumbent, settings, deadline, stats)
-        raw = HighsBackend().solve_core(model, ~drop, incumbent, max(bound, dual.bound), settings, deadline, stats)
-        raw.message = f"mckp: Lagrangian dual + reduced-cost fixing + HiGHS core: {raw.message}"
-        return raw
+        return _targeted_cores(model, dual.lam, max(bound, dual.bound), incumbent, settings, deadline, stats)
 
     def _single_budget(self, model: CanonicalModel, settings: SolveSettings) -> RawSolution:
         start = greedy(model)
