@@ -70,6 +70,7 @@ def _no_budget(model: CanonicalModel) -> RawSolution:
 FIRST_TARGETS_OF_GAP = (0.2, 0.35)
 FIRST_CORE_GAP = 0.1  # of the allowed gap: the first core's search aims at its best assignment
 FIRST_CORE_SECONDS = 0.4  # HiGHS can wander on the first core; it only has to find an incumbent
+RUNG, MAX_RUNGS = 4.0, 8  # the first targets' ladder (see _first_fractions)
 # At mip_gap=0 the first targets are placed as if this relative gap were allowed: they only serve to
 # find a near-optimal incumbent (the proof below it is exact)
 INCUMBENT_GAP = 1e-6
@@ -78,12 +79,13 @@ INCUMBENT_GAP = 1e-6
 PROOF_SECONDS = 5.0
 
 
-def _compact_core(model: CanonicalModel, keep: np.ndarray, incumbent: np.ndarray, abs_gap: float, settings: SolveSettings, deadline: float | None) -> tuple[np.ndarray | None, float | None, dict]:
+def _compact_core(model: CanonicalModel, keep: np.ndarray, incumbent: np.ndarray, abs_gap: float, settings: SolveSettings, deadline: float | None, proof: bool = False) -> tuple[np.ndarray | None, float | None, dict]:
     """HiGHS on the items in ``keep`` (plus the incumbent's), with groups left a single item fixed
     and taken out, and each budget row shifted by its groups' lightest item: the MILP HiGHS sees
     has only the undecided groups and budget rows of the size of what they can still spend (a
     5,000-group core with 40 undecided groups is that 40-group model).
 
+    ``proof``: the incumbent is near-optimal, HiGHS's MIP heuristics are left off.
     Returns ``(items, bound, stats)``: HiGHS's assignment for the whole model (None if none or it
     breaks a budget) and a valid lower bound over assignments using only ``keep``'s items.
     """
@@ -102,7 +104,7 @@ def _compact_core(model: CanonicalModel, keep: np.ndarray, incumbent: np.ndarray
     warm = np.searchsorted(items, incumbent[active])
     # solve_milp's gap is relative to the core's objective: this one gives the absolute gap wanted
     rel = min(abs_gap / max(abs(sub.items_objective(warm)), 1e-300), 0.5)
-    raw = HighsBackend().solve_milp(sub, dataclasses.replace(settings, mip_gap=rel, warm_start=None), warm, deadline=deadline, core=True)
+    raw = HighsBackend().solve_milp(sub, dataclasses.replace(settings, mip_gap=rel, warm_start=None), warm, deadline=deadline, core=True, proof=proof)
     stats = {"core_groups": sub.num_groups, "core_items": sub.num_items, "nodes": raw.stats.get("nodes")}
     fixed_value = float(model.value[fixed].sum())
     bound = raw.bound + fixed_value if raw.bound is not None and raw.status in ("optimal", "time_limit", "feasible") else None
@@ -139,10 +141,10 @@ def _targeted_cores(model: CanonicalModel, lam: np.ndarray, lp_bound: float, inc
     inc_obj = model.items_objective(incumbent)
     bound = lp_bound
 
-    def run(target: float, core_gap: float, stop: float | None, name: str) -> None:
+    def run(target: float, core_gap: float, stop: float | None, name: str, proof: bool = False) -> None:
         nonlocal bound, incumbent, inc_obj
         drop, _ = fixable_items(model, lam, target)
-        found, core_bound, core_stats = _compact_core(model, ~drop, incumbent, core_gap, settings, stop)
+        found, core_bound, core_stats = _compact_core(model, ~drop, incumbent, core_gap, settings, stop, proof)
         stats.update({f"{name}_{k}": v for k, v in core_stats.items()})
         if core_bound is not None:
             bound = max(bound, min(core_bound, target))
@@ -155,10 +157,11 @@ def _targeted_cores(model: CanonicalModel, lam: np.ndarray, lp_bound: float, inc
     def closed() -> bool:
         return inc_obj - bound <= max(allowed(), _roundoff(model, incumbent))
 
-    for k, fraction in enumerate(FIRST_TARGETS_OF_GAP):
-        if closed() or passed(deadline):
+    scale = max(allowed(), INCUMBENT_GAP * abs(inc_obj + model.offset))
+    for k, fraction in enumerate(_first_fractions(FIRST_TARGETS_OF_GAP[-1] * scale, inc_obj - lp_bound)):
+        # past the fixed first targets, a rung is tried only while the incumbent lies beyond it
+        if closed() or passed(deadline) or (k >= len(FIRST_TARGETS_OF_GAP) and inc_obj - lp_bound <= fraction * scale):
             break
-        scale = max(allowed(), INCUMBENT_GAP * abs(inc_obj + model.offset))
         stop = time.perf_counter() + FIRST_CORE_SECONDS
         # the best assignment of these cores is wanted (it makes the last core small), not a proof
         run(lp_bound + fraction * scale, FIRST_CORE_GAP * scale, stop if deadline is None else min(stop, deadline), f"first{k}")
@@ -181,7 +184,7 @@ def _targeted_cores(model: CanonicalModel, lam: np.ndarray, lp_bound: float, inc
         if closed() or passed(proof_stop):
             break
         how = "mckp: Lagrangian dual + reduced-cost fixing + HiGHS core below the incumbent" if exact else how
-        run(inc_obj - 0.999 * allowed(), 0.999 * allowed(), proof_stop, f"last{k}")
+        run(inc_obj - 0.999 * allowed(), 0.999 * allowed(), proof_stop, f"last{k}", proof=exact)
     done = closed()
     # within the round-off of summing the objective, the bound is the objective
     bound = inc_obj if done and exact else min(bound, inc_obj)
@@ -189,6 +192,16 @@ def _targeted_cores(model: CanonicalModel, lam: np.ndarray, lp_bound: float, inc
     if not done and capped and not passed(deadline):
         how += f"; the exact proof stopped after {PROOF_SECONDS:g} s, the default without a time limit (give one to let it run longer)"
     return RawSolution(status, items=incumbent, objective=inc_obj, bound=bound, message=how, stats=stats)
+
+
+def _first_fractions(last: float, reach: float) -> list[float]:
+    """``FIRST_TARGETS_OF_GAP`` then a ladder of ``RUNG`` times the previous target (in units of the
+    gap scale, the last fixed one being worth ``last``) up to the incumbent's ``reach`` above the LP
+    bound: when the first cores hold no near-optimal assignment (``mckp_problem(2000, 8, 3,
+    seed=1)``: optimum 4e-4 above the LP bound, 7 scales up), wider ones are tried, each time-capped."""
+    fractions = list(FIRST_TARGETS_OF_GAP)
+    rungs = int(np.ceil(np.log(max(reach / last, 1.0)) / np.log(RUNG))) if last > 0 else 0
+    return fractions + [FIRST_TARGETS_OF_GAP[-1] * RUNG ** (k + 1) for k in range(min(rungs, MAX_RUNGS))]
 
 
 def _roundoff(model: CanonicalModel, items: np.ndarray) -> float:
