@@ -70,13 +70,18 @@ def _no_budget(model: CanonicalModel) -> RawSolution:
 FIRST_TARGETS_OF_GAP = (0.2, 0.35)
 FIRST_CORE_GAP = 0.1  # of the allowed gap: the first core's search aims at its best assignment
 FIRST_CORE_SECONDS = 0.4  # HiGHS can wander on the first core; it only has to find an incumbent
-RUNG, MAX_RUNGS = 4.0, 8  # the first targets' ladder (see _first_fractions)
+# At mip_gap=0 the first targets are set by the number of groups their cores hold (see
+# _group_targets): a fixed fraction of the objective left 2,189 groups at 50,000 x 8 x 3, where HiGHS
+# overshot its 0.4 s by ~30 s; past the first two, a rung is tried only while the incumbent lies
+# above it (mckp_problem(2000, 8, 3, seed=1) needed the ~100-group core for a near-optimal incumbent)
+FIRST_CORE_GROUPS = (32, 48, 192, 768)
 # At mip_gap=0 the first targets are placed as if this relative gap were allowed: they only serve to
 # find a near-optimal incumbent (the proof below it is exact)
 INCUMBENT_GAP = 1e-6
 # Without a time limit, the exact proof at mip_gap=0 on the last core stops after this many seconds
 # and reports the gap it proved (see the module docstring): the default returns within seconds
 PROOF_SECONDS = 5.0
+ROUNDED_LP_SECONDS = 1.0  # the same default's cap on the rounded LP (see _several_budgets)
 
 
 def _compact_core(model: CanonicalModel, keep: np.ndarray, incumbent: np.ndarray, abs_gap: float, settings: SolveSettings, deadline: float | None, proof: bool = False) -> tuple[np.ndarray | None, float | None, dict]:
@@ -157,18 +162,18 @@ def _targeted_cores(model: CanonicalModel, lam: np.ndarray, lp_bound: float, inc
     def closed() -> bool:
         return inc_obj - bound <= max(allowed(), _roundoff(model, incumbent))
 
+    exact = settings.mip_gap == 0
     scale = max(allowed(), INCUMBENT_GAP * abs(inc_obj + model.offset))
-    for k, fraction in enumerate(_first_fractions(FIRST_TARGETS_OF_GAP[-1] * scale, inc_obj - lp_bound)):
-        # past the fixed first targets, a rung is tried only while the incumbent lies beyond it
-        if closed() or passed(deadline) or (k >= len(FIRST_TARGETS_OF_GAP) and inc_obj - lp_bound <= fraction * scale):
+    targets = _group_targets(model, lam, FIRST_CORE_GROUPS) if exact else [lp_bound + f * allowed() for f in FIRST_TARGETS_OF_GAP]
+    for k, target in enumerate(targets):
+        if closed() or passed(deadline) or (k >= 2 and inc_obj <= target):
             break
         stop = time.perf_counter() + FIRST_CORE_SECONDS
         # the best assignment of these cores is wanted (it makes the last core small), not a proof
-        run(lp_bound + fraction * scale, FIRST_CORE_GAP * scale, stop if deadline is None else min(stop, deadline), f"first{k}")
+        run(target, FIRST_CORE_GAP * scale, stop if deadline is None else min(stop, deadline), f"first{k}")
         incumbent = _polished(model, lam, incumbent, scale)
         inc_obj = model.items_objective(incumbent)
-    exact = settings.mip_gap == 0
-    how = "mckp: Lagrangian dual + HiGHS on reduced-cost cores below targets"
+    how = "mckp: Lagrangian dual + reduced-cost fixing + HiGHS cores below targets" if exact else "mckp: Lagrangian dual + HiGHS on reduced-cost cores below targets"
     if exact and not closed() and not passed(deadline):
         # the core below the near-optimal incumbent is often small enough for the DP's exact proof
         core = solve_multi_core(model, ~fixable_items(model, lam, inc_obj)[0], incumbent, lam, deadline=deadline)
@@ -194,14 +199,16 @@ def _targeted_cores(model: CanonicalModel, lam: np.ndarray, lp_bound: float, inc
     return RawSolution(status, items=incumbent, objective=inc_obj, bound=bound, message=how, stats=stats)
 
 
-def _first_fractions(last: float, reach: float) -> list[float]:
-    """``FIRST_TARGETS_OF_GAP`` then a ladder of ``RUNG`` times the previous target (in units of the
-    gap scale, the last fixed one being worth ``last``) up to the incumbent's ``reach`` above the LP
-    bound: when the first cores hold no near-optimal assignment (``mckp_problem(2000, 8, 3,
-    seed=1)``: optimum 4e-4 above the LP bound, 7 scales up), wider ones are tried, each time-capped."""
-    fractions = list(FIRST_TARGETS_OF_GAP)
-    rungs = int(np.ceil(np.log(max(reach / last, 1.0)) / np.log(RUNG))) if last > 0 else 0
-    return fractions + [FIRST_TARGETS_OF_GAP[-1] * RUNG ** (k + 1) for k in range(min(rungs, MAX_RUNGS))]
+def _group_targets(model: CanonicalModel, lam: np.ndarray, counts: tuple[int, ...]) -> list[float]:
+    """Targets whose cores (:func:`fixable_items` at them) hold about ``counts`` groups with an
+    alternative to their Lagrangian choice: each group's cheapest alternative, by reduced cost,
+    sorted; the target for ``n`` groups is the Lagrangian bound plus the ``n``-th of them."""
+    lagrange, reduced = lagrangian_bound(model, lam)
+    cheapest = np.minimum.reduceat(np.where(reduced > 0, reduced, np.inf), model.group_start[:-1])
+    cheapest = np.sort(cheapest[np.isfinite(cheapest)])
+    if cheapest.size == 0:
+        return []
+    return [lagrange + float(cheapest[min(n, cheapest.size) - 1]) for n in counts]
 
 
 def _roundoff(model: CanonicalModel, items: np.ndarray) -> float:
@@ -280,7 +287,10 @@ class MckpBackend(Backend):
         # The Lagrangian choice leaves budget unused; rounding the LP optimum does far better. The
         # LP is solved on the items that survive fixing only (a fraction of the model), then the
         # better incumbent fixes more.
-        better = HighsBackend.rounded_lp(model, ~drop, incumbent, settings, deadline)
+        # the default (mip_gap=0, no time limit) caps this LP: 9.5 s at 50,000 x 8 x 3 (30,000-group
+        # core), where the first cores below find the better incumbent anyway
+        lp_stop = time.perf_counter() + ROUNDED_LP_SECONDS if settings.mip_gap == 0 and settings.time_limit is None else deadline
+        better = HighsBackend.rounded_lp(model, ~drop, incumbent, settings, lp_stop)
         if better is not None and model.items_objective(better) < model.items_objective(incumbent):
             incumbent = better
             clock.offer(incumbent, model.items_objective(incumbent))
