@@ -9,8 +9,9 @@ Several budgets: the Lagrangian dual (:mod:`mpqopt.algorithms.dual`) gives multi
 its solution repaired and improved is the incumbent, reduced-cost fixing leaves a core, and dynamic
 programming over non-dominated states proves it (:mod:`mpqopt.algorithms.multi_core`). Otherwise
 the LP optimum is rounded for a better incumbent and HiGHS works on cores cut at targets (see
-``_targeted_cores``): first a few tens of undecided groups just above the LP bound, for a
-near-optimal incumbent, then the core below that incumbent (less the allowed gap), which proves it.
+``_targeted_cores``): first a few tens of undecided groups just above the LP bound (wider ones at
+``mip_gap=0`` while those find nothing near-optimal), for a near-optimal incumbent, then the core
+below that incumbent (less the allowed gap), which proves it.
 
 At ``mip_gap=0`` that last proof can be out of reach: on ``mckp_problem(2000..5000, 8, 3)`` its core
 is only ~120-130 groups of 2-3 items, yet HiGHS needs 20,000-40,000 nodes (40-60 s) on it, and the
@@ -75,8 +76,8 @@ FIRST_CORE_SECONDS = 0.4  # HiGHS can wander on the first core; it only has to f
 # overshot its 0.4 s by ~30 s; past the first two, a rung is tried only while the incumbent lies
 # above it (mckp_problem(2000, 8, 3, seed=1) needed the ~100-group core for a near-optimal incumbent)
 FIRST_CORE_GROUPS = (32, 48, 192, 768)
-# At mip_gap=0 the first targets are placed as if this relative gap were allowed: they only serve to
-# find a near-optimal incumbent (the proof below it is exact)
+# At mip_gap=0 the first cores are searched (and the exchanges polish) as if this relative gap were
+# allowed: they only serve to find a near-optimal incumbent (the proof below it is exact)
 INCUMBENT_GAP = 1e-6
 # Without a time limit, the exact proof at mip_gap=0 on the last core stops after this many seconds
 # and reports the gap it proved (see the module docstring): the default returns within seconds
@@ -140,8 +141,8 @@ def _targeted_cores(model: CanonicalModel, lam: np.ndarray, lp_bound: float, inc
     the LP bound leave cores of a few dozen groups where HiGHS (time-capped) and three-group
     exchanges find a near-optimal incumbent; the last target is that incumbent less the allowed
     gap (the core is again small), which is all the bound has to reach. At ``mip_gap=0`` the first
-    targets sit ``INCUMBENT_GAP`` above the LP bound, and the core below the incumbent goes to the
-    DP (exact when it completes) before HiGHS; without a time limit HiGHS gets ``PROOF_SECONDS``.
+    targets are set by core size (``FIRST_CORE_GROUPS``), and the core below the incumbent goes to
+    the DP (exact when it completes) before HiGHS; without a time limit HiGHS gets ``PROOF_SECONDS``.
     """
     inc_obj = model.items_objective(incumbent)
     bound = lp_bound
@@ -163,7 +164,7 @@ def _targeted_cores(model: CanonicalModel, lam: np.ndarray, lp_bound: float, inc
         return inc_obj - bound <= max(allowed(), _roundoff(model, incumbent))
 
     exact = settings.mip_gap == 0
-    scale = max(allowed(), INCUMBENT_GAP * abs(inc_obj + model.offset))
+    scale = INCUMBENT_GAP * abs(inc_obj + model.offset) if exact else allowed()
     targets = _group_targets(model, lam, FIRST_CORE_GROUPS) if exact else [lp_bound + f * allowed() for f in FIRST_TARGETS_OF_GAP]
     for k, target in enumerate(targets):
         if closed() or passed(deadline) or (k >= 2 and inc_obj <= target):
