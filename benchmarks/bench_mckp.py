@@ -16,7 +16,12 @@ range; all solvers on the same problem in the same process, single-threaded):
   against an epsilon-constraint sweep solved with HiGHS (needs ``../shared/peers``): no point may be
   dominated by another of its points or by a sweep point, and every sweep point must be one of its;
 * (e) scaling: 100 .. 100,000 layers x 8 options, one budget; each solver stops growing once it hits
-  the time limit. Plotted to ``results/mckp_scaling.png``.
+  the time limit. Plotted to ``results/mckp_scaling.png``;
+* (f), (g) the defaults: 5,000 and 50,000 layers x 8 options (cnn-shaped), three budgets, as a new
+  user runs them: ``mip_gap=0`` and no time limit for mckp (its exact proof then stops after
+  ``mckp.PROOF_SECONDS`` with the gap it proved), against HiGHS on the naive model (``highs:plain``,
+  same mip_gap, under the time limit) in the same run for the ratio. Goals (issue 19): proven in
+  <= 3 s and <= 30 s.
 
 HiGHS runs under a time limit (60 s, 10 s with ``--quick``). Solvers or functions this version does
 not have are listed as "not available" instead of failing the run. Times are wall-clock seconds of
@@ -46,6 +51,7 @@ import mpqopt  # noqa: E402
 from mpqopt.synthetic import mckp_problem  # noqa: E402
 
 SOLVERS = ("mckp", "greedy", "highs", "highs:plain")
+DEFAULTS_SOLVERS = ("mckp", "highs:plain")  # cases (f), (g): our default against HiGHS on the naive model
 HIGHS = ("highs", "highs:plain")
 SCALING_LAYERS = (100, 300, 1000, 3000, 10000, 30000, 100000)
 CHEAP_S = 2.0  # runs faster than this are repeated and the median reported
@@ -113,7 +119,8 @@ def built(label: str, build: Callable[[], mpqopt.Problem]) -> tuple[mpqopt.Probl
 
 
 def synthetic_case(key: str, title: str, build: Callable[[], mpqopt.Problem], solvers: list[str], repeat: int, limit: float,
-                   skip: Mapping[str, str] | None = None, mip_gap: float = 0.0) -> dict[str, Any]:
+                   skip: Mapping[str, str] | None = None, mip_gap: float = 0.0, no_limit: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Every solver on one problem; those in ``no_limit`` without a time limit (their defaults)."""
     print(f"({key}) {title}", flush=True)
     problem, build_s = built(key, build)
     rows = []
@@ -121,7 +128,7 @@ def synthetic_case(key: str, title: str, build: Callable[[], mpqopt.Problem], so
         if skip and solver in skip:
             rows.append(skipped(solver, skip[solver]))
             continue
-        rows.append(run_solver(problem, solver, repeat, limit, mip_gap))
+        rows.append(run_solver(problem, solver, repeat, None if solver in no_limit else limit, mip_gap))
         print(f"    {describe(rows[-1])}", flush=True)
     contradictions = compare_rows(rows)
     return {
@@ -345,7 +352,7 @@ def markdown(report: dict[str, Any]) -> str:
         "|---|---|---|",
     ]
     lines += [f"| {g['goal']} | {g['status']} | {g['measured']} |" for g in report["goals"]]
-    for key in ("a", "b", "c", "d"):
+    for key in ("a", "b", "c", "d", "f", "g"):
         case = report["cases"].get(key)
         if not case:
             continue
@@ -355,7 +362,7 @@ def markdown(report: dict[str, Any]) -> str:
             lines.append(f"`mckp_problem({case['layers']}, {len(case['options'])}, {len(case['budgets'])}, seed={meta['seed']}, kind=\"{meta['kind']}\")`: "
                          f"options {', '.join(case['options'])}; budgets {', '.join(f'{k} {v:.6g}' for k, v in case['budgets'].items())} "
                          f"(50 % of the range); problem built in {case['build_s']:.2f} s; every solver run with "
-                         f"mip_gap={case.get('mip_gap', 0.0):g}.")
+                         f"mip_gap={case.get('mip_gap', 0.0):g}" + (", mckp without a time limit (its default)." if key in "fg" else "."))
             lines.append("")
         if key == "d" and "layers" in case:
             lines += [f"{case['layers']} layers in {case['groups']} decision groups, options {', '.join(case['options'])}; "
@@ -446,7 +453,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="HiGHS time limit 10 s instead of 60 s")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs of cheap (< 2 s) solves after one warm-up (default 3)")
     parser.add_argument("--solvers", nargs="+", default=list(SOLVERS), help=f"solvers to run (default: {' '.join(SOLVERS)})")
-    parser.add_argument("--cases", default="abcde", help="which cases to run, e.g. 'ae' (default abcde)")
+    parser.add_argument("--cases", default="abcdefg", help="which cases to run, e.g. 'ae' (default abcdefg)")
     parser.add_argument("--time-limit", type=float, default=None, help="override the time limit (seconds)")
     parser.add_argument("--peers", type=Path, default=DEFAULT_PEERS, help="folder with the peer JSON files (default ../shared/peers)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder for mckp.json / mckp.md / mckp_scaling.png")
@@ -481,12 +488,19 @@ def main(argv: list[str] | None = None) -> int:
         cases["d"] = pareto_case(args.peers, solvers, args.repeat, limit)
     if "e" in args.cases:
         cases["e"] = scaling_case(solvers, SCALING_LAYERS, args.repeat, limit)
+    for key, layers in (("f", 5_000), ("g", 50_000)):
+        if key in args.cases:
+            cases[key] = synthetic_case(key, f"the defaults: {layers:,} layers x 8 options, three budgets, mip_gap=0, mckp without a time limit",
+                                        lambda layers=layers: mckp_problem(layers, 8, 3, seed=0, kind="cnn"),
+                                        [s for s in solvers if s in DEFAULTS_SOLVERS], args.repeat, limit, no_limit=("mckp",))
 
     goals = [
         goal_row(cases.get("a"), "(a) 50,000 x 8, one budget: mckp <= 1 s, gap <= 1e-9", 1.0, 1e-9),
         goal_row(cases.get("b"), "(b) 1,000,000 x 4, one budget: mckp <= 5 s, gap <= 1e-9", 5.0, 1e-9),
         goal_row(cases.get("c"), "(c) 5,000 x 8, three budgets: mckp <= 2 s, gap <= 1e-6, >= 5x faster than HiGHS", 2.0, GOAL_GAP_C, 5.0),
         pareto_goal(cases.get("d"), 0.1),
+        goal_row(cases.get("f"), "(f) 5,000 x 8, three budgets, defaults (mip_gap=0, no time limit): mckp proven <= 3 s", 3.0, 0.0),
+        goal_row(cases.get("g"), "(g) 50,000 x 8, three budgets, defaults (mip_gap=0, no time limit): mckp proven <= 30 s", 30.0, 0.0),
     ]
     report = {
         "benchmark": "mckp", "mode": "quick" if args.quick else "full", "repeat": args.repeat, "threads": 1,

@@ -7,10 +7,19 @@ programming over non-dominated states solves exactly. No Python loop runs over l
 
 Several budgets: the Lagrangian dual (:mod:`mpqopt.algorithms.dual`) gives multipliers and a bound,
 its solution repaired and improved is the incumbent, reduced-cost fixing leaves a core, and dynamic
-programming over non-dominated states proves it (:mod:`mpqopt.algorithms.multi_core`); a core too
-large for that goes to HiGHS (warm-started from the incumbent, after rounding the LP optimum for a
-better one). With a positive ``mip_gap`` the cores are cut at targets instead (see
-``_targeted_cores``): a few tens of undecided groups each.
+programming over non-dominated states proves it (:mod:`mpqopt.algorithms.multi_core`). Otherwise
+the LP optimum is rounded for a better incumbent and HiGHS works on cores cut at targets (see
+``_targeted_cores``): first a few tens of undecided groups just above the LP bound (wider ones at
+``mip_gap=0`` while those find nothing near-optimal), for a near-optimal incumbent, then the core
+below that incumbent (less the allowed gap), which proves it.
+
+At ``mip_gap=0`` that last proof can be out of reach: on ``mckp_problem(2000..5000, 8, 3)`` its core
+is only ~120-130 groups of 2-3 items, yet HiGHS needs 20,000-40,000 nodes (40-60 s) on it, and the
+dominance DP 100,000+ states: the three budgets can be filled in very many nearly equal ways (the
+near-optimal assignments lie within ~1e-5 relative of each other), and neither the LP bound nor
+dominance separates them. Without a time limit the proof therefore gets ``PROOF_SECONDS``; if it
+does not close, the result is ``feasible`` with the bound proved so far (the certified gap). A
+``time_limit`` gives the proof all the time that is left instead.
 """
 
 from __future__ import annotations
@@ -62,14 +71,29 @@ def _no_budget(model: CanonicalModel) -> RawSolution:
 FIRST_TARGETS_OF_GAP = (0.2, 0.35)
 FIRST_CORE_GAP = 0.1  # of the allowed gap: the first core's search aims at its best assignment
 FIRST_CORE_SECONDS = 0.4  # HiGHS can wander on the first core; it only has to find an incumbent
+# At mip_gap=0 the first targets are set by the number of groups their cores hold (see
+# _group_targets): a fixed fraction of the objective left 2,189 groups at 50,000 x 8 x 3, where HiGHS
+# overshot its 0.4 s by ~30 s; past the first two, a rung is tried only while the incumbent lies
+# above it (mckp_problem(2000, 8, 3, seed=1) needed the ~100-group core for a near-optimal incumbent)
+FIRST_CORE_GROUPS = (32, 48, 192, 768)
+# At mip_gap=0 the first cores are searched (and the exchanges polish) as if this relative gap were
+# allowed: they only serve to find a near-optimal incumbent (the proof below it is exact)
+INCUMBENT_GAP = 1e-6
+# Without a time limit, the exact proof at mip_gap=0 on the last core stops after this many seconds
+# and reports the gap it proved (see the module docstring): the default returns within seconds.
+# Wall-clock, so a busy machine proves less in it: llm_problem(32) with 4.0 bpw and two stage
+# budgets needed 6.9 s on 2 cores at load 6 (2,786 nodes); 5 s left it 'feasible' at 2.7e-4.
+PROOF_SECONDS = 10.0
+ROUNDED_LP_SECONDS = 1.0  # at mip_gap=0, the cap on the rounded LP (see _several_budgets)
 
 
-def _compact_core(model: CanonicalModel, keep: np.ndarray, incumbent: np.ndarray, abs_gap: float, settings: SolveSettings, deadline: float | None) -> tuple[np.ndarray | None, float | None, dict]:
+def _compact_core(model: CanonicalModel, keep: np.ndarray, incumbent: np.ndarray, abs_gap: float, settings: SolveSettings, deadline: float | None, proof: bool = False) -> tuple[np.ndarray | None, float | None, dict]:
     """HiGHS on the items in ``keep`` (plus the incumbent's), with groups left a single item fixed
     and taken out, and each budget row shifted by its groups' lightest item: the MILP HiGHS sees
     has only the undecided groups and budget rows of the size of what they can still spend (a
     5,000-group core with 40 undecided groups is that 40-group model).
 
+    ``proof``: the incumbent is near-optimal, HiGHS's MIP heuristics are left off.
     Returns ``(items, bound, stats)``: HiGHS's assignment for the whole model (None if none or it
     breaks a budget) and a valid lower bound over assignments using only ``keep``'s items.
     """
@@ -88,7 +112,7 @@ def _compact_core(model: CanonicalModel, keep: np.ndarray, incumbent: np.ndarray
     warm = np.searchsorted(items, incumbent[active])
     # solve_milp's gap is relative to the core's objective: this one gives the absolute gap wanted
     rel = min(abs_gap / max(abs(sub.items_objective(warm)), 1e-300), 0.5)
-    raw = HighsBackend().solve_milp(sub, dataclasses.replace(settings, mip_gap=rel, warm_start=None), warm, deadline=deadline, core=True)
+    raw = HighsBackend().solve_milp(sub, dataclasses.replace(settings, mip_gap=rel, warm_start=None), warm, deadline=deadline, core=True, proof=proof)
     stats = {"core_groups": sub.num_groups, "core_items": sub.num_items, "nodes": raw.stats.get("nodes")}
     fixed_value = float(model.value[fixed].sum())
     bound = raw.bound + fixed_value if raw.bound is not None and raw.status in ("optimal", "time_limit", "feasible") else None
@@ -112,21 +136,23 @@ def _polished(model: CanonicalModel, lam: np.ndarray, incumbent: np.ndarray, all
 
 
 def _targeted_cores(model: CanonicalModel, lam: np.ndarray, lp_bound: float, incumbent: np.ndarray, settings: SolveSettings, deadline: float | None, stats: dict) -> RawSolution:
-    """Close a positive ``mip_gap`` by HiGHS on cores below targets.
+    """Close the ``mip_gap`` (positive or 0) by HiGHS on cores below targets.
 
     Items whose reduced cost lifts the Lagrangian bound above a target ``T`` only appear in
     assignments worse than ``T``, so ``min(T, core bound)`` bounds the model. Targets just above
     the LP bound leave cores of a few dozen groups where HiGHS (time-capped) and three-group
     exchanges find a near-optimal incumbent; the last target is that incumbent less the allowed
-    gap (the core is again small), which is all the bound has to reach.
+    gap (the core is again small), which is all the bound has to reach. At ``mip_gap=0`` the first
+    targets are set by core size (``FIRST_CORE_GROUPS``), and the core below the incumbent goes to
+    the DP (exact when it completes) before HiGHS; without a time limit HiGHS gets ``PROOF_SECONDS``.
     """
     inc_obj = model.items_objective(incumbent)
     bound = lp_bound
 
-    def run(target: float, core_gap: float, stop: float | None, name: str) -> None:
+    def run(target: float, core_gap: float, stop: float | None, name: str, proof: bool = False) -> None:
         nonlocal bound, incumbent, inc_obj
         drop, _ = fixable_items(model, lam, target)
-        found, core_bound, core_stats = _compact_core(model, ~drop, incumbent, core_gap, settings, stop)
+        found, core_bound, core_stats = _compact_core(model, ~drop, incumbent, core_gap, settings, stop, proof)
         stats.update({f"{name}_{k}": v for k, v in core_stats.items()})
         if core_bound is not None:
             bound = max(bound, min(core_bound, target))
@@ -136,22 +162,63 @@ def _targeted_cores(model: CanonicalModel, lam: np.ndarray, lp_bound: float, inc
     def allowed() -> float:  # absolute gaps agree; the relative one is of the user's objective
         return settings.mip_gap * abs(inc_obj + model.offset)
 
-    for k, fraction in enumerate(FIRST_TARGETS_OF_GAP):
-        if inc_obj - bound <= allowed() or passed(deadline):
+    def closed() -> bool:
+        return inc_obj - bound <= max(allowed(), _roundoff(model, incumbent))
+
+    exact = settings.mip_gap == 0
+    scale = INCUMBENT_GAP * abs(inc_obj + model.offset) if exact else allowed()
+    targets = _group_targets(model, lam, FIRST_CORE_GROUPS) if exact else [lp_bound + f * allowed() for f in FIRST_TARGETS_OF_GAP]
+    for k, target in enumerate(targets):
+        if closed() or passed(deadline) or (k >= 2 and inc_obj <= target):
             break
         stop = time.perf_counter() + FIRST_CORE_SECONDS
         # the best assignment of these cores is wanted (it makes the last core small), not a proof
-        run(lp_bound + fraction * allowed(), FIRST_CORE_GAP * allowed(), stop if deadline is None else min(stop, deadline), f"first{k}")
-        incumbent = _polished(model, lam, incumbent, allowed())
+        run(target, FIRST_CORE_GAP * scale, stop if deadline is None else min(stop, deadline), f"first{k}")
+        incumbent = _polished(model, lam, incumbent, scale)
         inc_obj = model.items_objective(incumbent)
+    how = "mckp: Lagrangian dual + reduced-cost fixing + HiGHS cores below targets" if exact else "mckp: Lagrangian dual + HiGHS on reduced-cost cores below targets"
+    if exact and not closed() and not passed(deadline):
+        # the core below the near-optimal incumbent is often small enough for the DP's exact proof
+        core = solve_multi_core(model, ~fixable_items(model, lam, inc_obj)[0], incumbent, lam, deadline=deadline)
+        stats.update(last_dp_core_groups=core.core_groups, last_dp_states=core.states, last_dp_complete=core.complete)
+        if core.complete:
+            incumbent = core.items
+            inc_obj = bound = model.items_objective(incumbent)
+            how = "mckp: Lagrangian dual + HiGHS on cores below targets (incumbent) + reduced-cost fixing + core DP (proof)"
+    # the default (no time limit) bounds the exact proof's time; a user's time limit replaces that
+    capped = exact and settings.time_limit is None
+    proof_stop = time.perf_counter() + PROOF_SECONDS if capped else deadline
     for k in range(3):
-        if inc_obj - bound <= allowed() or passed(deadline):
+        if closed() or passed(proof_stop):
             break
-        run(inc_obj - 0.999 * allowed(), 0.999 * allowed(), deadline, f"last{k}")
-    bound = min(bound, inc_obj)
-    done = inc_obj - bound <= allowed()
+        how = "mckp: Lagrangian dual + reduced-cost fixing + HiGHS core below the incumbent" if exact else how
+        run(inc_obj - 0.999 * allowed(), 0.999 * allowed(), proof_stop, f"last{k}", proof=exact)
+    done = closed()
+    # within the round-off of summing the objective, the bound is the objective
+    bound = inc_obj if done and exact else min(bound, inc_obj)
     status = "optimal" if done else ("time_limit" if passed(deadline) else "feasible")
-    return RawSolution(status, items=incumbent, objective=inc_obj, bound=bound, message="mckp: Lagrangian dual + HiGHS on reduced-cost cores below targets", stats=stats)
+    if not done and capped and not passed(deadline):
+        how += f"; the exact proof stopped after {PROOF_SECONDS:g} s, the default without a time limit (give one to let it run longer)"
+    return RawSolution(status, items=incumbent, objective=inc_obj, bound=bound, message=how, stats=stats)
+
+
+def _group_targets(model: CanonicalModel, lam: np.ndarray, counts: tuple[int, ...]) -> list[float]:
+    """Targets whose cores (:func:`fixable_items` at them) hold about ``counts`` groups with an
+    alternative to their Lagrangian choice: each group's cheapest alternative, by reduced cost,
+    sorted; the target for ``n`` groups is the Lagrangian bound plus the ``n``-th of them."""
+    lagrange, reduced = lagrangian_bound(model, lam)
+    cheapest = np.minimum.reduceat(np.where(reduced > 0, reduced, np.inf), model.group_start[:-1])
+    cheapest = np.sort(cheapest[np.isfinite(cheapest)])
+    if cheapest.size == 0:
+        return []
+    return [lagrange + float(cheapest[min(n, cheapest.size) - 1]) for n in counts]
+
+
+def _roundoff(model: CanonicalModel, items: np.ndarray) -> float:
+    """What summing ``items``' values in another order can change: ``F`` additions, each rounding
+    by at most one ulp of the running total (``F * eps * sum |value|``). Objectives and bounds that
+    differ by no more are equal as far as float data can tell."""
+    return model.num_groups * float(np.finfo(np.float64).eps) * (float(np.abs(model.value[items]).sum()) + abs(model.offset))
 
 
 def _stopped(model: CanonicalModel, incumbent: np.ndarray, bound: float, how: str, stats: dict) -> RawSolution:
@@ -223,7 +290,12 @@ class MckpBackend(Backend):
         # The Lagrangian choice leaves budget unused; rounding the LP optimum does far better. The
         # LP is solved on the items that survive fixing only (a fraction of the model), then the
         # better incumbent fixes more.
-        better = HighsBackend.rounded_lp(model, ~drop, incumbent, settings, deadline)
+        # at mip_gap=0 this LP is capped: 9.5 s at 50,000 x 8 x 3 (30,000-group core), where the
+        # first cores below find the better incumbent anyway (under a 5 s limit it used it all)
+        lp_stop = deadline
+        if settings.mip_gap == 0:
+            lp_stop = time.perf_counter() + ROUNDED_LP_SECONDS if deadline is None else min(deadline, time.perf_counter() + ROUNDED_LP_SECONDS)
+        better = HighsBackend.rounded_lp(model, ~drop, incumbent, settings, lp_stop)
         if better is not None and model.items_objective(better) < model.items_objective(incumbent):
             incumbent = better
             clock.offer(incumbent, model.items_objective(incumbent))
@@ -231,11 +303,7 @@ class MckpBackend(Backend):
         stats.update(incumbent=model.items_objective(incumbent), items_fixed=int(drop.sum()))
         if clock.expired():
             return _stopped(model, incumbent, max(bound, dual.bound), "Lagrangian dual + rounded LP", stats)
-        if settings.mip_gap > 0:
-            return _targeted_cores(model, dual.lam, max(bound, dual.bound), incumbent, settings, deadline, stats)
-        raw = HighsBackend().solve_core(model, ~drop, incumbent, max(bound, dual.bound), settings, deadline, stats)
-        raw.message = f"mckp: Lagrangian dual + reduced-cost fixing + HiGHS core: {raw.message}"
-        return raw
+        return _targeted_cores(model, dual.lam, max(bound, dual.bound), incumbent, settings, deadline, stats)
 
     def _single_budget(self, model: CanonicalModel, settings: SolveSettings) -> RawSolution:
         start = greedy(model)

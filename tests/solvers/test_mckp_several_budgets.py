@@ -1,0 +1,162 @@
+"""mckp with two and three budgets at the default mip_gap=0 (issue 19): every ``optimal`` is the
+exact optimum of an independent oracle (exhaustive search on small problems, a dynamic programme
+over small integer totals or HiGHS at gap 0 on medium ones), every bound is at most that optimum,
+budgets met only at equality included; when the default's bounded proof stops, the result is
+``feasible`` with a certified gap, and a time limit lets the proof run on instead."""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+
+import mpqopt
+from mpqopt.algorithms.multi_core import solve_multi_core
+from mpqopt.solvers import mckp as mckp_module
+from mpqopt.synthetic import mckp_problem
+from mpqopt.verify import violations
+from oracle import brute_force
+
+
+def _equality_problem(layers: int, options: int, budgets: int, seed: int, top: int = 9):
+    """Integer costs where the budgets can only be met at equality: ``c1`` and ``c2 = top - c1``
+    with ``B2 = top * layers - B1`` force ``sum c1 = B1`` exactly; ``B1`` (and ``B3`` of a third,
+    independent cost) are the totals of a random assignment, so the budgets are achievable."""
+    rng = np.random.default_rng(seed)
+    sens = rng.random((layers, options)) * rng.uniform(0.1, 10.0)
+    c1 = rng.integers(0, top + 1, (layers, options)).astype(float)
+    costs = {"c1": c1, "c2": top - c1}
+    x0 = rng.integers(0, options, layers)
+    rows = np.arange(layers)
+    limits = {"c1": float(c1[rows, x0].sum()), "c2": float(top * layers - c1[rows, x0].sum())}
+    if budgets == 3:
+        costs["c3"] = rng.integers(0, top + 1, (layers, options)).astype(float)
+        limits["c3"] = float(costs["c3"][rows, x0].sum())
+    problem = mpqopt.Problem([f"l{i}" for i in range(layers)], [f"W{k + 2}" for k in range(options)], sens, costs=costs)
+    return problem, limits
+
+
+def _dp_optimum(problem, limits: dict[str, float]) -> float:
+    """Least objective with ``sum c1 == B1`` (what ``c1 <= B1`` and ``c2 <= B2`` force) and
+    ``sum c3 <= B3``, by dynamic programming over the integer totals: independent of mpqopt's
+    reductions and solvers."""
+    c1 = problem.costs["c1"].astype(np.int64)
+    c3 = problem.costs["c3"].astype(np.int64) if "c3" in limits else np.zeros_like(c1)
+    b1, b3 = int(limits["c1"]), int(limits.get("c3", c3.max(axis=1).sum()))
+    best = np.full((b1 + 1, b3 + 1), np.inf)
+    best[0, 0] = 0.0
+    for layer in range(problem.num_layers):
+        step = np.full_like(best, np.inf)
+        for k in range(problem.num_options):
+            a, b = int(c1[layer, k]), int(c3[layer, k])
+            shifted = np.full_like(best, np.inf)
+            shifted[a:, b:] = best[: b1 + 1 - a, : b3 + 1 - b] + problem.sensitivity[layer, k]
+            step = np.minimum(step, shifted)
+        best = step
+    return float(best[b1].min())
+
+
+def _check(problem, limits, result, optimum: float, proven: bool = True) -> None:
+    """``result`` against the exact ``optimum``: an answer that meets every budget, a bound at most
+    the optimum; ``optimal`` means equal to it (to the round-off of the float sums)."""
+    tol = 1e-9 * max(1.0, abs(optimum))
+    assert result.status in (("optimal",) if proven else ("optimal", "feasible")), result.message
+    assert violations(problem, result.x, limits) == []
+    assert result.objective >= optimum - tol
+    assert result.bound is not None and result.bound <= optimum + tol
+    if result.status == "optimal":
+        assert result.objective == pytest.approx(optimum, rel=1e-12, abs=tol)
+        assert result.gap is not None and result.gap <= 1e-9
+
+
+@pytest.mark.parametrize("budgets", [2, 3])
+@pytest.mark.parametrize("seed", range(8))
+def test_small_equality_budgets_match_brute_force(seed: int, budgets: int) -> None:
+    problem, limits = _equality_problem(6, 4, budgets, seed)
+    optimum, _ = brute_force(problem, limits)
+    assert optimum == pytest.approx(_dp_optimum(problem, limits), rel=1e-12)  # the two oracles agree
+    _check(problem, limits, mpqopt.solve(problem, budgets=limits, solver="mckp"), optimum)
+
+
+@pytest.mark.parametrize("budgets", [2, 3])
+@pytest.mark.parametrize("seed", range(6))
+def test_small_synthetic_problems_match_brute_force(seed: int, budgets: int) -> None:
+    problem = mckp_problem(6, 4, budgets, seed=seed, budget_fraction=0.2 + 0.12 * seed)
+    optimum, _ = brute_force(problem, problem.budgets)
+    result = mpqopt.solve(problem, solver="mckp")
+    if optimum is None:
+        assert result.status == "infeasible"
+        return
+    _check(problem, result.budgets, result, optimum)
+
+
+@pytest.mark.parametrize("budgets", [2, 3])
+@pytest.mark.parametrize("seed", range(3))
+def test_medium_equality_budgets_match_the_dp_oracle(seed: int, budgets: int) -> None:
+    """40 layers: past the sizes where every path is the core DP at once; never an error status."""
+    problem, limits = _equality_problem(40, 5, budgets, seed)
+    _check(problem, limits, mpqopt.solve(problem, budgets=limits, solver="mckp"), _dp_optimum(problem, limits), proven=False)
+
+
+@pytest.fixture
+def no_core_dp(monkeypatch):
+    """The core DP gives up at once, so that the HiGHS cores below targets carry the proof."""
+    monkeypatch.setattr(mckp_module, "solve_multi_core", functools.partial(solve_multi_core, work_limit=0))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("budgets", [2, 3])
+@pytest.mark.parametrize("seed", range(3))
+def test_highs_core_proof_matches_exact_highs(no_core_dp, seed: int, budgets: int) -> None:
+    problem = mckp_problem(80, 6, budgets, seed=seed, budget_fraction=0.35)
+    exact = mpqopt.solve(problem, solver="highs:plain", threads=1)
+    assert exact.status == "optimal"
+    result = mpqopt.solve(problem, solver="mckp", threads=1)
+    assert "HiGHS core" in result.message, result.message
+    # HiGHS's own optimum holds to its tolerances (~1e-9 relative): the oracle is that loose
+    _check(problem, result.budgets, result, exact.objective)
+
+
+@pytest.mark.slow
+def test_stopped_proof_reports_a_certified_gap_and_a_time_limit_lifts_the_cap(no_core_dp, monkeypatch) -> None:
+    """Without a time limit the exact proof gets PROOF_SECONDS (0 here): the result is ``feasible``
+    with a bound at most the optimum and says why; with a time limit the proof runs to the end.
+    (No first cores: on these small problems they often prove the optimum themselves.)"""
+    monkeypatch.setattr(mckp_module, "PROOF_SECONDS", 0.0)
+    monkeypatch.setattr(mckp_module, "FIRST_CORE_GROUPS", ())
+    stopped = 0
+    for seed in range(3):
+        problem = mckp_problem(80, 6, 3, seed=seed, budget_fraction=0.35)
+        optimum = mpqopt.solve(problem, solver="highs:plain", threads=1).objective
+        capped = mpqopt.solve(problem, solver="mckp", threads=1)
+        _check(problem, capped.budgets, capped, optimum, proven=False)
+        if capped.status == "feasible":
+            stopped += 1
+            assert "the exact proof stopped" in capped.message and capped.gap > 0
+        _check(problem, capped.budgets, mpqopt.solve(problem, solver="mckp", threads=1, time_limit=600), optimum)
+    assert stopped  # the cap was reached at least once: the case is exercised
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("budgets", [2, 3])
+@pytest.mark.parametrize("seed", range(3))
+def test_equality_budgets_through_the_highs_cores(no_core_dp, seed: int, budgets: int) -> None:
+    """Budgets met only at equality, proved by HiGHS on the cores (the DP switched off): HiGHS's
+    tolerances must neither lose the optimum nor end in an error status."""
+    problem, limits = _equality_problem(60, 5, budgets, seed)
+    result = mpqopt.solve(problem, budgets=limits, solver="mckp", threads=1, time_limit=600)
+    _check(problem, limits, result, _dp_optimum(problem, limits))
+
+
+@pytest.mark.slow
+def test_a_time_limit_ends_the_proof_with_status_time_limit_and_a_valid_bound() -> None:
+    """mckp_problem(2000, 8, 3, seed=1): its proof core takes HiGHS 40+ s; under a 3 s limit the
+    result is the best assignment with the bound proved by then (not 'feasible': the limit ended it)."""
+    problem = mckp_problem(2000, 8, 3, seed=1)
+    result = mpqopt.solve(problem, solver="mckp", threads=1, time_limit=3)
+    assert result.status in ("time_limit", "optimal"), result.message
+    assert violations(problem, result.x, result.budgets) == []
+    assert result.bound is not None and result.bound <= result.objective
+    if result.status == "time_limit":
+        assert "time limit of 3 s" in result.message and result.gap > 0
