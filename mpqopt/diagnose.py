@@ -82,9 +82,9 @@ def check_budget_sums(problem: "Problem", budgets: Mapping[str, float]) -> Infea
             least = int(np.where(allowed, total, big).min(axis=1).sum())
             limit = sum(int(np.floor(budgets[n] + limit_roundoff(budgets[n]))) for n in names)
             if least > limit:
-                listed = ", ".join(f"'{n}'" for n in names)
-                message = (f"infeasible: budgets {listed} cannot all be met: every allowed assignment's summed total of them is at least "
-                           f"{least}, above the sum of their limits {limit} (exact integer arithmetic)")
+                listed = ", ".join(f"'{n}'" for n in names[:-1]) + f" and '{names[-1]}'"
+                message = (f"infeasible: budgets {listed} conflict: on every allowed assignment their totals add up to at least "
+                           f"{least}, above the sum of their limits, {limit} (exact integer arithmetic)")
                 return Infeasibility(dict(budgets), {n: problem.cost_range(n)[0] for n in budgets}, [], [{"budgets": list(names), "cheapest_given": None}], message)
     return None
 

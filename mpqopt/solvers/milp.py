@@ -190,7 +190,7 @@ class MilpBackend(Backend):
         that what it accepts meets them (its bound and any 'infeasible' from it prove nothing, the
         first run's bound stands). 'error' only when all of that fails."""
         said = f"{self.display}: {text}; its assignment exceeds a budget by the solver's feasibility tolerance and could not be repaired"
-        if int(np.prod(np.diff(model.group_start).astype(float))) <= EXACT_FALLBACK_ASSIGNMENTS:
+        if float(np.log2(np.diff(model.group_start)).sum()) <= np.log2(EXACT_FALLBACK_ASSIGNMENTS):
             raw = BruteForceBackend().solve(model, settings)
             raw.message = f"{said}; all assignments enumerated instead: {raw.message}"
             raw.stats.update(stats)
@@ -213,7 +213,8 @@ class MilpBackend(Backend):
                     return RawSolution(status, items=items, objective=objective, bound=None if bound is None else min(bound, objective), stats=stats,
                                        message=f"{said}; solved again with the integer budgets tightened by its tolerance: {run.text}",
                                        proof=self.display if bound is not None else "")
-        return RawSolution("error", bound=bound, stats=stats, message=said)
+        tried = "; solved again on the integer budgets tightened by its tolerance, it found none (budgets met only near equality?)" if exact.any() else ""
+        return RawSolution("error", bound=bound, stats=stats, message=said + tried)
 
 
 def solve_linearized(model: CanonicalModel, run: Callable[[Linearization], RawSolution]) -> RawSolution:
