@@ -9,7 +9,9 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from .budgets import cost_unit
 from .report import fmt_cost
-from .verify import BUDGET_RTOL
+import numpy as np
+
+from .verify import budget_tolerance, exact_integer, limit_roundoff
 
 if TYPE_CHECKING:
     from .problem import Problem
@@ -41,7 +43,8 @@ def check_budgets_alone(problem: "Problem", budgets: Mapping[str, float]) -> Inf
     cheapest = {name: problem.cost_range(name)[0] for name in budgets}
     # with verify's tolerance: a budget set to the cheapest total, summed in another order, may fall
     # a few ulps below cost_range's sum and is still met
-    unmet = [name for name, limit in budgets.items() if cheapest[name] > limit + BUDGET_RTOL * max(abs(limit), abs(cheapest[name]))]
+    # (the limit's own round-off only on exact integer tables, where one unit below the cheapest total is infeasible)
+    unmet = [name for name, limit in budgets.items() if cheapest[name] > limit + budget_tolerance(problem.budget_table(name), limit, cheapest[name])]
     if not unmet:
         return None
     parts = []
@@ -49,6 +52,41 @@ def check_budgets_alone(problem: "Problem", budgets: Mapping[str, float]) -> Inf
         limit, least = _amounts(problem, n, budgets[n], cheapest[n])
         parts.append(f"budget '{n}' = {limit} is below the cheapest achievable {least}")
     return Infeasibility(dict(budgets), cheapest, unmet, [], "infeasible: " + "; ".join(parts))
+
+
+MAX_SUMMED_BUDGETS = 4  # budgets up to which every subset's sum is checked (2**4 - 5 = 11 subsets)
+
+
+def check_budget_sums(problem: "Problem", budgets: Mapping[str, float]) -> Infeasibility | None:
+    """Exact check of budgets on integer tables together: when the cheapest total of their *sum*
+    exceeds the sum of their (rounded down) limits, no assignment meets them all. Integer arithmetic
+    throughout, so budgets that only an assignment one unit over could meet are caught; the MILP
+    solvers' relative tolerances cannot see that (``c1 <= S``, ``c2 <= T - S - 1`` with
+    ``c1 + c2 = T`` on every assignment, costs near 2**49). Budgets whose tables are not exact
+    integers are left to the solvers.
+
+    >>> from mpqopt import Problem
+    >>> p = Problem(["a", "b"], [4, 8], [[1.0, 0.0], [1.0, 0.0]], costs={"x": [[1, 3], [1, 3]], "y": [[3, 1], [3, 1]]})
+    >>> check_budget_sums(p, {"x": 4, "y": 4}) is None, check_budget_sums(p, {"x": 4, "y": 3}).conflicts
+    (True, [{'budgets': ['x', 'y'], 'cheapest_given': None}])
+    """
+    exact = [name for name in budgets if exact_integer(problem.budget_table(name))]
+    if len(exact) < 2 or len(exact) > MAX_SUMMED_BUDGETS:
+        return None
+    allowed = problem.group_candidates
+    tables = {name: problem.group_table(problem.budget_table(name)).astype(np.int64) for name in exact}
+    big = np.iinfo(np.int64).max // 4  # masked entries: above any total, no overflow when summed
+    for size in range(2, len(exact) + 1):
+        for names in combinations(exact, size):
+            total = sum(tables[n] for n in names)
+            least = int(np.where(allowed, total, big).min(axis=1).sum())
+            limit = sum(int(np.floor(budgets[n] + limit_roundoff(budgets[n]))) for n in names)
+            if least > limit:
+                listed = ", ".join(f"'{n}'" for n in names[:-1]) + f" and '{names[-1]}'"
+                message = (f"infeasible: budgets {listed} conflict: on every allowed assignment their totals add up to at least "
+                           f"{least}, above the sum of their limits, {limit} (exact integer arithmetic)")
+                return Infeasibility(dict(budgets), {n: problem.cost_range(n)[0] for n in budgets}, [], [{"budgets": list(names), "cheapest_given": None}], message)
+    return None
 
 
 def _amounts(problem: "Problem", name: str, *values: float | None) -> list[str]:

@@ -29,7 +29,8 @@ def relative_gap(objective: float | None, bound: float | None, scale: float = 0.
     if objective is None or bound is None:
         return None
     diff = max(objective - bound, 0.0)
-    if diff <= 1e-14 * max(abs(objective), abs(bound), scale):
+    # never above half a unit: on integer data of 2**52 a difference of one unit is real, not round-off
+    if diff <= min(1e-14 * max(abs(objective), abs(bound), scale), 0.5):
         return 0.0
     return diff / max(abs(objective), 1e-12)
 
@@ -112,7 +113,8 @@ class Result:
         """Budget minus total cost, per budget; never negative.
 
         A budget is met when ``total <= limit + BUDGET_RTOL * max(|limit|, |total|)`` (``verify.BUDGET_RTOL``
-        = 1e-12: sums in another order differ in the last bits), and every returned assignment is
+        = 1e-12: sums in another order differ in the last bits; exactly, ``total <= limit``, when the
+        cost table is integer and its totals stay below 2**53: ``verify.exact_integer``), and every returned assignment is
         verified so. A total within that tolerance above the limit shows slack 0: it meets the budget.
         """
         # -0.0 would print as a violation: max(..., 0.0) gives +0.0 for both

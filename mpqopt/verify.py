@@ -12,12 +12,45 @@ import numpy as np
 
 from .problem import Problem
 
-# Budgets are compared with a relative tolerance: costs are sums of floats whose order differs
+# Budgets of non-integer tables are compared with a relative tolerance: costs are sums of floats whose order differs
 # between solvers, so an exactly-binding budget may differ in the last few bits. It is far below
 # any solver's feasibility tolerance: 1e-12 of a 1e12-bit budget is one bit.
 # The one budget tolerance: the algorithms (is_feasible, repair, the dual, the DPs, local search) use
 # it too, so an assignment they accept verifies.
 BUDGET_RTOL = 1e-12
+# Integer tables whose largest row entries sum to at most this are summed exactly in float64 in any
+# order (every partial sum is an integer of at most 2**53): their budgets are checked exactly, and
+# a relative slack would let through real violations (1e-12 of a 2**49 budget is 563 units).
+EXACT_INTEGER_MAX = 2.0**53
+
+
+def exact_integer(table: np.ndarray) -> bool:
+    """Whether every total of ``table`` (one entry per row, summed in any order) is exact in float64:
+    finite integer entries whose largest absolute entries per row sum to at most 2**53.
+
+    >>> exact_integer(np.array([[2.0**49, 1.0], [3.0, 4.0]])), exact_integer(np.array([[0.5, 1.0]]))
+    (True, False)
+    """
+    t = np.asarray(table, dtype=np.float64)
+    if t.size == 0:
+        return True
+    if not (np.isfinite(t).all() and (t == np.round(t)).all()):
+        return False
+    return float(np.abs(t).reshape(t.shape[0], -1).max(axis=1).sum()) <= EXACT_INTEGER_MAX
+
+
+def limit_roundoff(limit):
+    """The slack of a budget on an exact integer table: the round-off of computing the limit itself
+    (4.1 bits per weight times 3e9 weights is 12299999999.999998), a few ulps and never more than a
+    quarter unit, so an integer total one unit over is always a violation. Elementwise on arrays."""
+    return np.minimum(4.0 * np.spacing(np.abs(limit)), 0.25)
+
+
+def budget_tolerance(table: np.ndarray, limit: float, total: float) -> float:
+    """How far ``total`` may exceed ``limit`` and still meet the budget: :func:`limit_roundoff` for
+    an :func:`exact_integer` table, else ``BUDGET_RTOL`` of the larger of the two (sums in another
+    order round differently)."""
+    return float(limit_roundoff(limit)) if exact_integer(table) else BUDGET_RTOL * max(abs(limit), abs(total))
 
 
 def loss_exceeds(problem: Problem, loss: float, max_loss: float) -> bool:
@@ -47,8 +80,9 @@ def violations(problem: Problem, x: np.ndarray, budgets: Mapping[str, float], ma
         if len(chosen) > 1:
             found.append(f"tied layers {list(group)} got different options {sorted(chosen)}")
     for name, limit in budgets.items():
-        total = float(problem.budget_table(name)[rows, x].sum())
-        if total > limit + BUDGET_RTOL * max(abs(limit), abs(total)):
+        table = problem.budget_table(name)
+        total = float(table[rows, x].sum())
+        if total > limit + budget_tolerance(table, limit, total):
             found.append(f"budget '{name}' broken: total {total:.12g} > limit {limit:.12g}")
     if max_loss is not None:
         loss = problem.evaluate(x).objective

@@ -47,7 +47,7 @@ def solve_core(model: CanonicalModel, base: np.ndarray, alternatives: np.ndarray
     one efficiency the state count explodes, and the caller hands over instead.
     """
     weight, value = model.weights[0], model.value
-    capacity = float(model.rhs[0]) - float(weight[base].sum()) + 1e-12 * abs(float(model.budgets[0]))  # round-off only
+    capacity = float(model.rhs[0]) - float(weight[base].sum()) + float(model.budget_slack[0])  # round-off only (0 on exact integer budgets)
     target -= float(value[base].sum())  # from here on: changes against base
     margin = 1e-9 * max(abs(target), float(np.abs(value).max(initial=0.0)), 1e-300)
     best_step = -1 if capacity >= 0 and target >= 0 else None  # base alone already qualifies

@@ -270,7 +270,7 @@ class _Relaxation:
             # only relaxes, so every bound stays valid. (A blanket 1e-12 slack on every budget moved
             # LP bounds of budgets at "0%" by 4e-8 relative: a tiny slack buys fractional swaps.)
             least = self.slots.least_weight()
-            slack = BUDGET_RTOL * np.abs(model.budgets) / self.row_scale
+            slack = BUDGET_RTOL * np.abs(model.budgets) / self.row_scale  # round-off of the scaled sums, exact rows too: relaxing keeps bounds valid
             self.rhs = np.where((least > self.rhs) & (least <= self.rhs + slack), least, self.rhs)
         self.num_groups = F
         # L <= f(x) <= this for every fractional assignment meeting the budgets

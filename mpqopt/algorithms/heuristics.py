@@ -13,7 +13,7 @@ import numpy as np
 from ..reductions import CanonicalModel
 from ..verify import BUDGET_RTOL
 
-_TOL = BUDGET_RTOL  # relative slack on budgets: verify's, so what is feasible here verifies
+_TOL = BUDGET_RTOL  # round-off floor of moves (budgets themselves use model.budget_slack, as verify does)
 
 
 def totals(model: CanonicalModel, items: np.ndarray) -> np.ndarray:
@@ -21,7 +21,7 @@ def totals(model: CanonicalModel, items: np.ndarray) -> np.ndarray:
 
 
 def is_feasible(model: CanonicalModel, items: np.ndarray) -> bool:
-    return bool((totals(model, items) <= model.rhs + _TOL * np.abs(model.budgets)).all())
+    return bool((totals(model, items) <= model.rhs + model.budget_slack).all())
 
 
 def repair(model: CanonicalModel, items: np.ndarray, max_moves: int | None = None, deadline: float | None = None) -> np.ndarray | None:
@@ -37,7 +37,7 @@ def repair(model: CanonicalModel, items: np.ndarray, max_moves: int | None = Non
     for _ in range(max_moves):
         load = totals(model, items)
         excess = np.maximum(load - model.rhs, 0.0) / scale
-        if not (excess > _TOL).any():
+        if not (excess > model.budget_slack / scale).any():
             return items
         if deadline is not None and time.perf_counter() > deadline:
             return None
@@ -46,8 +46,11 @@ def repair(model: CanonicalModel, items: np.ndarray, max_moves: int | None = Non
         new_excess = (np.maximum(new_load - model.rhs[:, None], 0.0) / scale[:, None]).sum(axis=0)
         relief = excess.sum() - new_excess
         extra = model.value - model.value[current]
+        # a move must relieve more than round-off; on exact integer budgets one unit of excess is
+        # all there may be (1/2**49 of a budget), so the floor is relative to the excess itself
+        floor = min(_TOL, 1e-9 * float(excess.sum()))
         with np.errstate(over="ignore"):  # free relief scores +inf: exactly the move we want first
-            score = np.where(relief > _TOL, relief / (np.maximum(extra, 0.0) + 1e-12 * (1 + np.abs(model.value))), -np.inf)
+            score = np.where(relief > floor, relief / (np.maximum(extra, 0.0) + 1e-12 * (1 + np.abs(model.value))), -np.inf)
         j = int(np.argmax(score))
         if not np.isfinite(score[j]):
             return None
@@ -61,7 +64,7 @@ IMPROVE_MOVES = 100  # each move is a pass over every item: uncapped, 30,000 lay
 def improve(model: CanonicalModel, items: np.ndarray, max_moves: int = IMPROVE_MOVES) -> np.ndarray:
     """Best-improvement 1-opt: switch one group at a time while the objective drops and budgets hold."""
     items = np.array(items, dtype=np.int64)
-    limit = model.rhs + _TOL * np.abs(model.budgets)
+    limit = model.rhs + model.budget_slack
     for _ in range(max_moves):
         current = items[model.item_group]
         gain = model.value[current] - model.value
@@ -70,7 +73,8 @@ def improve(model: CanonicalModel, items: np.ndarray, max_moves: int = IMPROVE_M
             ok = (load[:, None] + model.weights - model.weights[:, current] <= limit[:, None]).all(axis=0)
             gain = np.where(ok, gain, -np.inf)
         j = int(np.argmax(gain))
-        if not gain[j] > _TOL * (1 + abs(model.value[j])):
+        # round-off floor; integer objectives move in whole units, so half a unit is enough
+        if not gain[j] > min(_TOL * (1 + abs(model.value[j])), 0.5 if model.integral_objective else np.inf):
             break
         items[model.item_group[j]] = j
     return items

@@ -129,7 +129,7 @@ def greedy(model: CanonicalModel, increments: HullIncrements | None = None) -> G
     """MPQCO's greedy on the hulls, plus the LP bound; None if even the cheapest choice breaks the budget."""
     inc = hull_increments(model) if increments is None else increments
     # a budget set exactly at an achievable total may differ from our sum in the last bits
-    rhs = float(model.rhs[0]) + 1e-12 * abs(float(model.budgets[0]))
+    rhs = float(model.rhs[0] + model.budget_slack[0])
     base_cost = float(model.weights[0, inc.start_items].sum())
     if base_cost > rhs:
         return None

@@ -127,7 +127,7 @@ class NodeView:
         if self._W is None:
             real = self.pad < sub.num_items
             self._W = np.where(real, np.append(sub.weights[0], 0.0)[self.pad], 0.0)  # (G, K)
-            self._rhs = float(sub.rhs[0]) + 1e-12 * abs(float(sub.budgets[0]))
+            self._rhs = float(sub.rhs[0] + sub.budget_slack[0])
             self._feasible = float(np.where(real, self._W, np.inf).min(axis=1).sum()) <= self._rhs
         if not self._feasible:
             return None
@@ -276,7 +276,7 @@ class NodeView:
             # children whose lightest completion still breaks a budget
             min_w = np.minimum.reduceat(sub.weights, sub.group_start[:-1], axis=1)  # (m, G)
             light = min_w.sum(axis=1)[:, None] - min_w[:, group] + sub.weights
-            best[(light > sub.rhs[:, None] + 1e-12 * np.abs(sub.budgets)[:, None]).any(axis=0)] = np.inf
+            best[(light > (sub.rhs + sub.budget_slack)[:, None]).any(axis=0)] = np.inf
         node_bound = float(np.minimum.reduceat(best, sub.group_start[:-1]).max())
         return Probe(best, node_bound, master_items)
 

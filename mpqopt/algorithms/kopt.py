@@ -31,7 +31,7 @@ def exchange(model: CanonicalModel, items: np.ndarray, candidates: np.ndarray, m
     while at most ``MAX_TRIPLE_CANDIDATES`` are open) until none improves; budgets always hold."""
     items = np.array(items, dtype=np.int64)
     candidates = np.asarray(candidates, dtype=np.int64)
-    limit = model.rhs + BUDGET_RTOL * np.abs(model.budgets)
+    limit = model.rhs + model.budget_slack
     tol = BUDGET_RTOL * (1.0 + float(np.abs(model.value).max(initial=0.0)))
     for _ in range(max_rounds):
         open_ = candidates[candidates != items[model.item_group[candidates]]]

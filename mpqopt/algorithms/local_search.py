@@ -90,7 +90,7 @@ class Objective:
             Q[model.item_group[:, None] == model.item_group[None, :]] = 0.0
             self.Q = Q
         self.value = value
-        self.limit = model.rhs + BUDGET_RTOL * np.abs(model.budgets)
+        self.limit = model.rhs + model.budget_slack
         magnitude = float(np.abs(value).sum()) + (0.0 if self.Q is None else float(np.abs(self.Q).sum()))
         self.tol = BUDGET_RTOL * magnitude  # deltas smaller than this are summation noise
 

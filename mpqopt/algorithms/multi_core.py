@@ -26,8 +26,8 @@ incumbent's items for the later groups is a full assignment. Every assignment us
 items that is better than the final target survives every pruning, so the best one found is optimal
 among them; with reduced-cost fixing done at the incumbent it is optimal for the whole model.
 
-Budgets are checked as :func:`mpqopt.algorithms.heuristics.is_feasible` does (a relative slack of
-``BUDGET_RTOL``): pruning uses twice that slack (nothing ``is_feasible`` accepts is lost to the
+Budgets are checked as :func:`mpqopt.algorithms.heuristics.is_feasible` does (the model's
+``budget_slack``: ``BUDGET_RTOL`` relative, or under a quarter unit on exact integer budgets): pruning uses twice that slack (nothing ``is_feasible`` accepts is lost to the
 round-off of summing in another order) and a new best assignment must meet half of it.
 
 >>> import numpy as np, mpqopt
@@ -50,7 +50,6 @@ import numpy as np
 
 from ..reductions import CanonicalModel, select_items
 from ..reductions.matrix import budget_row_scales
-from ..verify import BUDGET_RTOL
 from . import core_dp
 from .heuristics import is_feasible
 from .hull import hull_increments
@@ -123,7 +122,7 @@ def solve_multi_core(model: CanonicalModel, keep: np.ndarray, incumbent: np.ndar
     bound_after = _SuffixBound(model, groups, items, start, _directions(lam, scale), [b[0] for b in blocks[:-1]])
 
     value, weights, m = model.value, model.weights, model.num_budgets
-    slack = BUDGET_RTOL * np.abs(model.budgets)
+    slack = model.budget_slack
     spare = model.rhs - weights[:, incumbent].sum(axis=1)  # what the incumbent leaves, per budget
     loose, strict = spare + 2.0 * slack, spare + 0.5 * slack
     inc_obj = model.items_objective(incumbent)

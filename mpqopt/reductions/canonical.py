@@ -22,6 +22,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..problem import Problem
+from ..verify import BUDGET_RTOL, exact_integer, limit_roundoff
 
 
 @dataclass
@@ -43,6 +44,17 @@ class CanonicalModel:
     quadratic: sp.csr_array | None = None  # (n, n) symmetric, cross-group terms only
     options_pruned: int = 0
     notes: list[str] = field(default_factory=list)
+    # (m,) budgets whose table is integer and summed exactly (verify.exact_integer): checked to the
+    # unit (budget_slack); None: none
+    exact_rows: np.ndarray | None = None
+    integral_objective: bool = False  # integer sensitivities, no pairwise term, sums exact: objectives are integers
+
+    @property
+    def budget_slack(self) -> np.ndarray:
+        """(m,) how far a total may exceed ``rhs`` and still meet its budget: the limit's own round-off
+        (under a quarter unit, ``verify.limit_roundoff``) on exact integer rows, ``BUDGET_RTOL`` of the budget (round-off of sums in another order) on the others."""
+        slack = BUDGET_RTOL * np.abs(self.budgets)
+        return slack if self.exact_rows is None else np.where(self.exact_rows, limit_roundoff(self.budgets), slack)
 
     @property
     def num_items(self) -> int:
@@ -120,6 +132,9 @@ def canonicalize(problem: Problem, budgets: Mapping[str, float], prune: bool = T
     forced_rows = np.nonzero(forced)[0]
     forced_opts = forced_choice[forced_rows]
     offset = float(value_g[forced_rows, forced_opts].sum())
+    exact_rows = np.array([exact_integer(problem.budget_table(n)) for n in names], dtype=bool)
+    # on exact rows the forced total is an exact integer and limit - total keeps the limit's
+    # fraction exactly (as long as the limit is not below it: then the budget cannot be met anyway)
     rhs = limits - costs_g[:, forced_rows, forced_opts].sum(axis=1) if names else limits
 
     item_groups_abs = free_groups[g_idx]
@@ -145,6 +160,8 @@ def canonicalize(problem: Problem, budgets: Mapping[str, float], prune: bool = T
         quadratic=quadratic,
         options_pruned=pruned,
         notes=notes,
+        exact_rows=exact_rows,
+        integral_objective=problem.pairwise is None and exact_integer(problem.sensitivity),
     )
 
 

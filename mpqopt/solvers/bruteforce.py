@@ -6,7 +6,6 @@ import numpy as np
 
 from ..errors import SolverError
 from ..reductions import CanonicalModel
-from ..verify import BUDGET_RTOL
 from .base import Backend, RawSolution, SolveSettings, register
 
 MAX_ASSIGNMENTS = 1 << 22
@@ -25,7 +24,7 @@ class BruteForceBackend(Backend):
         if total > MAX_ASSIGNMENTS:
             raise SolverError(f"solver 'bruteforce' would enumerate {total} assignments (limit {MAX_ASSIGNMENTS}); use 'highs'")
         quad = None if model.quadratic is None else model.quadratic.toarray()
-        limit = model.rhs + BUDGET_RTOL * np.abs(model.budgets)
+        limit = model.rhs + model.budget_slack
         best_obj, best_items = np.inf, None
         for first in range(0, total, _CHUNK):
             codes = np.arange(first, min(first + _CHUNK, total), dtype=np.int64)

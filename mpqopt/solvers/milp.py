@@ -11,10 +11,13 @@ to mpqopt's. Everything after the solve is policy shared here, in :meth:`MilpBac
   :data:`~.base.INCONSISTENT_START`): solved again without the start, or no bound taken;
 * an assignment over a budget within the solver's tolerance: repaired to a feasible neighbour,
   improved by 1-opt when the objective is linear; ``optimal`` becomes ``feasible`` (the repaired
-  answer is not proven), ``time_limit`` stays (it says why the solver stopped);
+  answer is not proven), ``time_limit`` stays (it says why the solver stopped); one that no
+  neighbour repairs: enumerated when tiny, else the start, else the solver again on exact integer
+  budgets tightened by its tolerance (:meth:`MilpBackend._unrepaired`), 'error' only after all that;
 * the bound: the solver's own primal-dual gap, measured in its units from its own assignment and
   subtracted from that assignment's exact objective (converting both ends separately would add
-  round-off, and a repaired, dearer assignment must not raise the bound).
+  round-off, and a repaired, dearer assignment must not raise the bound); on integer objectives
+  less the solver's tolerance and rounded up to an integer (:func:`integer_bound`).
 
 >>> from mpqopt import solve
 >>> from mpqopt.synthetic import mckp_problem
@@ -26,6 +29,7 @@ to mpqopt's. Everything after the solve is policy shared here, in :meth:`MilpBac
 
 from __future__ import annotations
 
+import dataclasses
 from abc import abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Mapping
@@ -35,9 +39,34 @@ import numpy as np
 from ..algorithms.heuristics import improve, is_feasible, repair
 from ..reductions import CanonicalModel
 from ..reductions.linearize import Linearization
-from ..reductions.matrix import linearization_for
+from ..reductions.matrix import budget_row_scales, linearization_for
 from ..result import Status
+from .bruteforce import BruteForceBackend
 from .base import INCONSISTENT_START, Backend, RawSolution, SolveSettings, claim_matches, items_from_values
+
+
+# What a MILP solver's bound may be off by, relative to the unit of the normalized objective it sees
+# (largest objective range 1): HiGHS's dual feasibility tolerance is 1e-7. Integer costs near 2**45
+# (one unit is 3e-14 there) got 'Optimal' from HiGHS 1.16 with a bound 3.2e6 units above the true
+# optimum: about 1e-7 of the scale. Taken off bounds on integer objectives only (where it can matter
+# to a proof; elsewhere mpqopt.solve's relative 1e-9 check stands).
+MILP_BOUND_RTOL = 1e-6
+# A MILP solver accepts a budget row up to its feasibility tolerance (HiGHS 1e-7, Gurobi and scipy
+# 1e-6) of the row's scale: an exact integer budget tightened by this many units (plus one) is met
+# by whatever it accepts.
+TIGHTEN_RTOL = 1e-6
+EXACT_FALLBACK_ASSIGNMENTS = 1 << 16  # models this small are enumerated when a solver's answer cannot be repaired
+
+
+def integer_bound(bound: float, scale: float) -> float:
+    """A MILP solver's ``bound`` on an integer objective, made safe and exact: less its tolerance
+    (``MILP_BOUND_RTOL`` of its objective unit ``scale``), rounded up to the next integer (the
+    optimum is one). A proven optimum keeps a bound equal to it where the tolerance is below a unit.
+
+    >>> integer_bound(41.9999999, 1.0), integer_bound(42.0, 5e6)
+    (42.0, 37.0)
+    """
+    return float(np.ceil(bound - MILP_BOUND_RTOL * scale))
 
 
 @dataclass
@@ -139,18 +168,53 @@ class MilpBackend(Backend):
         gap = None if dual is None or value is None else max(value - dual, 0.0) * run.scale
         items = items_from_values(model, run.values[: model.num_items])
         found = model.items_objective(items)  # the solver's own assignment, before any repair
+        bound = None if gap is None else found - gap
+        if bound is not None and model.integral_objective:
+            bound = integer_bound(bound, run.scale)
         if not is_feasible(model, items):
             # within the solver's tolerance but over a budget in exact arithmetic: a feasible neighbour
             repaired = repair(model, items)
             if repaired is None:
-                return RawSolution("error", bound=None if gap is None else found - gap, stats=stats,
-                                   message=f"{self.display}: {text}; its assignment exceeds a budget by the solver's feasibility tolerance and could not be repaired")
+                return self._unrepaired(model, settings, kind, text, bound, warm, linear, stats)
             items = repaired if model.quadratic is not None else improve(model, repaired)  # 1-opt is linear-only
             kind = "feasible" if kind == "optimal" else kind
             text = f"{text}; its assignment exceeded a budget by the solver's tolerance and was repaired"
-        bound = None if gap is None else found - gap
         return RawSolution(kind, items=items, objective=model.items_objective(items), bound=bound, message=f"{self.display}: {text}",
                            stats=stats, proof=self.proof(model, linear) if bound is not None else "")
+
+    def _unrepaired(self, model: CanonicalModel, settings: SolveSettings, kind: Status, text: str, bound: float | None,
+                    warm: np.ndarray | None, linear: Linearization | None, stats: dict[str, Any]) -> RawSolution:
+        """The solver's assignment breaks a budget (within its tolerance) and no neighbour meets them:
+        an exact answer by enumeration when the model is tiny; else the start, if it meets the
+        budgets; else the solver again with exact integer budgets tightened by its tolerance, so
+        that what it accepts meets them (its bound and any 'infeasible' from it prove nothing, the
+        first run's bound stands). 'error' only when all of that fails."""
+        said = f"{self.display}: {text}; its assignment exceeds a budget by the solver's feasibility tolerance and could not be repaired"
+        if float(np.log2(np.diff(model.group_start)).sum()) <= np.log2(EXACT_FALLBACK_ASSIGNMENTS):
+            raw = BruteForceBackend().solve(model, settings)
+            raw.message = f"{said}; all assignments enumerated instead: {raw.message}"
+            raw.stats.update(stats)
+            return raw
+        status: Status = "time_limit" if kind == "time_limit" else "feasible"
+        if warm is not None and is_feasible(model, np.asarray(warm)):
+            warm = np.asarray(warm)
+            objective = model.items_objective(warm)
+            return RawSolution(status, items=warm, objective=objective, bound=None if bound is None else min(bound, objective), stats=stats,
+                               message=f"{said}; returning the starting assignment", proof=self.display if bound is not None else "")
+        exact = model.exact_rows if model.exact_rows is not None else np.zeros(model.num_budgets, dtype=bool)
+        if exact.any() and not settings.deadline.expired():
+            margin = np.ceil(TIGHTEN_RTOL * budget_row_scales(model)) + 1.0
+            tight = dataclasses.replace(model, rhs=np.where(exact, model.rhs - margin, model.rhs))
+            run = self.run_milp(tight, settings, None, linear)
+            if run.values is not None:
+                items = items_from_values(model, run.values[: model.num_items])
+                if is_feasible(model, items):
+                    objective = model.items_objective(items)
+                    return RawSolution(status, items=items, objective=objective, bound=None if bound is None else min(bound, objective), stats=stats,
+                                       message=f"{said}; solved again with the integer budgets tightened by its tolerance: {run.text}",
+                                       proof=self.display if bound is not None else "")
+        tried = "; solved again on the integer budgets tightened by its tolerance, it found none (budgets met only near equality?)" if exact.any() else ""
+        return RawSolution("error", bound=bound, stats=stats, message=said + tried)
 
 
 def solve_linearized(model: CanonicalModel, run: Callable[[Linearization], RawSolution]) -> RawSolution:
