@@ -111,7 +111,8 @@ def _total(problem: Any, levels: list[int]) -> float:
 def recipe(problem: Any, limit: float, blocks: int) -> list[int] | None:
     """A llama.cpp-style allocation within ``limit`` bits: a base option for every tensor, two
     options up (in bits order) for the token embedding / output and for ``attn_v`` and ``ffn_down``
-    in :func:`use_more_bits` blocks, at the dearest base that fits; then the leftover budget raises
+    in :func:`use_more_bits` blocks, at the dearest base that fits (one option up, or none, when even
+    the cheapest base cannot pay for two); then the leftover budget raises
     tensors one option at a time in llama.cpp's order of importance (``RECIPE_KINDS``, favoured
     blocks first), as long as the total fits. None when even the cheapest base does not fit."""
     order = sorted(range(problem.num_options), key=lambda k: float(problem.costs["size_bits"][:, k].sum()))
@@ -122,10 +123,13 @@ def recipe(problem: Any, limit: float, blocks: int) -> list[int] | None:
         return kind in ("token_embd", "output") or (kind in ("attn_v", "ffn_down") and block is not None and use_more_bits(block, blocks))
 
     chosen = None
-    for base in range(len(order)):
-        rank = [min(base + 2, top) if promoted(k, b) else base for k, b in kinds]
-        if _total(problem, [order[r] for r in rank]) <= limit:
-            chosen = rank
+    for step in (2, 1, 0):  # two options up; one, or none, when even the cheapest base cannot pay for two
+        for base in range(len(order)):
+            rank = [min(base + step, top) if promoted(k, b) else base for k, b in kinds]
+            if _total(problem, [order[r] for r in rank]) <= limit:
+                chosen = rank
+        if chosen is not None:
+            break
     if chosen is None:
         return None
     priority = sorted(range(problem.num_layers), key=lambda i: (RECIPE_KINDS.index(kinds[i][0]) if kinds[i][0] in RECIPE_KINDS else len(RECIPE_KINDS),

@@ -54,6 +54,9 @@ def test_recipe_fits_favours_llama_cpps_tensors_and_leaves_no_affordable_step(se
         others = [i for i in range(p.num_layers) if i not in favoured]
         assert min(levels[i] for i in favoured) >= min(levels[i] for i in others)
     assert bench.recipe(p, float(lo) - 1.0, blocks=8) is None
+    # just above the cheapest total there is no room for promotions: the cheapest base, then the fill
+    tight = bench.recipe(p, float(lo) + 0.5 * float(cost[:, 1].min() - cost[:, 0].min()), blocks=8)
+    assert tight is not None and cost[np.arange(p.num_layers), tight].sum() <= lo + cost[:, 1].min()
 
 
 def test_best_uniform_is_the_dearest_that_fits():
