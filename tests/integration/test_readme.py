@@ -91,3 +91,26 @@ def test_the_llm_worked_example_prints_what_its_comments_say():
     code = next(b for b in BLOCKS if "llm_problem()" in b)
     expected = [line.split("#", 1)[1].strip() for line in code.splitlines() if line.startswith("print(") and "#" in line]
     assert len(expected) == 4 and run(code) == expected
+
+
+def test_the_llm_example_runs_on_a_tiny_llama(tmp_path, monkeypatch):
+    """The 'From an LLM' flow, with SmolLM2 swapped for a random 2-block Llama and random tokens:
+    it writes a GGUF file that loads back and prints the held-out perplexity of the allocation."""
+    torch = pytest.importorskip("torch", reason="the torch extra is not installed")
+    pytest.importorskip("transformers", reason="transformers is not installed (pip install 'mpqopt[llm]')")
+    pytest.importorskip("gguf", reason="the gguf package is not installed (pip install 'mpqopt[llm]')")
+    from mpqopt.adapters.torch import load_gguf_model
+    from mpqopt.examples.llm import tiny_llama
+
+    code = next(b for b in BLOCKS if "mt.write_gguf(model, result" in b)
+    assert "load_smollm2()" in code and "source=smollm2_path()" in code
+    code = code.replace("load_smollm2()", "tiny()").replace("source=smollm2_path()", "source=None")
+
+    def tokenizer(text, return_tensors):
+        return {"input_ids": torch.randint(0, 256, (1, 4096), generator=torch.Generator().manual_seed(len(text)))}
+
+    monkeypatch.chdir(tmp_path)
+    printed = run(code, {"tiny": lambda: (tokenizer, tiny_llama()), "text": "held-out and calibration text"})
+    assert len(printed) == 1 and 1.0 < float(printed[0]) < float("inf")
+    back = load_gguf_model(tmp_path / "smollm2-mixed.gguf")
+    assert sum(p.numel() for p in back.parameters()) == sum(p.numel() for p in tiny_llama().parameters())
