@@ -154,6 +154,8 @@ class MilpBackend(Backend):
         dual = run.dual
         if run.values is None:
             bound = None if dual is None else run.canonical(dual)
+            if bound is not None and model.integral_objective:
+                bound = integer_bound(bound, run.scale)
             if warm is not None and is_feasible(model, np.asarray(warm)):  # the solver never got to it
                 warm = np.asarray(warm)
                 return RawSolution(kind, items=warm, objective=model.items_objective(warm), bound=bound, message=f"{self.display}: {text}; returning the starting assignment", stats=stats)

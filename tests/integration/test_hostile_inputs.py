@@ -210,14 +210,22 @@ def test_hostile_api_arguments_raise_mpqopt_errors_naming_them(case):
 
 # ------------------------------------------------------------------------------ answers that were wrong
 def test_budget_a_hair_below_the_minimum_is_met_within_the_stated_tolerance():
-    """1e-12 below the cheapest total (relative 1.25e-13 < verify.BUDGET_RTOL): feasible, slack 0, never negative."""
-    p = mpqopt.Problem(["a", "b"], [4, 8], [[0.5, 0.0], [0.1, 0.0]], costs={"size_bits": [[4, 8], [4, 8]]})
+    """Float costs: 1e-12 below the cheapest total (relative 1.2e-13 < verify.BUDGET_RTOL) is met,
+    slack 0, never negative. Integer costs are exact data (issue 19): the same hair below their
+    cheapest total is infeasible, named, while the round-off of computing a limit (a few ulps) is not."""
+    p = mpqopt.Problem(["a", "b"], [4, 8], [[0.5, 0.0], [0.1, 0.0]], costs={"size_bits": [[4.1, 8.1], [4.1, 8.1]]})
     low = p.cost_range("size_bits")[0]
     r = mpqopt.solve(p, budgets={"size_bits": low - 1e-12})
     assert r.status == "optimal" and r.slack == {"size_bits": 0.0}
     assert json.loads(json.dumps(r.to_dict()))["slack"]["size_bits"] == 0.0
     beyond = mpqopt.solve(p, budgets={"size_bits": low * (1 - 1e-11)})  # beyond the tolerance: infeasible, named
     assert beyond.status == "infeasible" and "size_bits" in beyond.message
+    exact = mpqopt.Problem(["a", "b"], [4, 8], [[0.5, 0.0], [0.1, 0.0]], costs={"size_bits": [[4, 8], [4, 8]]})
+    low = exact.cost_range("size_bits")[0]
+    below = mpqopt.solve(exact, budgets={"size_bits": low - 1e-12})
+    assert below.status == "infeasible" and "size_bits" in below.message
+    ulp = mpqopt.solve(exact, budgets={"size_bits": float(np.nextafter(low, 0))})  # one ulp below: round-off of the limit
+    assert ulp.status == "optimal" and ulp.slack["size_bits"] <= 0 and abs(ulp.slack["size_bits"]) < 1e-14
 
 
 def test_pairwise_too_large_for_bnb_advises_something_that_works():

@@ -405,7 +405,8 @@ def estimate_pairwise(
     mask = pair_mask(s.names, window, pairs)
     layer_pairs = [(int(a), int(b)) for a, b in zip(*np.nonzero(mask))]
     single = np.tile(s.base, (L, K, 1))  # identity options: the FP32 losses
-    pair = np.full((L * K, L * K, nb), np.nan)  # loss per batch, row = first layer's (layer, option)
+    pair_sum = np.zeros((L * K, L * K))  # loss summed over batches, row = first layer's (layer, option); one matrix, not one per batch
+    measured = np.zeros((L * K, L * K), dtype=bool)
     total = L * len(s.live) + len(layer_pairs) * len(s.live) ** 2
     start = s.ev.runs
     runs = s.suffix_runs(mode, _pair_evaluations(L, layer_pairs, len(s.live), nb))
@@ -420,9 +421,10 @@ def estimate_pairwise(
                 for k in s.live:
                     for p in s.live:
                         out = runs.run_many(b, {i: s.quantized(i, k)[1], j: s.quantized(j, p)[1]})
-                        pair[i * K + k, j * K + p, b] = s.check(s.ev.loss_of(b, out), [(i, k), (j, p)], b)
+                        pair_sum[i * K + k, j * K + p] += s.check(s.ev.loss_of(b, out), [(i, k), (j, p)], b)
+                        measured[i * K + k, j * K + p] = True
                 bar.update(len(s.live) ** 2)
-    values, std, omega_half = pairwise_terms(s.base, single, pair.mean(axis=2), s.options)
+    values, std, omega_half = pairwise_terms(s.base, single, np.where(measured, pair_sum / nb, np.nan), s.options)
     return _result(s.names, s.options, values, std if nb > 1 else None, "clado", pairwise=omega_half,
                    **s.meta(entries=total, evaluations=total * nb, layer_pairs=len(layer_pairs), **_mode_meta(s, runs, start)))
 

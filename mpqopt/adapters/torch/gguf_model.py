@@ -29,9 +29,12 @@ __all__ = ["load_gguf_model"]
 def load_gguf_model(path: str | os.PathLike, *, device: Any = None, dtype: torch.dtype = torch.float32) -> Any:
     """The transformers model a GGUF file holds (config from its metadata), in eval mode, weights in
     ``dtype`` on ``device`` (default: the CPU). A head tied to the token embedding stays tied."""
+    from ...io.targets.gguf_file import open_gguf
+
     path = Path(path)
     if not path.is_file():
         raise ProblemError(f"GGUF file {str(path)!r} does not exist")
+    open_gguf(path, "loading a GGUF model")  # an empty, truncated or non-GGUF file: a FormatError naming it, not transformers' traceback
     try:
         import transformers
     except ImportError as exc:

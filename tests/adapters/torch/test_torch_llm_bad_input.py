@@ -156,3 +156,16 @@ def test_token_ids_outside_the_vocabulary_are_named(model, entry, bad):
 def test_a_gguf_spelled_include_pattern_says_patterns_take_module_names(model):
     with pytest.raises(ProblemError, match=r"include pattern 'blk\.\*' matches no layer.*not GGUF tensor names"):
         discover_llm_layers(model, include="blk.*")
+
+
+@pytest.mark.parametrize("content", [b"", b"not a GGUF file at all", b"GGUF\x03\x00"])
+def test_load_gguf_model_names_a_file_that_is_not_gguf(tmp_path, content):
+    pytest.importorskip("transformers", reason="transformers is not installed (pip install 'mpqopt[llm]')")
+    pytest.importorskip("gguf", reason="the gguf package is not installed (pip install 'mpqopt[llm]')")
+    from mpqopt.adapters.torch import load_gguf_model
+    from mpqopt.errors import FormatError
+
+    path = tmp_path / "broken.gguf"
+    path.write_bytes(content)
+    with pytest.raises(FormatError, match="broken.gguf"):
+        load_gguf_model(path)

@@ -17,7 +17,8 @@ CPU the batched call itself costs about what 8 single calls do). It is the same 
 changes the speed per probe, not the estimate. Sampling stops when the running mean of every layer's trace
 changes by less than ``tol`` (relative) between two samples, checked probe by probe, after at least
 ``min_iter`` samples (default: every batch once, at least 10), or after ``max_iter``; the rest of
-the step it stops in is kept. ``std`` is the standard error of the mean over the samples
+the step it stops in is kept. ``std`` is the standard error of the mean over the samples, clustered
+by step (the probes of a step share a batch: :func:`step_stderr`)
 (Hutchinson and batch noise together), times the same factor.
 
 Only the weight perturbation is modelled: activation bits of an option (``W4A8``) are ignored.
@@ -212,6 +213,24 @@ def hutchinson_traces(
     return HutchinsonRun(np.array(samples), converged, steps, hvp_calls, mode, probes_per_step, fallback)
 
 
+def step_stderr(samples: np.ndarray, per_step: int) -> np.ndarray:
+    """Standard error of ``samples.mean(axis=0)`` when each run of ``per_step`` consecutive samples
+    shares one batch (one step): clustered by step, so the batch-to-batch spread counts, not only the
+    probes' (with one probe a step it is the plain ``std / sqrt(n)``).
+
+    >>> x = np.array([[1.0], [1.0], [3.0], [3.0]])   # two steps of two probes, each step's probes agree
+    >>> float(step_stderr(x, 1)[0]) < float(step_stderr(x, 2)[0]) == 1.0
+    True
+    """
+    n = len(samples)
+    starts = np.arange(0, n, max(per_step, 1))
+    if len(starts) < 2:  # one step: only the probes' spread is known
+        return samples.std(axis=0, ddof=1) / np.sqrt(n)
+    counts = np.diff(np.append(starts, n))
+    resid = np.add.reduceat(samples, starts, axis=0) - counts[:, None] * samples.mean(axis=0)
+    return np.sqrt((resid**2).sum(axis=0) * len(starts) / (len(starts) - 1)) / n
+
+
 def estimate_hessian_trace(
     model: nn.Module,
     data: Iterable[Any],
@@ -250,7 +269,7 @@ def estimate_hessian_trace(
     run = hutchinson_traces(setup, tol=tol, max_iter=max_iter, min_iter=min_iter, seed=seed, probes_per_step=probes_per_step, hvp=hvp)
     samples, iters, converged = run.samples, len(run.samples), run.converged
     trace = samples.mean(axis=0)
-    trace_se = samples.std(axis=0, ddof=1) / np.sqrt(iters)
+    trace_se = step_stderr(samples, run.probes_per_step)
     if not converged:
         # it used to stop here silently (213 s, relative standard errors 13-30 %): say how far it is
         rel = np.divide(trace_se, np.abs(trace), out=np.zeros_like(trace_se), where=trace != 0)  # a zero trace (unused layer) is exact
