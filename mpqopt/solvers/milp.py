@@ -140,9 +140,10 @@ class MilpBackend(Backend):
             raw.message += f"; {INCONSISTENT_START}"
             raw.stats["inconsistent_start"] = True
             return raw
-        return self.finish(model, settings, run, warm, linear)
+        return self.finish(model, settings, run, warm, linear, own_arrays="arrays" in options)
 
-    def finish(self, model: CanonicalModel, settings: SolveSettings, run: MilpRun, warm: np.ndarray | None = None, linear: Linearization | None = None) -> RawSolution:
+    def finish(self, model: CanonicalModel, settings: SolveSettings, run: MilpRun, warm: np.ndarray | None = None, linear: Linearization | None = None,
+               own_arrays: bool = False) -> RawSolution:
         """The RawSolution of ``run``: status mapped, assignment re-verified (and repaired), bound
         from the solver's gap (module docstring)."""
         kind = self.STATUS_MAP.get(run.status)
@@ -177,7 +178,7 @@ class MilpBackend(Backend):
             # within the solver's tolerance but over a budget in exact arithmetic: a feasible neighbour
             repaired = repair(model, items)
             if repaired is None:
-                return self._unrepaired(model, settings, kind, text, bound, warm, linear, stats)
+                return self._unrepaired(model, settings, kind, text, bound, warm, linear, stats, own_arrays)
             items = repaired if model.quadratic is not None else improve(model, repaired)  # 1-opt is linear-only
             kind = "feasible" if kind == "optimal" else kind
             text = f"{text}; its assignment exceeded a budget by the solver's tolerance and was repaired"
@@ -185,14 +186,16 @@ class MilpBackend(Backend):
                            stats=stats, proof=self.proof(model, linear) if bound is not None else "")
 
     def _unrepaired(self, model: CanonicalModel, settings: SolveSettings, kind: Status, text: str, bound: float | None,
-                    warm: np.ndarray | None, linear: Linearization | None, stats: dict[str, Any]) -> RawSolution:
+                    warm: np.ndarray | None, linear: Linearization | None, stats: dict[str, Any], own_arrays: bool = False) -> RawSolution:
         """The solver's assignment breaks a budget (within its tolerance) and no neighbour meets them:
         an exact answer by enumeration when the model is tiny; else the start, if it meets the
         budgets; else the solver again with exact integer budgets tightened by its tolerance, so
         that what it accepts meets them (its bound and any 'infeasible' from it prove nothing, the
-        first run's bound stands). 'error' only when all of that fails."""
+        first run's bound stands). 'error' only when all of that fails. ``own_arrays``: the run solved a
+        caller's own arrays (the accuracy target's loss row) that enumeration and the re-solve would
+        not see, so only the start is tried."""
         said = f"{self.display}: {text}; its assignment exceeds a budget by the solver's feasibility tolerance and could not be repaired"
-        if float(np.log2(np.diff(model.group_start)).sum()) <= np.log2(EXACT_FALLBACK_ASSIGNMENTS):
+        if not own_arrays and float(np.log2(np.diff(model.group_start)).sum()) <= np.log2(EXACT_FALLBACK_ASSIGNMENTS):
             raw = BruteForceBackend().solve(model, settings)
             raw.message = f"{said}; all assignments enumerated instead: {raw.message}"
             raw.stats.update(stats)
@@ -204,7 +207,7 @@ class MilpBackend(Backend):
             return RawSolution(status, items=warm, objective=objective, bound=None if bound is None else min(bound, objective), stats=stats,
                                message=f"{said}; returning the starting assignment", proof=self.display if bound is not None else "")
         exact = model.exact_rows if model.exact_rows is not None else np.zeros(model.num_budgets, dtype=bool)
-        if exact.any() and not settings.deadline.expired():
+        if exact.any() and not own_arrays and not settings.deadline.expired():
             margin = np.ceil(TIGHTEN_RTOL * budget_row_scales(model)) + 1.0
             tight = dataclasses.replace(model, rhs=np.where(exact, model.rhs - margin, model.rhs))
             run = self.run_milp(tight, settings, None, linear)
