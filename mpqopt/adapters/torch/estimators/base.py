@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence
@@ -24,6 +25,7 @@ from ..data import Evaluator, LossFn
 from ..layers import LayerInfo, discover_layers, resolve_layer_names
 from ..perturb import WeightCache
 from ..quantizer import WeightScheme
+from ..stages import stage_model
 
 
 @dataclass
@@ -75,3 +77,27 @@ def prepare(
     model.eval()
     evaluator = Evaluator(model, data, loss=loss, output_fn=output_fn)
     return Setup(model, found, parse_options(options), evaluator, WeightCache(model, scheme), started)
+
+
+@dataclass
+class StagedJob:
+    """What a worker needs to rebuild a staged estimator run, picklable (see :mod:`.runs`): the
+    model travels with its weights; subclasses add their own share of the work (and ``graph``, the
+    fx graph traced here so workers need not trace it again)."""
+
+    token: str
+    origin_pid: int
+    model: nn.Module
+    batches: list[Any]
+    options: tuple[Option, ...]
+    names: tuple[str, ...]
+    loss: Any
+    output_fn: Any
+    scheme: WeightScheme
+    act_ranges: dict[str, tuple[float, float]] | None
+    mode: str
+
+    def staged(self, graph: Any = None) -> tuple[Setup, Any]:
+        """A worker's own copy of the model, prepared and split into stages."""
+        setup = prepare(copy.deepcopy(self.model), self.batches, self.options, layers=self.names, loss=self.loss, output_fn=self.output_fn, scheme=self.scheme)
+        return setup, stage_model(setup.model, setup.names, setup.evaluator.batches[0][0], mode=self.mode, output_fn=setup.evaluator.output_fn, graph=graph)

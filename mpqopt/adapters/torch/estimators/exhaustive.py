@@ -25,7 +25,6 @@ True
 
 from __future__ import annotations
 
-import copy
 import itertools
 import os
 import time
@@ -44,11 +43,9 @@ from ....problem import Problem
 from ....progress import Progress
 from ...sensitivity import check_finite
 from ...choices import quantizes_input
-from ..data import LossFn
 from ..perturb import calibrate_activations, check_act_ranges, quantized
-from ..quantizer import WeightScheme
 from ..stages import StagedModel, batch_size, stage_model
-from .base import Setup, prepare
+from .base import Setup, StagedJob, prepare
 from .runs import checkpoint_path, load_checkpoint, rebatch, run_on, save_checkpoint, split_costs
 
 MAX_EVALUATIONS = 100_000
@@ -156,27 +153,15 @@ def leaves(prefix: tuple[int, ...], order: Sequence[int], weight: Sequence[int],
 
 
 @dataclass
-class _Job:
-    """Everything a worker needs, picklable (see :mod:`.runs`)."""
+class _Job(StagedJob):
+    """A depth-first enumeration's share of the work (:class:`.base.StagedJob`)."""
 
-    token: str
-    origin_pid: int
-    model: nn.Module
-    batches: list[Any]
-    options: tuple[Option, ...]
-    names: tuple[str, ...]
-    loss: str | LossFn
-    output_fn: Any
-    scheme: WeightScheme
-    act_ranges: Any
-    mode: str
     order: list[int]
     depth: int
     graph: Any = None
 
     def build(self) -> _Enumerator:
-        setup = prepare(copy.deepcopy(self.model), self.batches, self.options, layers=self.names, loss=self.loss, output_fn=self.output_fn, scheme=self.scheme)
-        staged = stage_model(setup.model, setup.names, setup.evaluator.batches[0][0], mode=self.mode, output_fn=setup.evaluator.output_fn, graph=self.graph)
+        setup, staged = self.staged(self.graph)
         return _Enumerator(setup, staged, self.act_ranges, self.order, self.depth)
 
 

@@ -38,7 +38,6 @@ True
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import os
 import time
@@ -52,16 +51,14 @@ import torch
 from torch import nn
 
 from ....errors import ProblemError
-from ....options import Option, OptionLike
+from ....options import OptionLike
 from ....progress import Progress
 from ...choices import is_identity
 from ...pairs import PairFilter, clado_matrix, pair_mask, pairwise_terms
 from ...sensitivity import Sensitivity, check_finite
-from ..data import LossFn
 from ..perturb import calibrate_activations, quantized
-from ..quantizer import WeightScheme
 from ..stages import StagedModel, Unbatchable, batch_size, stage_model
-from .base import Setup, prepare
+from .base import Setup, StagedJob, prepare
 from .runs import checkpoint_path, load_checkpoint, rebatch, run_on, save_checkpoint, split_costs
 
 __all__ = ["estimate_pairwise", "clado_matrix", "PairFilter"]
@@ -73,28 +70,16 @@ _CHECKPOINT_VERSION = 1
 
 # --------------------------------------------------------------------------- the work itself
 @dataclass
-class _Job:
-    """Everything a worker needs, picklable: the model itself travels with its weights."""
+class _Job(StagedJob):
+    """A group of first layers and their partners (:class:`.base.StagedJob`)."""
 
-    token: str
-    origin_pid: int
-    model: nn.Module
-    batches: list[Any]
-    options: tuple[Option, ...]
-    names: tuple[str, ...]
-    loss: str | LossFn
-    output_fn: Any
-    scheme: WeightScheme
-    act_ranges: dict[str, tuple[float, float]] | None
-    mode: str
     group: int
     partners: dict[int, list[int]]
     graph: Any = None  # the fx graph traced here, so workers need not trace (None: they do)
 
     def build(self) -> _Runner:
         """A worker's runner, on its own copy of the model."""
-        setup = prepare(copy.deepcopy(self.model), self.batches, self.options, layers=self.names, loss=self.loss, output_fn=self.output_fn, scheme=self.scheme)
-        staged = stage_model(setup.model, setup.names, setup.evaluator.batches[0][0], mode=self.mode, output_fn=setup.evaluator.output_fn, graph=self.graph)
+        setup, staged = self.staged(self.graph)
         return _Runner(setup, staged, self.act_ranges, self.group, self.partners)
 
 
