@@ -1,19 +1,19 @@
 # Two commands set everything up on a fresh clone: `make demo` and `make test`.
 #
 # Environments:
-#   .venv         from the committed lock (constraints.txt): what `make test`, `make demo` and CI use
+#   .venv         from the committed lock (requirements.lock): what `make test`, `make demo` and CI use
 #   .venv-latest  the newest releases pyproject.toml allows (`make test-latest`): what breaks there
 #                 is a bug to fix; when it passes, `make lock` records those versions as the new lock
-#   .venv-oldest  the lower bounds pyproject.toml declares (`make test-oldest`, constraints-oldest.txt):
+#   .venv-oldest  the lower bounds pyproject.toml declares (`make test-oldest`, requirements-oldest.lock):
 #                 every `>=` there is a version this target installs and tests
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-LOCK   := constraints.txt
+LOCK   := requirements.lock
 LATEST := .venv-latest
 OLDEST := .venv-oldest
-OLDEST_LOCK := constraints-oldest.txt
+OLDEST_LOCK := requirements-oldest.lock
 TORCH_VERSION ?= 2.13.0
 EXTRAS := all,test
 
@@ -24,7 +24,7 @@ EXTRAS := all,test
 $(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -c $(LOCK) pip setuptools
-	$(PY) -m pip install --quiet "torch==$(TORCH_VERSION)"
+	$(PY) -m pip install --quiet -c $(LOCK) "torch==$(TORCH_VERSION)"
 	$(PY) -m pip install --quiet -c $(LOCK) --no-build-isolation -e ".[$(EXTRAS)]"
 	touch $(STAMP)
 
@@ -55,7 +55,7 @@ test-latest:
 	$(LATEST)/bin/ruff check .
 	$(LATEST)/bin/python -m pytest -q
 
-# the oldest declared releases (pyproject.toml's lower bounds, pinned in constraints-oldest.txt), torch first
+# the oldest declared releases (pyproject.toml's lower bounds, pinned in requirements-oldest.lock), torch first
 test-oldest:
 	test -x $(OLDEST)/bin/python || $(PYTHON) -m venv $(OLDEST)
 	$(OLDEST)/bin/python -m pip install --quiet -c $(OLDEST_LOCK) pip setuptools
@@ -68,7 +68,7 @@ test-oldest:
 # record .venv-latest's versions (after `make test-latest` passed) as the lock
 lock:
 	test -x $(LATEST)/bin/python || (echo "run make test-latest first" && false)
-	( echo "# Every version the suite passed with (make test-latest, then make lock). pip install -c constraints.txt ..."; \
+	( echo "# Every version the suite passed with (make test-latest, then make lock). pip install -c requirements.lock ..."; \
 	  $(LATEST)/bin/python -m pip freeze --exclude-editable --all | sed -e 's/^torch==\(.*\)+cpu$$/torch==\1/' ) > $(LOCK)
 
 bench: $(STAMP)
