@@ -208,11 +208,19 @@ def onnx_feeds(data: list[Any], names: list[str]) -> tuple[list[dict[str, np.nda
 def bench_delta(title: str, model: Any, data: list[Any], repeat: int, tmp: Path, **kw: Any) -> dict[str, Any]:
     """``estimate_delta_loss`` before vs after on ``data`` (``kw``: ``loss``, ``exclude``), beside the
     ONNX adapter's ``estimate_delta_output`` (same metric) full vs cached; an export that fails is reported in the row."""
+    import copy
+
+    import torch
+
     from mpqopt.adapters.onnx.sensitivity import estimate_delta_output
     from mpqopt.adapters.torch.estimators.delta_loss import _delta_loss_reference, estimate_delta_loss
 
     row: dict[str, Any] = {"estimator": "estimate_delta_loss", "model": title, "batches": f"{len(data)} x {batch_size(data[0])}"}
     fns = {"before": lambda: _delta_loss_reference(model, data, OPTIONS, **kw), "after": lambda: estimate_delta_loss(model, data, OPTIONS, **kw)}
+    if not isinstance(data[0], dict) and data[0][0].dim() == 4:  # a CNN: also a channels-last copy (the caller's choice; not bit-identical)
+        cl_model = copy.deepcopy(model).to(memory_format=torch.channels_last)
+        cl_data = [(x.contiguous(memory_format=torch.channels_last), y) for x, y in data]
+        fns["after_cl"] = lambda: estimate_delta_loss(cl_model, cl_data, OPTIONS, **kw)
     try:
         export_s, (path, names) = stopwatch(lambda: export_onnx(model, data[0] if isinstance(data[0], dict) else data[0][0], tmp / f"{title.replace(' ', '_').replace(',', '')}.onnx"))
         row["onnx_export_s"] = export_s
@@ -223,14 +231,19 @@ def bench_delta(title: str, model: Any, data: list[Any], repeat: int, tmp: Path,
     except Exception as exc:  # noqa: BLE001 - an exporter failure is a finding of the benchmark, not its end
         row["onnx_error"] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"[:200]
     raced = race(fns, repeat)
-    out = timing(row, raced, {"before": "before", "after": "after", **({"onnx_full": "onnx_full", "onnx_cached": "onnx_delta_output"} if "onnx_full" in fns else {})})
+    out = timing(row, raced, {"before": "before", "after": "after", **({"after_cl": "after_cl"} if "after_cl" in fns else {}),
+                              **({"onnx_full": "onnx_full", "onnx_cached": "onnx_delta_output"} if "onnx_full" in fns else {})})
     new, old = out["after"], out["before"]
+    if "after_cl" in out:
+        row["after_cl_max_abs_diff"] = float(np.max(np.abs(out["after_cl"].values - old.values)))
+        row["after_cl_mode"] = out["after_cl"].meta["mode"]
     row.update({"layers": len(new.layers), "speedup": row["before_s"] / row["after_s"], "cpu_speedup": row["before_cpu_s"] / row["after_cpu_s"],
                 "mode": new.meta["mode"], "step_fraction": new.meta["step_fraction"], "batch_perturbations": new.meta["batch_perturbations"],
                 "concat_batches": new.meta["concat_batches"], "mode_reason": new.meta.get("mode_reason", ""), **compare(new.values, old.values)})
     if "onnx_full" in out:
         ort, ort_full = out["onnx_cached"], out["onnx_full"]
         row.update({"onnx_layers": len(ort.layers), "after_vs_onnx": row["after_s"] / row["onnx_delta_output_s"],
+                    "after_vs_onnx_cpu": row["after_cpu_s"] / row["onnx_delta_output_cpu_s"],
                     "onnx_speedup": row["onnx_full_s"] / row["onnx_delta_output_s"], "onnx_cpu_speedup": row["onnx_full_cpu_s"] / row["onnx_delta_output_cpu_s"],
                     "onnx_mode": ort.meta["mode"], "onnx_step_fraction": ort.meta["step_fraction"], "onnx_cached_vs_full": compare(ort.values, ort_full.values),
                     "onnx_cached_vs_full_max_rel": float(np.max(np.abs(ort.values - ort_full.values) / np.maximum(np.abs(ort_full.values), np.finfo(float).tiny)))})
@@ -287,12 +300,13 @@ def render(report: dict[str, Any]) -> str:
              "sensitive than wall time to the other jobs on the machine) are reported; runs under 2 s: median of the repeats after a warm-up.", "",
              "ONNX delta_output: full = whole-graph runs (`mode=\"full\"`, the old path), cached = FP32 tensors cached per batch and only",
              "each layer's suffix rerun (`mode=\"auto\"`); its steps run = graph nodes run / nodes of as many whole-graph runs.", "",
-             "| estimator | model | batches | before (s) | after (s) | speedup | before CPU (s) | after CPU (s) | CPU speedup | ONNX full (s) | ONNX cached (s) | ONNX speedup | after / ONNX cached | equal | mode, steps run, joining | ONNX mode, steps run |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|"]
+             "| estimator | model | batches | before (s) | after (s) | speedup | before CPU (s) | after CPU (s) | CPU speedup | ONNX full (s) | ONNX cached (s) | ONNX speedup | after / ONNX cached | ONNX cached CPU (s) | after / ONNX cached, CPU | equal | mode, steps run, joining | ONNX mode, steps run |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|"]
     for r in report["rows"]:
         onnx = f"{r['onnx_full_s']:.3f} | {r['onnx_delta_output_s']:.3f} | {r['onnx_speedup']:.1f}x" if "onnx_delta_output_s" in r else "- | - | -"
         onnx_mode = f"{r['onnx_mode']}, {r['onnx_step_fraction']:.0%}" if "onnx_mode" in r else "-"
         ratio = f"{r['after_vs_onnx']:.2f}" if "after_vs_onnx" in r else "-"
+        ratio += f" | {r['onnx_delta_output_cpu_s']:.3f} | {r['after_cpu_s'] / r['onnx_delta_output_cpu_s']:.2f}" if "onnx_delta_output_cpu_s" in r else " | - | -"
         equal = "bit-identical" if r["identical"] else f"max diff {r['max_abs_diff']:.1e}"
         if "max_abs_diff_onnx" in r:
             equal += f"; ONNX max diff {r['max_abs_diff_onnx']:.1e}"
@@ -308,6 +322,17 @@ def render(report: dict[str, Any]) -> str:
         mode = f"{r['mode']}, {r['step_fraction']:.0%}{joined}{why}"
         lines.append(f"| {r['estimator']} | {r['model']} | {r['batches']} | {r['before_s']:.3f} | {r['after_s']:.3f} | {r['speedup']:.1f}x | "
                      f"{r['before_cpu_s']:.3f} | {r['after_cpu_s']:.3f} | {r['cpu_speedup']:.1f}x | {onnx} | {ratio} | {equal} | {mode} | {onnx_mode} |")
+    cl = [r for r in report["rows"] if "after_cl_s" in r]
+    if cl:
+        lines += ["", "estimate_delta_loss on a channels-last copy of the CNN and its inputs (`model.to(memory_format=torch.channels_last)`: the caller's "
+                  "choice, nothing in mpqopt converts a model): oneDNN convolves NHWC without reordering, but its kernels round differently, so the "
+                  "table differs from the model's own (NCHW) one by float round-off:", "",
+                  "| model | batches | after (s) | after CPU (s) | channels-last (s) | channels-last CPU (s) | CPU speedup | channels-last / ONNX cached, CPU | max abs diff vs before |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in cl:
+            vs = f"{r['after_cl_cpu_s'] / r['onnx_delta_output_cpu_s']:.2f}" if "onnx_delta_output_cpu_s" in r else "-"
+            lines.append(f"| {r['model']} | {r['batches']} | {r['after_s']:.3f} | {r['after_cpu_s']:.3f} | {r['after_cl_s']:.3f} | {r['after_cl_cpu_s']:.3f} | "
+                         f"{r['after_cpu_s'] / r['after_cl_cpu_s']:.2f}x | {vs} | {r['after_cl_max_abs_diff']:.1e} |")
     for key, why in report.get("skipped", {}).items():
         lines += ["", f"{key}: skipped: {why}"]
     for r in (r for r in report["rows"] if "bare_enumeration_s" in r):
