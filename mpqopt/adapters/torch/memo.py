@@ -173,9 +173,13 @@ class _Run:
                 forward = module.forward
                 module.forward = functools.wraps(forward)(functools.partial(self.call, module, forward))
             try:
-                return call_model(self.memo.model, inputs)
+                out = call_model(self.memo.model, inputs)
             except _Stop:
                 return None
+            if self.stop is not None:
+                raise ProblemError(f"memo: the forward ended after {self.n} module calls, before call {self.stop} of the recorded forward: "
+                                   "the model calls its modules in a data-dependent order")
+            return out
         finally:
             for module, own in originals:
                 if own is None:

@@ -203,3 +203,25 @@ def test_tiny_bert_in_memo_mode_equals_full_forwards():
     assert got.meta["mode"] == "memo" and got.meta["step_fraction"] < 0.75
     np.testing.assert_array_equal(got.values, want.values)
     assert restored(model)
+
+
+class Shortcut(nn.Module):
+    """Skips its middle layer on some batches."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(6)
+        self.a, self.b, self.c = nn.Linear(4, 4), nn.Linear(4, 4), nn.Linear(4, 4)
+
+    def forward(self, x):
+        h = self.a(x)
+        return h if x.sum() < 0 else self.c(self.b(h))
+
+
+def test_a_forward_that_ends_before_the_cut_is_an_error_naming_it():
+    model = Shortcut().eval()
+    staged = stage_model(model, ["a", "b", "c"], torch.ones(2, 4))
+    assert staged.mode == "memo"
+    with torch.no_grad(), pytest.raises(ProblemError, match="data-dependent order"):
+        staged.advance(staged.start(-torch.ones(2, 4)), 0, staged.cut["c"])
+    assert restored(model)
