@@ -225,3 +225,18 @@ def test_a_forward_that_ends_before_the_cut_is_an_error_naming_it():
     with torch.no_grad(), pytest.raises(ProblemError, match="data-dependent order"):
         staged.advance(staged.start(-torch.ones(2, 4)), 0, staged.cut["c"])
     assert restored(model)
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_tiny_llama_in_memo_mode_equals_full_forwards(tied):
+    from llm_helpers import tiny_llama, token_batches
+
+    from mpqopt.adapters.torch import discover_llm_layers
+
+    model = tiny_llama(tied=tied).eval()
+    names = discover_llm_layers(model).names  # the embedding too: with tied=True the head reads its weight
+    data = token_batches()
+    got = estimate_delta_loss(model, data, [2, 4], layers=names)
+    assert got.meta["mode"] == "memo" and got.meta["step_fraction"] < 0.75
+    np.testing.assert_array_equal(got.values, _delta_loss_reference(model, data, [2, 4], layers=names).values)
+    assert restored(model)
