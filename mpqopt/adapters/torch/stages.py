@@ -10,6 +10,11 @@ rest of the model run from them:
   so cuts are exact inside nested blocks and with skip connections. An ``fx.GraphModule`` you
   traced yourself (e.g. with ``transformers.utils.fx``) is used as it is.
 - ``"sequential"``: an ``nn.Sequential`` that fx cannot trace; a step is one child.
+- ``"memo"``: any other model whose forward calls the same modules in the same order on every
+  batch (most Hugging Face models, which fx cannot trace): a step is a leaf module call, and the
+  calls finished before a cut return their recorded FP32 outputs while the model's own code
+  reruns (see :mod:`.memo`); refused when those outputs would take over ``memo.MEMO_MAX_BYTES``
+  (1 GiB) for the example batch.
 - ``"full"``: anything else; one step, the whole model (nothing saved, same answers).
 
 The mode is checked at construction: the staged forward must reproduce the model's output on an
@@ -36,11 +41,13 @@ import torch
 from torch import fx, nn
 
 from ...errors import ProblemError
+from . import memo
 from .data import call_model, default_output, iter_tensors
 from .graph import LeafTracer, mutates
+from .memo import ModuleMemo, readers
 
 Env = dict[Any, Any]
-MODES = ("auto", "fx", "sequential", "full")
+MODES = ("auto", "fx", "sequential", "memo", "full")
 
 
 class Unbatchable(Exception):
@@ -122,6 +129,16 @@ class StagedModel:
 
     def _batch_carrying(self, key: Any) -> bool:
         return True
+
+    max_live_bytes = float("inf")  # a mode whose cached values of the example batch exceed this is refused
+
+    def live_bytes(self, env: Env) -> int:
+        """Bytes of the tensors ``env`` holds."""
+        return _live_bytes(env)
+
+    def check_points(self) -> list[int]:
+        """The steps at which construction checks the staged forward (and measures ``peak_bytes``)."""
+        return list(range(self.num_steps + 1))
 
 
 class _SequentialStages(StagedModel):
@@ -296,6 +313,47 @@ class _FxStages(StagedModel):
         return self.carrying.get(key, False)
 
 
+class _MemoStages(StagedModel):
+    """Module memoization (:mod:`.memo`): a step is a leaf module call; the calls finished before a
+    step are replayed from their recorded outputs. ``single_use`` stays False: the model's own code
+    runs between calls, so a layer's options cannot be stacked along the batch."""
+
+    mode = "memo"
+
+    def __init__(self, model: nn.Module, names: Sequence[str], example: Any):
+        super().__init__(model, names)
+        self.memo = ModuleMemo(model, example)
+        self.num_steps = self.memo.num_steps
+        for name in self.names:
+            step = self.memo.first_step(readers(model, name))
+            if step is None:
+                raise ProblemError(f"layer {name!r} is never called in the model's forward")
+            self.cut[name] = step
+
+    def start(self, inputs: Any) -> Env:
+        return {"inputs": inputs, "records": {}}
+
+    def advance(self, env: Env, start: int, stop: int) -> Env:
+        if stop <= start:
+            return env
+        out, records = self.memo.run(env["inputs"], env["records"], start, stop, self)
+        return {"inputs": env["inputs"], "records": records, **({"output": out} if stop >= self.num_steps else {})}
+
+    def finish(self, env: Env, start: int) -> Any:
+        return self.memo.run(env["inputs"], env["records"], start, None, self)[0]
+
+    def live_bytes(self, env: Env) -> int:
+        return sum(r.nbytes for r in env["records"].values())
+
+    @property
+    def max_live_bytes(self) -> float:  # type: ignore[override]
+        return memo.MEMO_MAX_BYTES  # read here, so a test can lower it
+
+    def check_points(self) -> list[int]:
+        """Every layer's cut (one forward in all), not every step."""
+        return sorted({0, *self.cut.values(), self.num_steps})
+
+
 def _pools_faster_channels_last(module: nn.MaxPool2d, x: Any) -> bool:
     """torch's max pooling of a contiguous NCHW tensor on CPU runs a scalar loop per plane (5-12x
     slower than its channels-last kernel on the digits CNN's 8x8 maps with 32 channels)."""
@@ -328,7 +386,7 @@ def _parameters(model: nn.Module) -> dict[str, Any]:
         return {}
 
 
-def _build(mode: str, model: nn.Module, names: Sequence[str], graph: fx.Graph | None = None) -> StagedModel:
+def _build(mode: str, model: nn.Module, names: Sequence[str], example: Any, graph: fx.Graph | None = None) -> StagedModel:
     if mode == "fx":
         if graph is None:
             graph = model.graph if isinstance(model, fx.GraphModule) else LeafTracer(set(names)).trace(model)
@@ -337,6 +395,8 @@ def _build(mode: str, model: nn.Module, names: Sequence[str], graph: fx.Graph | 
         if not isinstance(model, nn.Sequential):
             raise ProblemError(f"a {type(model).__name__} is not an nn.Sequential")
         return _SequentialStages(model, names)
+    if mode == "memo":
+        return _MemoStages(model, names, example)
     return StagedModel(model, names)
 
 
@@ -360,14 +420,15 @@ def stage_model(
 ) -> StagedModel:
     """Split ``model`` (in eval mode) into steps, checked on ``example`` inputs (one batch).
 
-    ``mode="auto"`` tries fx, then (for an ``nn.Sequential``) its children, then the full model;
+    ``mode="auto"`` tries fx, then (for an ``nn.Sequential``) its children, then module
+    memoization, then the full model;
     an explicit mode that does not work is an error saying why. ``graph``: an fx graph already
     traced from this model (or a copy of it) to use instead of tracing again (tracing patches
     ``nn.Module.__call__`` process-wide, so it must not run while other threads run models).
     """
     if mode not in MODES:
         raise ProblemError(f"mode must be one of {MODES}, got {mode!r}")
-    candidates = ["fx", "sequential", "full"] if mode == "auto" else [mode]
+    candidates = ["fx", "sequential", "memo", "full"] if mode == "auto" else [mode]
     if mode == "auto" and not isinstance(model, nn.Sequential):
         candidates.remove("sequential")
     reasons = []
@@ -375,12 +436,15 @@ def stage_model(
         reference = output_fn(call_model(model, example))
         for candidate in candidates:
             try:
-                staged = _build(candidate, model, names, graph)
+                staged = _build(candidate, model, names, example, graph)
                 env = staged.start(example)
-                peak = _live_bytes(env)
-                for k in range(staged.num_steps):
-                    env = staged.advance(env, k, k + 1)
-                    peak = max(peak, _live_bytes(env))
+                peak = staged.live_bytes(env)
+                points = staged.check_points()
+                for a, b in zip(points, points[1:]):
+                    env = staged.advance(env, a, b)
+                    peak = max(peak, staged.live_bytes(env))
+                    if peak > staged.max_live_bytes:
+                        raise ProblemError(f"its cached values would take over {peak / 2**20:.0f} MiB of one batch (the cap is {staged.max_live_bytes / 2**20:.0f} MiB)")
                 got = output_fn(staged.output(env))
                 if not (isinstance(got, torch.Tensor) and got.shape == reference.shape and torch.allclose(got, reference, rtol=1e-5, atol=1e-6)):
                     raise ProblemError("the staged forward pass does not reproduce the model's output")

@@ -94,9 +94,11 @@ def test_activation_options_and_other_losses_equal_full_forwards():
     check(chain(), [2, "W4A4"], "auto", loss="kl")
 
 
-def test_untraceable_model_runs_whole_with_the_same_table():
-    got = check(Branchy(), [2, 4], 1)
-    assert got.meta["mode"] == "full"
+@pytest.mark.parametrize("mode", ["auto", "full"])
+def test_untraceable_model_gives_the_same_table_memoized_or_whole(mode):
+    got = estimate_delta_loss(Branchy(), batches(), [2, 4], batch_perturbations=1, mode=mode)
+    assert got.meta["mode"] == ("memo" if mode == "auto" else "full")
+    np.testing.assert_array_equal(got.values, _delta_loss_reference(Branchy(), batches(), [2, 4]).values)
 
 
 class BatchMean(nn.Module):

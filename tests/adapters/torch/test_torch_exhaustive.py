@@ -15,6 +15,7 @@ torch = pytest.importorskip("torch", reason="the torch extra is not installed")
 import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
+from mpqopt.adapters.torch import memo  # noqa: E402
 from mpqopt.adapters.torch.estimators.exhaustive import _exhaustive_reference, exhaustive_losses, leaves  # noqa: E402
 from mpqopt.errors import ProblemError  # noqa: E402
 
@@ -87,11 +88,15 @@ def test_skip_connections_and_activation_options_equal_full_forwards():
     same(exhaustive_losses(model, data, opts, act_ranges=ranges, loss="kl", progress=False), _exhaustive_reference(model, data, opts, act_ranges=ranges, loss="kl"))
 
 
-def test_untraceable_model_falls_back_to_full_forwards_and_says_so():
+def test_untraceable_model_falls_back_to_full_forwards_and_says_so(monkeypatch):
     model, data = Branchy(), batches(2)
+    got = exhaustive_losses(model, data, [2, 4, 8], progress=False)
+    assert got.meta["mode"] == "memo" and "fx" in got.meta["mode_reason"]  # its module calls replayed
+    same(got, _exhaustive_reference(model, data, [2, 4, 8]))
+    monkeypatch.setattr(memo, "MEMO_MAX_BYTES", 0)  # no room for them: whole forwards
     with pytest.warns(UserWarning, match="full forward"):
         got = exhaustive_losses(model, data, [2, 4, 8], progress=False)
-    assert got.meta["mode"] == "full" and "fx" in got.meta["mode_reason"]
+    assert got.meta["mode"] == "full" and "fx" in got.meta["mode_reason"] and "memo" in got.meta["mode_reason"]
     same(got, _exhaustive_reference(model, data, [2, 4, 8]))
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # asked for: no warning

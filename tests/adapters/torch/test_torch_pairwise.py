@@ -172,10 +172,12 @@ def test_staged_model_resumes_from_every_cut_and_keeps_its_cache_intact():
             assert all(torch.equal(env[k], before[k]) for k in env)
 
 
-def test_untraceable_model_falls_back_to_full_forwards_and_says_so():
+@pytest.mark.parametrize("mode", ["auto", "full"])
+def test_untraceable_model_replays_module_calls_or_runs_whole_and_says_so(mode):
     model, data = Branchy().eval(), batches((6,))
-    s = estimate_pairwise(model, data, [2, 4], progress=False)
-    assert s.meta["mode"] == "full" and "fx" in s.meta["mode_reason"]
+    s = estimate_pairwise(model, data, [2, 4], mode=mode, progress=False)
+    assert s.meta["mode"] == ("memo" if mode == "auto" else "full")
+    assert mode == "full" or ("fx" in s.meta["mode_reason"] and s.meta["step_fraction"] < 1)
     base = hand_loss(model, data, {})
     expected = hand_loss(model, data, {"a": 2, "b": 4}) - hand_loss(model, data, {"a": 2}) - hand_loss(model, data, {"b": 4}) + base
     assert clado_matrix(s)[0, 3] == pytest.approx(expected, abs=2e-6)

@@ -193,7 +193,7 @@ def exhaustive_losses(model: nn.Module, data: Iterable[Any], options: Sequence[O
     (e.g. calibrated on other data than ``data``), or by default to ranges calibrated on ``data``.
 
     ``mode``: how the forward pass is split to reuse the activations of shared prefixes
-    (``"auto"``, ``"fx"``, ``"sequential"``, ``"full"``: see :mod:`..stages`). ``executor``,
+    (``"auto"``, ``"fx"``, ``"sequential"``, ``"memo"``, ``"full"``: see :mod:`..stages`). ``executor``,
     ``chunks``, ``checkpoint``, ``checkpoint_every`` and ``progress`` as in
     :func:`~mpqopt.adapters.torch.estimate_pairwise` (a checkpoint is refused by a run with other
     layers, options, data size, scheme, loss, activation ranges or weights). ``meta`` records

@@ -302,7 +302,7 @@ def estimate_pairwise(
     the batch; the first stacked forward is checked against separate ones, and stacking is dropped
     if they differ); ``"auto"``: all of them while the stacked activations stay under 256 MiB, but
     on CPU only for batches of at most 16 samples (beyond that it measured slower); 1 = off.
-    ``mode``: ``"auto"``, ``"fx"``, ``"sequential"`` or ``"full"`` (see :mod:`..stages`).
+    ``mode``: ``"auto"``, ``"fx"``, ``"sequential"``, ``"memo"`` or ``"full"`` (see :mod:`..stages`).
     Other keywords are the estimators' shared ones (``layers``, ``include``, ``exclude``, ``loss``,
     ``output_fn``, ``scheme``: see :mod:`mpqopt.adapters.torch.estimators`).
 
