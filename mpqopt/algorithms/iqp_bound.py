@@ -212,8 +212,11 @@ class NodeView:
         return Split(self.items, self.D, self.mu.copy(), self.lam.copy())
 
     def bound(self) -> float:
-        own, shift = self._own(self.lam)
-        out = self.master(self.sub.value + own + self._shares(self._blocks(self._effective(self.D, self.lam))).sum(axis=1))
+        return self._value(self.D, self.lam)
+
+    def _value(self, D: np.ndarray, lam: np.ndarray) -> float:
+        own, shift = self._own(lam)
+        out = self.master(self.sub.value + own + self._shares(self._blocks(self._effective(D, lam))).sum(axis=1))
         return np.inf if out is None else out[0] + shift
 
     def optimize(self, target: float, iterations: int, deadline: float | None = None, tol: float = 0.0, budget_products: bool = True) -> float:
@@ -224,6 +227,10 @@ class NodeView:
         k, G = sub.num_items, sub.num_groups
         D, lam = self.D.copy(), self.lam.copy()
         use_lam = budget_products and sub.num_budgets > 0
+        if lam.any() and self._value(D, np.zeros_like(lam)) >= self._value(D, lam):
+            # inherited multipliers fitted a parent whose budget was used up: where this node's is
+            # not, they cost (their terms are < 0 on slack budgets); restart them from 0
+            lam[:] = 0.0
         best, best_D, best_mu, best_lam = -np.inf, D, self.mu.copy(), lam.copy()
         theta, stall = 1.0, 0
         previous, previous_nu, previous_norm = None, None, 0.0
