@@ -82,9 +82,6 @@ class NodeView:
         k, G = sub.num_items, sub.num_groups
         self.lam = np.zeros((k, sub.num_budgets)) if lam is None else lam
         self._limit = sub.rhs + sub.budget_slack  # (m,) what a feasible completion's weights sum to at most
-        # per budget, the scale of a row's weight deviation: the multipliers' ascent steps in these units
-        ranges = np.maximum.reduceat(sub.weights, sub.group_start[:-1], axis=1) - np.minimum.reduceat(sub.weights, sub.group_start[:-1], axis=1) if k else np.zeros((sub.num_budgets, 0))
-        self._lam_scale = np.maximum(0.2 * np.sqrt((ranges ** 2).sum(axis=1)), 1e-300)  # 0.2: best of 0.01-10 at 72 x 3 and 200 x 4
         self.own = np.zeros((k, G), dtype=bool)
         self.own[np.arange(k), sub.item_group] = True
         sizes = np.diff(sub.group_start)
@@ -227,17 +224,24 @@ class NodeView:
         k, G = sub.num_items, sub.num_groups
         D, lam = self.D.copy(), self.lam.copy()
         use_lam = budget_products and sub.num_budgets > 0
+        if use_lam:
+            # per budget, the scale of a row's weight deviation: the multipliers' steps in these units
+            # (0.2: the best root bounds of 0.01 ... 10 at 72 x 3 and 200 x 4)
+            ranges = np.maximum.reduceat(sub.weights, sub.group_start[:-1], axis=1) - np.minimum.reduceat(sub.weights, sub.group_start[:-1], axis=1)
+            lam_scale = np.maximum(0.2 * np.sqrt((ranges ** 2).sum(axis=1)), 1e-300)
         if lam.any() and self._value(D, np.zeros_like(lam)) >= self._value(D, lam):
             # inherited multipliers fitted a parent whose budget was used up: where this node's is
             # not, they cost (their terms are < 0 on slack budgets); restart them from 0
             lam[:] = 0.0
+        plain = not use_lam and not lam.any()  # the split alone (what bnb's nodes run): no multiplier work
+        plain_own = (np.zeros(k), 0.0)
         best, best_D, best_mu, best_lam = -np.inf, D, self.mu.copy(), lam.copy()
         theta, stall = 1.0, 0
         previous, previous_nu, previous_norm = None, None, 0.0
         groups = np.arange(G)[None, :]
         for _ in range(iterations):
-            blocks = self._blocks(self._effective(D, lam))
-            own, shift = self._own(lam)
+            blocks = self._blocks(D if plain else self._effective(D, lam))
+            own, shift = plain_own if plain else self._own(lam)
             out = self.master(sub.value + own + self._shares(blocks).sum(axis=1))
             if out is None:
                 best = np.inf  # no completion fits a budget
@@ -245,7 +249,7 @@ class NodeView:
             bound, x, mu = out
             bound += shift
             if bound > best:
-                best, best_D, best_mu, best_lam, stall = bound, D.copy(), mu, lam.copy(), 0
+                best, best_D, best_mu, best_lam, stall = bound, D.copy(), mu, lam if plain else lam.copy(), 0
             else:
                 stall += 1
                 if stall >= 10:
@@ -260,14 +264,14 @@ class NodeView:
             Y = np.zeros((k, k))
             Y[np.broadcast_to(rows[:, None], partner.shape)[keep], partner[keep]] = np.broadcast_to(x[rows, None], partner.shape)[keep]
             Gsub = Y - Y.T
-            # lam[a, j]: x_a (w_j[a] + the partners' w_j - limit_j), in units of _lam_scale
-            gnu = np.zeros_like(lam)
+            # lam[a, j]: x_a (w_j[a] + the partners' w_j - limit_j), in units of lam_scale
+            gnu = None
             if use_lam:
                 partner_w = np.where(keep[None], np.append(sub.weights, np.zeros((sub.num_budgets, 1)), axis=1)[:, partner], 0.0).sum(axis=2)  # (m, r)
                 up = np.zeros_like(lam)  # the derivative where lam > 0 (the products x_a (limit - w x) >= 0)
                 up[rows] = x[rows, None] * (sub.weights[:, rows] + partner_w - self._limit[:, None]).T
                 down = up - (sub.weights @ x - self._limit)[None, :]  # where lam < 0: kappa_tot's share too
-                gnu = np.where(lam > 0.0, up, np.where(lam < 0.0, down, np.where(up > 0.0, up, np.minimum(down, 0.0)))) / self._lam_scale
+                gnu = np.where(lam > 0.0, up, np.where(lam < 0.0, down, np.where(up > 0.0, up, np.minimum(down, 0.0)))) / lam_scale
             gg = float(_dot(Gsub, Gsub))
             nn = float(_dot(gnu, gnu)) if use_lam else 0.0
             if previous is not None:
@@ -276,8 +280,11 @@ class NodeView:
                 if inner < 0.0:
                     beta = 1.5 * inner / previous_norm
                     Gsub -= beta * previous
-                    gnu -= beta * previous_nu
-                    gg, nn = float(_dot(Gsub, Gsub)), float(_dot(gnu, gnu)) if use_lam else 0.0
+                    if use_lam:
+                        gnu -= beta * previous_nu
+                        gg, nn = float(_dot(Gsub, Gsub)), float(_dot(gnu, gnu))
+                    else:
+                        gg += beta * beta * previous_norm - 2.0 * beta * inner
             previous, previous_nu, previous_norm = Gsub, gnu, gg + nn
             gmu = sub.weights @ x - sub.rhs if sub.num_budgets > 1 else np.zeros(0)
             norm = 0.5 * gg + nn + float(gmu @ gmu)
@@ -286,7 +293,7 @@ class NodeView:
             step = theta * (target - bound) / norm
             D += step * Gsub
             if use_lam:
-                moved = lam + step * gnu / self._lam_scale
+                moved = lam + step * gnu / lam_scale
                 lam = np.where(lam * moved < 0.0, 0.0, moved)  # stop at 0 when crossing: the two sides differ
             if sub.num_budgets > 1:
                 self.mu = np.maximum(self.mu + step * gmu, 0.0)
