@@ -12,6 +12,16 @@ solved exactly (one budget: convex hulls; several: Lagrangian multipliers ``mu``
 split by subgradient ascent reaches the LP bound of the one-hot RLT linearization (the split is that
 LP's dual), at numpy speed.
 
+Budget products (the RLT products of a budget row with ``x_a`` and ``1 - x_a``) strengthen it: for
+multipliers ``lam[a]`` (any sign; ``kappa = max(-lam, 0)``), on every feasible one-hot ``x``::
+
+    f(x) >= f(x) + sum_a lam[a]^+ x_a (w x - limit) + sum_a kappa[a] (1 - x_a)(w x - limit)
+
+which is the same separable form with item a's partner costs ``D[a, b] + lam[a] w[b]``, a constant
+``-lam[a] (limit - w[a])`` per item and ``kappa_tot (w x - limit)`` overall (``optimize(...,
+budget_products=True)``, the default). The RLT LP of 72 x 3 (noise 0.3, middle budget) rises from
+0.229 to 0.290 with both product families; the ascent's root bound from 0.219 to 0.283.
+
 A branch-and-bound node (some groups fixed, some items excluded) is a smaller problem of the same
 form: :meth:`PairBound.node` folds fixed groups into linear costs and a constant. Its split can be
 re-optimized locally, and :meth:`NodeView.probe` gives, in one ``O(n^2)`` pass, the bound of every

@@ -3,6 +3,8 @@
 Best-first search over partial assignments. Bounds come from per-layer minimum pairwise
 contributions under a split of the pair terms (:mod:`..algorithms.iqp_bound`), optimized at the root
 towards the one-hot RLT linearization's LP bound and again at every node from its parent's split.
+When the root gap is wide, the root bound is raised further with the budget's RLT products (every
+node keeps at least its parent's bound; nodes themselves run the plain split, which searched faster).
 Every node probes all its children in one pass, drops the items whose child bound reaches the
 incumbent, fixes groups left with one item, and branches on the group whose weakest child is
 strongest. The incumbent starts from the separable optimum (pair terms ignored) or a warm start,
