@@ -3,8 +3,8 @@
 Best-first search over partial assignments. Bounds come from per-layer minimum pairwise
 contributions under a split of the pair terms (:mod:`..algorithms.iqp_bound`), optimized at the root
 towards the one-hot RLT linearization's LP bound and again at every node from its parent's split.
-When the root gap is wide, the root bound is raised further with the budget's RLT products (every
-node keeps at least its parent's bound; nodes themselves run the plain split, which searched faster).
+A search still open halfway through its time limit raises the root bound with the budget's RLT
+products, a floor for every open node (nodes themselves run the plain split, which searched faster).
 Every node probes all its children in one pass, drops the items whose child bound reaches the
 incumbent, fixes groups left with one item, and branches on the group whose weakest child is
 strongest. The incumbent starts from the separable optimum (pair terms ignored) or a warm start,
@@ -38,7 +38,8 @@ _NODE_ITERATIONS = 20  # and again at every node, from its parent's split (52 x 
 _POLISH_WINDOW = 0.05  # polish candidates within 5% of the incumbent
 _PRODUCTS_ROUNDS = 8  # root ascent rounds with the budget products, at most,
 _PRODUCTS_GAIN = 0.02  # while a round closes at least this share of the gap left,
-_PRODUCTS_SHARE = 0.25  # and within this share of the time left
+_PRODUCTS_SHARE = 0.25  # and within this share of the time left,
+_PRODUCTS_AFTER = 0.5  # once this share of the time limit has passed with the search still open
 
 
 class _Incumbent:
@@ -132,27 +133,23 @@ class BranchAndBound(Backend):
             # a wide root gap means a long search, where a better incumbent prunes more: anneal a little
             # (a full default run: 72 x 3 found in 1 s the incumbent the search only reached after 46 s)
             inc.offer(anneal(model, inc.items, seed=0, deadline=deadline, objective=inc.evaluate).items)
-            if model.num_budgets:
-                # the budget's RLT products raise the root bound (200 x 4, noise 0.1, middle budget: 3.8 -> 5.9
-                # of 10.1); nodes keep the plain split (inherited multipliers made 72 x 3 trees larger, up to
-                # 2.4x) and every node keeps at least this bound
-                products = bound_model.node(np.full(F, -1, dtype=np.int64), np.ones(n, dtype=bool))
-                left = settings.left()
-                until = None if left is None else time.perf_counter() + _PRODUCTS_SHARE * left
-                for _ in range(_PRODUCTS_ROUNDS):
-                    # rounds of ascent while a round still closes a good part of the gap (72 x 3 converges
-                    # in one, 200 x 4 gains ~6 % of its gap in two more)
-                    before = root
-                    root = max(root, products.optimize(inc.objective, _ROOT_ITERATIONS, until, tol=slack()))
-                    if root - before < _PRODUCTS_GAIN * (inc.objective - root) or (until is not None and time.perf_counter() > until):
-                        break
-                settings.deadline.improve_bound(root)
         counter = itertools.count()
         heap: list[tuple[float, int, np.ndarray, np.ndarray, Split | None]] = [(root, next(counter), np.full(F, -1, dtype=np.int64), np.ones(n, dtype=bool), None)]
         nodes = 0
         timed_out = False
         stats: dict = {"root_bound": root, "root_split_bound": split_root, "split_ms": round(1e3 * (time.perf_counter() - started), 1)}
+        # a search still open halfway through its time will likely stop at the limit: then the budget
+        # products raise the root bound, a floor for every open node (proofs that finish sooner skip it)
+        products_at = None if deadline is None or not model.num_budgets or model.quadratic is None else started + _PRODUCTS_AFTER * (deadline - started)
         while heap:
+            if products_at is not None and time.perf_counter() > products_at and np.isfinite(inc.objective):
+                products_at = None
+                floor = self._products_floor(bound_model, inc.objective, root, slack(), settings.left())
+                if floor > heap[0][0]:
+                    heap = [(max(entry[0], floor),) + entry[1:] for entry in heap]
+                    heapq.heapify(heap)
+                    settings.deadline.improve_bound(min(floor, inc.objective))
+                stats["root_bound"] = root = max(root, floor)
             bound, _, choice, allowed, split = heap[0]
             if bound >= inc.objective - slack():
                 break
@@ -178,6 +175,22 @@ class BranchAndBound(Backend):
         how = "split pairwise bounds (RLT strength)" if model.quadratic is not None else "LP bounds"
         proof = f"mpqopt branch-and-bound: {how}, {nodes} nodes"
         return RawSolution(status, items=inc.items, objective=inc.objective, bound=final_bound, message=f"bnb: {'stopped at the time limit' if timed_out else 'search complete'} after {nodes} nodes", stats=stats, proof=proof)
+
+    @staticmethod
+    def _products_floor(pb: PairBound, target: float, root: float, tol: float, left: float | None) -> float:
+        """The root bound with the budget's RLT products (:mod:`..algorithms.iqp_bound`), from the root's
+        split, in rounds while a round closes a good part of the gap, within a share of the time left.
+        Nodes keep the plain split: inherited multipliers made 72 x 3 trees larger (up to 2.4x)."""
+        m = pb.model
+        view = pb.node(np.full(m.num_groups, -1, dtype=np.int64), np.ones(m.num_items, dtype=bool))
+        until = None if left is None else time.perf_counter() + _PRODUCTS_SHARE * left
+        best = root
+        for _ in range(_PRODUCTS_ROUNDS):
+            before = best
+            best = max(best, view.optimize(target, _ROOT_ITERATIONS, until, tol=tol))
+            if best - before < _PRODUCTS_GAIN * (target - best) or (until is not None and time.perf_counter() > until):
+                break
+        return best
 
     def _expand(self, pb: PairBound, inc: _Incumbent, choice: np.ndarray, allowed: np.ndarray, split: Split | None, slack, deadline: float | None):
         """Bound, fix and branch one node; yields its children ``(bound, choice, allowed, split)``."""
