@@ -12,6 +12,16 @@ solved exactly (one budget: convex hulls; several: Lagrangian multipliers ``mu``
 split by subgradient ascent reaches the LP bound of the one-hot RLT linearization (the split is that
 LP's dual), at numpy speed.
 
+Budget products (the RLT products of a budget row with ``x_a`` and ``1 - x_a``) strengthen it: for
+multipliers ``lam[a]`` (any sign; ``kappa = max(-lam, 0)``), on every feasible one-hot ``x``::
+
+    f(x) >= f(x) + sum_a lam[a]^+ x_a (w x - limit) + sum_a kappa[a] (1 - x_a)(w x - limit)
+
+which is the same separable form with item a's partner costs ``D[a, b] + lam[a] w[b]``, a constant
+``-lam[a] (limit - w[a])`` per item and ``kappa_tot (w x - limit)`` overall (``optimize(...,
+budget_products=True)``, the default). The RLT LP of 72 x 3 (noise 0.3, middle budget) rises from
+0.229 to 0.290 with both product families; the ascent's root bound from 0.219 to 0.283.
+
 A branch-and-bound node (some groups fixed, some items excluded) is a smaller problem of the same
 form: :meth:`PairBound.node` folds fixed groups into linear costs and a constant. Its split can be
 re-optimized locally, and :meth:`NodeView.probe` gives, in one ``O(n^2)`` pass, the bound of every
@@ -61,6 +71,7 @@ class Split:
     items: np.ndarray
     D: np.ndarray
     mu: np.ndarray
+    lam: np.ndarray  # (k, m) per-item budget multipliers (the budget's RLT products), >= 0
 
 
 @dataclass
@@ -76,9 +87,11 @@ class NodeView:
     """The problem left at a node: free groups over their allowed items, pair terms with fixed groups
     folded into ``sub.value``, fixed costs in ``constant`` and off ``sub.rhs``."""
 
-    def __init__(self, sub: CanonicalModel, items: np.ndarray, Q: np.ndarray, D: np.ndarray, constant: float):
+    def __init__(self, sub: CanonicalModel, items: np.ndarray, Q: np.ndarray, D: np.ndarray, constant: float, lam: np.ndarray | None = None):
         self.sub, self.items, self.Q, self.D, self.constant = sub, items, Q, D, constant
         k, G = sub.num_items, sub.num_groups
+        self.lam = np.zeros((k, sub.num_budgets)) if lam is None else lam
+        self._limit = sub.rhs + sub.budget_slack  # (m,) what a feasible completion's weights sum to at most
         self.own = np.zeros((k, G), dtype=bool)
         self.own[np.arange(k), sub.item_group] = True
         sizes = np.diff(sub.group_start)
@@ -94,6 +107,23 @@ class NodeView:
         if self.pad.size == k:
             return D.reshape(k, G, k // G)
         return np.concatenate([D, np.full((k, 1), np.inf)], axis=1)[:, self.pad]
+
+    def _effective(self, D: np.ndarray, lam: np.ndarray) -> np.ndarray:
+        """``D[a, b] + sum_j lam[a, j] w_j[b]``: item a's partner costs priced by its budget multipliers."""
+        if not lam.any():
+            return D
+        return D + lam @ self.sub.weights
+
+    def _own(self, lam: np.ndarray) -> tuple[np.ndarray, float]:
+        """The multipliers' linear terms per item and constant: ``-sum_j lam[a, j] (limit_j - w_j[a])``,
+        and for the negative ones (``kappa = -lam``, the products ``(1 - x_a)(limit - w x) >= 0``)
+        ``kappa_tot (w x - limit)``."""
+        k = self.sub.num_items
+        if not lam.any():
+            return np.zeros(k), 0.0
+        own = -(lam * (self._limit[None, :] - self.sub.weights.T)).sum(axis=1)
+        kappa = np.maximum(-lam, 0.0).sum(axis=0)  # (m,)
+        return own + kappa @ self.sub.weights, -float(kappa @ self._limit)
 
     def _shares(self, blocks: np.ndarray) -> np.ndarray:
         """(k, G): each item's cheapest partner cost in every group; 0 in its own."""
@@ -186,31 +216,50 @@ class NodeView:
         return np.where(tie, self._W if heavy else -self._W, -np.inf).argmax(axis=1)
 
     def split(self) -> Split:
-        return Split(self.items, self.D, self.mu.copy())
+        return Split(self.items, self.D, self.mu.copy(), self.lam.copy())
 
     def bound(self) -> float:
-        out = self.master(self.sub.value + self._shares(self._blocks(self.D)).sum(axis=1))
-        return np.inf if out is None else out[0]
+        return self._value(self.D, self.lam)
 
-    def optimize(self, target: float, iterations: int, deadline: float | None = None, tol: float = 0.0) -> float:
-        """Subgradient ascent on this node's split (and ``mu`` with several budgets), Polyak steps
-        towards ``target``; keeps the best split in ``self.D`` and returns its bound."""
+    def _value(self, D: np.ndarray, lam: np.ndarray) -> float:
+        own, shift = self._own(lam)
+        out = self.master(self.sub.value + own + self._shares(self._blocks(self._effective(D, lam))).sum(axis=1))
+        return np.inf if out is None else out[0] + shift
+
+    def optimize(self, target: float, iterations: int, deadline: float | None = None, tol: float = 0.0, budget_products: bool = True) -> float:
+        """Subgradient ascent on this node's split, the items' budget multipliers ``lam`` (unless
+        ``budget_products`` is False) and ``mu`` with several budgets, Polyak steps towards
+        ``target``; keeps the best in ``self.D``, ``self.lam``, ``self.mu`` and returns its bound."""
         sub = self.sub
         k, G = sub.num_items, sub.num_groups
-        D = self.D.copy()
-        best, best_D, best_mu = -np.inf, D, self.mu.copy()
+        D, lam = self.D.copy(), self.lam.copy()
+        use_lam = budget_products and sub.num_budgets > 0
+        if use_lam:
+            # per budget, the scale of a row's weight deviation: the multipliers' steps in these units
+            # (0.2: the best root bounds of 0.01 ... 10 at 72 x 3 and 200 x 4)
+            ranges = np.maximum.reduceat(sub.weights, sub.group_start[:-1], axis=1) - np.minimum.reduceat(sub.weights, sub.group_start[:-1], axis=1)
+            lam_scale = np.maximum(0.2 * np.sqrt((ranges ** 2).sum(axis=1)), 1e-300)
+        if lam.any() and self._value(D, np.zeros_like(lam)) >= self._value(D, lam):
+            # inherited multipliers fitted a parent whose budget was used up: where this node's is
+            # not, they cost (their terms are < 0 on slack budgets); restart them from 0
+            lam[:] = 0.0
+        plain = not use_lam and not lam.any()  # the split alone (what bnb's nodes run): no multiplier work
+        plain_own = (np.zeros(k), 0.0)
+        best, best_D, best_mu, best_lam = -np.inf, D, self.mu.copy(), lam.copy()
         theta, stall = 1.0, 0
-        previous, previous_norm = None, 0.0
+        previous, previous_nu, previous_norm = None, None, 0.0
         groups = np.arange(G)[None, :]
         for _ in range(iterations):
-            blocks = self._blocks(D)
-            out = self.master(sub.value + self._shares(blocks).sum(axis=1))
+            blocks = self._blocks(D if plain else self._effective(D, lam))
+            own, shift = plain_own if plain else self._own(lam)
+            out = self.master(sub.value + own + self._shares(blocks).sum(axis=1))
             if out is None:
                 best = np.inf  # no completion fits a budget
                 break
             bound, x, mu = out
+            bound += shift
             if bound > best:
-                best, best_D, best_mu, stall = bound, D.copy(), mu, 0
+                best, best_D, best_mu, best_lam, stall = bound, D.copy(), mu, lam if plain else lam.copy(), 0
             else:
                 stall += 1
                 if stall >= 10:
@@ -225,25 +274,42 @@ class NodeView:
             Y = np.zeros((k, k))
             Y[np.broadcast_to(rows[:, None], partner.shape)[keep], partner[keep]] = np.broadcast_to(x[rows, None], partner.shape)[keep]
             Gsub = Y - Y.T
+            # lam[a, j]: x_a (w_j[a] + the partners' w_j - limit_j), in units of lam_scale
+            gnu = None
+            if use_lam:
+                partner_w = np.where(keep[None], np.append(sub.weights, np.zeros((sub.num_budgets, 1)), axis=1)[:, partner], 0.0).sum(axis=2)  # (m, r)
+                up = np.zeros_like(lam)  # the derivative where lam > 0 (the products x_a (limit - w x) >= 0)
+                up[rows] = x[rows, None] * (sub.weights[:, rows] + partner_w - self._limit[:, None]).T
+                down = up - (sub.weights @ x - self._limit)[None, :]  # where lam < 0: kappa_tot's share too
+                gnu = np.where(lam > 0.0, up, np.where(lam < 0.0, down, np.where(up > 0.0, up, np.minimum(down, 0.0)))) / lam_scale
             gg = float(_dot(Gsub, Gsub))
+            nn = float(_dot(gnu, gnu)) if use_lam else 0.0
             if previous is not None:
                 # Camerini-Fratta-Maffioli deflection: damp the zig-zag between two subgradients
-                inner = float(_dot(Gsub, previous))
+                inner = float(_dot(Gsub, previous)) + (float(_dot(gnu, previous_nu)) if use_lam else 0.0)
                 if inner < 0.0:
                     beta = 1.5 * inner / previous_norm
                     Gsub -= beta * previous
-                    gg += beta * beta * previous_norm - 2.0 * beta * inner
-            previous, previous_norm = Gsub, gg
+                    if use_lam:
+                        gnu -= beta * previous_nu
+                        gg, nn = float(_dot(Gsub, Gsub)), float(_dot(gnu, gnu))
+                    else:
+                        gg += beta * beta * previous_norm - 2.0 * beta * inner
+            previous, previous_nu, previous_norm = Gsub, gnu, gg + nn
             gmu = sub.weights @ x - sub.rhs if sub.num_budgets > 1 else np.zeros(0)
-            norm = 0.5 * gg + float(gmu @ gmu)
+            norm = 0.5 * gg + nn + float(gmu @ gmu)
             if norm <= 0.0:
                 break  # the relaxation's choice is consistent: its bound is that choice's objective
             step = theta * (target - bound) / norm
             D += step * Gsub
+            if use_lam:
+                moved = lam + step * gnu / lam_scale
+                lam = np.where(lam * moved < 0.0, 0.0, moved)  # stop at 0 when crossing: the two sides differ
             if sub.num_budgets > 1:
                 self.mu = np.maximum(self.mu + step * gmu, 0.0)
         self.D = best_D
         self.mu = best_mu
+        self.lam = best_lam
         return best
 
     def probe(self, extra_mus: np.ndarray | None = None) -> Probe:
@@ -251,9 +317,12 @@ class NodeView:
         multiplier and ``extra_mus`` (rows)."""
         sub = self.sub
         k = sub.num_items
-        blocks = self._blocks(self.D)
+        lamW = self.lam @ sub.weights if self.lam.any() else None  # (k, k): item a's multiplier prices of b
+        blocks = self._blocks(self.D if lamW is None else self.D + lamW)
         r = self._shares(blocks)  # (k, G)
-        base = sub.value + r.sum(axis=1)
+        own, shift = self._own(self.lam)
+        own_row = -(self.lam * (self._limit[None, :] - sub.weights.T)).sum(axis=1) if lamW is not None else 0.0  # own minus the shared part
+        base = sub.value + own + r.sum(axis=1)
         out = self.master(base)
         if out is None:
             return Probe(np.full(k, np.inf), np.inf, None)
@@ -266,11 +335,16 @@ class NodeView:
             H = base + lag
             if master_items is None:
                 master_items = self._argmin_per_group(H)
-            # X[c, a] = H[a] - r[a, g(c)] + 2 Q[a, c]: item a's cost once c's group is fixed to c
+            # X[c, a] = H[a] - r[a, g(c)] + 2 Q[a, c] (+ a's multiplier price of c): item a's cost once
+            # c's group is fixed to c
             X = H[None, :] - r[:, group].T + 2.0 * self.Q
+            if lamW is not None:
+                X += lamW.T
             mins = np.minimum.reduceat(X, sub.group_start[:-1], axis=1)  # (k, G)
-            mins[np.arange(k), group] = sub.value + lag  # c itself: its pairs now sit with the others
-            bound = mins.sum(axis=1) - (mu @ sub.rhs if sub.num_budgets else 0.0) + self.constant
+            # c itself: its pairs now sit with the others (its multipliers are dropped, as they may be:
+            # they only add terms <= 0 on feasible completions; the negative ones' shared part stays)
+            mins[np.arange(k), group] = sub.value + lag + (own - own_row if lamW is not None else 0.0)
+            bound = mins.sum(axis=1) - (mu @ sub.rhs if sub.num_budgets else 0.0) + self.constant + shift
             best = np.maximum(best, bound)
         if sub.num_budgets:
             # children whose lightest completion still breaks a budget
@@ -300,6 +374,7 @@ class PairBound:
         self.Q = model.quadratic.toarray() if model.quadratic is not None else np.zeros((n, n))
         self.D = self.Q.copy()  # the split in use: D + D^T = 2 Q
         self.mu = np.zeros(model.num_budgets)
+        self.lam = np.zeros((n, model.num_budgets))
 
     def node(self, choice: np.ndarray, allowed: np.ndarray, inherit: Split | None = None) -> NodeView:
         """The subproblem with groups ``choice >= 0`` fixed to those items and only ``allowed`` items;
@@ -328,9 +403,9 @@ class PairBound:
             rhs=m.rhs - m.weights[:, fixed_items].sum(axis=1),
             quadratic=None,
         )
-        source = inherit if inherit is not None else Split(np.arange(m.num_items), self.D, self.mu)
+        source = inherit if inherit is not None else Split(np.arange(m.num_items), self.D, self.mu, self.lam)
         at = np.searchsorted(source.items, items)
-        view = NodeView(sub, items, self.Q[np.ix_(items, items)], source.D[np.ix_(at, at)], constant)
+        view = NodeView(sub, items, self.Q[np.ix_(items, items)], source.D[np.ix_(at, at)], constant, source.lam[at].copy())
         view.mu = source.mu.copy()
         return view
 
@@ -338,7 +413,7 @@ class PairBound:
         """Keep a root view's optimized split (and multipliers) for every later node."""
         if view.items.size != self.model.num_items:
             raise ValueError("adopt() takes the root view")
-        self.D, self.mu = view.D.copy(), view.mu.copy()
+        self.D, self.mu, self.lam = view.D.copy(), view.mu.copy(), view.lam.copy()
 
 
 def lower_bound(model: CanonicalModel, target: float, iterations: int = 200, deadline: float | None = None) -> float:
