@@ -11,8 +11,10 @@ import time
 import numpy as np
 
 from ..reductions import CanonicalModel
+from .exact_fix import close_exactly
 from ..verify import BUDGET_RTOL
 
+MAX_FIX_GROUPS = 16  # about the groups one exact_fix round changes
 _TOL = BUDGET_RTOL  # round-off floor of moves (budgets themselves use model.budget_slack, as verify does)
 
 
@@ -53,9 +55,25 @@ def repair(model: CanonicalModel, items: np.ndarray, max_moves: int | None = Non
             score = np.where(relief > floor, relief / (np.maximum(extra, 0.0) + 1e-12 * (1 + np.abs(model.value))), -np.inf)
         j = int(np.argmax(score))
         if not np.isfinite(score[j]):
-            return None
+            return _stuck(model, items, excess > model.budget_slack / scale, deadline)
         items[model.item_group[j]] = j
     return items if is_feasible(model, items) else None
+
+
+def _stuck(model: CanonicalModel, items: np.ndarray, violated: np.ndarray, deadline: float | None) -> np.ndarray | None:
+    """Repair stuck: on exact integer budgets, no single swap may land in a window a few units wide
+    (budgets met only at equality); a search over a few groups at once can (:mod:`.exact_fix`)."""
+    if model.exact_rows is None or not model.exact_rows[violated].all():
+        return None
+    # a few groups at once reach only so far: an excess beyond what MAX_FIX_GROUPS of the widest
+    # groups could take back is not a few units off (greedy repair failed for another reason)
+    excess = (model.weights[:, items].sum(axis=1) - model.rhs)[violated]
+    lo = np.minimum.reduceat(model.weights[violated], model.group_start[:-1], axis=1)
+    hi = np.maximum.reduceat(model.weights[violated], model.group_start[:-1], axis=1)
+    reach = np.sort(hi - lo, axis=1)[:, -MAX_FIX_GROUPS:].sum(axis=1)
+    if (excess > reach).any():
+        return None
+    return close_exactly(model, items, deadline=deadline)
 
 
 IMPROVE_MOVES = 100  # each move is a pass over every item: uncapped, 30,000 layers took minutes

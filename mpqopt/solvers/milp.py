@@ -176,7 +176,7 @@ class MilpBackend(Backend):
             bound = integer_bound(bound, run.scale)
         if not is_feasible(model, items):
             # within the solver's tolerance but over a budget in exact arithmetic: a feasible neighbour
-            repaired = repair(model, items)
+            repaired = repair(model, items, deadline=settings.deadline.at)
             if repaired is None:
                 return self._unrepaired(model, settings, kind, text, bound, warm, linear, stats, own_arrays)
             items = repaired if model.quadratic is not None else improve(model, repaired)  # 1-opt is linear-only

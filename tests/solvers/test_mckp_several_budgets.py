@@ -160,3 +160,49 @@ def test_a_time_limit_ends_the_proof_with_status_time_limit_and_a_valid_bound() 
     assert result.bound is not None and result.bound <= result.objective
     if result.status == "time_limit":
         assert "time limit of 3 s" in result.message and result.gap > 0
+
+
+def _exact_total_problem(layers: int, options: int, budgets: int, seed: int, bits: int = 24, minus: int = 0):
+    """Integer costs near ``2**bits`` where ``u <= S`` and ``v = T - u <= L*T - S - minus`` force
+    ``sum u == S`` (``minus=1``: no assignment meets both); the sensitivity ``max(u) - u`` makes
+    every assignment at ``sum u == S`` optimal, so the optimum is ``sum(max u) - S`` exactly (an
+    oracle at any size). A third budget is met by the random assignment defining ``S``."""
+    rng = np.random.default_rng(seed)
+    top = 2 ** (bits + 2)
+    u = rng.integers(2**bits, 2 ** (bits + 1), (layers, options))
+    x0 = rng.integers(0, options, layers)
+    rows = np.arange(layers)
+    total = int(u[rows, x0].sum())
+    costs = {"u": u, "v": top - u}
+    limits = {"u": total, "v": layers * top - total - minus}
+    if budgets == 3:
+        costs["w"] = rng.integers(2**bits, 2 ** (bits + 1), (layers, options))
+        limits["w"] = int(costs["w"][rows, x0].sum())
+    sens = (u.max(axis=1, keepdims=True) - u).astype(float)
+    problem = mpqopt.Problem([f"l{i}" for i in range(layers)], [f"W{k + 2}" for k in range(options)], sens, costs={n: c.astype(float) for n, c in costs.items()})
+    return problem, {n: float(v) for n, v in limits.items()}, int(u.max(axis=1).sum()) - total
+
+
+@pytest.mark.parametrize("solver", ["mckp", "highs"])
+@pytest.mark.parametrize("budgets", [2, 3])
+@pytest.mark.parametrize("seed", range(2))
+def test_large_exact_total_budgets_are_proven(solver: str, budgets: int, seed: int) -> None:
+    """300 x 8 with costs near 2**24: HiGHS accepts totals ~1e-7 of a row off (hundreds of units),
+    its answers used to end in 'error' ("could not be repaired"); the exact fix closes them."""
+    problem, limits, optimum = _exact_total_problem(300, 8, budgets, seed)
+    result = mpqopt.solve(problem, budgets=limits, solver=solver, threads=1, time_limit=120)
+    assert result.status in ("optimal", "feasible", "time_limit"), result.message
+    rows = np.arange(300)
+    for name, limit in limits.items():
+        assert int(problem.costs[name][rows, result.x].sum()) <= limit  # to the unit
+    assert result.objective >= optimum
+    assert result.bound is not None and result.bound <= optimum
+    if result.status == "optimal":
+        assert result.objective == optimum
+
+
+@pytest.mark.slow  # 3-30 s: the exact fix's rounds run before the solvers conclude 'infeasible'
+@pytest.mark.parametrize("solver", ["mckp", "highs"])
+def test_one_unit_short_of_the_exact_total_is_infeasible(solver: str) -> None:
+    problem, limits, _ = _exact_total_problem(300, 8, 2, 0, minus=1)
+    assert mpqopt.solve(problem, budgets=limits, solver=solver, threads=1, time_limit=120).status == "infeasible"
