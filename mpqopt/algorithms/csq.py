@@ -150,7 +150,7 @@ def _one_run(model: CanonicalModel, seed: tuple[int, int], steps: int, warm_star
     hits = np.nonzero(p >= best_in_group[model.item_group])[0]
     items = np.full(model.num_groups, -1, dtype=np.int64)
     items[model.item_group[hits[::-1]]] = hits[::-1]  # lowest index among ties
-    rounded = repair(model, items)
+    rounded = repair(model, items, deadline=deadline)
     if rounded is None:
         if fallback is None:
             raise SolverError("csq: the rounded relaxation could not be repaired and no fallback was given")

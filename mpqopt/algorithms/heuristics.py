@@ -122,7 +122,7 @@ def fill(model: CanonicalModel, items: np.ndarray, max_candidates: int = 10_000)
     return items
 
 
-def round_lp(model: CanonicalModel, lp_values: np.ndarray, max_combinations: int = 4096) -> np.ndarray | None:
+def round_lp(model: CanonicalModel, lp_values: np.ndarray, max_combinations: int = 4096, deadline: float | None = None) -> np.ndarray | None:
     """A feasible assignment from an LP solution: groups the LP sets integral keep their item; the
     few fractional ones (at most one per budget at a vertex) try every combination of the items the
     LP mixes, keeping the best that meets the budgets; then fill and 1-opt. Falls back to repairing
@@ -143,5 +143,5 @@ def round_lp(model: CanonicalModel, lp_values: np.ndarray, max_combinations: int
             if is_feasible(model, trial) and (best is None or model.items_objective(trial) < model.items_objective(best)):
                 best = trial
     if best is None:
-        best = repair(model, items)
+        best = repair(model, items, deadline=deadline)
     return None if best is None else improve(model, fill(model, best))

@@ -58,7 +58,7 @@ class _Incumbent:
             return False
         items = np.asarray(items, dtype=np.int64)
         if not is_feasible(self.model, items):
-            items = repair(self.model, items)
+            items = repair(self.model, items, deadline=self.clock.at)
             if items is None:
                 return False
         value = self.evaluate(items)

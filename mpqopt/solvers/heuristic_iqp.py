@@ -54,7 +54,7 @@ def heuristic_start(model: CanonicalModel, settings: SolveSettings, deadline: fl
         warm = np.asarray(settings.warm_start, dtype=np.int64)
         if is_feasible(model, warm):
             return warm, "warm start"
-        fixed = repair(model, warm)
+        fixed = repair(model, warm, deadline=deadline)
         if fixed is not None:
             return fixed, "warm start (repaired to meet the budgets)"
     linear = dataclasses.replace(model, quadratic=None)

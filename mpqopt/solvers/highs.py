@@ -131,7 +131,7 @@ class HighsBackend(MilpBackend):
         # budget multipliers in original units: dual of the scaled, normalized row, mapped back
         duals = -np.asarray(solution.row_dual)[model.num_groups:]
         lam = np.maximum(duals, 0.0) * relaxed.scale / relaxed.row_scale
-        incumbent = self._incumbent(model, np.asarray(solution.col_value), settings.warm_start)
+        incumbent = self._incumbent(model, np.asarray(solution.col_value), settings.warm_start, deadline)
         if incumbent is None:
             return self.solve_milp(model, settings, settings.warm_start, deadline=deadline)
         inc_obj = model.items_objective(incumbent)
@@ -185,13 +185,13 @@ class HighsBackend(MilpBackend):
         relaxed.run()
         if relaxed.h.getModelStatus() != relaxed.hs.HighsModelStatus.kOptimal:
             return None
-        found = cls._incumbent(sub, np.asarray(relaxed.h.getSolution().col_value), np.searchsorted(kept, incumbent))
+        found = cls._incumbent(sub, np.asarray(relaxed.h.getSolution().col_value), np.searchsorted(kept, incumbent), deadline)
         return None if found is None else kept[found]
 
     @staticmethod
-    def _incumbent(model: CanonicalModel, lp_values: np.ndarray, warm_start: np.ndarray | None) -> np.ndarray | None:
+    def _incumbent(model: CanonicalModel, lp_values: np.ndarray, warm_start: np.ndarray | None, deadline: float | None = None) -> np.ndarray | None:
         """The rounded LP solution, or the warm start (1-opt improved) if it is better."""
-        candidates = [c for c in (round_lp(model, lp_values),) if c is not None]
+        candidates = [c for c in (round_lp(model, lp_values, deadline=deadline),) if c is not None]
         if warm_start is not None and is_feasible(model, warm_start):
             candidates.append(improve(model, warm_start))
         return min(candidates, key=model.items_objective) if candidates else None

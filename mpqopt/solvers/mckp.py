@@ -384,7 +384,7 @@ class GreedyBackend(Backend):
             dual = solve_dual(model, time_limit=settings.left())
             if dual.unbounded:
                 return RawSolution("infeasible", message="the Lagrangian dual proves the budgets cannot be met together, even fractionally")
-            items, bound = repair(model, dual.items), dual.bound
+            items, bound = repair(model, dual.items, deadline=settings.deadline.at), dual.bound
             if items is None:
                 return RawSolution("error", message="greedy could not repair the Lagrangian choice to meet every budget; use an exact solver")
             items = fill(model, items)
