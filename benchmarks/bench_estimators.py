@@ -5,7 +5,9 @@
 Every path runs in one process, one thread (torch and ONNX Runtime), the paths of a row interleaved
 (a change in the machine's load hits them alike), wall and CPU time (``time.process_time``) both
 reported, and their tables are checked equal (bit-identical, or the largest difference is reported;
-the exit code is 1 when any differs):
+the exit code is 1 when any differs, except a CNN's ``estimate_delta_loss`` table measured on its
+channels-last copy (``memory_format="auto"``), which may differ by float round-off up to 1e-6 when
+the NCHW path (``memory_format="preserve"``, also timed) is bit-identical):
 
 * ``exhaustive_losses`` (W2/W3/W4/W8, all 1,024 allocations of 5 layers, one test batch) on the
   digits CNN (the 540 test images) and the Fashion-MNIST CNN (the first 256 test images):
@@ -169,6 +171,9 @@ def bare_enumeration(model: Any, x: Any, y: Any, options: list[int]) -> np.ndarr
     return out
 
 
+CHANNELS_LAST_ATOL = 1e-6  # a channels-last table may differ from the NCHW one by this much (float round-off)
+
+
 def compare(a: np.ndarray, b: np.ndarray) -> dict[str, Any]:
     return {"identical": bool(np.array_equal(a, b)), "max_abs_diff": float(np.max(np.abs(a - b))) if a.size else 0.0}
 
@@ -208,19 +213,13 @@ def onnx_feeds(data: list[Any], names: list[str]) -> tuple[list[dict[str, np.nda
 def bench_delta(title: str, model: Any, data: list[Any], repeat: int, tmp: Path, **kw: Any) -> dict[str, Any]:
     """``estimate_delta_loss`` before vs after on ``data`` (``kw``: ``loss``, ``exclude``), beside the
     ONNX adapter's ``estimate_delta_output`` (same metric) full vs cached; an export that fails is reported in the row."""
-    import copy
-
-    import torch
-
     from mpqopt.adapters.onnx.sensitivity import estimate_delta_output
     from mpqopt.adapters.torch.estimators.delta_loss import _delta_loss_reference, estimate_delta_loss
 
     row: dict[str, Any] = {"estimator": "estimate_delta_loss", "model": title, "batches": f"{len(data)} x {batch_size(data[0])}"}
     fns = {"before": lambda: _delta_loss_reference(model, data, OPTIONS, **kw), "after": lambda: estimate_delta_loss(model, data, OPTIONS, **kw)}
-    if not isinstance(data[0], dict) and data[0][0].dim() == 4:  # a CNN: also a channels-last copy (the caller's choice; not bit-identical)
-        cl_model = copy.deepcopy(model).to(memory_format=torch.channels_last)
-        cl_data = [(x.contiguous(memory_format=torch.channels_last), y) for x, y in data]
-        fns["after_cl"] = lambda: estimate_delta_loss(cl_model, cl_data, OPTIONS, **kw)
+    if not isinstance(data[0], dict) and data[0][0].dim() == 4:  # a CNN: "after" runs a channels-last copy (memory_format="auto"); also the NCHW path
+        fns["after_nchw"] = lambda: estimate_delta_loss(model, data, OPTIONS, memory_format="preserve", **kw)
     try:
         export_s, (path, names) = stopwatch(lambda: export_onnx(model, data[0] if isinstance(data[0], dict) else data[0][0], tmp / f"{title.replace(' ', '_').replace(',', '')}.onnx"))
         row["onnx_export_s"] = export_s
@@ -231,15 +230,19 @@ def bench_delta(title: str, model: Any, data: list[Any], repeat: int, tmp: Path,
     except Exception as exc:  # noqa: BLE001 - an exporter failure is a finding of the benchmark, not its end
         row["onnx_error"] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"[:200]
     raced = race(fns, repeat)
-    out = timing(row, raced, {"before": "before", "after": "after", **({"after_cl": "after_cl"} if "after_cl" in fns else {}),
+    out = timing(row, raced, {"before": "before", "after": "after", **({"after_nchw": "after_nchw"} if "after_nchw" in fns else {}),
                               **({"onnx_full": "onnx_full", "onnx_cached": "onnx_delta_output"} if "onnx_full" in fns else {})})
     new, old = out["after"], out["before"]
-    if "after_cl" in out:
-        row["after_cl_max_abs_diff"] = float(np.max(np.abs(out["after_cl"].values - old.values)))
-        row["after_cl_mode"] = out["after_cl"].meta["mode"]
+    if "after_nchw" in out:
+        row["after_nchw_equal"] = compare(out["after_nchw"].values, old.values)
+        row["after_max_abs_diff"] = float(np.max(np.abs(new.values - old.values)))
+    row["memory_format"] = new.meta.get("memory_format", "")
     row.update({"layers": len(new.layers), "speedup": row["before_s"] / row["after_s"], "cpu_speedup": row["before_cpu_s"] / row["after_cpu_s"],
                 "mode": new.meta["mode"], "step_fraction": new.meta["step_fraction"], "batch_perturbations": new.meta["batch_perturbations"],
                 "concat_batches": new.meta["concat_batches"], "mode_reason": new.meta.get("mode_reason", ""), **compare(new.values, old.values)})
+    # a channels-last copy (memory_format="auto" on a CNN) agrees to float round-off; its NCHW path bit for bit
+    row["agrees"] = row["identical"] or (row["memory_format"] == "channels_last" and row["after_nchw_equal"]["identical"]
+                                         and row["max_abs_diff"] <= CHANNELS_LAST_ATOL)
     if "onnx_full" in out:
         ort, ort_full = out["onnx_cached"], out["onnx_full"]
         row.update({"onnx_layers": len(ort.layers), "after_vs_onnx": row["after_s"] / row["onnx_delta_output_s"],
@@ -308,6 +311,8 @@ def render(report: dict[str, Any]) -> str:
         ratio = f"{r['after_vs_onnx']:.2f}" if "after_vs_onnx" in r else "-"
         ratio += f" | {r['onnx_delta_output_cpu_s']:.3f} | {r['after_cpu_s'] / r['onnx_delta_output_cpu_s']:.2f}" if "onnx_delta_output_cpu_s" in r else " | - | -"
         equal = "bit-identical" if r["identical"] else f"max diff {r['max_abs_diff']:.1e}"
+        if r.get("memory_format") == "channels_last":
+            equal += " (channels-last copy; NCHW path bit-identical)" if r["after_nchw_equal"]["identical"] else " (channels-last copy)"
         if "max_abs_diff_onnx" in r:
             equal += f"; ONNX max diff {r['max_abs_diff_onnx']:.1e}"
         elif "onnx_layers" in r:
@@ -322,17 +327,18 @@ def render(report: dict[str, Any]) -> str:
         mode = f"{r['mode']}, {r['step_fraction']:.0%}{joined}{why}"
         lines.append(f"| {r['estimator']} | {r['model']} | {r['batches']} | {r['before_s']:.3f} | {r['after_s']:.3f} | {r['speedup']:.1f}x | "
                      f"{r['before_cpu_s']:.3f} | {r['after_cpu_s']:.3f} | {r['cpu_speedup']:.1f}x | {onnx} | {ratio} | {equal} | {mode} | {onnx_mode} |")
-    cl = [r for r in report["rows"] if "after_cl_s" in r]
+    cl = [r for r in report["rows"] if "after_nchw_s" in r]
     if cl:
-        lines += ["", "estimate_delta_loss on a channels-last copy of the CNN and its inputs (`model.to(memory_format=torch.channels_last)`: the caller's "
-                  "choice, nothing in mpqopt converts a model): oneDNN convolves NHWC without reordering, but its kernels round differently, so the "
-                  "table differs from the model's own (NCHW) one by float round-off:", "",
-                  "| model | batches | after (s) | after CPU (s) | channels-last (s) | channels-last CPU (s) | CPU speedup | channels-last / ONNX cached, CPU | max abs diff vs before |",
-                  "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+        lines += ["", "CNN rows: `after` is the default `memory_format=\"auto\"`, a private channels-last copy of the model and inputs (oneDNN convolves NHWC "
+                  "without reordering; its kernels round differently, so the table differs from full NCHW forwards by float round-off: `equal` above); "
+                  "`memory_format=\"preserve\"` runs the model as given (NCHW), bit-identical to before:", "",
+                  "| model | batches | after (s) | after CPU (s) | preserve (s) | preserve CPU (s) | CPU speedup of auto | preserve / ONNX cached, CPU | preserve vs before | after max abs diff vs before |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|---|---:|"]
         for r in cl:
-            vs = f"{r['after_cl_cpu_s'] / r['onnx_delta_output_cpu_s']:.2f}" if "onnx_delta_output_cpu_s" in r else "-"
-            lines.append(f"| {r['model']} | {r['batches']} | {r['after_s']:.3f} | {r['after_cpu_s']:.3f} | {r['after_cl_s']:.3f} | {r['after_cl_cpu_s']:.3f} | "
-                         f"{r['after_cpu_s'] / r['after_cl_cpu_s']:.2f}x | {vs} | {r['after_cl_max_abs_diff']:.1e} |")
+            vs = f"{r['after_nchw_cpu_s'] / r['onnx_delta_output_cpu_s']:.2f}" if "onnx_delta_output_cpu_s" in r else "-"
+            same = "bit-identical" if r["after_nchw_equal"]["identical"] else f"max diff {r['after_nchw_equal']['max_abs_diff']:.1e}"
+            lines.append(f"| {r['model']} | {r['batches']} | {r['after_s']:.3f} | {r['after_cpu_s']:.3f} | {r['after_nchw_s']:.3f} | {r['after_nchw_cpu_s']:.3f} | "
+                         f"{r['after_nchw_cpu_s'] / r['after_cpu_s']:.2f}x | {vs} | {same} | {r['after_max_abs_diff']:.1e} |")
     for key, why in report.get("skipped", {}).items():
         lines += ["", f"{key}: skipped: {why}"]
     for r in (r for r in report["rows"] if "bare_enumeration_s" in r):
@@ -469,7 +475,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out if args.out is not None or q else RESULTS
     print(render(report) if out is None else write_results(out, "estimators", report, render))
     onnx_ok = all(r["onnx_cached_vs_full_max_rel"] <= 1e-6 for r in rows if "onnx_cached_vs_full_max_rel" in r)
-    return 0 if all(r["identical"] for r in rows) and onnx_ok and all(r["within_se"] for r in hessian) else 1
+    return 0 if all(r.get("agrees", r["identical"]) for r in rows) and onnx_ok and all(r["within_se"] for r in hessian) else 1
 
 
 if __name__ == "__main__":

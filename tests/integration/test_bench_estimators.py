@@ -29,7 +29,11 @@ def test_the_estimators_benchmark_runs_and_its_tables_agree(tmp_path):
     expected = {("exhaustive_losses", m) for m in models - {"MiniLM-L6"}} | {("estimate_delta_loss", m) for m in models}
     assert expected <= set(rows) and {r["model"] for r in report["hessian"]} == models
     for r in report["rows"]:
-        assert r["identical"] and r["before_s"] > 0 and r["after_s"] > 0 and r["before_cpu_s"] > 0 and r["after_cpu_s"] > 0
+        if r.get("memory_format") == "channels_last":  # a CNN on a channels-last copy: round-off only; its NCHW path bit for bit
+            assert r["after_nchw_equal"]["identical"] and r["max_abs_diff"] <= 1e-6 and r["agrees"]
+        else:
+            assert r["identical"]
+        assert r["before_s"] > 0 and r["after_s"] > 0 and r["before_cpu_s"] > 0 and r["after_cpu_s"] > 0
         assert r.get("max_abs_diff_onnx", 0.0) < 1e-5  # the ONNX export agrees to float round-off
         if r["estimator"] == "estimate_delta_loss" and r["model"] != "MiniLM-L6":  # the CNNs export to ONNX
             assert "onnx_error" not in r and "max_abs_diff_onnx" in r

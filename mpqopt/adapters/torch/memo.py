@@ -133,8 +133,10 @@ class _Run:
     below ``start`` with a record return it; calls are recorded (when ``stop`` is given) and the
     forward stops at call ``stop``."""
 
-    def __init__(self, memo: ModuleMemo, records: dict[int, _Record], start: int, stop: int | None, counter: Any):
+    def __init__(self, memo: ModuleMemo, records: dict[int, _Record], start: int, stop: int | None, counter: Any,
+                 override: dict[int, Callable[..., Any]] | None = None):
         self.memo, self.records, self.start, self.stop, self.counter = memo, records, start, stop, counter
+        self.override = override or {}  # call -> what computes it instead of the module's forward (stacked options)
         self.n = 0
         self.calls: list[nn.Module] = []  # every call's module, in order (the first run's, for the layout)
         self.ends: dict[int, int] = {}
@@ -157,7 +159,7 @@ class _Run:
         self.calls.append(module)
         if self.checked is not None and c in self.memo.leaf_calls:
             self.counter.steps_run += 1
-        out = forward(*args, **kwargs)
+        out = self.override[c](forward, *args, **kwargs) if c in self.override else forward(*args, **kwargs)
         self.ends[c] = self.n
         if self.stop is not None:
             while self.kept and self.kept[-1][0] > c:
@@ -233,6 +235,66 @@ class ModuleMemo:
         new = run.new_records()
         kept = {c: r for c, r in records.items() if not any(k <= c < n.end for k, n in new.items())}  # superseded by an outer call
         return None, {**kept, **new}
+
+    def run_stacked(self, inputs: Any, records: dict[int, _Record], step: int, size: int, contexts: Sequence[Callable[[], Any]], counter: Any) -> Any:
+        """The forward from ``step`` (a call of a module called once) with the ``len(contexts)``
+        perturbations stacked along the batch: the inputs and recorded outputs are repeated that many
+        times (``size`` rows each), the step's module computes slice k of its input inside
+        ``contexts[k]()`` (its weights and input pre-hooks as that perturbation sets them), and the
+        rest of the model runs once on the stacked values. Raises :class:`~.stages.Unbatchable`-like
+        ``ValueError`` when a value cannot be stacked or the repeated records would exceed
+        ``MEMO_MAX_BYTES``."""
+        copies = len(contexts)
+        if sum(r.nbytes for r in records.values()) * copies > MEMO_MAX_BYTES:
+            raise ValueError(f"{copies} stacked copies of the recorded outputs would take over {MEMO_MAX_BYTES / 2**20:.0f} MiB")
+        call = self._call[step]
+        module = self.calls[call]  # type: ignore[index]
+        stacked = {c: _Record(r.end, _stack(r.output, copies, size), r.nbytes * copies) for c, r in records.items()}
+
+        def each(forward: Callable[..., Any], x: Any, *rest: Any, **kwargs: Any) -> Any:
+            if not isinstance(x, torch.Tensor) or x.dim() == 0 or x.shape[0] != copies * size:
+                raise ValueError(f"the input of {type(module).__name__} does not carry the {copies} x {size} stacked rows along dimension 0")
+            own = set(module._forward_pre_hooks)
+            outs = []
+            for k, piece in enumerate(torch.split(x, size)):
+                with contexts[k]():
+                    args = (piece, *rest)
+                    for key, hook in list(module._forward_pre_hooks.items()):
+                        if key not in own:  # added by the perturbation (input fake-quantization): run it on this slice
+                            args = hook(module, args) or args
+                    outs.append(forward(*args, **kwargs))
+            if not all(isinstance(o, torch.Tensor) for o in outs):
+                raise ValueError(f"{type(module).__name__} returns a {type(outs[0]).__name__}, not one tensor")
+            return torch.cat(outs, dim=0)
+
+        counter.steps_run += copies - 1  # the step runs once per perturbation
+        return _Run(self, stacked, call, None, counter, {call: each})(_stack(inputs, copies, size))
+
+
+def _stack(value: Any, copies: int, size: int) -> Any:
+    """``value`` with each tensor carrying ``size`` rows along dimension 0 repeated ``copies`` times
+    along it; tensors with one row (broadcast over the batch) or none, and atoms, as they are."""
+    if isinstance(value, torch.Tensor):
+        if value.dim() and value.shape[0] == size:
+            return value.repeat(copies, *([1] * (value.dim() - 1)))
+        if value.dim() == 0 or value.shape[0] == 1:
+            return value
+        raise ValueError(f"a tensor of shape {tuple(value.shape)} has no batch dimension of {size}")
+    if value is None or isinstance(value, _ATOMS):
+        return value
+    if isinstance(value, tuple):
+        items = [_stack(v, copies, size) for v in value]
+        return type(value)(*items) if hasattr(value, "_fields") else type(value)(items)
+    if isinstance(value, list):
+        return [_stack(v, copies, size) for v in value]
+    if type(value) is dict:
+        return {k: _stack(v, copies, size) for k, v in value.items()}
+    if isinstance(value, dict):
+        out = copy.copy(value)
+        for k, v in value.items():
+            out[k] = _stack(v, copies, size)
+        return out
+    raise ValueError(f"a {type(value).__name__} cannot be stacked")
 
 
 def readers(model: nn.Module, name: str) -> list[nn.Module]:

@@ -38,6 +38,8 @@ True
 
 from __future__ import annotations
 
+import functools
+
 import hashlib
 import os
 import time
@@ -135,12 +137,8 @@ class _Runner:
     def _stacked(self, env: Any, b: int, j: int, ps: list[int]) -> list[float]:
         """All options ``ps`` of layer j in one forward: layer j's step runs once per option, the
         rest of the model once on the outputs stacked along the batch."""
-        st, t = self.staged, self.cut[j]
-        envs = []
-        for p in ps:
-            with self._with(j, p):
-                envs.append(st.advance(env, t, t + 1))
-        scored = self.ev.output_fn(st.finish(st.merge(envs, self.sizes[b]), t + 1))
+        contexts = [functools.partial(self._with, j, p) for p in ps]
+        scored = self.ev.output_fn(self.staged.stacked(env, self.cut[j], self.sizes[b], contexts))
         rows = self._rows(b)
         if not isinstance(scored, torch.Tensor) or scored.shape[0] != rows * len(ps):
             raise Unbatchable("the output is not stacked along its first dimension")
