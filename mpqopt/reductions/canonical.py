@@ -104,7 +104,9 @@ def canonicalize(problem: Problem, budgets: Mapping[str, float], prune: bool = T
     names = tuple(budgets)
     limits = np.array([budgets[n] for n in names], dtype=np.float64)
     value_g = problem.group_table(problem.sensitivity)  # (G, K)
-    costs_g = np.stack([problem.group_table(problem.budget_table(n)) for n in names]) if names else np.zeros((0,) + value_g.shape)
+    tables = [problem.group_table(problem.budget_table(n)) for n in names]
+    # one budget: its table itself (read-only, like every table of the problem), no copy
+    costs_g = tables[0][None] if len(tables) == 1 else np.stack(tables) if names else np.zeros((0,) + value_g.shape)
     G, K = value_g.shape
     notes: list[str] = []
 
@@ -125,7 +127,13 @@ def canonicalize(problem: Problem, budgets: Mapping[str, float], prune: bool = T
     forced = counts == 1
     forced_choice = np.where(forced, np.argmax(candidates, axis=1), -1)
     free_groups = np.nonzero(~forced)[0]
-    g_idx, o_idx = np.nonzero(candidates[free_groups])  # row-major: items sorted by group
+    # every option of every group a choice (K > 1): the items are the tables' entries in row-major
+    # order, and the model's arrays are views of them (1,000,000 x 8: ~1 GB of copies saved)
+    full = K > 1 and bool(candidates.all())
+    if full:
+        g_idx, o_idx = np.repeat(np.arange(G), K), np.tile(np.arange(K), G)
+    else:
+        g_idx, o_idx = np.nonzero(candidates[free_groups])  # row-major: items sorted by group
     group_start = np.zeros(free_groups.size + 1, dtype=np.int64)
     np.cumsum(counts[free_groups], out=group_start[1:])
 
@@ -137,12 +145,18 @@ def canonicalize(problem: Problem, budgets: Mapping[str, float], prune: bool = T
     # fraction exactly (as long as the limit is not below it: then the budget cannot be met anyway)
     rhs = limits - costs_g[:, forced_rows, forced_opts].sum(axis=1) if names else limits
 
-    item_groups_abs = free_groups[g_idx]
+    item_groups_abs = g_idx if full else free_groups[g_idx]
     quadratic = None
     if quadratic_g is not None:
         offset, value_items, quadratic = _restrict_quadratic(quadratic_g, K, item_groups_abs, o_idx, forced_rows, forced_opts, value_g, offset)
+    elif full:
+        value_items = value_g.reshape(-1)
     else:
         value_items = value_g[item_groups_abs, o_idx]
+    if full:
+        weights = costs_g.reshape(len(names), G * K)
+    else:
+        weights = costs_g[:, item_groups_abs, o_idx]
 
     return CanonicalModel(
         problem=problem,
@@ -151,10 +165,10 @@ def canonicalize(problem: Problem, budgets: Mapping[str, float], prune: bool = T
         rhs=rhs,
         free_groups=free_groups,
         group_start=group_start,
-        item_group=g_idx.astype(np.int64),
-        item_option=o_idx.astype(np.int64),
+        item_group=g_idx.astype(np.int64, copy=False),
+        item_option=o_idx.astype(np.int64, copy=False),
         value=np.ascontiguousarray(value_items, dtype=np.float64),
-        weights=np.ascontiguousarray(costs_g[:, item_groups_abs, o_idx]),
+        weights=np.ascontiguousarray(weights, dtype=np.float64),
         offset=offset,
         forced_choice=forced_choice,
         quadratic=quadratic,
@@ -170,7 +184,30 @@ def _dominated(value: np.ndarray, costs: np.ndarray, candidates: np.ndarray) -> 
 
     p dominates o when it is no worse in sensitivity and in every budgeted cost, and strictly better in
     one of them; of identical options the lowest index survives.
+
+    Groups whose options all are candidates, each dearer in every cost and strictly better in
+    sensitivity than the one before (more bits: bigger, slower, more accurate), have none: only the
+    other groups are compared pair by pair (1,000,000 x 8 x 8 comparisons took seconds).
+
+    >>> v = np.array([[3.0, 2.0, 1.0], [3.0, 3.0, 1.0]]); c = np.array([[[1.0, 2.0, 3.0], [1.0, 2.0, 3.0]]])
+    >>> _dominated(v, c, np.ones((2, 3), dtype=bool)).tolist()
+    [[False, False, False], [False, True, False]]
     """
+    G, K = value.shape
+    regular = candidates.all(axis=1)
+    for j in range(1, K):
+        regular &= value[:, j] < value[:, j - 1]
+        for table in costs:
+            regular &= table[:, j] > table[:, j - 1]
+    dominated = np.zeros((G, K), dtype=bool)
+    rest = np.nonzero(~regular)[0]
+    if rest.size:
+        dominated[rest] = _dominated_pairs(value[rest], costs[:, rest], candidates[rest])
+    return dominated
+
+
+def _dominated_pairs(value: np.ndarray, costs: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    """:func:`_dominated` by comparing every pair of options of every group."""
     # axes: (group, o, p); weak[g, o, p] = p is at least as good as o everywhere
     weak = candidates[:, None, :] & (value[:, None, :] <= value[:, :, None])
     strict = value[:, None, :] < value[:, :, None]
