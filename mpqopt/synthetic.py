@@ -156,6 +156,8 @@ def mckp_problem(
     latency += overhead
     # storage in effective bits (a named format's scales count; = w for plain options), BitOps in data bits
     costs = {"size_bits": size_bits(params, opts), "bitops": macs[:, None] * (w * a)[None, :], "latency_ms": latency}
+    for table in (sens, *costs.values()):  # ours alone and final: Problem keeps read-only tables without a copy
+        table.setflags(write=False)
 
     tie_groups, tie_first = _tie_groups(L, ties, rng)
     top = int(np.argmax(w))

@@ -66,15 +66,19 @@ def _hull_mask(C: np.ndarray, V: np.ndarray, real: np.ndarray | None) -> np.ndar
     on_hull = np.empty((F, K), dtype=bool)
     for lo in range(0, F, _BLOCK):
         hi = min(lo + _BLOCK, F)
-        _block_hull(C[lo:hi], V[lo:hi], None if real is None else real[lo:hi], on_hull[lo:hi])
+        _block_hull(_block_columns(C[lo:hi], V[lo:hi]), None if real is None else real[lo:hi], on_hull[lo:hi])
     return on_hull
 
 
-def _block_hull(C: np.ndarray, V: np.ndarray, real: np.ndarray | None, on_hull: np.ndarray) -> None:
-    """:func:`_hull_mask` of a block of rows, into ``on_hull``; column by column, each over every row
-    of the block at once (rows are many, columns few)."""
-    F, K = C.shape
-    cols = [(np.ascontiguousarray(C[:, j]), np.ascontiguousarray(V[:, j])) for j in range(K)]
+def _block_columns(C: np.ndarray, V: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each column of a block of rows as contiguous ``(cost, value)`` arrays."""
+    return [(np.ascontiguousarray(C[:, j]), np.ascontiguousarray(V[:, j])) for j in range(C.shape[1])]
+
+
+def _block_hull(cols: list[tuple[np.ndarray, np.ndarray]], real: np.ndarray | None, on_hull: np.ndarray) -> None:
+    """:func:`_hull_mask` of a block of rows (given by its columns), into ``on_hull``; column by
+    column, each over every row of the block at once (rows are many, columns few)."""
+    F, K = on_hull.shape
     # dominated: not strictly better in value than some cheaper-or-equal point before it
     alive = []
     best = np.full(F, np.inf)
@@ -202,33 +206,46 @@ def _greedy_solution(model: CanonicalModel, items: np.ndarray, rhs: float, used:
 SAMPLE_ROWS = 4096  # rows whose increments estimate the break efficiency
 
 
+def _block_efficiency(cols: list[tuple[np.ndarray, np.ndarray]], on_hull: np.ndarray, start: np.ndarray) -> np.ndarray:
+    """``[K, rows]`` efficiency of the increment that ends at each hull vertex of a block of rows
+    (-inf where none ends), and each row's first hull vertex into ``start``."""
+    F, K = on_hull.shape
+    E = np.full((K, F), -np.inf)
+    start.fill(-1)
+    last_c, last_v = np.zeros(F), np.zeros(F)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        for j, (c, v) in enumerate(cols):
+            h = on_hull[:, j]
+            # the same operations as hull_increments: -(V_j - V_p) / (C_j - C_p), bit for bit
+            np.copyto(E[j], -(v - last_v) / (c - last_c), where=h & (start >= 0))
+            np.copyto(start, j, where=h & (start < 0))
+            np.copyto(last_c, c, where=h)
+            np.copyto(last_v, v, where=h)
+    return E
+
+
 class _Hulls:
     """Each group's lower hull in the padded layout, with the efficiency of the increment that ends at
     each vertex, for the greedy's threshold search: the increments taken are exactly those above the
     break efficiency (plus, among ties, those first in group order), and the cost of taking every
     increment above a threshold ``t`` is the cost of each group's last vertex above ``t`` (a group's
-    efficiencies fall along its hull)."""
+    efficiencies fall along its hull). Efficiencies are kept block by block of rows, ``[K, rows]``
+    each: small arrays the passes below read column by column."""
 
     def __init__(self, model: CanonicalModel) -> None:
         self.model = model
         C, V, item, real = _padded(model, model.weights[0])
-        on_hull = _hull_mask(C, V, real)
         F, K = C.shape
-        self.C, self.V, self.item, self.on_hull = C, V, item, on_hull
+        self.C, self.V, self.item = C, V, item
+        self.on_hull = np.empty((F, K), dtype=bool)
+        self.start = np.empty(F, dtype=np.int64)  # each group's first hull vertex
+        self.blocks: list[tuple[int, np.ndarray]] = []  # (first row, [K, rows] efficiency of the increment ending there; -inf: none)
+        for lo in range(0, F, _BLOCK):
+            hi = min(lo + _BLOCK, F)
+            cols = _block_columns(C[lo:hi], V[lo:hi])
+            _block_hull(cols, None if real is None else real[lo:hi], self.on_hull[lo:hi])
+            self.blocks.append((lo, _block_efficiency(cols, self.on_hull[lo:hi], self.start[lo:hi])))
         self.rows = np.arange(F)
-        E = np.full((F, K), -np.inf)  # efficiency of the increment ending at (group, column); -inf: none
-        self.start = np.full(F, -1, dtype=np.int64)  # each group's first hull vertex
-        last_c, last_v = np.zeros(F), np.zeros(F)
-        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-            for j in range(K):
-                h = on_hull[:, j]
-                step = h & (self.start >= 0)
-                # the same operations as hull_increments: -(V_j - V_p) / (C_j - C_p), bit for bit
-                np.copyto(E[:, j], -(V[:, j] - last_v) / (C[:, j] - last_c), where=step)
-                np.copyto(self.start, j, where=h & (self.start < 0))
-                np.copyto(last_c, C[:, j], where=h)
-                np.copyto(last_v, V[:, j], where=h)
-        self.E = E
 
     def items_at(self, cols: np.ndarray) -> np.ndarray:
         return self.rows * self.C.shape[1] + cols if self.item is None else self.item[self.rows, cols]
@@ -236,9 +253,33 @@ class _Hulls:
     def above(self, t: float) -> np.ndarray:
         """Each group's column after taking every increment of efficiency above ``t``."""
         cols = self.start.copy()
-        for j in range(self.C.shape[1]):
-            np.copyto(cols, j, where=self.E[:, j] > t)
+        for lo, E in self.blocks:
+            part = cols[lo:lo + E.shape[1]]
+            for j in range(E.shape[0]):
+                np.copyto(part, j, where=E[j] > t)
         return cols
+
+    def count(self, t: float) -> int:
+        """How many increments have an efficiency above ``t``."""
+        return sum(int(np.count_nonzero(E > t)) for _, E in self.blocks)
+
+    def between(self, lo_t: float, hi_t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(rows, cols, efficiency)`` of the increments with efficiency in ``(lo_t, hi_t]``."""
+        found = []
+        for lo, E in self.blocks:
+            c, r = np.nonzero((E > lo_t) & (E <= hi_t))
+            found.append((r + lo, c, E[c, r]))
+        return tuple(np.concatenate(part) for part in zip(*found))  # type: ignore[return-value]
+
+    def sample(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(rows, cols, efficiency)`` of every increment of the given (sorted) rows."""
+        found = []
+        for lo, E in self.blocks:
+            mine = rows[(rows >= lo) & (rows < lo + E.shape[1])]
+            sub = E[:, mine - lo]
+            c, r = np.nonzero(sub > -np.inf)
+            found.append((mine[r], c, sub[c, r]))
+        return tuple(np.concatenate(part) for part in zip(*found))  # type: ignore[return-value]
 
     def cost(self, cols: np.ndarray) -> float:
         return float(self.C[self.rows, cols].sum())
@@ -252,22 +293,21 @@ class _Hulls:
         return self.C[rows, cols] - self.C[rows, prev], self.V[rows, cols] - self.V[rows, prev]
 
     def greedy(self, rhs: float) -> GreedySolution | None:
-        model, E, K = self.model, self.E, self.C.shape[1]
+        model = self.model
         base_cost = float(self.C[self.rows, self.start].sum())  # the same sum as model.weights[0, start_items].sum()
         if base_cost > rhs:
             return None
         last = self.above(-np.inf)
         used = self.cost(last)
         if used <= rhs:  # every increment fits
-            return _greedy_solution(model, self.items_at(last), rhs, used, int((E > -np.inf).sum()), None, None, 0.0)
+            return _greedy_solution(model, self.items_at(last), rhs, used, self.count(-np.inf), None, None, 0.0)
         for lo, hi in (self._bracket(rhs, base_cost), (-np.inf, np.inf)):
             cols = self.start.copy() if hi == np.inf else self.above(hi)
             above_cost = base_cost if hi == np.inf else self.cost(cols)
             if hi != np.inf and not (above_cost <= rhs and self.cost(self.above(lo)) > rhs):
                 continue  # the estimate missed the break: the window becomes every increment
             # the increments between the two thresholds in the global order: decreasing efficiency, ties in group order
-            r, c = np.nonzero((E > lo) & (E <= hi))
-            eff = E[r, c]
+            r, c, eff = self.between(lo, hi)
             order = np.lexsort((c, r, -eff))
             r, c, eff = r[order], c[order], eff[order]
             dcost, dvalue = self.increments(r, c)
@@ -276,7 +316,7 @@ class _Hulls:
             if k < r.size or lo == -np.inf:
                 break
         np.maximum.at(cols, r[:k], c[:k])  # a group's increments are taken in hull order: the last one is its vertex
-        taken = int((E > hi).sum()) + k
+        taken = self.count(hi) + k
         used = float(cum[k - 1]) if k else above_cost
         if k == r.size:  # every increment fits after all (the two ways of summing differ in the last bits)
             return _greedy_solution(model, self.items_at(cols), rhs, used, taken, None, None, 0.0)
@@ -287,16 +327,14 @@ class _Hulls:
         rows, scaled up. :meth:`greedy` checks the bracket and widens it to everything if it missed."""
         F, K = self.C.shape
         sample = np.arange(0, F, max(1, F // SAMPLE_ROWS))
-        r, c = np.nonzero(self.E[sample] > -np.inf)
-        if r.size == 0:
+        rows, c, eff = self.sample(sample)
+        if rows.size == 0:
             return -np.inf, np.inf
-        rows = sample[r]
-        eff = self.E[rows, c]
         order = np.argsort(-eff, kind="stable")
         dcost, _ = self.increments(rows[order], c[order])
         cum = base_cost + np.cumsum(dcost) * (F / sample.size)
         at = int(np.searchsorted(cum, rhs, side="right"))
-        margin = int(4 * np.sqrt(r.size)) + 8
+        margin = int(4 * np.sqrt(rows.size)) + 8
         eff = eff[order]
         hi = float(eff[at - margin]) if at - margin >= 0 else np.inf
         lo = float(eff[at + margin]) if at + margin < eff.size else -np.inf
