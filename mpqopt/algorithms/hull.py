@@ -52,6 +52,10 @@ def _padded(model: CanonicalModel, cost: np.ndarray) -> tuple[np.ndarray, np.nda
         C[groups, pos] = cost
         V[groups, pos] = model.value
         item[groups, pos] = np.arange(groups.size)
+        real = item >= 0
+        # each group's items already by rising cost (padding, inf, after them): no sort
+        if K == 1 or bool(((C[:, 1:] > C[:, :-1]) | ~real[:, 1:]).all()):
+            return C, V, item, real
     order = np.lexsort((V, C), axis=1)  # by cost, ties by value; rows are short
     C, V, item = (np.take_along_axis(a, order, axis=1) for a in (C, V, item))
     return C, V, item, item >= 0

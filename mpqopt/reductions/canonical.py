@@ -206,18 +206,31 @@ def _dominated(value: np.ndarray, costs: np.ndarray, candidates: np.ndarray) -> 
     return dominated
 
 
+_PAIR_ROWS = 1 << 15  # groups per block of the pairwise comparison: its columns stay in cache
+
+
 def _dominated_pairs(value: np.ndarray, costs: np.ndarray, candidates: np.ndarray) -> np.ndarray:
-    """:func:`_dominated` by comparing every pair of options of every group."""
-    # axes: (group, o, p); weak[g, o, p] = p is at least as good as o everywhere
-    weak = candidates[:, None, :] & (value[:, None, :] <= value[:, :, None])
-    strict = value[:, None, :] < value[:, :, None]
-    for table in costs:
-        weak &= table[:, None, :] <= table[:, :, None]
-        strict |= table[:, None, :] < table[:, :, None]
-    K = value.shape[1]
-    lower_index = np.arange(K)[None, :] < np.arange(K)[:, None]  # [o, p]: p < o
-    dominated = (weak & (strict | lower_index[None])).any(axis=2)
-    return dominated & candidates
+    """:func:`_dominated` by comparing every ordered pair of options, column against column, block
+    by block of groups (no ``[G, K, K]`` arrays: 1,000,000 x 8 took ~10 s that way)."""
+    G, K = value.shape
+    dominated = np.zeros((G, K), dtype=bool)
+    for lo in range(0, G, _PAIR_ROWS):
+        rows = slice(lo, lo + _PAIR_ROWS)
+        tables = [np.ascontiguousarray(value[rows].T)] + [np.ascontiguousarray(t[rows].T) for t in costs]  # (K, rows) each
+        cand = np.ascontiguousarray(candidates[rows].T)
+        out = dominated[rows]
+        for o in range(K):
+            for p in range(K):
+                if p == o:
+                    continue
+                # p is at least as good as o everywhere, and strictly better somewhere (or equal with a lower index)
+                weak = cand[p] & cand[o]
+                strict = np.zeros_like(weak) if p > o else np.ones_like(weak)
+                for t in tables:
+                    weak &= t[p] <= t[o]
+                    strict |= t[p] < t[o]
+                out[:, o] |= weak & strict
+    return dominated
 
 
 def _group_pairwise(problem: Problem, value_g: np.ndarray) -> tuple[np.ndarray, sp.csr_array, list[str]]:
