@@ -382,7 +382,7 @@ def rows_table(rows: list[dict[str, Any]]) -> list[str]:
     for r in rows:
         note = r.get("note", "")
         if r.get("warm") and r.get("runs", 0) > 1:
-            note = f"first run (a fresh process's first solve) {r['first_s']:.3f} s, CPU {r['first_cpu_s']:.3f} s" + (f"; {note}" if note else "")
+            note = f"first run (the first solve of this problem in the process) {r['first_s']:.3f} s, CPU {r['first_cpu_s']:.3f} s" + (f"; {note}" if note else "")
         if r.get("points") is not None:
             note = f"{r['points']} frontier points" + (f" ({r['solves']} solves)" if r.get("solves") else "") + (f"; {note}" if note else "")
         if "matches_sweep" in r:
