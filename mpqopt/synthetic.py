@@ -140,7 +140,10 @@ def mckp_problem(
     names, params, macs, scale, overhead = _layer_facts(kind, L, rng)
     # noise per (layer, width), not per entry, so W4A8 is never worse than W4A4 by noise alone
     w_unique, w_of = np.unique(w, return_inverse=True)
-    sens = scale[:, None] * 4.0 ** (-(w[None, :] - 2.0)) * rng.uniform(0.9, 1.1, (L, w_unique.size))[:, w_of]
+    # in place where a product would make another [L, K] temporary (the same numbers: the same
+    # operations in the same order)
+    sens = scale[:, None] * 4.0 ** (-(w[None, :] - 2.0))
+    sens *= _columns(rng.uniform(0.9, 1.1, (L, w_unique.size)), w_of)
     if has_act.any():
         act_scale = rng.lognormal(mean=-1.0, sigma=1.0, size=L)  # activations: a second, smaller source
         a_unique, a_of = np.unique(a, return_inverse=True)
@@ -148,9 +151,13 @@ def mckp_problem(
         sens = sens + np.where(has_act[None, :], act, 0.0)
 
     kernel = kernel_factor(w.astype(np.int64)) * np.sqrt(_NATIVE[np.searchsorted(_NATIVE, a.astype(np.int64))] / 8.0)
-    latency = (macs / _MACS_PER_MS)[:, None] * kernel[None, :] * rng.uniform(0.97, 1.03, (L, K)) + overhead
+    latency = (macs / _MACS_PER_MS)[:, None] * kernel[None, :]
+    latency *= rng.uniform(0.97, 1.03, (L, K))
+    latency += overhead
     # storage in effective bits (a named format's scales count; = w for plain options), BitOps in data bits
     costs = {"size_bits": size_bits(params, opts), "bitops": macs[:, None] * (w * a)[None, :], "latency_ms": latency}
+    for table in (sens, *costs.values()):  # ours alone and final: Problem keeps read-only tables without a copy
+        table.setflags(write=False)
 
     tie_groups, tie_first = _tie_groups(L, ties, rng)
     top = int(np.argmax(w))
@@ -316,6 +323,11 @@ def knapsack_problem(layers: int, options: int = 10, kind: str = "uncorrelated",
 
 
 # ------------------------------------------------------------------------------------- helpers
+def _columns(table: np.ndarray, of: np.ndarray) -> np.ndarray:
+    """``table[:, of]``; the table itself when ``of`` takes every column in order (no copy)."""
+    return table if np.array_equal(of, np.arange(table.shape[1])) else table[:, of]
+
+
 def _parse_options(options: int | Sequence[OptionLike]) -> list[Option]:
     if isinstance(options, (int, np.integer)) and not isinstance(options, bool):
         return [Option(b) for b in default_bits(int(options))]
@@ -353,7 +365,7 @@ def _layer_facts(kind: str, L: int, rng: np.random.Generator):
         params = np.maximum(np.rint(1e4 * 4.0**stage * rng.lognormal(0.0, 0.8, L)), 16.0)
         macs = params * (112.0 / 2.0**stage) ** 2
         scale = rng.lognormal(0.0, 1.0, L)
-        return [f"l{i}" for i in range(L)], params, macs, scale, _LAUNCH_MS
+        return list(map("l{}".format, range(L))), params, macs, scale, _LAUNCH_MS
     if kind == "llm":
         proj = np.arange(L) % len(_LLM_BLOCK)
         block = np.arange(L) // len(_LLM_BLOCK)
@@ -366,7 +378,7 @@ def _layer_facts(kind: str, L: int, rng: np.random.Generator):
         return names, params, params.copy(), scale, _LAUNCH_MS
     params = np.full(L, float(_GROUP_WEIGHTS))
     scale = rng.lognormal(0.0, 1.5, L)
-    return [f"g{i}" for i in range(L)], params, params.copy(), scale, 0.0
+    return list(map("g{}".format, range(L))), params, params.copy(), scale, 0.0
 
 
 def _tie_groups(L: int, ties: int, rng: np.random.Generator) -> tuple[list[range], np.ndarray]:

@@ -98,26 +98,37 @@ def improve(model: CanonicalModel, items: np.ndarray, max_moves: int = IMPROVE_M
     return items
 
 
+FILL_BLOCK = 1 << 18  # items per block of fill's candidate search: its temporaries stay small
+
+
 def fill(model: CanonicalModel, items: np.ndarray, max_candidates: int = 10_000) -> np.ndarray:
     """Spend leftover budget: apply improving single-group switches that fit the remaining slack,
-    best gain first (one pass, vectorized candidate search)."""
+    best gain first (one pass, vectorized candidate search, block by block)."""
     items = np.array(items, dtype=np.int64)
-    current = items[model.item_group]
-    gain = model.value[current] - model.value
-    extra = model.weights - model.weights[:, current]  # (m, n)
     slack = model.rhs - totals(model, items)
-    fits = (gain > 0) & (extra <= slack[:, None]).all(axis=0)
-    candidates = np.nonzero(fits)[0]
+    found, gains = [], []
+    for lo in range(0, model.num_items, FILL_BLOCK):
+        block = slice(lo, lo + FILL_BLOCK)
+        current = items[model.item_group[block]]
+        gain = model.value[current] - model.value[block]
+        extra = model.weights[:, block] - model.weights[:, current]  # (m, block)
+        fits = np.nonzero((gain > 0) & (extra <= slack[:, None]).all(axis=0))[0]
+        found.append(fits + lo)
+        gains.append(gain[fits])
+    candidates, gain = np.concatenate(found), np.concatenate(gains)
     if candidates.size == 0:
         return items
-    candidates = candidates[np.argsort(-gain[candidates], kind="stable")][:max_candidates]
+    best = np.argsort(-gain, kind="stable")[:max_candidates]
+    candidates = candidates[best]
+    # every group moves at most once, so its current item is still the one it had
+    extra = model.weights[:, candidates] - model.weights[:, items[model.item_group[candidates]]]
     moved = np.zeros(model.num_groups, dtype=bool)
-    for j in candidates.tolist():
+    for n, j in enumerate(candidates.tolist()):
         g = model.item_group[j]
-        if moved[g] or (extra[:, j] > slack).any():
+        if moved[g] or (extra[:, n] > slack).any():
             continue
         items[g] = j
-        slack -= extra[:, j]
+        slack -= extra[:, n]
         moved[g] = True
     return items
 

@@ -16,12 +16,16 @@ import numpy as np
 
 from ..reductions import CanonicalModel
 
+_BLOCK = 1 << 18  # items per block of in-place updates
+
 
 def lagrangian_costs(model: CanonicalModel, lam: np.ndarray) -> np.ndarray:
     """``value + lam @ weights`` per item."""
     if model.num_budgets == 0:
         return model.value.copy()
-    return model.value + lam @ model.weights
+    adjusted = lam @ model.weights
+    adjusted += model.value  # in place: value + lam @ weights without a second n-sized array
+    return adjusted
 
 
 def lagrangian_bound(model: CanonicalModel, lam: np.ndarray) -> tuple[float, np.ndarray]:
@@ -29,7 +33,9 @@ def lagrangian_bound(model: CanonicalModel, lam: np.ndarray) -> tuple[float, np.
     lam = np.maximum(np.asarray(lam, dtype=np.float64), 0.0)
     adjusted = lagrangian_costs(model, lam)
     group_min = np.minimum.reduceat(adjusted, model.group_start[:-1])
-    reduced = adjusted - group_min[model.item_group]
+    reduced = adjusted  # in place, block by block: no n-sized temporaries
+    for lo in range(0, reduced.size, _BLOCK):
+        reduced[lo:lo + _BLOCK] -= group_min[model.item_group[lo:lo + _BLOCK]]
     bound = float(group_min.sum() - (lam @ model.rhs if model.num_budgets else 0.0))
     return bound, reduced
 

@@ -224,6 +224,23 @@ def _roundoff(model: CanonicalModel, items: np.ndarray) -> float:
     return model.num_groups * float(np.finfo(np.float64).eps) * (float(np.abs(model.value[items]).sum()) + abs(model.offset))
 
 
+_BLOCK = 1 << 18  # items per block of a mask over every item: no n-sized temporaries
+
+
+def _blockwise_nonzero(values: np.ndarray, test) -> np.ndarray:
+    """``np.nonzero(test(values))[0]``, computed block by block."""
+    return np.concatenate([np.nonzero(test(values[lo:lo + _BLOCK]))[0] + lo for lo in range(0, values.size, _BLOCK)] or [np.zeros(0, dtype=np.int64)])
+
+
+def _first_zero(model: CanonicalModel, reduced: np.ndarray) -> np.ndarray:
+    """Each group's first item of reduced cost 0 (its Lagrangian choice; every group has one)."""
+    F = model.num_groups
+    if F and model.num_items % F == 0 and model.num_items // F > 0 and np.array_equal(model.group_start, np.arange(F + 1) * (model.num_items // F)):
+        K = model.num_items // F
+        return np.argmax(reduced.reshape(F, K) == 0, axis=1) + model.group_start[:-1]
+    return np.minimum.reduceat(np.where(reduced == 0, np.arange(model.num_items), model.num_items), model.group_start[:-1])
+
+
 def _stopped(model: CanonicalModel, incumbent: np.ndarray, bound: float, how: str, stats: dict) -> RawSolution:
     """The time limit hit between stages: the incumbent so far and the valid bound so far."""
     objective = model.items_objective(incumbent)
@@ -324,9 +341,9 @@ class MckpBackend(Backend):
         if inc_obj - lagrange <= settings.mip_gap * abs(inc_obj):  # the filled greedy meets the LP bound: nothing to search
             return RawSolution("optimal", items=incumbent, objective=inc_obj, bound=min(lagrange, inc_obj), message="mckp: filled greedy meets the hull LP bound", stats=stats)
         # Lagrangian choice (reduced cost 0) per group: the base the core search changes
-        base = np.minimum.reduceat(np.where(reduced == 0, np.arange(model.num_items), model.num_items), model.group_start[:-1])
+        base = _first_zero(model, reduced)
         slack = 1e-9 * max(abs(inc_obj), 1e-300)
-        candidates = np.nonzero(lagrange + reduced <= inc_obj + slack)[0]
+        candidates = _blockwise_nonzero(reduced, lambda r: lagrange + r <= inc_obj + slack)
         candidates = candidates[candidates != base[model.item_group[candidates]]]
         # Search below rising targets: a low target leaves few alternatives and a tiny core;
         # whatever the core search finds at or below the target is optimal. The last target is the

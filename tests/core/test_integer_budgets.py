@@ -30,6 +30,22 @@ def test_exact_integer_needs_integers_whose_totals_fit_2_53():
     assert not exact_integer(np.array([[np.inf, 1.0]]))
 
 
+@pytest.mark.parametrize("rows", [1, 3, 70_000])
+def test_exact_integer_is_remembered_only_for_tables_that_cannot_change(monkeypatch, rows):
+    """Checked block by block (70,000 rows: three blocks); a read-only table that owns its data is
+    checked once, a writeable one every time (a write may change the answer)."""
+    monkeypatch.setattr("mpqopt.verify._EXACT_ROWS", 32_768)
+    table = np.full((rows, 3), 2.0)
+    assert exact_integer(table)
+    table[-1, 2] = 0.5  # the last block only
+    assert not exact_integer(table)
+    table[-1, 2] = 1.0
+    table.setflags(write=False)
+    assert exact_integer(table) and exact_integer(table)
+    big = np.full((rows, 3), float(2**53) / rows)  # row maxima sum to 2**53 exactly (rows a power of 2 or not)
+    assert exact_integer(big) == (float(big.max(axis=1).sum()) <= 2.0**53 and bool((big == np.round(big)).all()))
+
+
 def test_one_unit_over_a_huge_integer_budget_is_a_violation():
     p = _problem([[BIG + 1, BIG + 2], [BIG + 3, BIG + 4]])
     total = 2 * BIG + 6  # options (1, 1)

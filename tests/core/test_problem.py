@@ -209,3 +209,73 @@ def test_solutions_respect_the_format_rules():
         result = mpqopt.solve(p, solver=solver)
         assert all(p.allowed[l, k] for l, k in enumerate(result.x))
     assert mpqopt.solve(p, solver="mckp").objective == pytest.approx(mpqopt.solve(p, solver="bruteforce").objective, abs=1e-12)
+
+
+def _frozen(rows):
+    table = np.array(rows, dtype=np.float64)
+    table.setflags(write=False)
+    return table
+
+
+def test_a_read_only_table_is_kept_and_a_writeable_one_copied():
+    """A read-only float64 table that owns its data cannot change, so the problem keeps it as it is
+    (1,000,000 x 8: no 64 MB copy); a writeable one, or a read-only view of writeable data, is copied,
+    so a later write by the caller cannot reach the problem."""
+    mine = _frozen([[0.9, 0.2, 0.0], [0.5, 0.1, 0.0], [0.3, 0.05, 0.0]])
+    assert make(sensitivity=mine).sensitivity is mine
+    writeable = np.array([[0.9, 0.2, 0.0], [0.5, 0.1, 0.0], [0.3, 0.05, 0.0]])
+    view = writeable[:]
+    view.setflags(write=False)
+    for table in (writeable, view):
+        p = make(sensitivity=table)
+        assert p.sensitivity is not table and not p.sensitivity.flags.writeable
+        writeable[0, 0] = 7.0
+        assert p.sensitivity[0, 0] != 7.0
+        writeable[0, 0] = 0.9
+    assert writeable.flags.writeable  # the caller's array is left as it was
+    p = make(sensitivity=mine)
+    assert p.replace(budgets={}).sensitivity is p.sensitivity  # replace() copies no table
+
+
+@pytest.mark.parametrize("key, rows, fragment", [
+    ("sensitivity", [[0.9, np.nan, 0.0], [0.5, 0.1, 0.0], [0.3, 0.05, 0.0]], "layer 'conv1', option 'W4' is nan"),
+    ("size_bits", [[1, 2, 3], [1, -2, 3], [1, 2, 3]], "costs['size_bits']: entry for layer 'conv2', option 'W4' is negative"),
+])
+def test_a_read_only_table_is_still_checked(key, rows, fragment):
+    table = _frozen(rows)
+    with pytest.raises(ProblemError, match=fragment.replace("[", r"\[").replace("]", r"\]")):
+        make(**({"sensitivity": table} if key == "sensitivity" else {"costs": {key: table}}))
+
+
+def test_cost_range_and_objective_scale_are_the_tables_extremes():
+    """Both are computed once per problem; the numbers are the tables' own (masks respected)."""
+    rng = np.random.default_rng(2)
+    sens, cost = rng.normal(size=(30, 4)), rng.random((30, 4))
+    allowed = rng.random((30, 4)) > 0.3
+    allowed[:, 0] = True
+    for mask in (None, allowed):
+        p = Problem([f"l{i}" for i in range(30)], [2, 3, 4, 8], sens, costs={"size_bits": cost}, allowed=mask)
+        ok = np.ones_like(cost, dtype=bool) if mask is None else mask
+        want = (sum(min(c for c, a in zip(row, okrow) if a) for row, okrow in zip(cost.tolist(), ok.tolist())),
+                sum(max(c for c, a in zip(row, okrow) if a) for row, okrow in zip(cost.tolist(), ok.tolist())))
+        assert p.cost_range("size_bits") == pytest.approx(want, rel=1e-12)
+        assert p.cost_range("size_bits") == p.cost_range("size_bits")
+        assert p.objective_scale == pytest.approx(sum(max(abs(v) for v in row) for row in sens.tolist()), rel=1e-12)
+
+
+@pytest.mark.parametrize("layers, fragment", [
+    (["a", 3, "b"], "layer 1: name must be a non-empty string, got 3"),
+    (["a", "b", ""], "layer 2: name must be a non-empty string"),
+    (["a", "b", "a"], "duplicate layer name 'a'"),
+])
+def test_bad_layer_names_are_named(layers, fragment):
+    with pytest.raises(ProblemError, match=fragment):
+        make(layers=layers)
+
+
+def test_layer_names_of_a_str_subclass_are_accepted():
+    class Name(str):
+        pass
+
+    p = make(layers=[Name("conv1"), Name("conv2"), "fc"])
+    assert p.layer_index("conv2") == 1

@@ -99,3 +99,59 @@ def test_scoped_budget_rows_price_every_assignment_like_the_scope():
             own = sum(params[l] * bits[x[l]] for l in inside[key])
             forced = limits[key] - model.rhs[r]
             assert model.weights[r, list(items)].sum() + forced == own
+
+
+def _dominated_by_definition(value, costs, candidates):
+    """Option o of a group is dominated when another candidate p is no worse in sensitivity and every
+    cost and strictly better in one, or identical with a lower index: loops, straight from the words."""
+    G, K = value.shape
+    out = np.zeros((G, K), dtype=bool)
+    for g in range(G):
+        for o in range(K):
+            if not candidates[g, o]:
+                continue
+            for p in range(K):
+                if p == o or not candidates[g, p]:
+                    continue
+                mine = [value[g, o], *(c[g, o] for c in costs)]
+                theirs = [value[g, p], *(c[g, p] for c in costs)]
+                if all(t <= m for t, m in zip(theirs, mine)) and (any(t < m for t, m in zip(theirs, mine)) or p < o):
+                    out[g, o] = True
+    return out
+
+
+@given(st.integers(0, 2**32 - 1), st.integers(1, 3), st.integers(1, 5))
+@settings(max_examples=examples(100), deadline=None)
+def test_dominated_options_match_the_definition(seed, m, K):
+    """Monotone groups (dearer and better with every option) skip the pairwise comparison; the answer
+    is the definition's, for monotone rows, rows with ties and equal options, and masked rows alike."""
+    from mpqopt.reductions.canonical import _dominated
+
+    rng = np.random.default_rng(seed)
+    G = 40
+    value = np.cumsum(rng.integers(1, 4, (G, K)), axis=1)[:, ::-1].astype(float)
+    costs = np.cumsum(rng.integers(1, 4, (m, G, K)), axis=2).astype(float)
+    messy = rng.random(G) < 0.5  # half the rows: small integers, so ties, equal options and dominance
+    value[messy] = rng.integers(0, 3, (int(messy.sum()), K))
+    costs[:, messy] = rng.integers(0, 3, (m, int(messy.sum()), K))
+    candidates = rng.random((G, K)) >= 0.2
+    candidates[rng.random(G) < 0.5] = True
+    assert np.array_equal(_dominated(value, costs, candidates), _dominated_by_definition(value, costs, candidates))
+
+
+def test_a_full_rectangular_model_is_the_tables_in_row_major_order():
+    """No mask, no ties, nothing fixed or pruned: item f*K + k is option k of layer f, with the
+    problem's own numbers (views of its read-only tables, not copies)."""
+    problem = mckp_problem(200, 8, budgets=1, seed=4, kind="groups")
+    model = canonicalize(problem, problem.budgets)
+    L, K = problem.num_layers, problem.num_options
+    assert model.num_groups == L and model.num_items == L * K and model.options_pruned == 0
+    assert np.array_equal(model.item_group, np.repeat(np.arange(L), K))
+    assert np.array_equal(model.item_option, np.tile(np.arange(K), L))
+    assert np.array_equal(model.value, problem.sensitivity.ravel())
+    assert np.array_equal(model.weights[0], problem.costs["size_bits"].ravel())
+    assert not model.value.flags.writeable and not model.weights.flags.writeable
+    x = np.random.default_rng(0).integers(0, K, L)
+    items = np.arange(L) * K + x
+    assert np.array_equal(model.expand(items), x)
+    assert model.items_objective(items) == problem.evaluate(x).objective
