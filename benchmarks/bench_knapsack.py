@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # harness, when this file is loaded by path
+sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # this checkout's mpqopt, not an installed one
 from harness import RESULTS, available, compare_rows, describe, exit_status, fmt, hit_limit, machine, machine_line, row_by, write_results  # noqa: E402
 
 import mpqopt  # noqa: E402
@@ -191,7 +192,8 @@ def markdown(report: dict[str, Any]) -> str:
         machine_line(report["machine"]),
         f"Mode: {report['mode']}; per-solve time limit {report['time_limit_s']:g} s (both solvers); single-threaded; mip_gap=0; "
         f"wall-clock seconds of `mpqopt.solve` (CPU seconds of the same calls beside them); runs under {CHEAP_S:g} s: median of "
-        f"{report['repeat']} after one warm-up, slower runs: one run; grid wall time {report['grid_s']:.0f} s, CPU {report['grid_cpu_s']:.0f} s.",
+        f"{report['repeat']} after one warm-up, slower runs: one run; {report['instances_done']} of {report['instances_planned']} grid instances "
+        f"run, in {report['grid_s']:.0f} s wall, {report['grid_cpu_s']:.0f} s CPU.",
         "`knapsack_problem(layers, options, kind, R=R, seed=0)`: integer data in [1, R], one budget halfway between the "
         "cheapest and dearest totals. Ratio = mckp time / highs:plain time ('<=': HiGHS stopped at its limit; '>=': mckp did). "
         "Agree: both proved optimal and the objectives are the same integer.",
@@ -248,14 +250,20 @@ def main(argv: list[str] | None = None) -> int:
     for solver in solvers:  # warm the imports so the first timed run does not pay for them
         available(solver)
     wall, cpu = time.perf_counter(), time.process_time()
-    grid = [instance(kind, layers, options, R, solvers, args.repeat, limit) for R in rs for layers, options in sizes for kind in args.classes]
-    mpq = None if args.no_mpq else mpq_case(solvers, args.repeat, limit)
-    report = {
-        "benchmark": "knapsack", "mode": "quick" if args.quick else "full", "repeat": args.repeat, "threads": 1, "time_limit_s": limit,
-        "solvers": solvers, "machine": machine(), "grid_s": time.perf_counter() - wall, "grid_cpu_s": time.process_time() - cpu,
-        "goals": goals(grid, mpq), "grid": grid, "mpq": mpq,
-    }
-    print(write_results(args.out, args.name, report, markdown))
+    planned = [(kind, layers, options, R) for R in rs for layers, options in sizes for kind in args.classes]
+    grid: list[dict[str, Any]] = []
+    text = ""
+    mpq = None if args.no_mpq else mpq_case(solvers, args.repeat, limit)  # first: quick, and a stopped run still has it
+    # the results are rewritten after every instance: a run stopped part-way leaves what it measured
+    for done in range(len(planned)):
+        grid.append(instance(*planned[done], solvers, args.repeat, limit))
+        report = {
+            "benchmark": "knapsack", "mode": "quick" if args.quick else "full", "repeat": args.repeat, "threads": 1, "time_limit_s": limit,
+            "solvers": solvers, "machine": machine(), "grid_s": time.perf_counter() - wall, "grid_cpu_s": time.process_time() - cpu,
+            "instances_planned": len(planned), "instances_done": len(grid), "goals": goals(grid, mpq), "grid": grid, "mpq": mpq,
+        }
+        text = write_results(args.out, args.name, report, markdown)
+    print(text)
     w = worst(grid)
     if w is not None:
         print(f"worst ratio: {w['ratio']['value']:.2f}x ({w['ratio']['kind']}) on {where(w)}")
