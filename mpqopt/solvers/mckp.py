@@ -48,7 +48,7 @@ from .highs import HighsBackend
 # targets between the LP bound and the incumbent, as fractions of that gap, tried in order
 TARGET_FRACTIONS = (1 / 1024, 1 / 256, 1 / 64, 1 / 16, 1 / 4)
 # The single-budget core DP's work, all rounds together, before HiGHS takes the core over (see
-# dp_work_limit). The DP is what solves Pisinger's correlated classes (knapsack_problem(100, 10,
+# _dp_work_limit). The DP is what solves Pisinger's correlated classes (knapsack_problem(100, 10,
 # "inverse_strongly"): 0.2 s; with 2.2M states of work the HiGHS core it handed over to stopped at
 # 10 s, as HiGHS on the whole model does), so it keeps about a minute of numpy on 2 cores
 DP_WORK_BASE = 300_000_000
@@ -221,7 +221,7 @@ def _group_targets(model: CanonicalModel, lam: np.ndarray, counts: tuple[int, ..
     return [lagrange + float(cheapest[min(n, cheapest.size) - 1]) for n in counts]
 
 
-def dp_work_limit(model: CanonicalModel) -> int:
+def _dp_work_limit(model: CanonicalModel) -> int:
     """States the single-budget core DP may generate, all rounds together, before HiGHS takes the
     core over: ``DP_WORK_BASE`` plus ``DP_WORK_PER_ITEM`` per item of the model."""
     return DP_WORK_BASE + DP_WORK_PER_ITEM * model.num_items
@@ -361,7 +361,7 @@ class MckpBackend(Backend):
         targets = [t for t in targets if t < better] + [better]
         if candidates.size <= SMALL_CORE:
             targets = [better]  # a small core is solved at once: each extra round rebuilds its hulls
-        work_left = dp_work_limit(model)
+        work_left = _dp_work_limit(model)
         for rounds, target in enumerate(targets, 1):
             if settings.deadline.expired():
                 return _stopped(model, incumbent, lower, "hull LP bound + filled greedy", stats)
