@@ -37,18 +37,22 @@ class CoreResult:
     work: int = 0  # states generated in all (before pruning): what the search cost
 
 
-def solve_core(model: CanonicalModel, base: np.ndarray, alternatives: np.ndarray, lam: float, target: float, state_limit: int = 3_000_000, work_limit: int = WORK_LIMIT, deadline: Deadline | None = None) -> CoreResult:
+def solve_core(model: CanonicalModel, base: np.ndarray, alternatives: np.ndarray, lam: float, target: float, state_limit: int = 3_000_000, work_limit: int = WORK_LIMIT, deadline: Deadline | None = None, floor: float | None = None) -> CoreResult:
     """Best choice within ``target`` when each group takes its ``base`` item or one of ``alternatives``.
 
     Every such solution of objective ``<= target`` survives the pruning, so a returned ``items`` is
     optimal among them, and ``complete`` with ``items is None`` proves there is none. The search
     gives up (``complete=False``, nothing proven) when the states alive pass ``state_limit``, the
     states generated pass ``work_limit`` or ``deadline`` expires: on classes where many items share
-    one efficiency the state count explodes, and the caller hands over instead.
+    one efficiency the state count explodes, and the caller hands over instead. ``floor``: a lower
+    bound on every solution's objective (the integer-rounded LP bound); a choice reaching it is
+    optimal, and the search stops there at once (subset-sum: the first exact fill ends it).
     """
     weight, value = model.weights[0], model.value
     capacity = float(model.rhs[0]) - float(weight[base].sum()) + float(model.budget_slack[0])  # round-off only (0 on exact integer budgets)
-    target -= float(value[base].sum())  # from here on: changes against base
+    base_value = float(value[base].sum())
+    target -= base_value  # from here on: changes against base
+    enough = -np.inf if floor is None else floor - base_value
     margin = 1e-9 * max(abs(target), float(np.abs(value).max(initial=0.0)), 1e-300)
     best_step = -1 if capacity >= 0 and target >= 0 else None  # base alone already qualifies
     target = min(target, 0.0) if best_step is not None else target
@@ -94,6 +98,8 @@ def solve_core(model: CanonicalModel, base: np.ndarray, alternatives: np.ndarray
         last = int(np.searchsorted(cost, capacity, side="right")) - 1
         if last >= 0 and gain[last] <= target:
             target, best_step, best_state = float(gain[last]), b, last
+            if target <= enough:
+                break
     if best_step is None:
         return CoreResult(None, True, core_groups.size, peak, work)
     items = base.copy()

@@ -25,6 +25,7 @@ does not close, the result is ``feasible`` with the bound proved so far (the cer
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 
 import numpy as np
@@ -46,6 +47,12 @@ from .highs import HighsBackend
 
 # targets between the LP bound and the incumbent, as fractions of that gap, tried in order
 TARGET_FRACTIONS = (1 / 1024, 1 / 256, 1 / 64, 1 / 16, 1 / 4)
+# The single-budget core DP's work, all rounds together, before HiGHS takes the core over (see
+# _dp_work_limit). The DP is what solves Pisinger's correlated classes (knapsack_problem(100, 10,
+# "inverse_strongly"): 0.2 s; with 2.2M states of work the HiGHS core it handed over to stopped at
+# 10 s, as HiGHS on the whole model does), so it keeps about a minute of numpy on 2 cores
+DP_WORK_BASE = 300_000_000
+DP_WORK_PER_ITEM = 0
 SMALL_CORE = 64  # alternatives below which the core DP runs once at the incumbent (HAWQ-V3 ResNet-18 at 50 %: 2.5 -> 1.0 ms)
 
 
@@ -214,6 +221,19 @@ def _group_targets(model: CanonicalModel, lam: np.ndarray, counts: tuple[int, ..
     return [lagrange + float(cheapest[min(n, cheapest.size) - 1]) for n in counts]
 
 
+def _dp_work_limit(model: CanonicalModel) -> int:
+    """States the single-budget core DP may generate, all rounds together, before HiGHS takes the
+    core over: ``DP_WORK_BASE`` plus ``DP_WORK_PER_ITEM`` per item of the model."""
+    return DP_WORK_BASE + DP_WORK_PER_ITEM * model.num_items
+
+
+def _integer_floor(model: CanonicalModel, lagrange: float, lam: float) -> float:
+    """The LP bound of an integer objective rounded up to the next integer, less its round-off
+    (the sums it is made of, ``lam * capacity`` the largest, in float64)."""
+    roundoff = 1e-9 * (abs(lagrange) + abs(lam) * float(np.abs(model.rhs).max(initial=0.0)) + 1.0)
+    return float(math.ceil(lagrange - roundoff))
+
+
 def _roundoff(model: CanonicalModel, items: np.ndarray) -> float:
     """What summing ``items``' values in another order can change: ``F`` additions, each rounding
     by at most one ulp of the running total (``F * eps * sum |value|``). Objectives and bounds that
@@ -335,42 +355,52 @@ class MckpBackend(Backend):
         inc_obj = model.items_objective(incumbent)
         lam = np.array([start.lam])
         lagrange, reduced = lagrangian_bound(model, lam)
+        # on integer objectives no assignment lies below the LP bound rounded up, and a better one
+        # than the incumbent is a whole unit better: both prune far more than the float bounds
+        lower, better = (_integer_floor(model, lagrange, start.lam), inc_obj - 1.0) if model.integral_objective else (lagrange, inc_obj)
         settings.deadline.offer(incumbent, inc_obj)
-        settings.deadline.improve_bound(min(lagrange, inc_obj))
+        settings.deadline.improve_bound(min(lower, inc_obj))
         stats = {"lp_bound": lagrange, "greedy_objective": model.items_objective(start.items), "incumbent": inc_obj}
-        if inc_obj - lagrange <= settings.mip_gap * abs(inc_obj):  # the filled greedy meets the LP bound: nothing to search
-            return RawSolution("optimal", items=incumbent, objective=inc_obj, bound=min(lagrange, inc_obj), message="mckp: filled greedy meets the hull LP bound", stats=stats)
+        if inc_obj - lower <= settings.mip_gap * abs(inc_obj):  # the filled greedy meets the LP bound: nothing to search
+            return RawSolution("optimal", items=incumbent, objective=inc_obj, bound=min(lower, inc_obj), message="mckp: filled greedy meets the hull LP bound", stats=stats)
         # Lagrangian choice (reduced cost 0) per group: the base the core search changes
         base = _first_zero(model, reduced)
         slack = 1e-9 * max(abs(inc_obj), 1e-300)
-        candidates = _blockwise_nonzero(reduced, lambda r: lagrange + r <= inc_obj + slack)
+        candidates = _blockwise_nonzero(reduced, lambda r: lagrange + r <= better + slack)
         candidates = candidates[candidates != base[model.item_group[candidates]]]
         # Search below rising targets: a low target leaves few alternatives and a tiny core;
-        # whatever the core search finds at or below the target is optimal. The last target is the
-        # incumbent itself, and finding nothing below it proves the incumbent optimal.
-        gap = inc_obj - lagrange
-        targets = [lagrange + gap * f for f in TARGET_FRACTIONS] + [inc_obj]
+        # whatever the core search finds at or below the target is optimal. The last target is
+        # ``better`` (the incumbent, less a unit on integer data), and finding nothing at or below
+        # it proves the incumbent optimal.
+        targets = [lagrange + (inc_obj - lagrange) * f for f in TARGET_FRACTIONS]
+        if model.integral_objective:  # whole units: targets between two integers are the lower one
+            targets = [float(t) for t in np.unique(np.clip(np.floor(np.asarray(targets) + slack), lower, better))]
+        targets = [t for t in targets if t < better] + [better]
         if candidates.size <= SMALL_CORE:
-            targets = [inc_obj]  # a small core is solved at once: each extra round rebuilds its hulls
+            targets = [better]  # a small core is solved at once: each extra round rebuilds its hulls
+        work_left = _dp_work_limit(model)
         for rounds, target in enumerate(targets, 1):
             if settings.deadline.expired():
-                return _stopped(model, incumbent, lagrange, "hull LP bound + filled greedy", stats)
+                return _stopped(model, incumbent, lower, "hull LP bound + filled greedy", stats)
             alternatives = candidates[lagrange + reduced[candidates] <= target + slack]
-            core = solve_core(model, base, alternatives, start.lam, target, deadline=settings.deadline)
+            core = solve_core(model, base, alternatives, start.lam, target, work_limit=work_left, deadline=settings.deadline,
+                              floor=lower if model.integral_objective else None)
+            work_left -= core.work
             stats.update(rounds=rounds, core_groups=core.core_groups, dp_states=core.max_states, dp_work=stats.get("dp_work", 0) + core.work, items_fixed=model.num_items - model.num_groups - int(alternatives.size))
             if settings.deadline.expired():
-                return _stopped(model, incumbent, lagrange, "hull LP bound + filled greedy", stats)
+                return _stopped(model, incumbent, lower, "hull LP bound + filled greedy", stats)
             if not core.complete:
                 break
-            if core.items is not None or target >= inc_obj:
+            if core.items is not None or target >= better:
                 items = incumbent if core.items is None or model.items_objective(core.items) > inc_obj else core.items
                 objective = model.items_objective(items)
                 return RawSolution("optimal", items=items, objective=objective, bound=objective, message="mckp: hull LP bound + reduced-cost fixing + core DP", stats=stats)
-        # the core was too large for the DP: HiGHS proves it instead
+            lower = max(lower, math.floor(target + slack) + 1.0) if model.integral_objective else lower  # nothing at or below the target
+        # the core was too large for the DP: HiGHS proves it instead, from the incumbent
         keep = np.zeros(model.num_items, dtype=bool)
         keep[base] = True
         keep[candidates] = True
-        raw = HighsBackend().solve_core(model, keep, incumbent, lagrange, settings, settings.stop_at, stats)
+        raw = HighsBackend().solve_core(model, keep, incumbent, min(lower, inc_obj), settings, settings.stop_at, stats)
         raw.message = f"mckp (core too large for DP, HiGHS core): {raw.message}"
         return raw
 
