@@ -308,7 +308,7 @@ def scaling_case(solvers: list[str], layers: tuple[int, ...], repeat: int, limit
     stopped: dict[str, str] = {}
     points = []
     for n in layers:
-        problem, build_s = built(f"{n:,} layers", lambda: mckp_problem(n, 8, 1, seed=0, kind="llm"))
+        problem, build_s, build_cpu_s = built(f"{n:,} layers", lambda: mckp_problem(n, 8, 1, seed=0, kind="llm"))
         rows = []
         for solver in solvers:
             if solver in stopped:
@@ -319,7 +319,7 @@ def scaling_case(solvers: list[str], layers: tuple[int, ...], repeat: int, limit
             print(f"    {describe(row)}", flush=True)
             if hit_limit(row):
                 stopped[solver] = f"skipped: hit the {limit:g} s limit at {n:,} layers"
-        points.append({"layers": n, "build_s": build_s, "rows": rows, "contradictions": compare_rows(rows)})
+        points.append({"layers": n, "build_s": build_s, "build_cpu_s": build_cpu_s, "rows": rows, "contradictions": compare_rows(rows)})
     return {"key": key, "title": title, "points": points, "contradictions": [c for p in points for c in p["contradictions"]]}
 
 
