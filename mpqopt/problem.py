@@ -446,7 +446,7 @@ class Problem:
             return None
         n = self.num_layers * self.num_options
         if sp.issparse(pairwise):
-            mat = sp.csr_array(pairwise, dtype=np.float64)
+            mat = sp.csr_array(pairwise, dtype=np.float64, copy=True)  # a caller's later write must not reach us
             values = mat.data
         else:
             try:

@@ -295,3 +295,13 @@ def test_layer_names_of_a_str_subclass_are_accepted():
 
     p = make(layers=[Name("conv1"), Name("conv2"), "fc"])
     assert p.layer_index("conv2") == 1
+
+
+def test_a_sparse_pairwise_matrix_is_copied():
+    """Found in review: a float64 csr pairwise matrix was kept sharing the caller's data arrays, so
+    a later write by the caller changed the problem (and left its cached objective_scale stale)."""
+    Q = sp.csr_array(np.eye(6) * 0.5)
+    p = Problem(["a", "b"], [4, 8, 16], np.zeros((2, 3)), pairwise=Q)
+    assert p.objective_scale == 3.0
+    Q.data[:] = 100.0
+    assert p.pairwise.data.max() == 0.5 and p.objective_scale == 3.0
