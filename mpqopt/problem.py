@@ -5,6 +5,7 @@ All input is validated here, once, at construction; everything downstream trusts
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -307,9 +308,10 @@ class Problem:
                 raise ProblemError(f"{key} holds complex numbers; the table must be real (take .real or abs() first if that is meant)")
             if kind in "USaV":  # float64 conversion would read '1' as 1.0
                 raise ProblemError(f"{key} must be a numeric table of shape {shape} (layers x options), got text (dtype {raw.dtype})")
-            # a read-only float64 array that owns its data (another Problem's table, mckp_problem's)
-            # cannot change under us: kept as it is, not copied; anything else is copied
-            keep = raw is value and raw.dtype == np.float64 and not raw.flags.writeable and raw.base is None
+            # a table mpqopt froze itself (another Problem's, mckp_problem's) cannot change under us:
+            # kept as it is, not copied. Anything else is copied: a user's read-only array can be made
+            # writeable again (setflags) and changed after the Problem is built
+            keep = raw is value and raw.dtype == np.float64 and is_frozen(raw)
             arr = raw if keep else np.array(raw, dtype=np.float64)
         except ProblemError:
             raise
@@ -329,9 +331,7 @@ class Problem:
         if nonnegative and (arr < 0).any():
             l, o = map(int, np.argwhere(arr < 0)[0])
             raise ProblemError(f"{key}: entry for layer '{self.layers[l]}', option '{self.options[o].label}' is negative ({arr[l, o]})")
-        if arr.flags.writeable:
-            arr.setflags(write=False)
-        return arr
+        return freeze(arr)
 
     def _check_totals_finite(self) -> None:
         """Totals must stay finite: 1e308 per layer sums to inf, and an 'optimal' answer with cost inf and
@@ -446,7 +446,7 @@ class Problem:
             return None
         n = self.num_layers * self.num_options
         if sp.issparse(pairwise):
-            mat = sp.csr_array(pairwise, dtype=np.float64)
+            mat = sp.csr_array(pairwise, dtype=np.float64, copy=True)  # a caller's later write must not reach us
             values = mat.data
         else:
             try:
@@ -550,6 +550,29 @@ class Problem:
         self.group_allowed.setflags(write=False)
         self.group_fixed = group_fixed
         self.group_fixed.setflags(write=False)
+
+
+_FROZEN: dict[int, weakref.ref] = {}  # id -> the array, for the tables mpqopt made read-only itself
+
+
+def freeze(table: np.ndarray) -> np.ndarray:
+    """Make ``table``, an array mpqopt made and owns (no other array's view), read-only, and mark it
+    as one a :class:`Problem` may keep without a copy and checks may remember facts about.
+
+    >>> t = freeze(np.zeros((2, 2))); t.flags.writeable, is_frozen(t), is_frozen(np.zeros(1))
+    (False, True, False)
+    """
+    if table.base is None and not is_frozen(table):
+        key = id(table)
+        _FROZEN[key] = weakref.ref(table, lambda _, key=key: _FROZEN.pop(key, None))
+    table.setflags(write=False)
+    return table
+
+
+def is_frozen(table: np.ndarray) -> bool:
+    """Whether ``table`` was frozen by :func:`freeze` and is read-only still."""
+    ref = _FROZEN.get(id(table))
+    return ref is not None and ref() is table and not table.flags.writeable
 
 
 def check_meta(meta: Any, where: str = "$.meta", source: str | None = None) -> dict[str, Any]:

@@ -36,7 +36,7 @@ import numpy as np
 from .costs import size_bits
 from .errors import ProblemError
 from .options import Option, OptionLike
-from .problem import Problem
+from .problem import Problem, freeze
 
 # Bit sets per option count: the widths MPQ papers search over, always keeping the native 4 and 8.
 # 8 options is HAQ's W1..W8 space (its latency tables cover exactly these).
@@ -157,7 +157,7 @@ def mckp_problem(
     # storage in effective bits (a named format's scales count; = w for plain options), BitOps in data bits
     costs = {"size_bits": size_bits(params, opts), "bitops": macs[:, None] * (w * a)[None, :], "latency_ms": latency}
     for table in (sens, *costs.values()):  # ours alone and final: Problem keeps read-only tables without a copy
-        table.setflags(write=False)
+        freeze(table)
 
     tie_groups, tie_first = _tie_groups(L, ties, rng)
     top = int(np.argmax(w))

@@ -11,7 +11,7 @@ from typing import Mapping
 
 import numpy as np
 
-from .problem import Problem
+from .problem import Problem, is_frozen
 
 # Budgets of non-integer tables are compared with a relative tolerance: costs are sums of floats whose order differs
 # between solvers, so an exactly-binding budget may differ in the last few bits. It is far below
@@ -32,14 +32,14 @@ def exact_integer(table: np.ndarray) -> bool:
     >>> exact_integer(np.array([[2.0**49, 1.0], [3.0, 4.0]])), exact_integer(np.array([[0.5, 1.0]]))
     (True, False)
 
-    A read-only array that owns its data (every table of a ``Problem``) is checked once: the answer
+    A table mpqopt froze (:func:`~mpqopt.problem.freeze`: every table of a ``Problem``) is checked once: the answer
     is remembered for as long as the array lives (a 1,000,000 x 8 table took ~0.3 s a check, and a
     solve asks up to five times).
     """
     t = np.asarray(table, dtype=np.float64)
     if t.size == 0:
         return True
-    frozen = not t.flags.writeable and t.base is None
+    frozen = is_frozen(t)  # a user's read-only array can be made writeable, changed and frozen again
     if frozen and (known := _exact_known.get(id(t))) is not None and known[0]() is t:
         return known[1]
     answer = _exact_integer(t)

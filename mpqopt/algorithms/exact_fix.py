@@ -66,6 +66,10 @@ def _pick_groups(model: CanonicalModel, key: int, rng: np.random.Generator) -> t
     return halves[0], halves[1]
 
 
+def _past(deadline: float | None) -> bool:
+    return deadline is not None and time.perf_counter() > deadline
+
+
 def close_exactly(model: CanonicalModel, items: np.ndarray, deadline: float | None = None, seed: int = 0) -> np.ndarray | None:
     """A feasible assignment that differs from ``items`` (a few units over some budget) in a few
     groups (the cheapest in the first set of groups that holds one); None if ROUNDS random sets of groups hold none (or at
@@ -85,7 +89,7 @@ def close_exactly(model: CanonicalModel, items: np.ndarray, deadline: float | No
     need = model.rhs + model.budget_slack - model.weights[:, items].sum(axis=1)  # allowed change per row
     key = int(np.argmin(need))  # the most violated row orders the lookups
     for _ in range(ROUNDS):
-        if deadline is not None and time.perf_counter() > deadline:
+        if _past(deadline):
             break
         left, right = _pick_groups(model, key, rng)
         if left.size == 0 or right.size == 0:
@@ -95,6 +99,8 @@ def close_exactly(model: CanonicalModel, items: np.ndarray, deadline: float | No
         da, va = _half(model, items, left)
         oa = np.argsort(-da[key], kind="stable")
         da, va = da[:, oa], va[oa]
+        if _past(deadline):  # a half of 2**21 assignments and its sort take seconds on a loaded machine
+            break
         db, vb = _half(model, items, right)
         ob = np.argsort(db[key], kind="stable")
         db, vb = db[:, ob], vb[ob]

@@ -55,3 +55,29 @@ def test_nothing_to_find_returns_none() -> None:
     p = mpqopt.Problem([f"l{i}" for i in range(6)], ["W2", "W3", "W4"], np.zeros((6, 3)), costs={"u": c, "v": 20 - c})
     model = canonicalize(p, {"u": 23.0, "v": 120.0 - 23.0}, prune=False)
     assert close_exactly(model, model.group_start[:-1] + 2) is None
+
+
+def test_a_deadline_passing_during_a_half_stops_the_round(monkeypatch) -> None:
+    """Found in review: the deadline was checked only between rounds, and one round (two halves of
+    up to 2**21 assignments, each sorted) took 6-10 s on the loaded review machine, so
+    close_exactly(deadline=now + 0.05) ran ~8 s. A clock that passes the deadline during the first
+    half must stop the round before the second half is enumerated."""
+    import types
+
+    import mpqopt.algorithms.exact_fix as ef
+
+    model, u, S = _mirrored(40, 6, 20, 0)
+    items = model.group_start[:-1] + 1
+    clock = [0.0]
+    halves = []
+
+    def half(*args):
+        halves.append(args[2])
+        clock[0] += 10.0  # enumerating a half takes "10 s"
+        return real_half(*args)
+
+    real_half = ef._half
+    monkeypatch.setattr(ef, "_half", half)
+    monkeypatch.setattr(ef, "time", types.SimpleNamespace(perf_counter=lambda: clock[0]))  # the module's clock only
+    assert ef.close_exactly(model, items, deadline=5.0) is None
+    assert len(halves) == 1

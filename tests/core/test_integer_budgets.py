@@ -11,6 +11,7 @@ import pytest
 import mpqopt
 from mpqopt.diagnose import check_budget_sums
 from mpqopt.reductions import canonicalize
+from mpqopt.problem import freeze
 from mpqopt.verify import BUDGET_RTOL, exact_integer, violations
 
 BIG = 2**49
@@ -32,15 +33,16 @@ def test_exact_integer_needs_integers_whose_totals_fit_2_53():
 
 @pytest.mark.parametrize("rows", [1, 3, 70_000])
 def test_exact_integer_is_remembered_only_for_tables_that_cannot_change(monkeypatch, rows):
-    """Checked block by block (70,000 rows: three blocks); a read-only table that owns its data is
-    checked once, a writeable one every time (a write may change the answer)."""
+    """Checked block by block (70,000 rows: three blocks); a table mpqopt froze (problem.freeze, every
+    Problem table) is checked once, any other every time (a write may change the answer; a caller's
+    read-only array can be made writeable again)."""
     monkeypatch.setattr("mpqopt.verify._EXACT_ROWS", 32_768)
     table = np.full((rows, 3), 2.0)
     assert exact_integer(table)
     table[-1, 2] = 0.5  # the last block only
     assert not exact_integer(table)
     table[-1, 2] = 1.0
-    table.setflags(write=False)
+    freeze(table)
     assert exact_integer(table) and exact_integer(table)
     big = np.full((rows, 3), float(2**53) / rows)  # row maxima sum to 2**53 exactly (rows a power of 2 or not)
     assert exact_integer(big) == (float(big.max(axis=1).sum()) <= 2.0**53 and bool((big == np.round(big)).all()))

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 import mpqopt
 from mpqopt import Option, Problem, ProblemError
+from mpqopt.verify import exact_integer
 
 
 def make(**overrides):
@@ -217,11 +218,26 @@ def _frozen(rows):
     return table
 
 
-def test_a_read_only_table_is_kept_and_a_writeable_one_copied():
-    """A read-only float64 table that owns its data cannot change, so the problem keeps it as it is
-    (1,000,000 x 8: no 64 MB copy); a writeable one, or a read-only view of writeable data, is copied,
-    so a later write by the caller cannot reach the problem."""
-    mine = _frozen([[0.9, 0.2, 0.0], [0.5, 0.1, 0.0], [0.3, 0.05, 0.0]])
+def test_a_users_read_only_table_is_copied():
+    """Found in review: a caller's read-only array was kept without a copy, but the caller can make
+    it writeable again (setflags), change it, and freeze it once more: the problem's table changed
+    under it, its cached objective_scale went stale, and exact_integer's cached answer too."""
+    mine = _frozen([[3.0, 1.0, 0.0], [2.0, 1.0, 0.0], [1.0, 1.0, 0.0]])
+    p = make(sensitivity=mine)
+    assert exact_integer(p.sensitivity) and exact_integer(mine)
+    mine.setflags(write=True)
+    mine[0, 0] = 3.5
+    mine.setflags(write=False)
+    assert p.sensitivity[0, 0] == 3.0 and p.objective_scale == 6.0
+    assert not exact_integer(mine)  # not remembered from before the change
+    assert make(sensitivity=mine).sensitivity is not mine
+
+
+def test_a_problems_table_is_kept_and_a_writeable_one_copied():
+    """A table a Problem froze itself is kept as it is by another Problem (1,000,000 x 8: no 64 MB
+    copy); a writeable one, or a read-only view of writeable data, is copied, so a later write by
+    the caller cannot reach the problem."""
+    mine = make(sensitivity=_frozen([[0.9, 0.2, 0.0], [0.5, 0.1, 0.0], [0.3, 0.05, 0.0]])).sensitivity
     assert make(sensitivity=mine).sensitivity is mine
     writeable = np.array([[0.9, 0.2, 0.0], [0.5, 0.1, 0.0], [0.3, 0.05, 0.0]])
     view = writeable[:]
@@ -279,3 +295,13 @@ def test_layer_names_of_a_str_subclass_are_accepted():
 
     p = make(layers=[Name("conv1"), Name("conv2"), "fc"])
     assert p.layer_index("conv2") == 1
+
+
+def test_a_sparse_pairwise_matrix_is_copied():
+    """Found in review: a float64 csr pairwise matrix was kept sharing the caller's data arrays, so
+    a later write by the caller changed the problem (and left its cached objective_scale stale)."""
+    Q = sp.csr_array(np.eye(6) * 0.5)
+    p = Problem(["a", "b"], [4, 8, 16], np.zeros((2, 3)), pairwise=Q)
+    assert p.objective_scale == 3.0
+    Q.data[:] = 100.0
+    assert p.pairwise.data.max() == 0.5 and p.objective_scale == 3.0
