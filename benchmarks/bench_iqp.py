@@ -50,7 +50,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # harness, when this file is loaded by path
 from harness import (  # noqa: E402
-    AGREE_RTOL, DEFAULT_PEERS, RESULTS, available, compare_rows, describe, exit_status, fmt, hit_limit, machine, machine_line, row_by, stopwatch,
+    AGREE_RTOL, DEFAULT_PEERS, RESULTS, available, compare_rows, describe, exit_status, fmt, hit_limit, machine, report_head, row_by, stopwatch,
     write_results,
 )
 
@@ -409,13 +409,11 @@ def clado_markdown(case: Mapping[str, Any], logs: Mapping[str, Any] | None) -> l
 
 
 def markdown(report: Mapping[str, Any]) -> str:
-    lines = ["# IQP benchmark: mpqopt's cross-layer solvers side by side", "", machine_line(report["machine"]),
+    lines = report_head("IQP benchmark: mpqopt's cross-layer solvers side by side", report["machine"], [
              f"Mode: {report['mode']}; noise {', '.join(f'{n:g}' for n in report['noise'])}"
              + (f" (+ {report['stress_noise']:g} in (a), no goal)" if report["stress_noise"] else "")
              + f"; budget fractions {', '.join(f'{f:.2f}' for f in fractions(report['budgets']))} of each size range; "
-             "single-threaded; wall-clock seconds of `mpqopt.solve`, one timed run per solve.",
-             "", "## Goals", "", "| goal | status | measured |", "|---|---|---|"]
-    lines += [f"| {g['goal']} | {g['status']} | {g['measured']} |" for g in report["goals"]]
+             "single-threaded; wall-clock seconds of `mpqopt.solve`, one timed run per solve."], report["goals"])
     for key in ("a", "b", "c"):
         if key in report["cases"]:
             lines += case_markdown(report["cases"][key])

@@ -36,7 +36,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # harness, when this file is loaded by path
 sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # this checkout's mpqopt, not an installed one
-from harness import RESULTS, available, compare_rows, describe, exit_status, fmt, hit_limit, machine, machine_line, row_by, write_results  # noqa: E402
+from harness import RESULTS, available, compare_rows, describe, exit_status, fmt, hit_limit, machine, report_head, row_by, write_results  # noqa: E402
 
 import mpqopt  # noqa: E402
 from mpqopt.synthetic import KNAPSACK_CLASSES, knapsack_problem, mckp_problem  # noqa: E402
@@ -188,10 +188,7 @@ def route_of(row: dict[str, Any] | None) -> str:
 
 
 def markdown(report: dict[str, Any]) -> str:
-    lines = [
-        "# Pisinger's knapsack classes: mckp vs HiGHS on the naive model",
-        "",
-        machine_line(report["machine"]),
+    lines = report_head("Pisinger's knapsack classes: mckp vs HiGHS on the naive model", report["machine"], [
         f"Mode: {report['mode']}; per-solve time limit {report['time_limit_s']:g} s (both solvers); single-threaded; mip_gap=0; "
         f"wall-clock seconds of `mpqopt.solve` (CPU seconds of the same calls beside them); runs under {CHEAP_S:g} s: median of "
         f"{report['repeat']} after one warm-up, slower runs: one run; {report['instances_done']} of {report['instances_planned']} grid instances "
@@ -199,13 +196,7 @@ def markdown(report: dict[str, Any]) -> str:
         "`knapsack_problem(layers, options, kind, R=R, seed=0)`: integer data in [1, R], one budget halfway between the "
         "cheapest and dearest totals. Ratio = mckp time / highs:plain time ('<=': HiGHS stopped at its limit; '>=': mckp did). "
         "Agree: both proved optimal and the objectives are the same integer.",
-        "",
-        "## Goals",
-        "",
-        "| goal | status | measured |",
-        "|---|---|---|",
-    ]
-    lines += [f"| {g['goal']} | {g['status']} | {g['measured']} |" for g in report["goals"]]
+    ], report["goals"])
     lines += ["", "## Grid", "",
               "| class | layers x options | R | mckp (s) | mckp CPU (s) | highs:plain (s) | highs CPU (s) | ratio | objective | agree | mckp route |",
               "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|"]

@@ -58,7 +58,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # harness, when this file is loaded by path
 from harness import (  # noqa: E402
-    DEFAULT_PEERS, RESULTS, available, compare_rows, describe, exit_status, fmt, hit_limit, machine, machine_line, row_by, stopwatch, write_results,
+    DEFAULT_PEERS, RESULTS, available, compare_rows, describe, exit_status, fmt, hit_limit, machine, report_head, row_by, stopwatch, write_results,
 )
 
 import mpqopt  # noqa: E402
@@ -398,23 +398,14 @@ def rows_table(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def markdown(report: dict[str, Any]) -> str:
-    lines = [
-        "# MCKP benchmark: mpqopt's exact engine vs HiGHS",
-        "",
-        machine_line(report["machine"]),
+    lines = report_head("MCKP benchmark: mpqopt's exact engine vs HiGHS", report["machine"], [
         f"Mode: {report['mode']}; HiGHS time limit {report['time_limit_s']:g} s; single-threaded; wall-clock seconds of "
         f"`mpqopt.solve`; runs under {CHEAP_S:g} s: median of {report['repeat']} after one warm-up, slower runs: one run.",
         "'vs best objective': (objective - best objective of any solver) / |objective|; 'vs best bound': the same against "
         "the best proven lower bound of any solver.",
         *(["Cases merged from several runs (`--merge`): each case's 'Run' line says when it was measured; the lines above "
            "describe the latest run."] if report.get("merged") else []),
-        "",
-        "## Goals",
-        "",
-        "| goal | status | measured |",
-        "|---|---|---|",
-    ]
-    lines += [f"| {g['goal']} | {g['status']} | {g['measured']} |" for g in report["goals"]]
+    ], report["goals"])
     for key in ("a", "b", "h", "c", "d", "f", "g"):
         case = report["cases"].get(key)
         if not case:

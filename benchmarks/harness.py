@@ -100,6 +100,13 @@ def machine_line(m: dict[str, Any]) -> str:
     return f"Machine: {m['cpu']} ({m['logical_cpus']} logical CPUs), {m['platform']}, Python {m['python']}; {versions}; commit {m['git_commit']}."
 
 
+def report_head(title: str, m: dict[str, Any], settings: list[str], goals: list[Mapping[str, Any]]) -> list[str]:
+    """A report's opening Markdown lines (shared by the benchmarks with goals): title, machine line,
+    ``settings`` lines, then the goals table (``goal``, ``status``, ``measured`` per row)."""
+    return [f"# {title}", "", machine_line(m), *settings, "", "## Goals", "", "| goal | status | measured |", "|---|---|---|",
+            *(f"| {g['goal']} | {g['status']} | {g['measured']} |" for g in goals)]
+
+
 # ---------------------------------------------------------------------------------- timing
 class Timer(Protocol):
     total: float  # seconds accumulated so far (e.g. inside a backend)
