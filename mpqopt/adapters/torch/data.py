@@ -157,6 +157,9 @@ class Evaluator:
             raise ProblemError(f"expected a torch.nn.Module, got {type(model).__name__}")
         self.model = model
         device = model_device(model)
+        # None, a number, a string or one dict of model inputs is not a collection of batches
+        if data is None or isinstance(data, (str, bytes, Mapping)) or not isinstance(data, Iterable):
+            raise ProblemError(f"data must be an iterable of batches (a list of tensors, (inputs, targets) tuples or dicts), got {type(data).__name__}")
         self.batches: list[tuple[Any, Any]] = [to_device(split_batch(b, i), device) for i, b in enumerate(data)]
         if not self.batches:
             raise ProblemError("data is empty: give at least one batch")

@@ -546,3 +546,10 @@ def test_exhaustive_losses_quantize_activations_to_given_ranges():
     assert np.all(wide.change > default.change)
     with pytest.raises(ProblemError, match=r"act_ranges has no range for layers \['2'\]"):
         exhaustive_losses(m, data, ["W8A4"], loss="kl", act_ranges={"0": (-1.0, 1.0)})
+
+
+@pytest.mark.parametrize("data", [None, 3, "batches.pt", {"input_ids": torch.zeros(2, 3, dtype=torch.long)}])
+def test_data_that_is_not_a_collection_of_batches_is_named(data):
+    model = nn.Sequential(nn.Linear(4, 4))
+    with pytest.raises(ProblemError, match=f"data must be an iterable of batches.*got {type(data).__name__}"):
+        estimate_delta_loss(model, data, [4, 8])
