@@ -190,7 +190,9 @@ def test_large_exact_total_budgets_are_proven(solver: str, budgets: int, seed: i
     """300 x 8 with costs near 2**24: HiGHS accepts totals ~1e-7 of a row off (hundreds of units),
     its answers used to end in 'error' ("could not be repaired"); the exact fix closes them."""
     problem, limits, optimum = _exact_total_problem(300, 8, budgets, seed)
-    result = mpqopt.solve(problem, budgets=limits, solver=solver, threads=1, time_limit=120)
+    # mckp proves these in ~0.5 s; highs finds the optimum but its integer-units re-solve does not
+    # close the proof (it ran into a 120 s limit on 3 of the 4 cases): 5 s checks its answer and bound
+    result = mpqopt.solve(problem, budgets=limits, solver=solver, threads=1, time_limit=120 if solver == "mckp" else 5)
     assert result.status in ("optimal", "feasible", "time_limit"), result.message
     rows = np.arange(300)
     for name, limit in limits.items():
