@@ -1,19 +1,19 @@
 # Two commands set everything up on a fresh clone: `make demo` and `make test`.
 #
 # Environments:
-#   .venv         from the committed lock (requirements.lock): what `make test`, `make demo` and CI use
+#   .venv         from the committed lock (requirements.txt): what `make test`, `make demo` and CI use
 #   .venv-latest  the newest releases pyproject.toml allows (`make test-latest`): what breaks there
 #                 is a bug to fix; when it passes, `make lock` records those versions as the new lock
-#   .venv-oldest  the lower bounds pyproject.toml declares (`make test-oldest`, requirements-oldest.lock):
+#   .venv-oldest  the lower bounds pyproject.toml declares (`make test-oldest`, requirements-oldest.txt):
 #                 every `>=` there is a version this target installs and tests
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-LOCK   := requirements.lock
+LOCK   := requirements.txt
 LATEST := .venv-latest
 OLDEST := .venv-oldest
-OLDEST_LOCK := requirements-oldest.lock
+OLDEST_LOCK := requirements-oldest.txt
 TORCH_VERSION ?= 2.13.0
 EXTRAS := all,test
 
@@ -55,7 +55,7 @@ test-latest:
 	$(LATEST)/bin/ruff check .
 	$(LATEST)/bin/python -m pytest -q
 
-# the oldest declared releases (pyproject.toml's lower bounds, pinned in requirements-oldest.lock), torch first
+# the oldest declared releases (pyproject.toml's lower bounds, pinned in requirements-oldest.txt), torch first
 test-oldest:
 	test -x $(OLDEST)/bin/python || $(PYTHON) -m venv $(OLDEST)
 	$(OLDEST)/bin/python -m pip install --quiet -c $(OLDEST_LOCK) pip setuptools
@@ -68,7 +68,7 @@ test-oldest:
 # record .venv-latest's versions (after `make test-latest` passed) as the lock
 lock:
 	test -x $(LATEST)/bin/python || (echo "run make test-latest first" && false)
-	( echo "# Every version the suite passed with (make test-latest, then make lock). pip install -c requirements.lock ..."; \
+	( echo "# Every version the suite passed with (make test-latest, then make lock). pip install -c requirements.txt ..."; \
 	  $(LATEST)/bin/python -m pip freeze --exclude-editable --all | sed -e 's/^torch==\(.*\)+cpu$$/torch==\1/' ) > $(LOCK)
 
 bench: $(STAMP)
