@@ -103,3 +103,84 @@ def _check_against_oracle(problem, budgets, solver):
         # slack is never negative: a total within verify.BUDGET_RTOL above the limit meets it, slack 0
         assert result.slack[name] == pytest.approx(max(limit - result.costs[name], 0.0))
         assert limit - result.costs[name] >= -BUDGET_RTOL * max(abs(limit), abs(result.costs[name]))
+
+
+# Problems with several budgets for the multi-budget core searches (tests/algorithms)
+COST_MAGNITUDES = [1e-6, 1.0, 1e4, 1e10]
+
+
+@st.composite
+def several_budgets(draw):
+    """Problems with two or three budgets, all set: random, plateaued or integer tables, budgets at
+    fractions of their range or exactly at the totals of a random assignment (binding to the last
+    bit), with masks, ties and fixed layers."""
+    K = draw(st.integers(2, 4))
+    L = draw(st.integers(2, {2: 12, 3: 9, 4: 7}[K]))  # at most ~20,000 assignments to enumerate
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    scale = draw(st.sampled_from(MAGNITUDES))
+    sens = rng.random((L, K)) * scale
+    if draw(st.booleans()):  # plateaus: ties between options in value
+        sens = np.round(sens / scale * 3) * scale / 3
+    if draw(st.booleans()):
+        sens -= scale / 2
+    costs = {}
+    for c in range(draw(st.integers(2, 3))):
+        magnitude = draw(st.sampled_from(COST_MAGNITUDES))
+        table = rng.integers(0, 5, (L, K)).astype(float) if draw(st.booleans()) else rng.random((L, K))
+        if draw(st.booleans()):  # a budget some layers do not move (LIMPQ: size ignores activations)
+            table[rng.random(L) < 0.5] = table[0].mean()
+        costs[f"c{c}"] = table * magnitude
+    allowed = None
+    if draw(st.booleans()):
+        allowed = rng.random((L, K)) < 0.75
+        allowed[np.arange(L), rng.integers(0, K, L)] = True
+    layers = [f"l{i}" for i in range(L)]
+    problem = mpqopt.Problem(layers, [f"W{k + 2}" for k in range(K)], sens, costs=costs, allowed=allowed)
+    if draw(st.booleans()):
+        members = layers[:draw(st.integers(2, min(3, L)))]
+        if np.all(problem.allowed[: len(members)], axis=0).any():
+            problem = problem.replace(ties=[members])
+    if draw(st.booleans()):
+        i = L - 1
+        option = int(rng.choice(np.nonzero(problem.allowed[i])[0]))
+        try:
+            problem = problem.replace(fixed={layers[i]: problem.options[option].label})
+        except mpqopt.ProblemError:  # the layer is tied to others that cannot take that option
+            pass
+    budgets = {}
+    if draw(st.booleans()):  # exactly the totals of one random (valid) assignment
+        x = np.array([rng.choice(np.nonzero(row)[0]) for row in problem.allowed])
+        for tie in problem.ties:
+            x[[layers.index(n) for n in tie]] = x[layers.index(tie[0])]
+        for name, label in problem.fixed.items():
+            x[layers.index(name)] = problem.option_labels.index(label)
+        for name in costs:
+            budgets[name] = float(problem.costs[name][np.arange(L), x].sum())
+    else:
+        for name in costs:
+            lo, hi = problem.cost_range(name)
+            budgets[name] = lo + draw(st.sampled_from([0.0, 0.2, 0.5, 0.8, 1.0])) * (hi - lo)
+    return problem, budgets
+
+
+def all_assignments(model, keep=None):
+    """Every assignment of the kept items ``(count, groups)`` and its weight totals, by brute force."""
+    keep = np.ones(model.num_items, dtype=bool) if keep is None else keep
+    if model.num_groups == 0:
+        return np.zeros((1, 0), dtype=np.int64), np.zeros((model.num_budgets, 1))
+    per_group = [np.nonzero(keep[model.group_start[g]:model.group_start[g + 1]])[0] + model.group_start[g] for g in range(model.num_groups)]
+    grid = np.indices([p.size for p in per_group]).reshape(model.num_groups, -1)
+    items = np.stack([p[i] for p, i in zip(per_group, grid)], axis=1)
+    return items, model.weights[:, items].sum(axis=2)
+
+
+def best_of_kept(model, keep):
+    """Best objective over assignments of the kept items that meet every budget (as ``is_feasible``
+    and ``verify`` check, to 1e-12 relative); None if there is none."""
+    items, totals = all_assignments(model, keep)
+    fits = (totals <= (model.rhs + 1e-12 * np.abs(model.budgets))[:, None]).all(axis=0)
+    return float(model.value[items[fits]].sum(axis=1).min()) if fits.any() else None
+
+
+def close_objectives(a: float, b: float, scale: float) -> bool:
+    return abs(a - b) <= 1e-9 * max(abs(a), abs(b), scale)

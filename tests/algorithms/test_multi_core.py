@@ -14,6 +14,7 @@ from fuzz import examples
 import mpqopt
 import mpqopt.solvers.mckp as mckp_module
 from mpqopt.algorithms import core_dp, multi_core
+from mpqopt.algorithms.meet_core import solve_meet_core
 from mpqopt.algorithms.multi_core import solve_multi_core
 from mpqopt.importers import limpq_problem
 from mpqopt.reductions import canonicalize
@@ -22,89 +23,11 @@ from mpqopt.verify import violations
 
 from conftest import PEERS
 from oracle import brute_force
+from strategies import all_assignments, best_of_kept, close_objectives, several_budgets
 
 pytestmark = pytest.mark.slow  # over ~5 s: `make test-fast` (pytest -m "not slow") leaves it out
 
-MAGNITUDES = [1e-9, 1e-3, 1.0, 1e3, 1e7]
-COST_MAGNITUDES = [1e-6, 1.0, 1e4, 1e10]
 LIMPQ_OBJECTIVE = 4.617439227178686  # README of the peer data: the published policy's objective
-
-
-@st.composite
-def several_budgets(draw):
-    """Problems with two or three budgets, all set: random, plateaued or integer tables, budgets at
-    fractions of their range or exactly at the totals of a random assignment (binding to the last
-    bit), with masks, ties and fixed layers."""
-    K = draw(st.integers(2, 4))
-    L = draw(st.integers(2, {2: 12, 3: 9, 4: 7}[K]))  # at most ~20,000 assignments to enumerate
-    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    scale = draw(st.sampled_from(MAGNITUDES))
-    sens = rng.random((L, K)) * scale
-    if draw(st.booleans()):  # plateaus: ties between options in value
-        sens = np.round(sens / scale * 3) * scale / 3
-    if draw(st.booleans()):
-        sens -= scale / 2
-    costs = {}
-    for c in range(draw(st.integers(2, 3))):
-        magnitude = draw(st.sampled_from(COST_MAGNITUDES))
-        table = rng.integers(0, 5, (L, K)).astype(float) if draw(st.booleans()) else rng.random((L, K))
-        if draw(st.booleans()):  # a budget some layers do not move (LIMPQ: size ignores activations)
-            table[rng.random(L) < 0.5] = table[0].mean()
-        costs[f"c{c}"] = table * magnitude
-    allowed = None
-    if draw(st.booleans()):
-        allowed = rng.random((L, K)) < 0.75
-        allowed[np.arange(L), rng.integers(0, K, L)] = True
-    layers = [f"l{i}" for i in range(L)]
-    problem = mpqopt.Problem(layers, [f"W{k + 2}" for k in range(K)], sens, costs=costs, allowed=allowed)
-    if draw(st.booleans()):
-        members = layers[:draw(st.integers(2, min(3, L)))]
-        if np.all(problem.allowed[: len(members)], axis=0).any():
-            problem = problem.replace(ties=[members])
-    if draw(st.booleans()):
-        i = L - 1
-        option = int(rng.choice(np.nonzero(problem.allowed[i])[0]))
-        try:
-            problem = problem.replace(fixed={layers[i]: problem.options[option].label})
-        except mpqopt.ProblemError:  # the layer is tied to others that cannot take that option
-            pass
-    budgets = {}
-    if draw(st.booleans()):  # exactly the totals of one random (valid) assignment
-        x = np.array([rng.choice(np.nonzero(row)[0]) for row in problem.allowed])
-        for tie in problem.ties:
-            x[[layers.index(n) for n in tie]] = x[layers.index(tie[0])]
-        for name, label in problem.fixed.items():
-            x[layers.index(name)] = problem.option_labels.index(label)
-        for name in costs:
-            budgets[name] = float(problem.costs[name][np.arange(L), x].sum())
-    else:
-        for name in costs:
-            lo, hi = problem.cost_range(name)
-            budgets[name] = lo + draw(st.sampled_from([0.0, 0.2, 0.5, 0.8, 1.0])) * (hi - lo)
-    return problem, budgets
-
-
-def _assignments(model, keep=None):
-    """Every assignment of the kept items ``(count, groups)`` and its weight totals, by brute force."""
-    keep = np.ones(model.num_items, dtype=bool) if keep is None else keep
-    if model.num_groups == 0:
-        return np.zeros((1, 0), dtype=np.int64), np.zeros((model.num_budgets, 1))
-    per_group = [np.nonzero(keep[model.group_start[g]:model.group_start[g + 1]])[0] + model.group_start[g] for g in range(model.num_groups)]
-    grid = np.indices([p.size for p in per_group]).reshape(model.num_groups, -1)
-    items = np.stack([p[i] for p, i in zip(per_group, grid)], axis=1)
-    return items, model.weights[:, items].sum(axis=2)
-
-
-def _best(model, keep):
-    """Best objective over assignments of the kept items that meet every budget (as ``is_feasible``
-    and ``verify`` check, to 1e-12 relative); None if there is none."""
-    items, totals = _assignments(model, keep)
-    fits = (totals <= (model.rhs + 1e-12 * np.abs(model.budgets))[:, None]).all(axis=0)
-    return float(model.value[items[fits]].sum(axis=1).min()) if fits.any() else None
-
-
-def _close(a: float, b: float, scale: float) -> bool:
-    return abs(a - b) <= 1e-9 * max(abs(a), abs(b), scale)
 
 
 @settings(max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -115,7 +38,7 @@ def test_core_dp_is_optimal_among_the_kept_items(case, data):
     problem, budgets = case
     model = canonicalize(problem, budgets)
     rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
-    items, totals = _assignments(model)
+    items, totals = all_assignments(model)
     limit = model.rhs + 1e-12 * np.abs(model.budgets)
     feasible = items[(totals <= limit[:, None]).all(axis=0)]
     if not feasible.shape[0]:
@@ -138,7 +61,7 @@ def test_core_dp_is_optimal_among_the_kept_items(case, data):
     assert result.complete
     assert keep[result.items].all()
     assert (model.weights[:, result.items].sum(axis=1) <= limit).all()
-    assert _close(model.items_objective(result.items), _best(model, keep), float(np.abs(model.value).max(initial=0.0)))
+    assert close_objectives(model.items_objective(result.items), best_of_kept(model, keep), float(np.abs(model.value).max(initial=0.0)))
 
 
 @settings(max_examples=examples(250), deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -198,7 +121,7 @@ def test_mckp_matches_highs_on_medium_problems():
         ours = mpqopt.solve(problem, solver="mckp")
         theirs = mpqopt.solve(problem, solver="highs")
         assert ours.status == theirs.status == "optimal", (seed, ours.message, theirs.message)
-        assert _close(ours.objective, theirs.objective, 1.0), (seed, ours.objective, theirs.objective)
+        assert close_objectives(ours.objective, theirs.objective, 1.0), (seed, ours.objective, theirs.objective)
         assert ours.bound <= theirs.objective + 1e-9 * max(1.0, abs(theirs.objective))
         used_dp += "core DP" in ours.message
     assert used_dp >= len(MEDIUM) // 2  # the cases exercise the DP, not only the HiGHS fallback
@@ -216,10 +139,11 @@ def test_give_up_falls_back_to_highs_with_the_same_optimum(monkeypatch):
         assert not stopped.complete
         assert (stopped.items == incumbent).all()
     monkeypatch.setattr(mckp_module, "solve_multi_core", functools.partial(solve_multi_core, work_limit=0))
+    monkeypatch.setattr(mckp_module, "solve_meet_core", functools.partial(solve_meet_core, state_limit=0))
     result = mpqopt.solve(problem, solver="mckp")
     assert "HiGHS core" in result.message
     assert result.status == "optimal"
-    assert _close(result.objective, expected.objective, 1.0)
+    assert close_objectives(result.objective, expected.objective, 1.0)
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import mpqopt
+from mpqopt.algorithms.meet_core import solve_meet_core
 from mpqopt.algorithms.multi_core import solve_multi_core
 from mpqopt.solvers import mckp as mckp_module
 from mpqopt.synthetic import mckp_problem
@@ -101,8 +102,10 @@ def test_medium_equality_budgets_match_the_dp_oracle(seed: int, budgets: int) ->
 
 @pytest.fixture
 def no_core_dp(monkeypatch):
-    """The core DP gives up at once, so that the HiGHS cores below targets carry the proof."""
+    """The core DP and the meet in the middle give up at once, so that the HiGHS cores below
+    targets carry the proof."""
     monkeypatch.setattr(mckp_module, "solve_multi_core", functools.partial(solve_multi_core, work_limit=0))
+    monkeypatch.setattr(mckp_module, "solve_meet_core", functools.partial(solve_meet_core, state_limit=0))
 
 
 @pytest.mark.slow
@@ -116,6 +119,34 @@ def test_highs_core_proof_matches_exact_highs(no_core_dp, seed: int, budgets: in
     assert "HiGHS core" in result.message, result.message
     # HiGHS's own optimum holds to its tolerances (~1e-9 relative): the oracle is that loose
     _check(problem, result.budgets, result, exact.objective)
+
+
+@pytest.fixture
+def meet_proves(monkeypatch):
+    """The core DP gives up and no first cores run, so that meeting in the middle carries the proof
+    below the incumbent (HiGHS only where it gives up)."""
+    monkeypatch.setattr(mckp_module, "solve_multi_core", functools.partial(solve_multi_core, work_limit=0))
+    monkeypatch.setattr(mckp_module, "FIRST_CORE_GROUPS", ())
+
+
+@pytest.mark.parametrize("budgets", [2, 3])
+@pytest.mark.parametrize("seed", range(3))
+def test_meet_in_the_middle_proof_matches_exact_highs(meet_proves, seed: int, budgets: int) -> None:
+    problem = mckp_problem(80, 6, budgets, seed=seed, budget_fraction=0.35)
+    exact = mpqopt.solve(problem, solver="highs:plain", threads=1)
+    assert exact.status == "optimal"
+    result = mpqopt.solve(problem, solver="mckp", threads=1)
+    assert "meet in the middle" in result.message, result.message
+    _check(problem, result.budgets, result, exact.objective)
+
+
+@pytest.mark.parametrize("budgets", [2, 3])
+@pytest.mark.parametrize("seed", range(3))
+def test_equality_budgets_through_the_meet_in_the_middle(meet_proves, seed: int, budgets: int) -> None:
+    """Budgets met only at equality: the windows of unused budget are a few units of round-off."""
+    problem, limits = _equality_problem(60, 5, budgets, seed)
+    result = mpqopt.solve(problem, budgets=limits, solver="mckp", threads=1, time_limit=600)
+    _check(problem, limits, result, _dp_optimum(problem, limits))
 
 
 @pytest.mark.slow

@@ -1,0 +1,283 @@
+"""Exact search of a multi-budget core by meeting in the middle on Lagrangian reduced costs.
+
+With multipliers ``lam >= 0`` every assignment ``x`` of a separable model satisfies, exactly::
+
+    objective(x) = L(lam) + sum_g reduced(x_g) + lam @ (rhs - weights @ x)
+
+(:mod:`mpqopt.algorithms.lagrangian`), and for ``x`` within the budgets all three added terms are
+``>= 0``. An assignment better than the incumbent therefore has a reduced-cost sum below the gap
+``G = incumbent - L(lam)`` *and* leaves, in each budget with ``lam_i > 0``, at most ``G / lam_i``
+unused. On cores where very many assignments are nearly equal (``mckp_problem(5000, 8, 3)``'s last
+core: 134 groups, 5e8 choices with a reduced-cost sum below ``G``) the LP bound of branch and bound
+and of the dominance DP (:mod:`mpqopt.algorithms.multi_core`) cannot tell them apart, but the second
+condition, that the budgets be filled almost exactly, holds for very few of them.
+
+The core's groups are split into two halves, and each half's partial assignments with a reduced-cost
+sum below ``G`` are listed (a few 1e5 on that core: the square root of the whole). A full
+assignment pairs a partial ``a`` of one half with a partial ``b`` of the other, and what ``b`` adds
+to each budget must then lie in a window of width ``G / lam_i`` just below what ``a`` leaves. The
+second half's partials are hashed by the grid cells of those windows, so each partial of the first
+half meets only the few in the two neighbouring cells per budget; each such pair is checked exactly
+(objective and budgets). No assignment better than the incumbent escapes: its halves are both
+listed, and its second half lies in one of the cells looked up. So a complete search returns the
+best assignment over the core's items (the incumbent when none is better).
+
+>>> import numpy as np, mpqopt
+>>> from mpqopt.reductions import canonicalize
+>>> p = mpqopt.Problem(["a", "b", "c"], [2, 4, 8], [[3.0, 1.0, 0.0], [2.0, 0.6, 0.0], [1.0, 0.5, 0.0]],
+...                    costs={"size": [[2, 4, 8]] * 3, "ops": [[1, 4, 16]] * 3})
+>>> m = canonicalize(p, {"size": 14.0, "ops": 24.0})
+>>> r = solve_meet_core(m, np.ones(m.num_items, dtype=bool), m.group_start[:-1], np.array([0.3, 0.05]))
+>>> r.complete, round(m.items_objective(r.items), 12), m.expand(r.items).tolist()
+(True, 1.6, [2, 1, 0])
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..reductions import CanonicalModel
+from .heuristics import is_feasible
+from .lagrangian import lagrangian_bound, lagrangian_costs
+
+# Partial assignments listed per half before the search gives up (8 float64/int64 rows each: ~100
+# MB at this limit with three budgets). mckp_problem(5000, 8, 3)'s last core lists 0.6-0.9e6.
+STATE_LIMIT = 2_000_000
+# Candidate pairs (cell hits) checked before the search gives up; they are checked in chunks of
+# _PAIR_CHUNK first-half partials.
+PAIR_LIMIT = 50_000_000
+_PAIR_CHUNK = 1 << 14
+RTOL = 1e-9  # round-off margin on the gap, relative to the objective (as fixable_items)
+
+
+@dataclass
+class MeetCoreResult:
+    """Outcome of :func:`solve_meet_core`: ``items`` the best assignment found (the incumbent when
+    none is better); ``complete`` when the search ran to the end, so ``items`` is optimal among the
+    assignments using the core's items only. ``core_groups`` counts the groups with a choice,
+    ``states`` the partial assignments listed (both halves), ``pairs`` the pairs checked."""
+
+    items: np.ndarray
+    complete: bool
+    core_groups: int
+    states: int = 0
+    pairs: int = 0
+
+
+@dataclass
+class _Half:
+    """Partial assignments of some core groups: reduced-cost sum ``r``, value change ``v`` and
+    weight change ``w`` (m rows) against the base items, and the chain (``parent``, ``item``)
+    that rebuilds each (``item`` -1: the root, every group at its base)."""
+
+    r: np.ndarray
+    v: np.ndarray
+    w: np.ndarray
+    parent: np.ndarray
+    item: np.ndarray
+
+    def choices(self, state: int) -> list[int]:
+        out = []
+        while self.item[state] >= 0:
+            out.append(int(self.item[state]))
+            state = int(self.parent[state])
+        return out
+
+
+def solve_meet_core(model: CanonicalModel, keep: np.ndarray, incumbent: np.ndarray, lam: np.ndarray, target: float | None = None,
+                    state_limit: int = STATE_LIMIT, pair_limit: int = PAIR_LIMIT, deadline: float | None = None) -> MeetCoreResult:
+    """Best assignment of a separable model that uses only the items in ``keep`` (plus the
+    incumbent's) and whose objective lies below ``target`` (default and at most: the incumbent's),
+    found by meeting in the middle (see the module docstring).
+
+    ``incumbent`` must meet the budgets; ``lam`` (``>= 0``, one per budget) are any Lagrangian
+    multipliers (the LP's make the gap smallest and the windows narrowest). A complete search that
+    returns the incumbent proves that no such assignment lies below ``target``: the cost of the
+    search grows steeply with ``target`` (the listings with the gap), so a low target is cheap.
+    More than ``state_limit`` partial assignments in a half, more than ``pair_limit`` pairs to
+    check, or ``deadline`` (a ``time.perf_counter()`` value) stop the search with ``complete=False``.
+    """
+    incumbent = np.asarray(incumbent, dtype=np.int64)
+    keep = np.asarray(keep, dtype=bool).copy()
+    keep[incumbent] = True
+    inc_obj = model.items_objective(incumbent)
+    if model.num_groups == 0:  # every decision forced: the incumbent is the only assignment
+        return MeetCoreResult(incumbent.copy(), True, 0)
+    goal = inc_obj if target is None else min(float(target), inc_obj)
+    frame = _frame(model, keep, lam, goal)
+    base, flips, dr, gap = frame.base, frame.flips, frame.dr, frame.gap
+    core = np.unique(model.item_group[flips])
+    if core.size == 0:  # the base is the only assignment left
+        better = is_feasible(model, base) and model.items_objective(base) < goal
+        return MeetCoreResult(base if better else incumbent.copy(), True, 0)
+
+    # halves of about equal listing size: groups by their cheapest flip, dealt alternately
+    cheapest = np.full(model.num_groups, np.inf)
+    np.minimum.at(cheapest, model.item_group[flips], dr)
+    order = core[np.argsort(cheapest[core], kind="stable")]
+    halves = []
+    for groups in (order[0::2], order[1::2]):
+        half = _listing(model, flips, dr, base, groups, gap, state_limit, deadline)
+        if half is None:
+            return MeetCoreResult(incumbent.copy(), False, int(core.size))
+        halves.append(half)
+    a, b = sorted(halves, key=lambda h: h.r.size)  # the larger half is hashed
+    states = a.r.size + b.r.size
+
+    # grid cells: budgets whose window is narrower than what the second half's partials spread over
+    room, width, tol = frame.room, frame.width, frame.tol
+    spread = b.w.max(axis=1) - b.w.min(axis=1)
+    grid = np.nonzero(width + tol < spread)[0]
+    cell = width[grid] + tol[grid]  # the window [need - width, need + tol] spans at most two cells
+    lam_grid = frame.lam[grid]
+    hashed = _cell_key(np.floor(b.w[grid] / cell[:, None]).astype(np.int64))
+    keys, rank = np.unique(hashed, return_inverse=True)
+    # sorted by cell, then by reduced cost within a cell: a lookup takes the partials of a cell
+    # whose reduced cost still fits beside the first half's (``rank + share`` of the gap; rounding
+    # ``rank + x`` is monotone in x, so none that fits is left out)
+    scaled = gap * (1.0 + 1e-9)
+    by_key = np.argsort(rank + b.r / scaled, kind="stable")
+    position = (rank + b.r / scaled)[by_key]
+    key_start = np.searchsorted(position, np.arange(keys.size, dtype=np.float64))
+    best_v, best = goal - model.items_objective(base), None  # the value change to beat
+    pairs = 0
+    for lo in range(0, a.r.size, _PAIR_CHUNK):
+        if deadline is not None and time.perf_counter() > deadline:
+            return MeetCoreResult(incumbent.copy(), False, int(core.size), states, pairs)
+        ia = np.arange(lo, min(lo + _PAIR_CHUNK, a.r.size))
+        need = room[:, None] - a.w[:, ia]  # what b may add, per budget
+        left = gap - a.r[ia]  # what b's reduced costs and the unused budget may add
+        # b's weight in grid budget i lies in [need - left / lam_i - tol, need + tol]: at most two
+        # cells (division then floor is monotone, so a weight inside the window falls in them)
+        low = np.floor((need[grid] - (left[None, :] / lam_grid[:, None] + tol[grid, None])) / cell[:, None]).astype(np.int64)
+        high = np.floor((need[grid] + tol[grid, None]) / cell[:, None]).astype(np.int64)
+        share = np.minimum(left / scaled + 1e-9, 1.0)
+        candidates_a, candidates_b = [], []
+        for corner in range(1 << grid.size):
+            offset = np.array([(corner >> k) & 1 for k in range(grid.size)], dtype=np.int64)
+            coords = low + offset[:, None]
+            reach = (coords <= high).all(axis=0)  # the upper cell only where the window reaches it
+            key = _cell_key(coords)
+            at = np.minimum(np.searchsorted(keys, key), keys.size - 1)
+            hit = reach & (keys[at] == key)
+            start = key_start[at]
+            count = np.where(hit, np.searchsorted(position, at + share, side="right") - start, 0)
+            pairs += int(count.sum())
+            if pairs > pair_limit:
+                return MeetCoreResult(incumbent.copy(), False, int(core.size), states, pairs)
+            rows = np.repeat(np.arange(ia.size), count)
+            candidates_a.append(ia[rows])
+            candidates_b.append(by_key[np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count) + start[rows]])
+        pa, pb = np.concatenate(candidates_a), np.concatenate(candidates_b)
+        v = a.v[pa] + b.v[pb]
+        ok = (a.r[pa] + b.r[pb] <= gap) & (v < best_v) & (a.w[:, pa] + b.w[:, pb] <= room[:, None] + tol[:, None]).all(axis=0)
+        for k in np.nonzero(ok)[0][np.argsort(v[ok], kind="stable")].tolist():
+            found = base.copy()
+            chosen = np.array(a.choices(int(pa[k])) + b.choices(int(pb[k])), dtype=np.int64)
+            found[model.item_group[chosen]] = chosen
+            # the exact check of the whole assignment (sums in another order than above); the
+            # best candidate nearly always passes it
+            if is_feasible(model, found) and model.items_objective(found) < (goal if best is None else model.items_objective(best)):
+                best_v, best = float(v[k]), found
+                break
+    return MeetCoreResult(incumbent.copy() if best is None else best, True, int(core.size), states, pairs)
+
+
+@dataclass
+class _Frame:
+    """What the search needs to know of a better assignment ``x`` (objective below ``goal``) of the
+    kept items, from the identity of the module docstring: each group's ``base`` item (its kept
+    item of least reduced cost); the other kept items (``flips``) with reduced cost over their base
+    ``dr``; ``x``'s ``dr`` sum to at most ``gap``, and what ``x`` weighs over the base, per budget,
+    lies in ``[room - width, room + tol]`` (``room``: what the base leaves; ``width`` infinite
+    where ``lam_i = 0``; ``tol``: the budget's slack as ``is_feasible`` allows it, plus round-off;
+    ``lam``: the multipliers used, NaN, negative or overflowing ones replaced)."""
+
+    base: np.ndarray
+    flips: np.ndarray
+    dr: np.ndarray
+    gap: float
+    room: np.ndarray
+    width: np.ndarray
+    tol: np.ndarray
+    lam: np.ndarray
+
+
+def _frame(model: CanonicalModel, keep: np.ndarray, lam: np.ndarray, goal: float) -> _Frame:
+    """The :class:`_Frame` of the assignments of ``keep``'s items below ``goal`` under ``lam``."""
+    lam = np.maximum(np.nan_to_num(np.asarray(lam, dtype=np.float64), nan=0.0, posinf=0.0), 0.0)
+    with np.errstate(over="ignore", invalid="ignore"):
+        lagrange, reduced = lagrangian_bound(model, lam)
+    if not (np.isfinite(lagrange) and np.isfinite(reduced[keep]).all()):  # multipliers that overflow: none instead
+        lam = np.zeros_like(lam)
+        lagrange, reduced = lagrangian_bound(model, lam)
+    masked = np.where(keep, reduced, np.inf)
+    base_r = np.minimum.reduceat(masked, model.group_start[:-1])
+    is_base = keep & (masked == base_r[model.item_group])
+    base = np.minimum.reduceat(np.where(is_base, np.arange(model.num_items), model.num_items), model.group_start[:-1])
+    flips = np.nonzero(keep & (np.arange(model.num_items) != base[model.item_group]))[0]
+    # round-off of the identity's float sums: relative to the objective and to the Lagrangian
+    # terms, which cancel when the multipliers are large (lam @ rhs against the items' lam @ w)
+    with np.errstate(over="ignore"):  # items left out may overflow (+inf): no group's least
+        group_min = np.minimum.reduceat(lagrangian_costs(model, lam), model.group_start[:-1])
+    lagrangian_size = float(lam @ np.abs(model.rhs)) + float(np.abs(group_min).sum())
+    # (each of the F groups' terms rounds by an ulp or so, in every sum it is part of)
+    margin = RTOL * max(abs(goal), abs(lagrange), float(np.abs(model.value[keep]).max(initial=0.0)), 1e-300) + 4.0 * (model.num_groups + 1) * float(np.finfo(np.float64).eps) * lagrangian_size
+    gap = goal - lagrange - float(base_r.sum()) + margin  # what the flips and the unused budget may cost
+    dr = reduced[flips] - base_r[model.item_group[flips]]
+    flips, dr = flips[dr <= gap], dr[dr <= gap]
+    heaviest = np.maximum.reduceat(np.where(keep, np.abs(model.weights), 0.0), model.group_start[:-1], axis=1).sum(axis=1)
+    tol = 2.0 * model.budget_slack + 1e-12 * (np.abs(model.rhs) + heaviest)
+    room = model.rhs - model.weights[:, base].sum(axis=1)
+    width = np.where(lam > 0, gap / np.where(lam > 0, lam, 1.0), np.inf) + tol
+    return _Frame(base, flips, dr, gap, room, width, tol, lam)
+
+
+def _listing(model: CanonicalModel, flips: np.ndarray, dr: np.ndarray, base: np.ndarray, groups: np.ndarray, gap: float,
+             limit: int, deadline: float | None) -> _Half | None:
+    """Every choice of items for ``groups`` whose reduced cost (over the base) sums to at most
+    ``gap``; None past ``limit`` of them or ``deadline``."""
+    m = model.num_budgets
+    cap = 1024
+    r, v = np.zeros(cap), np.zeros(cap)
+    w = np.zeros((m, cap))
+    parent, item = np.full(cap, -1, dtype=np.int64), np.full(cap, -1, dtype=np.int64)
+    n = 1
+    in_half = np.isin(model.item_group[flips], groups)
+    by_group = flips[in_half], dr[in_half]
+    for g in groups:
+        mine = model.item_group[by_group[0]] == g
+        before = n  # one item per group: extend only the partials from before this group
+        for j, d in zip(by_group[0][mine].tolist(), by_group[1][mine].tolist()):
+            ext = np.nonzero(r[:before] + d <= gap)[0]
+            if n + ext.size > limit:
+                return None
+            if n + ext.size > cap:
+                if deadline is not None and time.perf_counter() > deadline:
+                    return None
+                cap = max(2 * cap, n + ext.size)
+                r, v, parent, item = (np.resize(x, cap) for x in (r, v, parent, item))
+                w = np.concatenate([w, np.zeros((m, cap - w.shape[1]))], axis=1)
+            new = slice(n, n + ext.size)
+            r[new] = r[ext] + d
+            v[new] = v[ext] + (model.value[j] - model.value[base[g]])
+            w[:, new] = w[:, ext] + (model.weights[:, j] - model.weights[:, base[g]])[:, None]
+            parent[new], item[new] = ext, j
+            n += ext.size
+    return _Half(r[:n], v[:n], w[:, :n], parent[:n], item[:n])
+
+
+_PRIMES = np.array([1, 1_000_003, 998_244_353, 1_000_000_007, 2_147_483_647], dtype=np.int64)
+
+
+def _cell_key(coords: np.ndarray) -> np.ndarray:
+    """One int64 per column of cell coordinates ``(k, n)``. Distinct cells may share a key (the
+    products wrap): that only adds pairs to check, it never loses one."""
+    if coords.shape[0] == 0:
+        return np.zeros(coords.shape[1], dtype=np.int64)
+    mult = np.array([int(_PRIMES[i % _PRIMES.size]) * (i // _PRIMES.size + 1) for i in range(coords.shape[0])], dtype=np.int64)
+    with np.errstate(over="ignore"):
+        return (coords * mult[:, None]).sum(axis=0)
