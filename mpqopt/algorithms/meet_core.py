@@ -127,14 +127,26 @@ def solve_meet_core(model: CanonicalModel, keep: np.ndarray, incumbent: np.ndarr
     a, b = sorted(halves, key=lambda h: h.r.size)  # the larger half is hashed
     states = a.r.size + b.r.size
 
-    # grid cells: budgets whose window is narrower than what the second half's partials spread over
-    room, width, tol = frame.room, frame.width, frame.tol
+    # grid cells: budgets whose window is narrower than what the second half's partials spread
+    # over, most selective first, while the cells' linear index stays exact
+    room, width, tol, lam = frame.room, frame.width, frame.tol, frame.lam
+    cell = width + tol  # the window [need - width, need + tol] spans at most two cells
     spread = b.w.max(axis=1) - b.w.min(axis=1)
-    grid = np.nonzero(width + tol < spread)[0]
-    cell = width[grid] + tol[grid]  # the window [need - width, need + tol] spans at most two cells
-    lam_grid = frame.lam[grid]
-    hashed = _cell_key(np.floor(b.w[grid] / cell[:, None]).astype(np.int64))
-    keys, rank = np.unique(hashed, return_inverse=True)
+    grid = np.nonzero(cell < spread)[0]
+    grid = grid[np.argsort(cell[grid] / spread[grid], kind="stable")]
+    b_cells = np.floor(b.w[grid] / cell[grid, None])
+    first, last = b_cells.min(axis=1, initial=np.inf) - 1, b_cells.max(axis=1, initial=-np.inf) + 1  # no partial's cells
+    fits = (np.cumprod(last - first + 1) <= 2.0**52) & (np.maximum(np.abs(first), np.abs(last)) < 2.0**52)
+    used = int(np.argmin(fits)) if not fits.all() else grid.size  # a prefix
+    grid, b_cells, first, last = grid[:used], b_cells[:used], first[:used], last[:used]
+    stride = np.concatenate([[1.0], np.cumprod(last - first + 1)[:-1]])
+
+    def linear(cells: np.ndarray) -> np.ndarray:
+        """Cells (``(len(grid), n)``) as one exact index; cells outside the partials' range map to
+        the empty border cells."""
+        return ((np.clip(cells, first[:, None], last[:, None]) - first[:, None]) * stride[:, None]).sum(axis=0).astype(np.int64)
+
+    keys, rank = np.unique(linear(b_cells), return_inverse=True)
     # sorted by cell, then by reduced cost within a cell: a lookup takes the partials of a cell
     # whose reduced cost still fits beside the first half's (``rank + share`` of the gap; rounding
     # ``rank + x`` is monotone in x, so none that fits is left out)
@@ -142,35 +154,46 @@ def solve_meet_core(model: CanonicalModel, keep: np.ndarray, incumbent: np.ndarr
     by_key = np.argsort(rank + b.r / scaled, kind="stable")
     position = (rank + b.r / scaled)[by_key]
     key_start = np.searchsorted(position, np.arange(keys.size, dtype=np.float64))
+
+    a_grid = a.w[grid]
+
+    def window(ia: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """For first-half partials ``ia``: the lowest and highest cells of the second half's weight
+        (``[need - left / lam_i - tol, need + tol]`` in grid budget i, where ``need`` is what the
+        first leaves and ``left`` what the reduced costs leave of the gap; division then floor is
+        monotone, so a weight inside the window falls in them), and that ``left``."""
+        need = room[grid, None] - a_grid[:, ia]
+        left = gap - a.r[ia]
+        low = np.floor((need - (left[None, :] / lam[grid, None] + tol[grid, None])) / cell[grid, None])
+        return low, np.floor((need + tol[grid, None]) / cell[grid, None]), left
+
+    # the first half in the order of its lowest cells: the lookups below then come sorted
+    order = np.argsort(linear(window(np.arange(a.r.size))[0]), kind="stable")
     best_v, best = goal - model.items_objective(base), None  # the value change to beat
     pairs = 0
     for lo in range(0, a.r.size, _PAIR_CHUNK):
         if deadline is not None and time.perf_counter() > deadline:
             return MeetCoreResult(incumbent.copy(), False, int(core.size), states, pairs)
-        ia = np.arange(lo, min(lo + _PAIR_CHUNK, a.r.size))
-        need = room[:, None] - a.w[:, ia]  # what b may add, per budget
-        left = gap - a.r[ia]  # what b's reduced costs and the unused budget may add
-        # b's weight in grid budget i lies in [need - left / lam_i - tol, need + tol]: at most two
-        # cells (division then floor is monotone, so a weight inside the window falls in them)
-        low = np.floor((need[grid] - (left[None, :] / lam_grid[:, None] + tol[grid, None])) / cell[:, None]).astype(np.int64)
-        high = np.floor((need[grid] + tol[grid, None]) / cell[:, None]).astype(np.int64)
+        ia = order[lo:lo + _PAIR_CHUNK]
+        low, high, left = window(ia)
         share = np.minimum(left / scaled + 1e-9, 1.0)
         candidates_a, candidates_b = [], []
         for corner in range(1 << grid.size):
-            offset = np.array([(corner >> k) & 1 for k in range(grid.size)], dtype=np.int64)
+            offset = np.array([(corner >> k) & 1 for k in range(grid.size)], dtype=np.float64)
             coords = low + offset[:, None]
-            reach = (coords <= high).all(axis=0)  # the upper cell only where the window reaches it
-            key = _cell_key(coords)
+            reach = np.nonzero((coords <= high).all(axis=0))[0]  # the upper cell only where the window reaches it
+            key = linear(coords[:, reach])
             at = np.minimum(np.searchsorted(keys, key), keys.size - 1)
-            hit = reach & (keys[at] == key)
+            hit = keys[at] == key
+            reach, at = reach[hit], at[hit]
             start = key_start[at]
-            count = np.where(hit, np.searchsorted(position, at + share, side="right") - start, 0)
+            count = np.searchsorted(position, at + share[reach], side="right") - start
             pairs += int(count.sum())
             if pairs > pair_limit:
                 return MeetCoreResult(incumbent.copy(), False, int(core.size), states, pairs)
-            rows = np.repeat(np.arange(ia.size), count)
+            rows = np.repeat(reach, count)
             candidates_a.append(ia[rows])
-            candidates_b.append(by_key[np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count) + start[rows]])
+            candidates_b.append(by_key[np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count) + np.repeat(start, count)])
         pa, pb = np.concatenate(candidates_a), np.concatenate(candidates_b)
         v = a.v[pa] + b.v[pb]
         ok = (a.r[pa] + b.r[pb] <= gap) & (v < best_v) & (a.w[:, pa] + b.w[:, pb] <= room[:, None] + tol[:, None]).all(axis=0)
@@ -268,16 +291,3 @@ def _listing(model: CanonicalModel, flips: np.ndarray, dr: np.ndarray, base: np.
             parent[new], item[new] = ext, j
             n += ext.size
     return _Half(r[:n], v[:n], w[:, :n], parent[:n], item[:n])
-
-
-_PRIMES = np.array([1, 1_000_003, 998_244_353, 1_000_000_007, 2_147_483_647], dtype=np.int64)
-
-
-def _cell_key(coords: np.ndarray) -> np.ndarray:
-    """One int64 per column of cell coordinates ``(k, n)``. Distinct cells may share a key (the
-    products wrap): that only adds pairs to check, it never loses one."""
-    if coords.shape[0] == 0:
-        return np.zeros(coords.shape[1], dtype=np.int64)
-    mult = np.array([int(_PRIMES[i % _PRIMES.size]) * (i // _PRIMES.size + 1) for i in range(coords.shape[0])], dtype=np.int64)
-    with np.errstate(over="ignore"):
-        return (coords * mult[:, None]).sum(axis=0)
