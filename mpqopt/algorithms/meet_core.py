@@ -13,14 +13,20 @@ and of the dominance DP (:mod:`mpqopt.algorithms.multi_core`) cannot tell them a
 condition, that the budgets be filled almost exactly, holds for very few of them.
 
 The core's groups are split into two halves, and each half's partial assignments with a reduced-cost
-sum below ``G`` are listed (a few 1e5 on that core: the square root of the whole). A full
+sum below ``G`` are listed (0.7e6 each on that core: about the square root of the whole). A full
 assignment pairs a partial ``a`` of one half with a partial ``b`` of the other, and what ``b`` adds
-to each budget must then lie in a window of width ``G / lam_i`` just below what ``a`` leaves. The
-second half's partials are hashed by the grid cells of those windows, so each partial of the first
-half meets only the few in the two neighbouring cells per budget; each such pair is checked exactly
-(objective and budgets). No assignment better than the incumbent escapes: its halves are both
-listed, and its second half lies in one of the cells looked up. So a complete search returns the
-best assignment over the core's items (the incumbent when none is better).
+to each budget must then lie in a window of width ``(G - reduced costs of a) / lam_i`` just below
+what ``a`` leaves. The second half's partials are sorted by the grid cells of those windows, and by
+reduced cost within a cell, so each partial of the first half meets only the few in the two
+neighbouring cells per budget whose reduced cost still fits (1,465 pairs on that core); each such
+pair is checked exactly (objective and budgets). No assignment better than the target escapes: its
+halves are both listed, and its second half lies in one of the cells looked up. So a complete search
+returns the best assignment over the core's items below the target (the incumbent when none is).
+
+The listings grow steeply with the gap (``mckp_problem(50_000, 8, 3)``'s core below its incumbent:
+10 million partials in all at a sixth of the way from the Lagrangian bound), so the search
+suits cores whose gap the incumbent has nearly closed; :mod:`mpqopt.solvers.mckp` raises the target
+in steps (``MEET_FRACTIONS``) and hands the cores it gives up on to HiGHS.
 
 >>> import numpy as np, mpqopt
 >>> from mpqopt.reductions import canonicalize
@@ -124,7 +130,7 @@ def solve_meet_core(model: CanonicalModel, keep: np.ndarray, incumbent: np.ndarr
         if half is None:
             return MeetCoreResult(incumbent.copy(), False, int(core.size))
         halves.append(half)
-    a, b = sorted(halves, key=lambda h: h.r.size)  # the larger half is hashed
+    a, b = sorted(halves, key=lambda h: h.r.size)  # the larger half is looked up in
     states = a.r.size + b.r.size
 
     # grid cells: budgets whose window is narrower than what the second half's partials spread
