@@ -103,6 +103,14 @@ PROOF_SECONDS = 10.0
 # 1), so when the optimum lies well below the incumbent (there at 0.63) a lower target finds and
 # proves it at a fraction of the cost, and the steps below cost little beside the last
 MEET_FRACTIONS = (0.25, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+# Each step lists 2-3 times as many partial assignments as the one before: a step that would list
+# more than this (both halves, by that rate from the last two steps) is not started, and HiGHS takes
+# over. mckp_problem(5000, 8, 3) seeds 0-4 need at most ~0.7 million at their last step; on
+# mckp_problem(400, 8, 3, seed=2, budget_fraction=0.5) a 3.5 million step took 2.3 s and proved
+# nothing (HiGHS proves that core in 2.2 s)
+MEET_STEP_STATES = 2_000_000
+# At mip_gap=0, HiGHS's first look at the core below the incumbent, before the meet in the middle
+QUICK_PROOF_SECONDS = 0.15
 ROUNDED_LP_SECONDS = 1.0  # at mip_gap=0, the cap on the rounded LP (see _several_budgets)
 
 
@@ -163,8 +171,9 @@ def _targeted_cores(model: CanonicalModel, lam: np.ndarray, lp_bound: float, inc
     exchanges find a near-optimal incumbent; the last target is that incumbent less the allowed
     gap (the core is again small), which is all the bound has to reach. At ``mip_gap=0`` the first
     targets are set by core size (``FIRST_CORE_GROUPS``), and the core below the incumbent goes to
-    the DP, then to meeting in the middle (each exact when it completes), then to HiGHS; without a
-    time limit the last two get ``PROOF_SECONDS`` together.
+    the DP, then briefly to HiGHS (``QUICK_PROOF_SECONDS``), then to meeting in the middle below
+    rising targets (each exact when it completes), then to HiGHS; without a time limit the last
+    three get ``PROOF_SECONDS`` together.
     """
     inc_obj = model.items_objective(incumbent)
     bound = lp_bound
@@ -208,21 +217,30 @@ def _targeted_cores(model: CanonicalModel, lam: np.ndarray, lp_bound: float, inc
     # the default (no time limit) bounds the exact proof's time; a user's time limit replaces that
     capped = exact and settings.time_limit is None
     proof_stop = time.perf_counter() + PROOF_SECONDS if capped else deadline
+    if exact and QUICK_PROOF_SECONDS > 0 and not closed() and not passed(proof_stop):
+        # HiGHS first, briefly: it proves some of these cores in a node or two (mckp_problem(400, 8,
+        # 3, kind="llm"): 0.09 s in all, where the meet in the middle below would spend 1.6 s)
+        quick = time.perf_counter() + QUICK_PROOF_SECONDS
+        run(inc_obj - 0.999 * allowed(), 0.999 * allowed(), quick if proof_stop is None else min(proof_stop, quick), "quick", proof=True)
     if exact and not closed() and not passed(proof_stop):
         # where the dominance DP drowns in nearly equal assignments, meeting in the middle on the
-        # reduced costs proves the same core (mckp_problem(5000, 8, 3): 134 groups in ~1 s, where
+        # reduced costs proves the same core (mckp_problem(5000, 8, 3): 134 groups in ~0.4 s, where
         # HiGHS took 74,000 nodes and 41 s), below rising targets (see MEET_FRACTIONS)
         keep = ~fixable_items(model, lam, inc_obj)[0]
         lagrange = lagrangian_bound(model, lam)[0]
+        sizes: list[float] = []  # partial assignments listed at each completed step
         for fraction in MEET_FRACTIONS:
             target = lagrange + fraction * (inc_obj - lagrange) if fraction < 1.0 else inc_obj
             if target <= bound:
                 continue
+            if len(sizes) > 1 and sizes[-1] ** 2 / sizes[-2] > MEET_STEP_STATES:
+                break  # its listings would outgrow the limit at this step: HiGHS takes over now
             meet = solve_meet_core(model, keep, incumbent, lam, target=target, deadline=proof_stop)
             stats.update(last_meet_core_groups=meet.core_groups, last_meet_fraction=fraction, last_meet_complete=meet.complete,
                          last_meet_states=stats.get("last_meet_states", 0) + meet.states, last_meet_pairs=stats.get("last_meet_pairs", 0) + meet.pairs)
             if not meet.complete:
                 break
+            sizes.append(max(float(meet.states), 1.0))
             if model.items_objective(meet.items) < inc_obj:  # the best assignment below the target: optimal
                 incumbent = meet.items
                 inc_obj = bound = model.items_objective(incumbent)

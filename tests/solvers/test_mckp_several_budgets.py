@@ -123,10 +123,11 @@ def test_highs_core_proof_matches_exact_highs(no_core_dp, seed: int, budgets: in
 
 @pytest.fixture
 def meet_proves(monkeypatch):
-    """The core DP gives up and no first cores run, so that meeting in the middle carries the proof
-    below the incumbent (HiGHS only where it gives up)."""
+    """The core DP gives up, and neither the first cores nor HiGHS's quick look run, so that meeting
+    in the middle carries the proof below the incumbent (HiGHS only where it gives up)."""
     monkeypatch.setattr(mckp_module, "solve_multi_core", functools.partial(solve_multi_core, work_limit=0))
     monkeypatch.setattr(mckp_module, "FIRST_CORE_GROUPS", ())
+    monkeypatch.setattr(mckp_module, "QUICK_PROOF_SECONDS", 0.0)
 
 
 @pytest.mark.parametrize("budgets", [2, 3])
