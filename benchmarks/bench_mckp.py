@@ -27,8 +27,14 @@ range; all solvers on the same problem in the same process, single-threaded):
 
 In (b) and (h) mckp and greedy run without a time limit (a solve abandoned at the limit would run
 on beside the next ones), and every solver is timed ``--repeat`` times after a first run however long that took,
-and the first run is reported too: a fresh process's first solve at this size is slower (it touches
-a few hundred MB of memory for the first time; seconds on the 2-core virtual machine of results/).
+and the first run is reported too (it touches a few hundred MB of memory for the first time); the
+goals count the slower of the first run and the median.
+
+Every build and every solver row starts once the solver threads that ``mpqopt.solve`` abandoned at
+an earlier row's time limit have stopped (``harness.settle``; a row that waited says so): HiGHS can
+run on past its limit, and a case measured meanwhile shared the 2 CPUs with it (the process's CPU
+time counted its work too: (b) after (a) measured its first solve at 3.9-7.5 s and its build at
+8.5 s, where a fresh process needs ~1 s and ~2 s).
 
 HiGHS runs under a time limit (60 s, 10 s with ``--quick``). Solvers or functions this version does
 not have are listed as "not available" instead of failing the run. Times are wall-clock seconds of
@@ -58,7 +64,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # harness, when this file is loaded by path
 from harness import (  # noqa: E402
-    DEFAULT_PEERS, RESULTS, available, compare_rows, describe, exit_status, fmt, hit_limit, machine, report_head, row_by, stopwatch, write_results,
+    DEFAULT_PEERS, RESULTS, available, compare_rows, describe, exit_status, fmt, hit_limit, machine, report_head, row_by, settle, stopwatch, write_results,
 )
 
 import mpqopt  # noqa: E402
@@ -88,6 +94,8 @@ def run_solver(problem: mpqopt.Problem, solver: str, repeat: int, time_limit: fl
         result = mpqopt.solve(problem, solver=solver, threads=1, time_limit=time_limit, mip_gap=mip_gap)
         return time.perf_counter() - start, time.process_time() - cpu, result
 
+    # a solver an earlier row abandoned at its time limit must not share this row's CPUs
+    row["settled_s"] = settle()
     try:
         first, first_cpu, result = once()
         times, cpus = [first], [first_cpu]
@@ -146,7 +154,11 @@ def speedup(rows: list[dict[str, Any]], fast: str, slow: str) -> dict[str, Any] 
 
 # ---------------------------------------------------------------------------------- cases
 def built(label: str, build: Callable[[], mpqopt.Problem]) -> tuple[mpqopt.Problem, float, float]:
-    """The problem, and the wall and CPU seconds building it took."""
+    """The problem, and the wall and CPU seconds building it took (after any solver an earlier case
+    abandoned at its time limit has stopped: its CPU time would count here)."""
+    waited = settle()
+    if waited >= 0.1:
+        print(f"  waited {waited:.1f} s for a solver abandoned at its time limit", flush=True)
     cpu = time.process_time()
     elapsed, problem = stopwatch(build)
     cpu = time.process_time() - cpu
@@ -334,7 +346,9 @@ def goal_row(case: Mapping[str, Any] | None, goal: str, max_s: float, max_gap: f
     gap = row["gap"]
     parts = [f"{row['time_s']:.3f} s" + (f" (median of {row['runs']} after the first; first {row['first_s']:.3f} s)" if row.get("warm") and row.get("runs", 0) > 1 else ""),
              "gap n/a" if gap is None else f"gap {gap:.1e}"]
-    met = row["status"] == "optimal" and row["time_s"] <= max_s and gap is not None and gap <= max_gap
+    # the million-group cases time warm runs, but a user's first solve in a process counts as well
+    slowest = max(row["time_s"], row["first_s"]) if row.get("warm") and row.get("first_s") is not None else row["time_s"]
+    met = row["status"] == "optimal" and slowest <= max_s and gap is not None and gap <= max_gap
     if min_speedup is not None:
         speeds = case.get("speedups", [])
         for s in speeds:
@@ -381,6 +395,8 @@ def rows_table(rows: list[dict[str, Any]]) -> list[str]:
     ]
     for r in rows:
         note = r.get("note", "")
+        if r.get("settled_s", 0.0) >= 0.1:
+            note = f"started after waiting {r['settled_s']:.1f} s for a solver abandoned at its time limit earlier" + (f"; {note}" if note else "")
         if r.get("warm") and r.get("runs", 0) > 1:
             note = f"first run (the first solve of this problem in the process) {r['first_s']:.3f} s, CPU {r['first_cpu_s']:.3f} s" + (f"; {note}" if note else "")
         if r.get("points") is not None:

@@ -49,3 +49,28 @@ def fixable_items(model: CanonicalModel, lam: np.ndarray, incumbent_objective: f
     bound, reduced = lagrangian_bound(model, lam)
     margin = rtol * max(abs(incumbent_objective), abs(bound), float(np.abs(model.value).max(initial=0.0)), 1e-300)
     return bound + reduced > incumbent_objective + margin, bound
+
+
+def roundoff(model: CanonicalModel, items: np.ndarray) -> float:
+    """What summing ``items``' values in another order can change: ``F`` additions, each rounding
+    by at most one ulp of the running total (``F * eps * sum |value|``). Objectives and bounds that
+    differ by no more are equal as far as float data can tell. Integer objectives (sums exact below
+    2**53) have none: there only a bound within half a unit of the objective proves it."""
+    if model.integral_objective:
+        return 0.5
+    return model.num_groups * float(np.finfo(np.float64).eps) * (float(np.abs(model.value[items]).sum()) + abs(model.offset))
+
+
+def gap_closed(model: CanonicalModel, items: np.ndarray, bound: float, mip_gap: float = 0.0) -> bool:
+    """Whether ``bound`` proves ``items`` optimal within ``mip_gap`` (relative to the user's
+    objective, ``model.offset`` included) or within :func:`roundoff` at ``mip_gap=0``.
+
+    >>> from mpqopt.synthetic import mckp_problem
+    >>> from mpqopt.reductions import canonicalize
+    >>> m = canonicalize(mckp_problem(4, 2, 0), {})
+    >>> best = m.group_start[:-1] + np.argmin(m.value.reshape(-1, 2), axis=1)
+    >>> gap_closed(m, best, m.items_objective(best)), gap_closed(m, best, m.items_objective(best) - 1.0)
+    (True, False)
+    """
+    objective = model.items_objective(items)
+    return objective - bound <= max(mip_gap * abs(objective + model.offset), roundoff(model, items))

@@ -40,7 +40,8 @@ def linearize(model: CanonicalModel, tolerance: float = 0.0) -> Linearization:
         raise ValueError("linearize() needs a model with a quadratic term")
     n = model.num_items
     coo = sp.triu(model.quadratic, k=1).tocoo()
-    g_row, g_col = model.item_group[coo.row], model.item_group[coo.col]
+    group = model.item_group.astype(np.int64, copy=False)  # keys below multiply groups by groups and items
+    g_row, g_col = group[coo.row], group[coo.col]
     big = np.abs(coo.data) > tolerance
     # blocks (g, h), g < h, with at least one entry above the tolerance
     lo, hi = np.minimum(g_row, g_col), np.maximum(g_row, g_col)
@@ -66,7 +67,7 @@ def linearize(model: CanonicalModel, tolerance: float = 0.0) -> Linearization:
     cost = 2.0 * np.asarray(dense_q[first, second]).ravel() if first.size else np.zeros(0)
     p = first.size
     # rows: (item i, other group h) -> sum_j y[i, j] - x_i = 0, and the same from j's side
-    row_keys = np.concatenate([model.item_group[second] * n + first, model.item_group[first] * n + second])
+    row_keys = np.concatenate([group[second] * n + first, group[first] * n + second])
     keys, row_index = np.unique(row_keys, return_inverse=True)
     y_cols = np.concatenate([np.arange(p), np.arange(p)]) + n
     x_of_row = keys % n

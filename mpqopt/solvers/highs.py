@@ -23,7 +23,7 @@ import numpy as np
 from ..deadline import seconds_left
 from ..algorithms.heuristics import improve, is_feasible, round_lp
 from ..algorithms.incumbent import separable_incumbent
-from ..algorithms.lagrangian import fixable_items
+from ..algorithms.lagrangian import fixable_items, gap_closed
 from ..errors import SolverError
 from ..highs_runtime import highs_lp, new_highs
 from ..highs_runtime import run as run_highs
@@ -144,6 +144,12 @@ class HighsBackend(MilpBackend):
             return _start_only(model, incumbent, min(lp_bound, inc_obj), f"HiGHS: {settings.deadline.message()} after the LP relaxation", stats)
         if drop.all() or (~drop).sum() == model.num_groups:  # the core is the incumbent itself
             return RawSolution("optimal", items=incumbent, objective=inc_obj, bound=min(max(lp_bound, inc_obj), inc_obj), message="HiGHS LP bound + reduced-cost fixing: incumbent proven optimal", stats=stats)
+        if gap_closed(model, incumbent, lp_bound, settings.mip_gap):
+            # the rounded LP solution meets the LP bound: nothing left to prove. Budgets met only at
+            # equality (integer costs near 2**24) fix nothing here (every item has reduced cost 0),
+            # and HiGHS's MILP, which accepts rows ~1e-7 of their scale over, never closed the proof
+            return RawSolution("optimal", items=incumbent, objective=inc_obj, bound=min(lp_bound, inc_obj), message="HiGHS LP bound: the rounded LP solution meets it, proven optimal",
+                               stats=stats, proof="HiGHS LP relaxation (Lagrangian bound at its duals)")
         return self.solve_core(model, ~drop, incumbent, lp_bound, settings, deadline, stats)
 
     def solve_core(self, model: CanonicalModel, keep: np.ndarray, incumbent: np.ndarray, bound: float, settings: SolveSettings, deadline: float | None, stats: dict) -> RawSolution:
@@ -157,7 +163,7 @@ class HighsBackend(MilpBackend):
         keep = keep.copy()
         keep[incumbent] = True
         core, kept = restrict(model, keep)
-        raw = self.solve_milp(core, settings, np.searchsorted(kept, incumbent), deadline=deadline, core=True)
+        raw = self.solve_milp(core, settings, np.searchsorted(kept, incumbent), deadline=deadline, core=True, known_bound=bound)
         raw.stats.update(stats, core_items=core.num_items)
         if raw.items is not None:
             raw.items = kept[raw.items]
@@ -170,7 +176,10 @@ class HighsBackend(MilpBackend):
             # HiGHS lost the incumbent it was given (tolerances): keep ours, claim nothing new
             status = "time_limit" if raw.status == "time_limit" else "feasible"
             raw_bound = raw.bound if raw.status in ("optimal", "time_limit") and raw.bound is not None else bound
-            return RawSolution(status, items=incumbent, objective=inc_obj, bound=min(max(bound, raw_bound), inc_obj), message=f"HiGHS on the core: {raw.message}; kept the incumbent", stats=raw.stats)
+            kept_bound = max(bound, raw_bound)
+            if gap_closed(model, incumbent, kept_bound, settings.mip_gap):
+                status = "optimal"  # the incumbent meets the bound
+            return RawSolution(status, items=incumbent, objective=inc_obj, bound=min(kept_bound, inc_obj), message=f"HiGHS on the core: {raw.message}; kept the incumbent", stats=raw.stats)
         return raw
 
     @classmethod
@@ -196,14 +205,20 @@ class HighsBackend(MilpBackend):
             candidates.append(improve(model, warm_start))
         return min(candidates, key=model.items_objective) if candidates else None
 
-    def solve_milp(self, model: CanonicalModel, settings: SolveSettings, warm: np.ndarray | None, linear: Linearization | None = None, **options) -> RawSolution:
+    def solve_milp(self, model: CanonicalModel, settings: SolveSettings, warm: np.ndarray | None, linear: Linearization | None = None,
+                   known_bound: float | None = None, **options) -> RawSolution:
         """:meth:`MilpBackend.solve_milp`, then on an integer objective whose bound stops more than
         half a unit short (HiGHS's tolerances, ~1e-7 of its normalized objective unit, exceed a unit
         where the objective spans more than ~1e6: ``size_bits`` in accuracy-target mode) once more
         in integer units from its answer: HiGHS then sees integer costs, detects the integral
-        objective and prunes at the incumbent less one, so its bound is good to a unit."""
-        raw = super().solve_milp(model, settings, warm, linear, **options)
-        if not _integer_gap_left(model, raw, settings) or settings.deadline.expired():
+        objective and prunes at the incumbent less one, so its bound is good to a unit.
+
+        ``known_bound``: a valid lower bound from elsewhere (the LP relaxation's): an answer that
+        meets it is optimal whatever HiGHS proved, and is not solved again. Budget rows HiGHS may
+        exceed by ~1e-7 of their scale (hundreds of units at integer costs near 2**24) let its own
+        bound stop that far short of an optimum that only equality meets, re-solve or not."""
+        raw = _meets(model, super().solve_milp(model, settings, warm, linear, **options), known_bound, settings)
+        if not _integer_gap_left(model, raw, settings) or settings.deadline.expired():  # (an answer that meets known_bound leaves none)
             return raw
         arrays = options.get("arrays")
         arrays = milp_arrays(model, linear) if arrays is None else arrays
@@ -218,7 +233,7 @@ class HighsBackend(MilpBackend):
         again.bound = min(bound, again.objective)
         again.message += "; solved again in integer objective units from the first answer (integral objective, gap left above half a unit)"
         again.stats = {**raw.stats, **again.stats}
-        return again
+        return _meets(model, again, known_bound, settings)
 
     STATUS_MAP = {"kOptimal": "optimal", "kInfeasible": "infeasible", "kTimeLimit": "time_limit", "kInterrupt": "time_limit",
                   "kSolutionLimit": "time_limit", "kIterationLimit": "time_limit"}
@@ -265,6 +280,19 @@ class HighsBackend(MilpBackend):
             run.values = np.asarray(h.getSolution().col_value)
             run.objective, run.assignment_value = float(info.objective_function_value), float(hm.cost @ run.values)
         return run
+
+
+def _meets(model: CanonicalModel, raw: RawSolution, known_bound: float | None, settings: SolveSettings) -> RawSolution:
+    """``raw`` with ``known_bound`` (a valid lower bound from elsewhere) taken into its bound, and
+    status ``optimal`` if its assignment meets it (:func:`~mpqopt.algorithms.lagrangian.gap_closed`)."""
+    if known_bound is None or raw.items is None or raw.objective is None or raw.status not in ("optimal", "feasible", "time_limit"):
+        return raw
+    bound = known_bound if raw.bound is None else max(raw.bound, known_bound)
+    raw.bound = min(bound, raw.objective)
+    if raw.status != "optimal" and gap_closed(model, raw.items, bound, settings.mip_gap):
+        raw.status = "optimal"
+        raw.message += "; its assignment meets the LP bound: proven optimal"
+    return raw
 
 
 def _integer_gap_left(model: CanonicalModel, raw: RawSolution, settings: SolveSettings) -> bool:

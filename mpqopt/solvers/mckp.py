@@ -41,7 +41,7 @@ from ..algorithms.dual import solve_dual
 from ..algorithms.heuristics import fill, improve, is_feasible, repair
 from ..algorithms.hull import greedy
 from ..algorithms.kopt import MAX_TRIPLE_CANDIDATES, exchange
-from ..algorithms.lagrangian import fixable_items, lagrangian_bound
+from ..algorithms.lagrangian import fixable_items, gap_closed, lagrangian_bound
 from ..algorithms.meet_core import solve_meet_core
 from ..algorithms.multi_core import solve_multi_core
 from ..errors import SolverError
@@ -192,7 +192,7 @@ def _targeted_cores(model: CanonicalModel, lam: np.ndarray, lp_bound: float, inc
         return settings.mip_gap * abs(inc_obj + model.offset)
 
     def closed() -> bool:
-        return inc_obj - bound <= max(allowed(), _roundoff(model, incumbent))
+        return gap_closed(model, incumbent, bound, settings.mip_gap)
 
     exact = settings.mip_gap == 0
     scale = INCUMBENT_GAP * abs(inc_obj + model.offset) if exact else allowed()
@@ -287,16 +287,6 @@ def _integer_floor(model: CanonicalModel, lagrange: float, lam: float) -> float:
     (the sums it is made of, ``lam * capacity`` the largest, in float64)."""
     roundoff = 1e-9 * (abs(lagrange) + abs(lam) * float(np.abs(model.rhs).max(initial=0.0)) + 1.0)
     return float(math.ceil(lagrange - roundoff))
-
-
-def _roundoff(model: CanonicalModel, items: np.ndarray) -> float:
-    """What summing ``items``' values in another order can change: ``F`` additions, each rounding
-    by at most one ulp of the running total (``F * eps * sum |value|``). Objectives and bounds that
-    differ by no more are equal as far as float data can tell. Integer objectives (sums exact below
-    2**53) have none: there only a bound within half a unit of the objective proves it."""
-    if model.integral_objective:
-        return 0.5
-    return model.num_groups * float(np.finfo(np.float64).eps) * (float(np.abs(model.value[items]).sum()) + abs(model.offset))
 
 
 _BLOCK = 1 << 18  # items per block of a mask over every item: no n-sized temporaries

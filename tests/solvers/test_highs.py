@@ -58,3 +58,34 @@ def test_the_banner_of_a_first_highs_object_stays_off_stdout():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == ""
+
+
+
+def test_an_answer_that_meets_a_known_bound_is_optimal():
+    """A bound from elsewhere (the LP's, handed to solve_milp as ``known_bound``) that HiGHS's answer
+    meets proves it, whatever HiGHS itself proved by its time limit; a worse answer, or a bound
+    below the answer, leaves the status as it was (the bound still improves)."""
+    from mpqopt.solvers.base import RawSolution
+    from mpqopt.solvers.highs import _meets
+
+    problem = knapsack_problem(30, 6, "weakly", seed=4)  # integer data: proofs to the unit
+    model = canonicalize(problem, problem.budgets)
+    optimum = mpqopt.solve(problem, solver="mckp", threads=1)
+    assert optimum.status == "optimal"
+    best_items = model.items_from_layers(optimum.x)
+    best = model.items_objective(best_items)
+    worse_items = mpqopt.solve(problem, solver="greedy", threads=1)
+    worse_items = model.items_from_layers(worse_items.x)
+    worse = model.items_objective(worse_items)
+    assert worse >= best + 1.0  # the greedy misses the optimum here
+
+    def stopped(items):
+        return RawSolution("time_limit", items=items, objective=model.items_objective(items), bound=best - 100.0, message="HiGHS: time limit reached")
+
+    proven = _meets(model, stopped(best_items), best - 0.25, SolveSettings())
+    assert proven.status == "optimal" and proven.bound == best - 0.25 and "meets the LP bound" in proven.message
+    short = _meets(model, stopped(best_items), best - 10.0, SolveSettings())
+    assert short.status == "time_limit" and short.bound == best - 10.0
+    not_best = _meets(model, stopped(worse_items), best - 0.25, SolveSettings())
+    assert not_best.status == "time_limit" and not_best.bound == best - 0.25
+    assert _meets(model, stopped(best_items), None, SolveSettings()).bound == best - 100.0
