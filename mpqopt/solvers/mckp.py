@@ -387,8 +387,13 @@ class MckpBackend(Backend):
                               floor=lower if model.integral_objective else None)
             work_left -= core.work
             stats.update(rounds=rounds, core_groups=core.core_groups, dp_states=core.max_states, dp_work=stats.get("dp_work", 0) + core.work, items_fixed=model.num_items - model.num_groups - int(alternatives.size))
+            if not core.complete and core.items is not None and model.items_objective(core.items) < inc_obj:
+                # the DP gave up, but met a better assignment on the way: the new incumbent
+                incumbent, inc_obj = core.items, model.items_objective(core.items)
+                settings.deadline.offer(incumbent, inc_obj)
+                stats.update(incumbent=inc_obj)
             if settings.deadline.expired():
-                return _stopped(model, incumbent, lower, "hull LP bound + filled greedy", stats)
+                return _stopped(model, incumbent, lower, "hull LP bound + filled greedy + core DP (stopped)", stats)
             if not core.complete:
                 break
             if core.items is not None or target >= better:
