@@ -87,7 +87,7 @@ def solve_core(model: CanonicalModel, base: np.ndarray, alternatives: np.ndarray
             # flat index: combination * states + parent; each chunk's own front first (what one
             # chunk dominates is dominated), so the merge below sorts fronts, not every survivor
             parts.append(_front(new_cost[ok], new_gain[ok], ok + first * cost.size))
-            if deadline is not None and deadline.expired():
+            if work > work_limit or (deadline is not None and deadline.expired()):
                 return _stopped(blocks, core_groups, parents, chosen, base, best_step, best_state, peak, work)
         new_cost, new_gain, flat = _front(*(np.concatenate(part) for part in zip(*parts))) if len(parts) > 1 else parts[0]
         combo, parent = np.divmod(flat, cost.size)

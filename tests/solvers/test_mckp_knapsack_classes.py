@@ -3,10 +3,12 @@
 Every class (uncorrelated, weakly, strongly, inverse strongly correlated, subset-sum) at small sizes
 and data ranges, by its own generator ``mpqopt.synthetic.knapsack_problem``: the engine's ``optimal``
 answer must be the exact optimum, compared as integers, with its bound equal to it. Each instance is
-solved four ways: as the engine chooses (greedy meets the rounded LP bound, core DP, or HiGHS on the
+solved five ways: as the engine chooses (greedy meets the rounded LP bound, core DP, or HiGHS on the
 core), with the DP's work limit at zero (every core goes to HiGHS from the incumbent), with a
 tiny one (the DP stops part-way, after some rounds, and hands over, with any better assignment it
-met as the incumbent) and with the DP's block steps cut into chunks of a few states. The oracle is a dynamic program
+met as the incumbent, after the neighbourhood search), with the DP's block steps cut into chunks
+of a few states, and with the DP's first attempt stopped at once (the neighbourhoods improve the
+incumbent, and the DP starts over below it). The oracle is a dynamic program
 over integer capacities that shares no code with mpqopt.
 """
 
@@ -40,11 +42,13 @@ def optimum(problem: mpqopt.Problem) -> int:
     return int(best[capacity])
 
 
-@pytest.mark.parametrize("work", ["default", "none", "tiny", "chunked"])
+@pytest.mark.parametrize("work", ["default", "none", "tiny", "chunked", "probe"])
 @pytest.mark.parametrize("kind", KNAPSACK_CLASSES)
 def test_mckp_proves_the_exact_optimum_on_every_class(kind, work, monkeypatch):
     if work == "chunked":  # every DP block step cut into chunks of a few states
         monkeypatch.setattr(core_dp, "CHUNK_STATES", 3)
+    elif work == "probe":  # the DP's first attempt stops at once: neighbourhoods, then the DP again
+        monkeypatch.setattr(mckp, "PROBE_WORK", 20)
     elif work != "default":
         monkeypatch.setattr(mckp, "DP_WORK_BASE", 0 if work == "none" else 200)
         monkeypatch.setattr(mckp, "DP_WORK_PER_ITEM", 0)
