@@ -37,7 +37,8 @@ class CoreResult:
     work: int = 0  # states generated in all (before pruning): what the search cost
 
 
-def solve_core(model: CanonicalModel, base: np.ndarray, alternatives: np.ndarray, lam: float, target: float, state_limit: int = 3_000_000, work_limit: int = WORK_LIMIT, deadline: Deadline | None = None, floor: float | None = None) -> CoreResult:
+def solve_core(model: CanonicalModel, base: np.ndarray, alternatives: np.ndarray, lam: float, target: float, state_limit: int = 3_000_000, work_limit: int = WORK_LIMIT, deadline: Deadline | None = None, floor: float | None = None,
+               improve: Callable[[], float | None] | None = None, improve_after: int = 0) -> CoreResult:
     """Best choice within ``target`` when each group takes its ``base`` item or one of ``alternatives``.
 
     Every such solution of objective ``<= target`` survives the pruning, so with ``complete`` a
@@ -48,6 +49,9 @@ def solve_core(model: CanonicalModel, base: np.ndarray, alternatives: np.ndarray
     the best assignment within ``target`` met so far (an incumbent), or None. ``floor``: a lower
     bound on every solution's objective (the integer-rounded LP bound); a choice reaching it is
     optimal, and the search stops there at once (subset-sum: the first exact fill ends it).
+    ``improve``: called once, when ``improve_after`` states have been generated, it may return a
+    lower target (the caller found a better assignment elsewhere); the search goes on below it,
+    and ``items`` then answer the lowered target.
     """
     weight, value = model.weights[0], model.value
     capacity = float(model.rhs[0]) - float(weight[base].sum()) + float(model.budget_slack[0])  # round-off only (0 on exact integer budgets)
@@ -97,6 +101,11 @@ def solve_core(model: CanonicalModel, base: np.ndarray, alternatives: np.ndarray
         peak = max(peak, cost.size)
         if cost.size > state_limit or work > work_limit or (deadline is not None and deadline.expired()):
             return _stopped(blocks, core_groups, parents, chosen, base, best_step, best_state, peak, work)
+        if improve is not None and work >= improve_after:
+            lowered, improve = improve(), None
+            if lowered is not None and lowered - base_value < target:
+                # the best state so far (its value change is the target) no longer qualifies
+                target, best_step = lowered - base_value, None
         if cost.size == 0:
             break
         # completed with base, each state is a full solution; along the front value falls as cost

@@ -54,8 +54,8 @@ TARGET_FRACTIONS = (1 / 1024, 1 / 256, 1 / 64, 1 / 16, 1 / 4)
 # 10 s, as HiGHS on the whole model does), so it keeps about a minute of numpy on 2 cores
 DP_WORK_BASE = 300_000_000
 DP_WORK_PER_ITEM = 0
-# The single-budget DP's first attempt stops after this many states, and the groups nearest the
-# break are re-solved for a better incumbent with up to NEIGHBOURHOOD_WORK states before it goes on
+# After this many states of the single-budget DP, the groups nearest the break are re-solved for a
+# better incumbent with up to NEIGHBOURHOOD_WORK states; the DP goes on below it
 PROBE_WORK = 10_000_000
 NEIGHBOURHOOD_WORK = 20_000_000
 SMALL_CORE = 64  # alternatives below which the core DP runs once at the incumbent (HAWQ-V3 ResNet-18 at 50 %: 2.5 -> 1.0 ms)
@@ -388,42 +388,44 @@ class MckpBackend(Backend):
         # Search below rising targets: a low target leaves few alternatives and a tiny core;
         # whatever the core search finds at or below the target is optimal. The last target is
         # ``better`` (the incumbent, less a unit on integer data), and finding nothing at or below
-        # it proves the incumbent optimal. The DP first gets PROBE_WORK states only: past that, the
-        # incumbent is first improved by re-solving the groups nearest the break (it was the filled
-        # greedy, up to ~7,000 above the optimum on strongly 1,000 x 100, R=10,000, where the
-        # neighbourhoods come within 12 of the LP bound), which shrinks the core, and the rounds
-        # start over below it with all the work left.
+        # it proves the incumbent optimal. Once the DP has generated PROBE_WORK states, the
+        # incumbent is improved by re-solving the groups nearest the break (it was the filled
+        # greedy, ~7,000 above the optimum on strongly 1,000 x 100, R=10,000, where the
+        # neighbourhoods come within 12 of the LP bound), and the DP goes on below it.
         targets = _targets(model, lagrange, lower, better, inc_obj, slack, candidates.size)
         work_left = _dp_work_limit(model)
         searched = False
-        rounds = k = 0
-        while k < len(targets):
-            target = targets[k]
+
+        def improve() -> float | None:
+            """The neighbourhood search, once: the DP's new target if it found a better incumbent."""
+            nonlocal incumbent, inc_obj, better, searched
+            searched = True
+            found, nbh = neighbourhood_search(model, incumbent, start.lam, NEIGHBOURHOOD_WORK, settings.deadline)
+            stats.update(nbh)
+            if model.items_objective(found) >= inc_obj:
+                return None
+            incumbent, inc_obj = found, model.items_objective(found)
+            better = inc_obj - 1.0 if model.integral_objective else inc_obj
+            settings.deadline.offer(incumbent, inc_obj)
+            return better
+
+        rounds = 0
+        while targets:
+            target = min(targets.pop(0), better)
             rounds += 1
             if settings.deadline.expired():
                 return _stopped(model, incumbent, lower, "hull LP bound + filled greedy", stats)
             alternatives = candidates[lagrange + reduced[candidates] <= target + slack]
-            core = solve_core(model, base, alternatives, start.lam, target, work_limit=work_left if searched else min(work_left, PROBE_WORK),
-                              deadline=settings.deadline, floor=lower if model.integral_objective else None)
+            used = _dp_work_limit(model) - work_left
+            core = solve_core(model, base, alternatives, start.lam, target, work_limit=work_left, deadline=settings.deadline,
+                              floor=lower if model.integral_objective else None, improve=None if searched else improve, improve_after=PROBE_WORK - used)
             work_left -= core.work
+            target = min(target, better)  # the search went on below a better incumbent than it started from
             stats.update(rounds=rounds, core_groups=core.core_groups, dp_states=core.max_states, dp_work=stats.get("dp_work", 0) + core.work, items_fixed=model.num_items - model.num_groups - int(alternatives.size))
             if not core.complete and core.items is not None and model.items_objective(core.items) < inc_obj:
                 # the DP gave up, but met a better assignment on the way: the new incumbent
                 incumbent, inc_obj = core.items, model.items_objective(core.items)
-            if not core.complete and not searched and not settings.deadline.expired():
-                searched = True
-                incumbent, found = neighbourhood_search(model, incumbent, start.lam, NEIGHBOURHOOD_WORK, settings.deadline)
-                stats.update(found)
-                if model.items_objective(incumbent) < inc_obj:
-                    inc_obj = model.items_objective(incumbent)
-                    better = inc_obj - 1.0 if model.integral_objective else inc_obj
-                    candidates = candidates[lagrange + reduced[candidates] <= better + slack]
-                    targets, k = _targets(model, lagrange, lower, better, inc_obj, slack, candidates.size), 0
                 settings.deadline.offer(incumbent, inc_obj)
-                stats.update(incumbent=inc_obj)
-                if work_left > 0:
-                    continue  # the round again (or the new rounds), with all the work left
-            settings.deadline.offer(incumbent, inc_obj)
             stats.update(incumbent=inc_obj)
             if settings.deadline.expired():
                 return _stopped(model, incumbent, lower, "hull LP bound + filled greedy + core DP (stopped)", stats)
@@ -434,7 +436,8 @@ class MckpBackend(Backend):
                 objective = model.items_objective(items)
                 return RawSolution("optimal", items=items, objective=objective, bound=objective, message="mckp: hull LP bound + reduced-cost fixing + core DP", stats=stats)
             lower = max(lower, math.floor(target + slack) + 1.0) if model.integral_objective else lower  # nothing at or below the target
-            k += 1
+            targets = [t for t in targets if t < better] + [better]  # the last one falls with the incumbent
+        candidates = candidates[lagrange + reduced[candidates] <= better + slack]  # a better incumbent shrinks HiGHS's core
         # the core was too large for the DP: HiGHS proves it instead, from the incumbent
         keep = np.zeros(model.num_items, dtype=bool)
         keep[base] = True

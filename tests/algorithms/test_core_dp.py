@@ -211,3 +211,22 @@ def test_a_search_cut_short_returns_only_assignments_within_the_target(kind):
         stopped = core_dp.solve_core(model, base, alternatives, lam, target, deadline=Deadline(0.0))
         assert not stopped.complete
     assert found  # each class meets an assignment within the target before some work limit
+
+
+@pytest.mark.parametrize("kind", ["weakly", "strongly", "inverse_strongly", "subset_sum"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_target_lowered_mid_search_is_answered_exactly(kind, seed):
+    """``improve`` lowers the target part-way (the caller found a better incumbent): at the optimum
+    the search still finds an optimal assignment, a unit below it it proves there is none (the best
+    state met before the lowering must not be returned as an answer)."""
+    model, base, alternatives, lam, target = _core_setup(kind, seed)
+    full = core_dp.solve_core(model, base, alternatives, lam, target)
+    assert full.complete and full.items is not None
+    best = model.items_objective(full.items)
+    for after in (0, 100, 2_000):
+        at = core_dp.solve_core(model, base, alternatives, lam, target, improve=lambda: best, improve_after=after)
+        assert at.complete and model.items_objective(at.items) == best
+        below = core_dp.solve_core(model, base, alternatives, lam, target, improve=lambda: best - 1.0, improve_after=after)
+        assert below.complete and below.items is None
+        higher = core_dp.solve_core(model, base, alternatives, lam, target, improve=lambda: target + 5.0, improve_after=after)
+        assert model.items_objective(higher.items) == best  # a higher target changes nothing
