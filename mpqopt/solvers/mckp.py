@@ -3,7 +3,10 @@
 Single budget: lower convex hulls give the greedy solution, the LP bound and the multiplier at once
 (sorting the hull increments is the only superlinear step); the greedy solution is filled up to an
 incumbent; exact reduced-cost fixing at the LP multiplier leaves a small core, which dynamic
-programming over non-dominated states solves exactly. No Python loop runs over layers.
+programming over non-dominated states solves exactly. No Python loop runs over layers. Where the
+core is hard (Pisinger's strongly correlated classes), the DP pauses once to improve the incumbent
+by re-solving the groups nearest the break (:mod:`mpqopt.algorithms.neighbourhood`) and goes on
+below it; a core still too large for it goes to HiGHS from the best incumbent found.
 
 Several budgets: the Lagrangian dual (:mod:`mpqopt.algorithms.dual`) gives multipliers and a bound,
 its solution repaired and improved is the incumbent, reduced-cost fixing leaves a core, and dynamic
