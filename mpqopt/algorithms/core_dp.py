@@ -30,23 +30,28 @@ WORK_LIMIT = 300_000_000
 
 @dataclass
 class CoreResult:
-    items: np.ndarray | None  # best choice with objective <= target, or None if there is none
-    complete: bool  # False when the state count passed the limit (nothing proven)
+    items: np.ndarray | None  # best choice with objective <= target found, or None if none was
+    complete: bool  # False when the search gave up (limits, deadline): items, if any, are not proven optimal
     core_groups: int
     max_states: int
     work: int = 0  # states generated in all (before pruning): what the search cost
 
 
-def solve_core(model: CanonicalModel, base: np.ndarray, alternatives: np.ndarray, lam: float, target: float, state_limit: int = 3_000_000, work_limit: int = WORK_LIMIT, deadline: Deadline | None = None, floor: float | None = None) -> CoreResult:
+def solve_core(model: CanonicalModel, base: np.ndarray, alternatives: np.ndarray, lam: float, target: float, state_limit: int = 3_000_000, work_limit: int = WORK_LIMIT, deadline: Deadline | None = None, floor: float | None = None,
+               improve: Callable[[], float | None] | None = None, improve_after: int = 0) -> CoreResult:
     """Best choice within ``target`` when each group takes its ``base`` item or one of ``alternatives``.
 
-    Every such solution of objective ``<= target`` survives the pruning, so a returned ``items`` is
-    optimal among them, and ``complete`` with ``items is None`` proves there is none. The search
+    Every such solution of objective ``<= target`` survives the pruning, so with ``complete`` a
+    returned ``items`` is optimal among them, and ``items is None`` proves there is none. The search
     gives up (``complete=False``, nothing proven) when the states alive pass ``state_limit``, the
     states generated pass ``work_limit`` or ``deadline`` expires: on classes where many items share
-    one efficiency the state count explodes, and the caller hands over instead. ``floor``: a lower
+    one efficiency the state count explodes, and the caller hands over instead; ``items`` is then
+    the best assignment within ``target`` met so far (an incumbent), or None. ``floor``: a lower
     bound on every solution's objective (the integer-rounded LP bound); a choice reaching it is
     optimal, and the search stops there at once (subset-sum: the first exact fill ends it).
+    ``improve``: called once, when ``improve_after`` states have been generated, it may return a
+    lower target (the caller found a better assignment elsewhere); the search goes on below it,
+    and ``items`` then answer the lowered target.
     """
     weight, value = model.weights[0], model.value
     capacity = float(model.rhs[0]) - float(weight[base].sum()) + float(model.budget_slack[0])  # round-off only (0 on exact integer budgets)
@@ -72,25 +77,35 @@ def solve_core(model: CanonicalModel, base: np.ndarray, alternatives: np.ndarray
     # after the last block nothing is left to bound but the capacity itself
     bound_after = _completion_bound(model, core_groups, core_items, start) if len(blocks) > 1 else _capacity_only
     for b, (last_step, _combos, d_cost, d_gain) in enumerate(blocks):
-        # one run per combination, each sorted by cost like the states: a stable sort merges runs cheaply
-        new_cost = (d_cost[:, None] + cost[None, :]).ravel()
-        new_gain = (d_gain[:, None] + gain[None, :]).ravel()
-        parent = np.tile(np.arange(cost.size), d_cost.size)
-        combo = np.repeat(np.arange(d_cost.size), cost.size)
-        work += new_cost.size
-        ok = new_gain + bound_after(last_step, capacity - new_cost) <= target + margin
-        new_cost, new_gain, parent, combo = new_cost[ok], new_gain[ok], parent[ok], combo[ok]
-        # keep states no other state beats in both cost and value (equal costs in either order:
-        # at worst a dominated twin survives one step)
-        order = np.argsort(new_cost, kind="stable")
-        new_cost, new_gain, parent, combo = new_cost[order], new_gain[order], parent[order], combo[order]
-        front = new_gain < np.minimum.accumulate(np.concatenate([[np.inf], new_gain[:-1]]))
-        cost, gain = new_cost[front], new_gain[front]
-        parents.append(parent[front])
-        chosen.append(combo[front])
+        # one run per combination, each sorted by cost like the states: a stable sort merges runs
+        # cheaply. The combinations go a chunk of states at a time with the deadline checked after
+        # each: a block of 32 combinations over 500,000 states took 4.7 s in one numpy step, and
+        # the time limit was overrun by that (weakly 4,000 x 10, R=10,000: 63 s under 60 s)
+        rows = max(1, CHUNK_STATES // cost.size)
+        parts = []
+        for first in range(0, d_cost.size, rows):
+            new_cost = (d_cost[first:first + rows, None] + cost[None, :]).ravel()
+            new_gain = (d_gain[first:first + rows, None] + gain[None, :]).ravel()
+            work += new_cost.size
+            ok = np.flatnonzero(new_gain + bound_after(last_step, capacity - new_cost) <= target + margin)
+            # flat index: combination * states + parent; each chunk's own front first (what one
+            # chunk dominates is dominated), so the merge below sorts fronts, not every survivor
+            parts.append(_front(new_cost[ok], new_gain[ok], ok + first * cost.size))
+            if work > work_limit or (deadline is not None and deadline.expired()):
+                return _stopped(blocks, core_groups, parents, chosen, base, best_step, best_state, peak, work)
+        new_cost, new_gain, flat = _front(*(np.concatenate(part) for part in zip(*parts))) if len(parts) > 1 else parts[0]
+        combo, parent = np.divmod(flat, cost.size)
+        cost, gain = new_cost, new_gain
+        parents.append(parent)
+        chosen.append(combo)
         peak = max(peak, cost.size)
         if cost.size > state_limit or work > work_limit or (deadline is not None and deadline.expired()):
-            return CoreResult(None, False, core_groups.size, peak, work)
+            return _stopped(blocks, core_groups, parents, chosen, base, best_step, best_state, peak, work)
+        if improve is not None and work >= improve_after:
+            lowered, improve = improve(), None
+            if lowered is not None and lowered - base_value < target:
+                # the best state so far (its value change is the target) no longer qualifies
+                target, best_step = lowered - base_value, None
         if cost.size == 0:
             break
         # completed with base, each state is a full solution; along the front value falls as cost
@@ -100,22 +115,44 @@ def solve_core(model: CanonicalModel, base: np.ndarray, alternatives: np.ndarray
             target, best_step, best_state = float(gain[last]), b, last
             if target <= enough:
                 break
-    if best_step is None:
-        return CoreResult(None, True, core_groups.size, peak, work)
+    items = None if best_step is None else _assignment(blocks, core_groups, parents, chosen, base, best_step, best_state)
+    return CoreResult(items, True, core_groups.size, peak, work)
+
+
+def _front(cost: np.ndarray, gain: np.ndarray, tag: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The states no other beats in both cost and value change, sorted by cost, with their tags
+    (equal costs in either order: at worst a dominated twin survives one step)."""
+    order = np.argsort(cost, kind="stable")
+    cost, gain, tag = cost[order], gain[order], tag[order]
+    keep = gain < np.minimum.accumulate(np.concatenate([[np.inf], gain[:-1]]))
+    return cost[keep], gain[keep], tag[keep]
+
+
+def _assignment(blocks: list, core_groups: np.ndarray, parents: list[np.ndarray], chosen: list[np.ndarray], base: np.ndarray, step: int, state: int) -> np.ndarray:
+    """The full assignment of ``state`` after block ``step``: its choices back to the first block,
+    ``base`` for every other group."""
     items = base.copy()
-    state = best_state
-    for b in range(best_step, -1, -1):
+    for b in range(step, -1, -1):
         last_step, combos = blocks[b][0], blocks[b][1]
         first = last_step - combos.shape[1] + 1
         items[core_groups[first : last_step + 1]] = combos[chosen[b][state]]
         state = parents[b][state]
-    return CoreResult(items, True, core_groups.size, peak, work)
+    return items
+
+
+def _stopped(blocks: list, core_groups: np.ndarray, parents: list[np.ndarray], chosen: list[np.ndarray], base: np.ndarray, best_step: int | None, best_state: int, peak: int, work: int) -> CoreResult:
+    """The search gave up (limits or deadline): nothing proven, but the best assignment within the
+    target it met on the way (if any) is returned, an incumbent better than the caller's."""
+    items = None if best_step is None else _assignment(blocks, core_groups, parents, chosen, base, best_step, best_state)
+    return CoreResult(items, False, core_groups.size, peak, work)
 
 
 # Core groups are taken a block at a time: the per-step cost is numpy call overhead for the small
 # fronts of typical cores, so enumerating a block's combinations (at most this many) at once cuts
 # the steps several-fold; pruning waits for the block's end, which is still exact.
 BLOCK_COMBINATIONS = 32
+# States a block step generates between two looks at the deadline (a few tenths of a second)
+CHUNK_STATES = 1 << 21
 
 
 def _blocks(items: np.ndarray, start: np.ndarray, weight: np.ndarray, value: np.ndarray) -> list[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:

@@ -20,8 +20,12 @@ from fuzz import examples
 
 import mpqopt
 from mpqopt import Problem
+from mpqopt.algorithms import core_dp
 from mpqopt.algorithms.core_dp import _completion_bound, _core_order
+from mpqopt.algorithms.heuristics import fill
 from mpqopt.algorithms.hull import greedy
+from mpqopt.algorithms.lagrangian import lagrangian_bound
+from mpqopt.deadline import Deadline
 from mpqopt.algorithms.suffix_lp import SuffixLP
 from mpqopt.reductions import canonicalize
 from mpqopt.synthetic import KNAPSACK_CLASSES, knapsack_problem
@@ -154,3 +158,75 @@ def test_a_core_of_thousands_of_groups_is_proven_right():
     assert got.bound <= found.objective
 
 
+
+
+def _core_setup(kind: str, seed: int):
+    """A one-budget knapsack model, its Lagrangian base, every other item as an alternative, and a
+    target just above the LP bound (only some assignments reach it)."""
+    problem = knapsack_problem(25, 8, kind, R=40, seed=seed)
+    model = canonicalize(problem, dict(problem.budgets))
+    start = greedy(model)
+    lam = np.array([start.lam])
+    lagrange, reduced = lagrangian_bound(model, lam)
+    base = np.minimum.reduceat(np.where(reduced == 0, np.arange(model.num_items), model.num_items), model.group_start[:-1])
+    alternatives = np.setdiff1d(np.arange(model.num_items), base)
+    target = model.items_objective(fill(model, start.items))
+    return model, base, alternatives, start.lam, target
+
+
+@pytest.mark.parametrize("kind", KNAPSACK_CLASSES)
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_chunked_steps_find_the_same_optimum(kind, seed, monkeypatch):
+    """Block steps cut into chunks of a few states (each chunk's front merged with the others')
+    find the optimum the whole-block steps find, as integers."""
+    model, base, alternatives, lam, target = _core_setup(kind, seed)
+    whole = core_dp.solve_core(model, base, alternatives, lam, target)
+    monkeypatch.setattr(core_dp, "CHUNK_STATES", 5)
+    chunked = core_dp.solve_core(model, base, alternatives, lam, target)
+    assert whole.complete and chunked.complete
+    assert (whole.items is None) == (chunked.items is None)
+    if whole.items is not None:
+        assert model.items_objective(whole.items) == model.items_objective(chunked.items)
+
+
+@pytest.mark.parametrize("kind", KNAPSACK_CLASSES)
+def test_a_search_cut_short_returns_only_assignments_within_the_target(kind):
+    """Stopped by its work limit (or the deadline) part-way, the DP proves nothing, but the
+    assignment it returns (the caller's new incumbent) is one per group, budget-feasible, within
+    the target, and no better than the optimum."""
+    found = 0
+    for seed in range(3):
+        model, base, alternatives, lam, target = _core_setup(kind, seed)
+        full = core_dp.solve_core(model, base, alternatives, lam, target)
+        for work_limit in (50, 200, 1_000, 5_000, 20_000):
+            cut = core_dp.solve_core(model, base, alternatives, lam, target, work_limit=work_limit)
+            if cut.complete or cut.items is None:
+                continue
+            found += 1
+            assert np.all(model.item_group[cut.items] == np.arange(model.num_groups))
+            assert model.weights[0, cut.items].sum() <= model.rhs[0]
+            assert model.items_objective(cut.items) <= target
+            if full.complete:
+                assert model.items_objective(cut.items) >= model.items_objective(full.items)
+        stopped = core_dp.solve_core(model, base, alternatives, lam, target, deadline=Deadline(0.0))
+        assert not stopped.complete
+    assert found  # each class meets an assignment within the target before some work limit
+
+
+@pytest.mark.parametrize("kind", ["weakly", "strongly", "inverse_strongly", "subset_sum"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_target_lowered_mid_search_is_answered_exactly(kind, seed):
+    """``improve`` lowers the target part-way (the caller found a better incumbent): at the optimum
+    the search still finds an optimal assignment, a unit below it it proves there is none (the best
+    state met before the lowering must not be returned as an answer)."""
+    model, base, alternatives, lam, target = _core_setup(kind, seed)
+    full = core_dp.solve_core(model, base, alternatives, lam, target)
+    assert full.complete and full.items is not None
+    best = model.items_objective(full.items)
+    for after in (0, 100, 2_000):
+        at = core_dp.solve_core(model, base, alternatives, lam, target, improve=lambda: best, improve_after=after)
+        assert at.complete and model.items_objective(at.items) == best
+        below = core_dp.solve_core(model, base, alternatives, lam, target, improve=lambda: best - 1.0, improve_after=after)
+        assert below.complete and below.items is None
+        higher = core_dp.solve_core(model, base, alternatives, lam, target, improve=lambda: target + 5.0, improve_after=after)
+        assert model.items_objective(higher.items) == best  # a higher target changes nothing

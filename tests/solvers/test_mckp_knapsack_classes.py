@@ -3,9 +3,12 @@
 Every class (uncorrelated, weakly, strongly, inverse strongly correlated, subset-sum) at small sizes
 and data ranges, by its own generator ``mpqopt.synthetic.knapsack_problem``: the engine's ``optimal``
 answer must be the exact optimum, compared as integers, with its bound equal to it. Each instance is
-solved three ways: as the engine chooses (greedy meets the rounded LP bound, core DP, or HiGHS on the
-core), with the DP's work limit at zero (every core goes to HiGHS from the incumbent) and with a
-tiny one (the DP stops part-way, after some rounds, and hands over). The oracle is a dynamic program
+solved five ways: as the engine chooses (greedy meets the rounded LP bound, core DP, or HiGHS on the
+core), with the DP's work limit at zero (every core goes to HiGHS from the incumbent), with a
+tiny one (the DP stops part-way, after some rounds, and hands over, with any better assignment it
+met as the incumbent, after the neighbourhood search), with the DP's block steps cut into chunks
+of a few states, and with the DP's first attempt stopped at once (the neighbourhoods improve the
+incumbent, and the DP starts over below it). The oracle is a dynamic program
 over integer capacities that shares no code with mpqopt.
 """
 
@@ -15,6 +18,7 @@ import numpy as np
 import pytest
 
 import mpqopt
+from mpqopt.algorithms import core_dp
 from mpqopt.solvers import mckp
 from mpqopt.synthetic import KNAPSACK_CLASSES, knapsack_problem
 
@@ -38,10 +42,14 @@ def optimum(problem: mpqopt.Problem) -> int:
     return int(best[capacity])
 
 
-@pytest.mark.parametrize("work", ["default", "none", "tiny"])
+@pytest.mark.parametrize("work", ["default", "none", "tiny", "chunked", "probe"])
 @pytest.mark.parametrize("kind", KNAPSACK_CLASSES)
 def test_mckp_proves_the_exact_optimum_on_every_class(kind, work, monkeypatch):
-    if work != "default":
+    if work == "chunked":  # every DP block step cut into chunks of a few states
+        monkeypatch.setattr(core_dp, "CHUNK_STATES", 3)
+    elif work == "probe":  # the DP's first attempt stops at once: neighbourhoods, then the DP again
+        monkeypatch.setattr(mckp, "PROBE_WORK", 20)
+    elif work != "default":
         monkeypatch.setattr(mckp, "DP_WORK_BASE", 0 if work == "none" else 200)
         monkeypatch.setattr(mckp, "DP_WORK_PER_ITEM", 0)
     for layers, options, R in SIZES:
@@ -64,3 +72,18 @@ def test_the_oracle_agrees_with_enumeration():
         weight, value = problem.costs["size_bits"], problem.sensitivity
         totals = [(weight[range(4), x].sum(), value[range(4), x].sum()) for x in itertools.product(range(3), repeat=4)]
         assert optimum(problem) == min(v for w, v in totals if w <= problem.budgets["size_bits"])
+
+
+@pytest.mark.parametrize("kind", ["weakly", "inverse_strongly"])
+def test_a_short_time_limit_is_kept(kind):
+    """weakly 4,000 x 10, R=10,000 ran 63 s under a 60 s limit and was abandoned by solve()'s
+    watchdog: one DP block step over 500,000 states took seconds without a look at the clock. The
+    engine must stop by itself (not abandoned), with an assignment and a valid bound; the time
+    bound is generous (2x the limit + 1 s), the point is that it returns."""
+    problem = knapsack_problem(4000, 10, kind, R=10_000, seed=0)
+    limit = 3.0
+    result = mpqopt.solve(problem, solver="mckp", threads=1, time_limit=limit)
+    assert result.status in ("optimal", "time_limit"), result.message
+    assert not result.stats.get("abandoned"), result.message
+    assert result.x is not None and result.bound <= result.objective
+    assert result.solve_time_s <= 2 * limit + 1.0, result.message
