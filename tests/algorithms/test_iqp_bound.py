@@ -90,3 +90,34 @@ def test_ascent_with_budget_products_stays_below_the_optimum_and_never_below_the
     # starting from lam = 0 the first step is the plain split's: the best kept is never below it
     assert with_products >= root().bound() - 1e-12
     assert without <= best + 1e-9
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_node_ascent_with_budget_products_from_an_inherited_split_stays_below_each_node_optimum(seed):
+    """As bnb's nodes run it: several layers fixed, items excluded, the split and multipliers inherited
+    from an ascended parent, the products ascended again; node and child bounds against enumeration."""
+    rng = np.random.default_rng(100 + seed)
+    problem = iqp_problem(7, 3, seed=seed, noise=float(rng.uniform(0.05, 0.8)), budget_fraction=float(rng.uniform(0.15, 0.85)))
+    model = canonicalize(problem, problem.budgets)
+    F, n = model.num_groups, model.num_items
+    pb = PairBound(model)
+    choice = np.full(F, -1, dtype=np.int64)
+    allowed = np.ones(n, dtype=bool)
+    parent = pb.node(choice, allowed)
+    parent.optimize(_best_with(model, choice, allowed).min() + 1.0, 60)
+    for depth in range(1, 4):
+        g = int(rng.choice(np.nonzero(choice < 0)[0]))
+        choice[g] = rng.integers(model.group_start[g], model.group_start[g + 1])
+        allowed &= (rng.random(n) < 0.85) | (np.arange(n) == model.group_start[model.item_group])
+        best_with = _best_with(model, choice, allowed)
+        if not np.isfinite(best_with.min()):
+            return  # no completion fits: nothing left to check below
+        view = pb.node(choice, allowed, parent.split())
+        bound = view.optimize(best_with.min(), 40)  # the node's optimum as the target: the tightest ascent
+        assert bound <= best_with.min() + 1e-9, depth
+        probe = view.probe()
+        child_best = best_with[view.items]
+        finite = np.isfinite(child_best)
+        assert (probe.child[finite] <= child_best[finite] + 1e-9).all(), depth
+        assert probe.node_bound <= best_with.min() + 1e-9, depth
+        parent = view
