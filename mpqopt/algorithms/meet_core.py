@@ -255,7 +255,11 @@ def _frame(model: CanonicalModel, keep: np.ndarray, lam: np.ndarray, goal: float
     lagrangian_size = float(lam @ np.abs(model.rhs)) + float(np.abs(group_min).sum())
     # (each of the F groups' terms rounds by an ulp or so, in every sum it is part of)
     margin = RTOL * max(abs(goal), abs(lagrange), float(np.abs(model.value[keep]).max(initial=0.0)), 1e-300) + 4.0 * (model.num_groups + 1) * float(np.finfo(np.float64).eps) * lagrangian_size
-    gap = goal - lagrange - float(base_r.sum()) + margin  # what the flips and the unused budget may cost
+    # a total within the slack is_feasible allows may overuse a budget: its term lam_i * (unused)
+    # is then as low as -lam_i * slack_i, so the other terms may cost that much more (measured
+    # from rhs + slack, every term is >= 0 again)
+    overuse = float(lam @ model.budget_slack) if model.num_budgets else 0.0
+    gap = goal - lagrange - float(base_r.sum()) + margin + overuse  # what the flips and the unused budget may cost
     dr = reduced[flips] - base_r[model.item_group[flips]]
     flips, dr = flips[dr <= gap], dr[dr <= gap]
     heaviest = np.maximum.reduceat(np.where(keep, np.abs(model.weights), 0.0), model.group_start[:-1], axis=1).sum(axis=1)

@@ -14,6 +14,7 @@ import mpqopt
 from mpqopt.algorithms import meet_core
 from mpqopt.algorithms.dual import solve_dual
 from mpqopt.algorithms.heuristics import is_feasible
+from mpqopt.algorithms.lagrangian import fixable_items
 from mpqopt.algorithms.meet_core import solve_meet_core
 from mpqopt.reductions import canonicalize
 from mpqopt.synthetic import mckp_problem
@@ -41,7 +42,7 @@ def _setup(case, data):
     rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
     keep = rng.random(model.num_items) < data.draw(st.sampled_from([0.3, 0.7, 1.0]))
     items, totals = all_assignments(model)
-    limit = model.rhs + 1e-12 * np.abs(model.budgets)
+    limit = model.rhs + model.budget_slack  # feasible as is_feasible (and verify) check it
     feasible = items[(totals <= limit[:, None]).all(axis=0)]
     if not feasible.shape[0]:
         event("no feasible assignment")
@@ -147,3 +148,31 @@ def test_matches_exact_highs_on_a_realistic_core(seed: int, budgets: int):
     assert result.complete
     assert is_feasible(model, result.items)
     assert model.items_objective(result.items) + model.offset == pytest.approx(exact.objective, rel=1e-9, abs=1e-12)
+
+
+def _overusing_pair():
+    """Two layers whose better assignment (both at W4) overuses budget ``c0`` by 4e-13 of it, less
+    than the slack ``is_feasible`` (and verify) allow: feasible, 2e-10 below the incumbent (both
+    at W2); under a large multiplier on ``c0`` its reduced cost (2e-7) exceeds that gap."""
+    problem = mpqopt.Problem(["a", "b"], [2, 4], [[1.0, 1.0 - 1e-10]] * 2,
+                             costs={"c0": [[0.5, 0.5 + 2e-13]] * 2, "c1": [[0.0, 0.0]] * 2})
+    model = canonicalize(problem, {"c0": 1.0, "c1": 1.0})
+    incumbent = model.group_start[:-1].copy()
+    better = incumbent + 1
+    assert is_feasible(model, incumbent) and is_feasible(model, better)
+    assert model.items_objective(better) < model.items_objective(incumbent)
+    assert (model.weights[:, better].sum(axis=1) > model.rhs)[0]
+    return model, incumbent, better
+
+
+def test_assignments_within_the_budget_slack_are_not_lost():
+    """A total over ``rhs`` but within the slack leaves ``lam @ (rhs - totals)`` negative: the gap
+    and the fixing margin must allow for it (``lam @ budget_slack``), or a large multiplier hides a
+    feasible better assignment and the incumbent is 'proven' optimal."""
+    model, incumbent, better = _overusing_pair()
+    lam = np.array([1e6, 0.0])
+    result = solve_meet_core(model, np.ones(model.num_items, dtype=bool), incumbent, lam)
+    assert result.complete
+    assert model.items_objective(result.items) == model.items_objective(better)
+    drop, _ = fixable_items(model, lam, model.items_objective(incumbent))
+    assert not drop[better].any()
