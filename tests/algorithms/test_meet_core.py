@@ -176,3 +176,48 @@ def test_assignments_within_the_budget_slack_are_not_lost():
     assert model.items_objective(result.items) == model.items_objective(better)
     drop, _ = fixable_items(model, lam, model.items_objective(incumbent))
     assert not drop[better].any()
+
+
+def test_listing_reads_the_clock_while_its_partials_fit_the_first_buffer():
+    """A deadline already passed stops a half's listing even before its buffer grows (the clock was
+    read only on reallocation: a core whose thousands of flips each add a few partials to a large
+    listing ran seconds past its deadline)."""
+    problem = mckp_problem(12, 4, 2, seed=0, budget_fraction=0.5)
+    model = canonicalize(problem, problem.budgets)
+    base = model.group_start[:-1].copy()
+    flips = np.setdiff1d(np.arange(model.num_items), base)
+    dr = np.full(flips.size, 0.1)
+    groups = np.arange(model.num_groups)
+    assert meet_core._listing(model, flips, dr, base, groups, 0.15, 10**6, None).r.size < 1024  # fits its first buffer
+    assert meet_core._listing(model, flips, dr, base, groups, 0.15, 10**6, deadline=0.0) is None
+
+
+def test_the_clock_is_read_between_blocks_of_pairs(monkeypatch):
+    """A chunk of first-half partials may meet up to ``pair_limit`` pairs (1.7e7 took 6.8 s and
+    1.6 GB in one piece): they are checked in blocks, the clock read before each. Here the clock
+    passes the deadline right after the chunk's first read; the search must stop, not finish."""
+    cheap = 12  # layers whose flips cost 0.04 of the gap: 64 x 64 partials that all pair up
+    sens = np.zeros((cheap + 1, 2))
+    sens[:cheap, 1], sens[-1, 1] = 0.04, 1.0
+    c0 = np.zeros((cheap + 1, 2))
+    c0[-1, 0] = 1.0  # the last layer's base option breaks c0: the incumbent flips it
+    problem = mpqopt.Problem([f"l{i}" for i in range(cheap + 1)], [2, 4], sens,
+                             costs={"c0": c0, "c1": np.tile([1.0, 0.0], (cheap + 1, 1))})
+    model = canonicalize(problem, {"c0": 0.0, "c1": float(cheap + 1)})
+    incumbent = model.group_start[:-1].copy()
+    incumbent[-1] += 1
+    keep = np.ones(model.num_items, dtype=bool)
+    assert solve_meet_core(model, keep, incumbent, np.zeros(2)).pairs > 64 * 16  # many blocks of 64
+    listed = []
+    listing = meet_core._listing
+    monkeypatch.setattr(meet_core, "_listing", lambda *args: listed.append(1) or listing(*args))
+    reads = []
+
+    def clock() -> float:  # early while listing and at the chunk's first read, then late
+        reads.append(len(listed) == 2)
+        return 2.0 if sum(reads) > 1 else 0.0
+
+    monkeypatch.setattr(meet_core.time, "perf_counter", clock)
+    monkeypatch.setattr(meet_core, "_PAIR_BLOCK", 64, raising=False)
+    result = solve_meet_core(model, keep, incumbent, np.zeros(2), deadline=1.0)
+    assert not result.complete
