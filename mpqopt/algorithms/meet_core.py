@@ -278,7 +278,8 @@ def _frame(model: CanonicalModel, keep: np.ndarray, lam: np.ndarray, goal: float
     heaviest = np.maximum.reduceat(np.where(keep, np.abs(model.weights), 0.0), model.group_start[:-1], axis=1).sum(axis=1)
     tol = 2.0 * model.budget_slack + 1e-12 * (np.abs(model.rhs) + heaviest)
     room = model.rhs - model.weights[:, base].sum(axis=1)
-    width = np.where(lam > 0, gap / np.where(lam > 0, lam, 1.0), np.inf) + tol
+    with np.errstate(over="ignore"):  # a tiny multiplier: a window wider than any float, as lam = 0
+        width = np.where(lam > 0, gap / np.where(lam > 0, lam, 1.0), np.inf) + tol
     return _Frame(base, flips, dr, gap, room, width, tol, lam)
 
 

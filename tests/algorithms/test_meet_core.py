@@ -4,6 +4,8 @@ its target, for any multipliers; the conditions it prunes by hold for every such
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, event, given, settings
@@ -31,6 +33,8 @@ def _multipliers(model, rng, kind: str) -> np.ndarray:
         "random": rng.random(model.num_budgets) * float(np.abs(model.value).max(initial=1.0)) / np.maximum(np.abs(model.rhs), 1e-300),
         "huge": np.full(model.num_budgets, 1e12),
         "one budget": np.eye(model.num_budgets)[0] * 3.0,
+        # a multiplier so small that gap / lam overflows: its window is unbounded, as at lam = 0
+        "tiny": np.concatenate([[1e-300], rng.random(model.num_budgets - 1)]),
     }[kind]
 
 
@@ -49,7 +53,7 @@ def _setup(case, data):
         return None
     incumbent = feasible[rng.integers(feasible.shape[0])]
     keep[incumbent] = True
-    lam = _multipliers(model, rng, data.draw(st.sampled_from(["dual", "zero", "random", "huge", "one budget"])))
+    lam = _multipliers(model, rng, data.draw(st.sampled_from(["dual", "zero", "random", "huge", "one budget", "tiny"])))
     return model, keep, incumbent, lam, limit
 
 
@@ -221,3 +225,15 @@ def test_the_clock_is_read_between_blocks_of_pairs(monkeypatch):
     monkeypatch.setattr(meet_core, "_PAIR_BLOCK", 64, raising=False)
     result = solve_meet_core(model, keep, incumbent, np.zeros(2), deadline=1.0)
     assert not result.complete
+
+
+def test_a_tiny_multiplier_warns_nothing():
+    """``gap / lam`` overflows for a multiplier near 0: the window is then unbounded, silently."""
+    problem = mckp_problem(9, 4, 3, seed=3, budget_fraction=0.4)
+    model = canonicalize(problem, problem.budgets)
+    incumbent = model.group_start[:-1].copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = solve_meet_core(model, np.ones(model.num_items, dtype=bool), incumbent, np.array([1e-300, 1.0, 0.0]))
+    assert result.complete
+    assert model.items_objective(result.items) == pytest.approx(best_of_kept(model, np.ones(model.num_items, dtype=bool)), rel=1e-9)
