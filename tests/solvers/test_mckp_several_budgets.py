@@ -10,6 +10,9 @@ import functools
 
 import numpy as np
 import pytest
+from fuzz import examples
+from hypothesis import HealthCheck, event, given, settings
+from strategies import several_budgets
 
 import mpqopt
 from mpqopt.algorithms.meet_core import solve_meet_core
@@ -128,6 +131,26 @@ def meet_proves(monkeypatch):
     monkeypatch.setattr(mckp_module, "solve_multi_core", functools.partial(solve_multi_core, work_limit=0))
     monkeypatch.setattr(mckp_module, "FIRST_CORE_GROUPS", ())
     monkeypatch.setattr(mckp_module, "QUICK_PROOF_SECONDS", 0.0)
+
+
+@settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(case=several_budgets())
+def test_meet_in_the_middle_path_matches_the_exhaustive_oracle(meet_proves, case) -> None:
+    """Random small problems (ties, plateaus, masks, fixed layers, budgets at or just under an
+    assignment's totals) through the meet in the middle below rising targets: ``optimal`` is the
+    exhaustive optimum, and the bound never exceeds it, whichever stage closes the gap."""
+    problem, budgets = case
+    best, _ = brute_force(problem, budgets)
+    result = mpqopt.solve(problem, budgets=budgets, solver="mckp")
+    if best is None:
+        assert result.status == "infeasible", result.message
+        return
+    event("meet in the middle" if "meet in the middle" in result.message else result.message.split(" (")[0][:60])
+    tol = 1e-9 * problem.objective_scale
+    assert result.status == "optimal", result.message
+    assert violations(problem, result.x, budgets) == []
+    assert abs(result.objective - best) <= tol
+    assert result.bound <= best + tol
 
 
 @pytest.mark.parametrize("budgets", [2, 3])
