@@ -153,6 +153,27 @@ def test_meet_in_the_middle_path_matches_the_exhaustive_oracle(meet_proves, case
     assert result.bound <= best + tol
 
 
+@pytest.mark.parametrize("top", [2**4, 2**20, 2**49])
+def test_meet_in_the_middle_path_on_large_integer_costs(meet_proves, top: int) -> None:
+    """Integer cost tables up to 2**49 per entry (totals just under 2**53, checked to the unit),
+    budgets at or one or two units under a random assignment's totals (met only near equality),
+    plateaued or random sensitivities: every result against exhaustive search with exact budgets."""
+    for seed in range(25):
+        rng = np.random.default_rng(seed)
+        layers, options, count = int(rng.integers(5, 8)), int(rng.integers(2, 5)), int(rng.integers(2, 4))
+        sens = np.round(rng.random((layers, options)) * 3) / 3 if seed % 2 else rng.random((layers, options))
+        costs = {f"c{i}": rng.integers(0, top, (layers, options)).astype(float) for i in range(count)}
+        x = rng.integers(0, options, layers)
+        limits = {name: float(table[np.arange(layers), x].sum()) - float(rng.integers(0, 3)) for name, table in costs.items()}
+        problem = mpqopt.Problem([f"l{i}" for i in range(layers)], [f"W{k + 2}" for k in range(options)], sens, costs=costs)
+        optimum, _ = brute_force(problem, limits, rtol=0.0)  # exact integer totals: no relative slack
+        result = mpqopt.solve(problem, budgets=limits, solver="mckp")
+        if optimum is None:
+            assert result.status == "infeasible", (seed, result.message)
+        else:
+            _check(problem, limits, result, optimum)
+
+
 @pytest.mark.parametrize("budgets", [2, 3])
 @pytest.mark.parametrize("seed", range(3))
 def test_meet_in_the_middle_proof_matches_exact_highs(meet_proves, seed: int, budgets: int) -> None:
