@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from oracle import brute_force
 
 import mpqopt
-from mpqopt.verify import BUDGET_RTOL, violations
+from mpqopt.verify import BUDGET_RTOL, exact_integer, violations
 
 MAGNITUDES = [1e-9, 1e-3, 1.0, 1e3, 1e7]
 DATA = Path(__file__).resolve().parent / "data"
@@ -148,14 +148,19 @@ def several_budgets(draw):
         except mpqopt.ProblemError:  # the layer is tied to others that cannot take that option
             pass
     budgets = {}
-    if draw(st.booleans()):  # exactly the totals of one random (valid) assignment
+    mode = draw(st.sampled_from(["totals", "fractions", "within slack"]))
+    if mode != "fractions":  # the totals of one random (valid) assignment: exactly, or less a
+        # third of the relative slack is_feasible allows (the assignment then overuses each budget
+        # by less than the slack and is feasible: bounds must not exclude it)
         x = np.array([rng.choice(np.nonzero(row)[0]) for row in problem.allowed])
         for tie in problem.ties:
             x[[layers.index(n) for n in tie]] = x[layers.index(tie[0])]
         for name, label in problem.fixed.items():
             x[layers.index(name)] = problem.option_labels.index(label)
         for name in costs:
-            budgets[name] = float(problem.costs[name][np.arange(L), x].sum())
+            # (exact integer tables are checked to the unit, with no relative slack)
+            shrink = 1.0 - BUDGET_RTOL / 3 if mode == "within slack" and not exact_integer(problem.costs[name]) else 1.0
+            budgets[name] = float(problem.costs[name][np.arange(L), x].sum()) * shrink
     else:
         for name in costs:
             lo, hi = problem.cost_range(name)
@@ -176,9 +181,9 @@ def all_assignments(model, keep=None):
 
 def best_of_kept(model, keep):
     """Best objective over assignments of the kept items that meet every budget (as ``is_feasible``
-    and ``verify`` check, to 1e-12 relative); None if there is none."""
+    and ``verify`` check: within ``model.budget_slack``); None if there is none."""
     items, totals = all_assignments(model, keep)
-    fits = (totals <= (model.rhs + 1e-12 * np.abs(model.budgets))[:, None]).all(axis=0)
+    fits = (totals <= (model.rhs + model.budget_slack)[:, None]).all(axis=0)
     return float(model.value[items[fits]].sum(axis=1).min()) if fits.any() else None
 
 

@@ -48,6 +48,10 @@ def fixable_items(model: CanonicalModel, lam: np.ndarray, incumbent_objective: f
     """
     bound, reduced = lagrangian_bound(model, lam)
     margin = rtol * max(abs(incumbent_objective), abs(bound), float(np.abs(model.value).max(initial=0.0)), 1e-300)
+    # a solution may exceed a budget by its slack (is_feasible): its objective is then as low as
+    # L(lam) + reduced - lam @ budget_slack
+    if model.num_budgets:
+        margin += float(np.maximum(np.asarray(lam, dtype=np.float64), 0.0) @ model.budget_slack)
     return bound + reduced > incumbent_objective + margin, bound
 
 

@@ -52,10 +52,11 @@ from .lagrangian import lagrangian_bound, lagrangian_costs
 # Partial assignments listed per half before the search gives up (8 float64/int64 rows each: ~100
 # MB at this limit with three budgets). mckp_problem(5000, 8, 3)'s last core lists 0.6-0.9e6.
 STATE_LIMIT = 2_000_000
-# Candidate pairs (cell hits) checked before the search gives up; they are checked in chunks of
-# _PAIR_CHUNK first-half partials.
+# Candidate pairs (cell hits) checked before the search gives up; they are looked up for chunks of
+# _PAIR_CHUNK first-half partials and checked in blocks of _PAIR_BLOCK pairs.
 PAIR_LIMIT = 50_000_000
 _PAIR_CHUNK = 1 << 14
+_PAIR_BLOCK = 1 << 20  # pairs built and checked at once (~100 MB of temporaries with three budgets)
 RTOL = 1e-9  # round-off margin on the gap, relative to the objective (as fixable_items)
 
 
@@ -183,7 +184,7 @@ def solve_meet_core(model: CanonicalModel, keep: np.ndarray, incumbent: np.ndarr
         ia = order[lo:lo + _PAIR_CHUNK]
         low, high, left = window(ia)
         share = np.minimum(left / scaled + 1e-9, 1.0)
-        candidates_a, candidates_b = [], []
+        hit_rows, hit_start, hit_count = [], [], []
         for corner in range(1 << grid.size):
             offset = np.array([(corner >> k) & 1 for k in range(grid.size)], dtype=np.float64)
             coords = low + offset[:, None]
@@ -197,21 +198,33 @@ def solve_meet_core(model: CanonicalModel, keep: np.ndarray, incumbent: np.ndarr
             pairs += int(count.sum())
             if pairs > pair_limit:
                 return MeetCoreResult(incumbent.copy(), False, int(core.size), states, pairs)
-            rows = np.repeat(reach, count)
-            candidates_a.append(ia[rows])
-            candidates_b.append(by_key[np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count) + np.repeat(start, count)])
-        pa, pb = np.concatenate(candidates_a), np.concatenate(candidates_b)
-        v = a.v[pa] + b.v[pb]
-        ok = (a.r[pa] + b.r[pb] <= gap) & (v < best_v) & (a.w[:, pa] + b.w[:, pb] <= room[:, None] + tol[:, None]).all(axis=0)
-        for k in np.nonzero(ok)[0][np.argsort(v[ok], kind="stable")].tolist():
-            found = base.copy()
-            chosen = np.array(a.choices(int(pa[k])) + b.choices(int(pb[k])), dtype=np.int64)
-            found[model.item_group[chosen]] = chosen
-            # the exact check of the whole assignment (sums in another order than above); the
-            # best candidate nearly always passes it
-            if is_feasible(model, found) and model.items_objective(found) < (goal if best is None else model.items_objective(best)):
-                best_v, best = float(v[k]), found
-                break
+            hit_rows.append(reach)
+            hit_start.append(start)
+            hit_count.append(count)
+        rows, starts, counts = (np.concatenate(x) for x in (hit_rows, hit_start, hit_count))
+        # the pairs are built and checked in blocks of about _PAIR_BLOCK: a chunk may hold up to
+        # pair_limit of them (1.7e7 took 6.8 s and 1.6 GB in one piece, past any deadline)
+        ends = np.cumsum(counts)
+        head = 0
+        while head < rows.size:
+            if deadline is not None and time.perf_counter() > deadline:
+                return MeetCoreResult(incumbent.copy(), False, int(core.size), states, pairs)
+            tail = max(head + 1, int(np.searchsorted(ends, ends[head] - counts[head] + _PAIR_BLOCK, side="right")))
+            r, c, st = rows[head:tail], counts[head:tail], starts[head:tail]
+            pa = ia[np.repeat(r, c)]
+            pb = by_key[np.arange(c.sum()) - np.repeat(np.cumsum(c) - c, c) + np.repeat(st, c)]
+            head = tail
+            v = a.v[pa] + b.v[pb]
+            ok = (a.r[pa] + b.r[pb] <= gap) & (v < best_v) & (a.w[:, pa] + b.w[:, pb] <= room[:, None] + tol[:, None]).all(axis=0)
+            for k in np.nonzero(ok)[0][np.argsort(v[ok], kind="stable")].tolist():
+                found = base.copy()
+                chosen = np.array(a.choices(int(pa[k])) + b.choices(int(pb[k])), dtype=np.int64)
+                found[model.item_group[chosen]] = chosen
+                # the exact check of the whole assignment (sums in another order than above); the
+                # best candidate nearly always passes it
+                if is_feasible(model, found) and model.items_objective(found) < (goal if best is None else model.items_objective(best)):
+                    best_v, best = float(v[k]), found
+                    break
     return MeetCoreResult(incumbent.copy() if best is None else best, True, int(core.size), states, pairs)
 
 
@@ -255,13 +268,18 @@ def _frame(model: CanonicalModel, keep: np.ndarray, lam: np.ndarray, goal: float
     lagrangian_size = float(lam @ np.abs(model.rhs)) + float(np.abs(group_min).sum())
     # (each of the F groups' terms rounds by an ulp or so, in every sum it is part of)
     margin = RTOL * max(abs(goal), abs(lagrange), float(np.abs(model.value[keep]).max(initial=0.0)), 1e-300) + 4.0 * (model.num_groups + 1) * float(np.finfo(np.float64).eps) * lagrangian_size
-    gap = goal - lagrange - float(base_r.sum()) + margin  # what the flips and the unused budget may cost
+    # a total within the slack is_feasible allows may overuse a budget: its term lam_i * (unused)
+    # is then as low as -lam_i * slack_i, so the other terms may cost that much more (measured
+    # from rhs + slack, every term is >= 0 again)
+    overuse = float(lam @ model.budget_slack) if model.num_budgets else 0.0
+    gap = goal - lagrange - float(base_r.sum()) + margin + overuse  # what the flips and the unused budget may cost
     dr = reduced[flips] - base_r[model.item_group[flips]]
     flips, dr = flips[dr <= gap], dr[dr <= gap]
     heaviest = np.maximum.reduceat(np.where(keep, np.abs(model.weights), 0.0), model.group_start[:-1], axis=1).sum(axis=1)
     tol = 2.0 * model.budget_slack + 1e-12 * (np.abs(model.rhs) + heaviest)
     room = model.rhs - model.weights[:, base].sum(axis=1)
-    width = np.where(lam > 0, gap / np.where(lam > 0, lam, 1.0), np.inf) + tol
+    with np.errstate(over="ignore"):  # a tiny multiplier: a window wider than any float, as lam = 0
+        width = np.where(lam > 0, gap / np.where(lam > 0, lam, 1.0), np.inf) + tol
     return _Frame(base, flips, dr, gap, room, width, tol, lam)
 
 
@@ -281,12 +299,15 @@ def _listing(model: CanonicalModel, flips: np.ndarray, dr: np.ndarray, base: np.
         mine = model.item_group[by_group[0]] == g
         before = n  # one item per group: extend only the partials from before this group
         for j, d in zip(by_group[0][mine].tolist(), by_group[1][mine].tolist()):
+            # each flip scans every partial so far (up to ``limit``, milliseconds), and thousands of
+            # flips may add few partials each: the clock is read per flip, not per reallocation
+            # (a 6,041-group core ran 4.3 s past a 0.2 s deadline that way)
+            if deadline is not None and time.perf_counter() > deadline:
+                return None
             ext = np.nonzero(r[:before] + d <= gap)[0]
             if n + ext.size > limit:
                 return None
             if n + ext.size > cap:
-                if deadline is not None and time.perf_counter() > deadline:
-                    return None
                 cap = max(2 * cap, n + ext.size)
                 r, v, parent, item = (np.resize(x, cap) for x in (r, v, parent, item))
                 w = np.concatenate([w, np.zeros((m, cap - w.shape[1]))], axis=1)

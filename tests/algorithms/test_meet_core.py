@@ -4,6 +4,8 @@ its target, for any multipliers; the conditions it prunes by hold for every such
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, event, given, settings
@@ -14,6 +16,7 @@ import mpqopt
 from mpqopt.algorithms import meet_core
 from mpqopt.algorithms.dual import solve_dual
 from mpqopt.algorithms.heuristics import is_feasible
+from mpqopt.algorithms.lagrangian import fixable_items
 from mpqopt.algorithms.meet_core import solve_meet_core
 from mpqopt.reductions import canonicalize
 from mpqopt.synthetic import mckp_problem
@@ -30,6 +33,8 @@ def _multipliers(model, rng, kind: str) -> np.ndarray:
         "random": rng.random(model.num_budgets) * float(np.abs(model.value).max(initial=1.0)) / np.maximum(np.abs(model.rhs), 1e-300),
         "huge": np.full(model.num_budgets, 1e12),
         "one budget": np.eye(model.num_budgets)[0] * 3.0,
+        # a multiplier so small that gap / lam overflows: its window is unbounded, as at lam = 0
+        "tiny": np.concatenate([[1e-300], rng.random(model.num_budgets - 1)]),
     }[kind]
 
 
@@ -41,14 +46,14 @@ def _setup(case, data):
     rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
     keep = rng.random(model.num_items) < data.draw(st.sampled_from([0.3, 0.7, 1.0]))
     items, totals = all_assignments(model)
-    limit = model.rhs + 1e-12 * np.abs(model.budgets)
+    limit = model.rhs + model.budget_slack  # feasible as is_feasible (and verify) check it
     feasible = items[(totals <= limit[:, None]).all(axis=0)]
     if not feasible.shape[0]:
         event("no feasible assignment")
         return None
     incumbent = feasible[rng.integers(feasible.shape[0])]
     keep[incumbent] = True
-    lam = _multipliers(model, rng, data.draw(st.sampled_from(["dual", "zero", "random", "huge", "one budget"])))
+    lam = _multipliers(model, rng, data.draw(st.sampled_from(["dual", "zero", "random", "huge", "one budget", "tiny"])))
     return model, keep, incumbent, lam, limit
 
 
@@ -147,3 +152,88 @@ def test_matches_exact_highs_on_a_realistic_core(seed: int, budgets: int):
     assert result.complete
     assert is_feasible(model, result.items)
     assert model.items_objective(result.items) + model.offset == pytest.approx(exact.objective, rel=1e-9, abs=1e-12)
+
+
+def _overusing_pair():
+    """Two layers whose better assignment (both at W4) overuses budget ``c0`` by 4e-13 of it, less
+    than the slack ``is_feasible`` (and verify) allow: feasible, 2e-10 below the incumbent (both
+    at W2); under a large multiplier on ``c0`` its reduced cost (2e-7) exceeds that gap."""
+    problem = mpqopt.Problem(["a", "b"], [2, 4], [[1.0, 1.0 - 1e-10]] * 2,
+                             costs={"c0": [[0.5, 0.5 + 2e-13]] * 2, "c1": [[0.0, 0.0]] * 2})
+    model = canonicalize(problem, {"c0": 1.0, "c1": 1.0})
+    incumbent = model.group_start[:-1].copy()
+    better = incumbent + 1
+    assert is_feasible(model, incumbent) and is_feasible(model, better)
+    assert model.items_objective(better) < model.items_objective(incumbent)
+    assert (model.weights[:, better].sum(axis=1) > model.rhs)[0]
+    return model, incumbent, better
+
+
+def test_assignments_within_the_budget_slack_are_not_lost():
+    """A total over ``rhs`` but within the slack leaves ``lam @ (rhs - totals)`` negative: the gap
+    and the fixing margin must allow for it (``lam @ budget_slack``), or a large multiplier hides a
+    feasible better assignment and the incumbent is 'proven' optimal."""
+    model, incumbent, better = _overusing_pair()
+    lam = np.array([1e6, 0.0])
+    result = solve_meet_core(model, np.ones(model.num_items, dtype=bool), incumbent, lam)
+    assert result.complete
+    assert model.items_objective(result.items) == model.items_objective(better)
+    drop, _ = fixable_items(model, lam, model.items_objective(incumbent))
+    assert not drop[better].any()
+
+
+def test_listing_reads_the_clock_while_its_partials_fit_the_first_buffer():
+    """A deadline already passed stops a half's listing even before its buffer grows (the clock was
+    read only on reallocation: a core whose thousands of flips each add a few partials to a large
+    listing ran seconds past its deadline)."""
+    problem = mckp_problem(12, 4, 2, seed=0, budget_fraction=0.5)
+    model = canonicalize(problem, problem.budgets)
+    base = model.group_start[:-1].copy()
+    flips = np.setdiff1d(np.arange(model.num_items), base)
+    dr = np.full(flips.size, 0.1)
+    groups = np.arange(model.num_groups)
+    assert meet_core._listing(model, flips, dr, base, groups, 0.15, 10**6, None).r.size < 1024  # fits its first buffer
+    assert meet_core._listing(model, flips, dr, base, groups, 0.15, 10**6, deadline=0.0) is None
+
+
+def test_the_clock_is_read_between_blocks_of_pairs(monkeypatch):
+    """A chunk of first-half partials may meet up to ``pair_limit`` pairs (1.7e7 took 6.8 s and
+    1.6 GB in one piece): they are checked in blocks, the clock read before each. Here the clock
+    passes the deadline right after the chunk's first read; the search must stop, not finish."""
+    cheap = 12  # layers whose flips cost 0.04 of the gap: 64 x 64 partials that all pair up
+    sens = np.zeros((cheap + 1, 2))
+    sens[:cheap, 1], sens[-1, 1] = 0.04, 1.0
+    c0 = np.zeros((cheap + 1, 2))
+    c0[-1, 0] = 1.0  # the last layer's base option breaks c0: the incumbent flips it
+    problem = mpqopt.Problem([f"l{i}" for i in range(cheap + 1)], [2, 4], sens,
+                             costs={"c0": c0, "c1": np.tile([1.0, 0.0], (cheap + 1, 1))})
+    model = canonicalize(problem, {"c0": 0.0, "c1": float(cheap + 1)})
+    incumbent = model.group_start[:-1].copy()
+    incumbent[-1] += 1
+    keep = np.ones(model.num_items, dtype=bool)
+    assert solve_meet_core(model, keep, incumbent, np.zeros(2)).pairs > 64 * 16  # many blocks of 64
+    listed = []
+    listing = meet_core._listing
+    monkeypatch.setattr(meet_core, "_listing", lambda *args: listed.append(1) or listing(*args))
+    reads = []
+
+    def clock() -> float:  # early while listing and at the chunk's first read, then late
+        reads.append(len(listed) == 2)
+        return 2.0 if sum(reads) > 1 else 0.0
+
+    monkeypatch.setattr(meet_core.time, "perf_counter", clock)
+    monkeypatch.setattr(meet_core, "_PAIR_BLOCK", 64, raising=False)
+    result = solve_meet_core(model, keep, incumbent, np.zeros(2), deadline=1.0)
+    assert not result.complete
+
+
+def test_a_tiny_multiplier_warns_nothing():
+    """``gap / lam`` overflows for a multiplier near 0: the window is then unbounded, silently."""
+    problem = mckp_problem(9, 4, 3, seed=3, budget_fraction=0.4)
+    model = canonicalize(problem, problem.budgets)
+    incumbent = model.group_start[:-1].copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = solve_meet_core(model, np.ones(model.num_items, dtype=bool), incumbent, np.array([1e-300, 1.0, 0.0]))
+    assert result.complete
+    assert model.items_objective(result.items) == pytest.approx(best_of_kept(model, np.ones(model.num_items, dtype=bool)), rel=1e-9)

@@ -39,7 +39,7 @@ def test_core_dp_is_optimal_among_the_kept_items(case, data):
     model = canonicalize(problem, budgets)
     rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
     items, totals = all_assignments(model)
-    limit = model.rhs + 1e-12 * np.abs(model.budgets)
+    limit = model.rhs + model.budget_slack  # feasible as is_feasible (and verify) check it
     feasible = items[(totals <= limit[:, None]).all(axis=0)]
     if not feasible.shape[0]:
         event("no feasible assignment")

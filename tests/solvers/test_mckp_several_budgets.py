@@ -10,6 +10,9 @@ import functools
 
 import numpy as np
 import pytest
+from fuzz import examples
+from hypothesis import HealthCheck, event, given, settings
+from strategies import several_budgets
 
 import mpqopt
 from mpqopt.algorithms.meet_core import solve_meet_core
@@ -117,6 +120,47 @@ def meet_proves(monkeypatch):
     monkeypatch.setattr(mckp_module, "solve_multi_core", functools.partial(solve_multi_core, work_limit=0))
     monkeypatch.setattr(mckp_module, "FIRST_CORE_GROUPS", ())
     monkeypatch.setattr(mckp_module, "QUICK_PROOF_SECONDS", 0.0)
+
+
+@settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(case=several_budgets())
+def test_meet_in_the_middle_path_matches_the_exhaustive_oracle(meet_proves, case) -> None:
+    """Random small problems (ties, plateaus, masks, fixed layers, budgets at or just under an
+    assignment's totals) through the meet in the middle below rising targets: ``optimal`` is the
+    exhaustive optimum, and the bound never exceeds it, whichever stage closes the gap."""
+    problem, budgets = case
+    best, _ = brute_force(problem, budgets)
+    result = mpqopt.solve(problem, budgets=budgets, solver="mckp")
+    if best is None:
+        assert result.status == "infeasible", result.message
+        return
+    event("meet in the middle" if "meet in the middle" in result.message else result.message.split(" (")[0][:60])
+    tol = 1e-9 * problem.objective_scale
+    assert result.status == "optimal", result.message
+    assert violations(problem, result.x, budgets) == []
+    assert abs(result.objective - best) <= tol
+    assert result.bound <= best + tol
+
+
+@pytest.mark.parametrize("top", [2**4, 2**20, 2**49])
+def test_meet_in_the_middle_path_on_large_integer_costs(meet_proves, top: int) -> None:
+    """Integer cost tables up to 2**49 per entry (totals just under 2**53, checked to the unit),
+    budgets at or one or two units under a random assignment's totals (met only near equality),
+    plateaued or random sensitivities: every result against exhaustive search with exact budgets."""
+    for seed in range(25):
+        rng = np.random.default_rng(seed)
+        layers, options, count = int(rng.integers(5, 8)), int(rng.integers(2, 5)), int(rng.integers(2, 4))
+        sens = np.round(rng.random((layers, options)) * 3) / 3 if seed % 2 else rng.random((layers, options))
+        costs = {f"c{i}": rng.integers(0, top, (layers, options)).astype(float) for i in range(count)}
+        x = rng.integers(0, options, layers)
+        limits = {name: float(table[np.arange(layers), x].sum()) - float(rng.integers(0, 3)) for name, table in costs.items()}
+        problem = mpqopt.Problem([f"l{i}" for i in range(layers)], [f"W{k + 2}" for k in range(options)], sens, costs=costs)
+        optimum, _ = brute_force(problem, limits, rtol=0.0)  # exact integer totals: no relative slack
+        result = mpqopt.solve(problem, budgets=limits, solver="mckp")
+        if optimum is None:
+            assert result.status == "infeasible", (seed, result.message)
+        else:
+            _check(problem, limits, result, optimum)
 
 
 # each proof route on its own (the fixture switches the others off), against HiGHS at mip_gap=0
