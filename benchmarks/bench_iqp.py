@@ -292,16 +292,18 @@ def goal(text: str, met: bool | None, measured: str) -> dict[str, Any]:
     return {"goal": text, "status": {True: "met", False: "NOT met", None: "not measured"}[met], "measured": measured}
 
 
-def proof_goal(case: Mapping[str, Any] | None, key: str, noise: float, limit: float, median_max: float | None) -> dict[str, Any]:
+def proof_goal(case: Mapping[str, Any] | None, key: str, noise: float, limit: float, median_max: float | None, source: str = "") -> dict[str, Any]:
+    """Every budget proven within ``limit`` seconds (the slowest counts, not the solver's own
+    limit), with the median at most ``median_max`` where given."""
     text = f"({key}) nu={noise:g}: bnb proves gap <= {PROVEN_GAP:g} at every budget within {limit:g} s"
-    text += f", median <= {median_max:g} s" if median_max is not None else ""
+    text += (f", median <= {median_max:g} s" if median_max is not None else "") + source
     inst = instance(case, noise) if case else None
     if inst is None:
         return goal(text, None, "case not run")
     s = summary(inst, "bnb")
     if not s["runs"]:
         return goal(text, None, s.get("status", ""))
-    met = s["proven"] == s["budgets"] and (median_max is None or s["median_s"] <= median_max)
+    met = s["proven"] == s["budgets"] and s["max_s"] <= limit and (median_max is None or s["median_s"] <= median_max)
     return goal(text, met, f"{s['proven']}/{s['budgets']} proven, median {s['median_s']:.3f} s, max {s['max_s']:.3f} s, max gap {fmt(s['max_gap'], '.1e')}")
 
 
@@ -330,6 +332,31 @@ def feasible_goal(case: Mapping[str, Any] | None, noise: float, limit: float) ->
     ok = sum(1 for r in rows if r and r.get("objective") is not None and r["time_s"] <= LIMIT_SLACK * r["time_limit_s"])
     return goal(text, ok == len(rows), f"{ok}/{len(rows)} feasible in time, max {fmt(s['max_s'], '.2f')} s; "
                 f"gap median {fmt(s['median_gap'], '.2e')}, max {fmt(s['max_gap'], '.2e')} ({s['proven']} proven optimal)")
+
+
+ISSUE_B_SECONDS = 10.0  # issue 19: 72 x 3 at noise 0.3 proven at every budget within this
+ISSUE_C = (0.01, 60.0)  # issue 19: 200 x 4 proven within 1 % in 60 s
+
+
+def issue_goals(cases: Mapping[str, Any], noises: list[float]) -> list[dict[str, Any]]:
+    """Issue 19's IQP goals, stricter than the rows above: (b) at noise 0.3 within 10 s, and (c)
+    within 1 % in 60 s, which this script's 10 s (c) runs can only show as not reached yet."""
+    out = [proof_goal(cases.get("b"), "b", 0.3, ISSUE_B_SECONDS, None, " (issue 19)")] if 0.3 in noises else []
+    gap, seconds = ISSUE_C
+    for noise in noises:
+        text = f"(c) nu={noise:g}: bnb proves gap <= {gap:g} at every budget within {seconds:g} s (issue 19)"
+        inst = instance(cases["c"], noise) if cases.get("c") else None
+        if inst is None:
+            out.append(goal(text, None, "case not run"))
+            continue
+        s = summary(inst, "bnb")
+        limits = {r["time_limit_s"] for r in (row_by(p["rows"], "bnb") for p in inst["points"]) if r}
+        within = s["max_gap"] is not None and s["max_gap"] <= gap and s["max_s"] <= seconds
+        # runs shorter than the goal's time that stay above its gap say nothing about 60 s
+        met = True if within else (False if limits and min(limits) >= seconds else None)
+        out.append(goal(text, met, f"runs of {', '.join(f'{x:g}' for x in sorted(limits))} s here: gap median "
+                                   f"{fmt(s['median_gap'], '.2e')}, max {fmt(s['max_gap'], '.2e')}"))
+    return out
 
 
 # ---------------------------------------------------------------------------------- output
@@ -481,6 +508,7 @@ def main(argv: list[str] | None = None) -> int:
         goals += [proof_goal(cases.get("a"), "a", noise, limit["a"], 1.0), gurobi_goal(cases.get("a"), noise)]
     goals += [proof_goal(cases.get("b"), "b", noise, limit["b"], None) for noise in args.noise]
     goals += [feasible_goal(cases.get("c"), noise, limit["c"]) for noise in args.noise]
+    goals += issue_goals(cases, args.noise)
     host = machine()
     host["versions"]["gurobipy"] = gurobi_version()
     report = {"benchmark": "iqp", "mode": "smoke" if args.smoke else "quick" if args.quick else "full", "threads": 1,
