@@ -51,6 +51,13 @@ from .base import INCONSISTENT_START, Backend, RawSolution, SolveSettings, claim
 # optimum: about 1e-7 of the scale. Taken off bounds on integer objectives only (where it can matter
 # to a proof; elsewhere mpqopt.solve's relative 1e-9 check stands).
 MILP_BOUND_RTOL = 1e-6
+# ... and relative to the size of the objective itself: a solver's arithmetic in float64 is exact to
+# ~1e-16 of the values it adds, so once an integer objective is large, its bound is off by units even
+# where its normalized unit is one (mpqopt's re-solve in integer units). HiGHS 1.16 there claimed
+# optima 1 unit too good at objectives near 2**40 (9e-13 relative) and 1-38 units at 2**52 (up to
+# 8e-15): bounds on integer objectives lose this fraction of the objective's size, so HiGHS proves
+# integer objectives exactly up to ~5e10 and reports a certified gap beyond.
+MILP_BOUND_MAGNITUDE_RTOL = 1e-11
 # A MILP solver accepts a budget row up to its feasibility tolerance (HiGHS 1e-7, Gurobi and scipy
 # 1e-6) of the row's scale: an exact integer budget tightened by this many units (plus one) is met
 # by whatever it accepts.
@@ -58,15 +65,16 @@ TIGHTEN_RTOL = 1e-6
 EXACT_FALLBACK_ASSIGNMENTS = 1 << 16  # models this small are enumerated when a solver's answer cannot be repaired
 
 
-def integer_bound(bound: float, scale: float) -> float:
+def integer_bound(bound: float, scale: float, magnitude: float = 0.0) -> float:
     """A MILP solver's ``bound`` on an integer objective, made safe and exact: less its tolerance
-    (``MILP_BOUND_RTOL`` of its objective unit ``scale``), rounded up to the next integer (the
-    optimum is one). A proven optimum keeps a bound equal to it where the tolerance is below a unit.
+    (``MILP_BOUND_RTOL`` of its objective unit ``scale``, ``MILP_BOUND_MAGNITUDE_RTOL`` of the
+    ``magnitude`` of the objective it summed), rounded up to the next integer (the optimum is one).
+    A proven optimum keeps a bound equal to it where the tolerance is below a unit.
 
-    >>> integer_bound(41.9999999, 1.0), integer_bound(42.0, 5e6)
-    (42.0, 37.0)
+    >>> integer_bound(41.9999999, 1.0), integer_bound(42.0, 5e6), integer_bound(2.0**45, 1.0, 2.0**45) == 2.0**45 - 351
+    (42.0, 37.0, True)
     """
-    return float(np.ceil(bound - MILP_BOUND_RTOL * scale))
+    return float(np.ceil(bound - MILP_BOUND_RTOL * scale - MILP_BOUND_MAGNITUDE_RTOL * magnitude))
 
 
 @dataclass
@@ -156,7 +164,7 @@ class MilpBackend(Backend):
         if run.values is None:
             bound = None if dual is None else run.canonical(dual)
             if bound is not None and model.integral_objective:
-                bound = integer_bound(bound, run.scale)
+                bound = integer_bound(bound, run.scale, abs(bound) + abs(run.constant))
             if warm is not None and is_feasible(model, np.asarray(warm)):  # the solver never got to it
                 warm = np.asarray(warm)
                 return RawSolution(kind, items=warm, objective=model.items_objective(warm), bound=bound, message=f"{self.display}: {text}; returning the starting assignment", stats=stats)
@@ -173,7 +181,7 @@ class MilpBackend(Backend):
         found = model.items_objective(items)  # the solver's own assignment, before any repair
         bound = None if gap is None else found - gap
         if bound is not None and model.integral_objective:
-            bound = integer_bound(bound, run.scale)
+            bound = integer_bound(bound, run.scale, max(abs(found), abs(bound)) + abs(run.constant))
         if not is_feasible(model, items):
             # within the solver's tolerance but over a budget in exact arithmetic: a feasible neighbour
             repaired = repair(model, items, deadline=settings.deadline.at)

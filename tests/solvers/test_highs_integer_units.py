@@ -43,3 +43,30 @@ def test_the_integer_units_resolve_is_exercised() -> None:
         result = mpqopt.solve(problem, solver="highs", minimize="size", max_loss=max_loss, threads=1)
         resolved += "integer_units_resolve" in result.stats
     assert resolved
+
+
+def _huge_knapsack(seed: int) -> mpqopt.Problem:
+    """Integer sensitivities whose totals reach ~2**52 (one unit is ~1e-16 of them), one integer budget:
+    HiGHS's float arithmetic cannot tell such objectives apart to the unit (review of issue 19)."""
+    rng = np.random.default_rng(seed)
+    L, K = int(rng.integers(6, 30)), int(rng.integers(2, 5))
+    w = rng.integers(1, 40, (L, K))
+    big = 2**53 // L
+    v = -(w * (big // 40 - 2 ** int(rng.integers(30, 44))) + rng.integers(0, 2 ** int(rng.integers(1, 44)), (L, K)))
+    B = int(rng.integers(int(w.min(1).sum()), int(w.max(1).sum()) + 1))
+    return mpqopt.Problem([f"l{i}" for i in range(L)], [f"W{k + 1}" for k in range(K)], v.astype(float),
+                          costs={"size_bits": w.astype(float)}, budgets={"size_bits": float(B)})
+
+
+# seeds where HiGHS's re-solve in integer units claimed an optimum 1-38 units too good (bound above it)
+@pytest.mark.parametrize("seed", [174, 318, 514, 1155, 2895])
+def test_no_proof_beyond_the_arithmetic_of_huge_integer_objectives(seed: int) -> None:
+    from test_mckp_knapsack_classes import optimum  # integer DP oracle, exact in int64
+
+    problem = _huge_knapsack(seed)
+    best = optimum(problem)
+    result = mpqopt.solve(problem, solver="highs", threads=1, time_limit=20)
+    assert result.x is not None, result.message
+    assert result.bound is None or result.bound <= best, (result.bound, best)
+    if result.status == "optimal":
+        assert int(result.objective) == best, result.message
