@@ -158,6 +158,14 @@ def goals(grid: list[dict[str, Any]], mpq: dict[str, Any] | None) -> list[dict[s
         + (f"; {len(unrated)} not rated (both stopped at the limit or did not run): {', '.join(where(c) for c in unrated)}" if unrated else ""))
     out.append({"goal": f"every grid instance: mckp <= {MAX_RATIO:g}x HiGHS (highs:plain) time",
                 "status": "met" if w is not None and not over and not unrated else "NOT met", "measured": measured})
+    # unrated instances still compare: the answer each solver holds when both stop at the limit
+    compared = [(c, row_by(c["rows"], "mckp"), row_by(c["rows"], "highs:plain")) for c in unrated]
+    compared = [(c, a, b) for c, a, b in compared if a and b and a.get("objective") is not None and b.get("objective") is not None]
+    worse = [c for c, a, b in compared if a["objective"] > b["objective"]]
+    better = [c for c, a, b in compared if a["objective"] < b["objective"]]
+    out.append({"goal": "where both stop at the limit: mckp's answer no worse than HiGHS's", "status": "met" if not worse else "NOT met",
+                "measured": f"{len(compared)} instances: mckp better on {len(better)}, equal on {len(compared) - len(better) - len(worse)}, worse on {len(worse)}"
+                + (f" ({', '.join(where(c) for c in worse)})" if worse else "")})
     both = [c for c in grid if c["agree"] is not None]
     wrong = [c for c in grid if c["agree"] is False]
     out.append({"goal": "exact integer agreement where both prove optimal", "status": "met" if both and not wrong else "NOT met",
