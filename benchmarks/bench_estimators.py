@@ -5,9 +5,11 @@
 Every path runs in one process, one thread (torch and ONNX Runtime), the paths of a row interleaved
 (a change in the machine's load hits them alike), wall and CPU time (``time.process_time``) both
 reported, and their tables are checked equal (bit-identical, or the largest difference is reported;
-the exit code is 1 when any differs, except a CNN's ``estimate_delta_loss`` table measured on its
-channels-last copy (``memory_format="auto"``), which may differ by float round-off up to 1e-6 when
-the NCHW path (``memory_format="preserve"``, also timed) is bit-identical):
+the exit code is 1 when any differs, except ``estimate_delta_loss`` tables, which may differ by
+float round-off up to 1e-6: joined batches and stacked options change the row count of each matrix
+product, which some CPUs' GEMM kernels round differently (seen in CI), and on a CNN the
+default measures a channels-last copy (``memory_format="auto"``; the NCHW path,
+``memory_format="preserve"``, is also timed)):
 
 * ``exhaustive_losses`` (W2/W3/W4/W8, all 1,024 allocations of 5 layers, one test batch) on the
   digits CNN (the 540 test images) and the Fashion-MNIST CNN (the first 256 test images):
@@ -171,7 +173,9 @@ def bare_enumeration(model: Any, x: Any, y: Any, options: list[int]) -> np.ndarr
     return out
 
 
-CHANNELS_LAST_ATOL = 1e-6  # a channels-last table may differ from the NCHW one by this much (float round-off)
+# a delta-loss table from joined batches, stacked options or a channels-last copy may differ from one
+# full NCHW forward per batch and option by this much (float32 round-off of losses of order 1)
+ROUND_OFF_ATOL = 1e-6
 
 
 def compare(a: np.ndarray, b: np.ndarray) -> dict[str, Any]:
@@ -240,9 +244,8 @@ def bench_delta(title: str, model: Any, data: list[Any], repeat: int, tmp: Path,
     row.update({"layers": len(new.layers), "speedup": row["before_s"] / row["after_s"], "cpu_speedup": row["before_cpu_s"] / row["after_cpu_s"],
                 "mode": new.meta["mode"], "step_fraction": new.meta["step_fraction"], "batch_perturbations": new.meta["batch_perturbations"],
                 "concat_batches": new.meta["concat_batches"], "mode_reason": new.meta.get("mode_reason", ""), **compare(new.values, old.values)})
-    # a channels-last copy (memory_format="auto" on a CNN) agrees to float round-off; its NCHW path bit for bit
-    row["agrees"] = row["identical"] or (row["memory_format"] == "channels_last" and row["after_nchw_equal"]["identical"]
-                                         and row["max_abs_diff"] <= CHANNELS_LAST_ATOL)
+    # joined, stacked or channels-last forwards agree to float round-off (bit for bit where the kernels allow)
+    row["agrees"] = row["max_abs_diff"] <= ROUND_OFF_ATOL and row.get("after_nchw_equal", {"max_abs_diff": 0.0})["max_abs_diff"] <= ROUND_OFF_ATOL
     if "onnx_full" in out:
         ort, ort_full = out["onnx_cached"], out["onnx_full"]
         row.update({"onnx_layers": len(ort.layers), "after_vs_onnx": row["after_s"] / row["onnx_delta_output_s"],
@@ -331,7 +334,8 @@ def render(report: dict[str, Any]) -> str:
     if cl:
         lines += ["", "CNN rows: `after` is the default `memory_format=\"auto\"`, a private channels-last copy of the model and inputs (oneDNN convolves NHWC "
                   "without reordering; its kernels round differently, so the table differs from full NCHW forwards by float round-off: `equal` above); "
-                  "`memory_format=\"preserve\"` runs the model as given (NCHW), bit-identical to before:", "",
+                  "`memory_format=\"preserve\"` runs the model as given (NCHW): bit-identical to before where the CPU's matrix kernels round joined "
+                  "batches and stacked options as they round one batch and one option, else within float round-off:", "",
                   "| model | batches | after (s) | after CPU (s) | preserve (s) | preserve CPU (s) | CPU speedup of auto | preserve / ONNX cached, CPU | preserve vs before | after max abs diff vs before |",
                   "|---|---|---:|---:|---:|---:|---:|---:|---|---:|"]
         for r in cl:

@@ -29,9 +29,9 @@ def test_the_estimators_benchmark_runs_and_its_tables_agree(tmp_path):
     expected = {("exhaustive_losses", m) for m in models - {"MiniLM-L6"}} | {("estimate_delta_loss", m) for m in models}
     assert expected <= set(rows) and {r["model"] for r in report["hessian"]} == models
     for r in report["rows"]:
-        if r.get("memory_format") == "channels_last":  # a CNN on a channels-last copy: round-off only; its NCHW path bit for bit
-            assert r["after_nchw_equal"]["identical"] and r["max_abs_diff"] <= 1e-6 and r["agrees"]
-        else:
+        if r["estimator"] == "estimate_delta_loss":  # joined, stacked or channels-last forwards: float round-off at most
+            assert r["agrees"] and r["max_abs_diff"] <= 1e-6 and r.get("after_nchw_equal", {"max_abs_diff": 0.0})["max_abs_diff"] <= 1e-6
+        else:  # exhaustive_losses: the reference's shapes, so bit for bit
             assert r["identical"]
         assert r["before_s"] > 0 and r["after_s"] > 0 and r["before_cpu_s"] > 0 and r["after_cpu_s"] > 0
         assert r.get("max_abs_diff_onnx", 0.0) < 1e-5  # the ONNX export agrees to float round-off

@@ -16,7 +16,8 @@ rest of the model run from them:
   reruns (see :mod:`.memo`); refused when those outputs would take over ``memo.MEMO_MAX_BYTES``
   (1 GiB) for the example batch. The options of a layer called once (and holding its weight alone)
   are stacked as in fx mode: inputs and recorded outputs repeated along the batch, the layer
-  computing each slice with its own option (bit-identical tables on MiniLM-L6 and a tiny BERT;
+  computing each slice with its own option (tables equal to float round-off, bit-identical on
+  MiniLM-L6 and a tiny BERT where the CPU's matrix kernels do not depend on the row count;
   on CPU 40% more CPU time than one option per forward on MiniLM-L6 with 16 rows, so "auto"
   stacks on CPU only for batches of 16 rows or fewer, as in fx mode); unstacked, with the reason,
   when the repeated outputs would exceed ``MEMO_MAX_BYTES``.

@@ -1,6 +1,7 @@
 """memory_format: estimate_delta_loss measures a CNN on a private channels-last copy ("auto"), whose
-table equals the NCHW one up to float round-off; "preserve" keeps the table bit-identical to full
-forwards of the model as given; the caller's model and data are never modified."""
+table equals the NCHW one up to float round-off; "preserve" keeps the table equal to full forwards
+of the model as given (bit for bit with one batch and one option per forward); the caller's model
+and data are never modified."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from torch import nn  # noqa: E402
 
 from mpqopt.adapters.torch.estimators.delta_loss import _delta_loss_reference, estimate_delta_loss  # noqa: E402
 from mpqopt.errors import ProblemError  # noqa: E402
+from torch_tables import assert_same_table  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -46,10 +48,13 @@ def test_channels_last_agrees_with_preserve_to_round_off_and_leaves_the_model_al
         assert torch.equal(x, x0) and x.is_contiguous()
 
 
-def test_preserve_is_bit_identical_to_full_forwards():
+@pytest.mark.parametrize("per_forward", [{"concat_batches": 1, "batch_perturbations": 1}, {}])
+def test_preserve_equals_full_forwards_of_the_model_as_given(per_forward):
+    """Bit for bit with one batch and one option per forward; joined or stacked, to float round-off."""
     model, data = cnn(), batches()
-    got = estimate_delta_loss(model, data, [2, 4], memory_format="preserve")
-    np.testing.assert_array_equal(got.values, _delta_loss_reference(model, data, [2, 4]).values)
+    got = estimate_delta_loss(model, data, [2, 4], memory_format="preserve", **per_forward)
+    assert got.meta["memory_format"] == "preserve"
+    assert_same_table(got, _delta_loss_reference(model, data, [2, 4]))
 
 
 def test_auto_leaves_a_model_without_2d_convolutions_as_it_is():
@@ -58,7 +63,7 @@ def test_auto_leaves_a_model_without_2d_convolutions_as_it_is():
     data = [(torch.randn(6, 4), torch.randint(0, 3, (6,))) for _ in range(2)]
     got = estimate_delta_loss(model, data, [2, 4])
     assert got.meta["memory_format"] == "preserve"
-    np.testing.assert_array_equal(got.values, _delta_loss_reference(model, data, [2, 4]).values)
+    assert_same_table(got, _delta_loss_reference(model, data, [2, 4]))
 
 
 def test_an_unknown_memory_format_is_an_error_naming_the_choices():

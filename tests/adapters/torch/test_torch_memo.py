@@ -1,5 +1,6 @@
 """memo: models torch.fx cannot trace run from the middle by replaying their module calls' FP32 outputs.
-The tables equal full forwards bit for bit (a module called twice, tuple and dict outputs, in-place
+The tables equal full forwards (bit for bit with one batch and one option per forward, else to float
+round-off: tests/torch_tables.py) (a module called twice, tuple and dict outputs, in-place
 writes before and after the cut, tied weights, a tiny Hugging Face BERT), the prefix really is skipped,
 forwards are restored after errors, and fx still wins where it works."""
 
@@ -16,6 +17,7 @@ from mpqopt.adapters.torch.estimators.delta_loss import _delta_loss_reference, e
 from mpqopt.adapters.torch.estimators.exhaustive import _exhaustive_reference, exhaustive_losses  # noqa: E402
 from mpqopt.adapters.torch.stages import stage_model  # noqa: E402
 from mpqopt.errors import ProblemError  # noqa: E402
+from torch_tables import assert_same_table, one_per_forward  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -87,16 +89,16 @@ def restored(model: nn.Module) -> bool:
     return all("forward" not in m.__dict__ for m in model.modules())
 
 
-@pytest.mark.parametrize("concat", [1, "auto"])
+@pytest.mark.parametrize("per_forward", [{"concat_batches": 1, "batch_perturbations": 1}, {"concat_batches": 1}, {}])
 @pytest.mark.parametrize("options, kw", [([2, 3, 8], {}), (["W2A4", "W4"], {}), ([3, 4], {"loss": "mse"})])
-def test_memo_table_is_bit_identical_to_full_forwards(options, kw, concat):
+def test_memo_table_equals_full_forwards(options, kw, per_forward):
     model, data = Untraceable().eval(), batches()
-    got = estimate_delta_loss(model, data, options, concat_batches=concat, **kw)
+    got = estimate_delta_loss(model, data, options, **per_forward, **kw)
     want = _delta_loss_reference(model, data, options, **kw)
     assert got.meta["mode"] == "memo" and got.meta["mode_reason"].startswith("fx:")
     assert 0 < got.meta["step_fraction"] < 1
-    np.testing.assert_array_equal(got.values, want.values)
-    np.testing.assert_array_equal(got.std, want.std)
+    assert one_per_forward(got.meta) == (len(per_forward) == 2)
+    assert_same_table(got, want)  # bit for bit with one batch and one option per forward
     assert np.abs(want.values).max() > 1e-4  # the perturbations matter
     assert restored(model)
 
@@ -121,7 +123,7 @@ def test_tied_weights_cut_at_the_first_module_holding_them():
     # one batch and one option per forward: joined batches (or stacked options) of this 5-wide model
     # differ from one at a time in the last bits, in every mode
     got = estimate_delta_loss(model, data, [2, 4], loss="mse", concat_batches=1, batch_perturbations=1)
-    np.testing.assert_array_equal(got.values, _delta_loss_reference(model, data, [2, 4], loss="mse").values)
+    assert_same_table(got, _delta_loss_reference(model, data, [2, 4], loss="mse"))
 
 
 def test_exhaustive_enumeration_in_memo_mode_equals_full_forwards():
@@ -177,7 +179,7 @@ def test_over_the_memory_cap_it_falls_back_to_full_forwards_and_says_why(monkeyp
     model, data = Untraceable().eval(), batches()
     got = estimate_delta_loss(model, data, [2, 4])
     assert got.meta["mode"] == "full" and "memo: ProblemError: its cached values would take" in got.meta["mode_reason"]
-    np.testing.assert_array_equal(got.values, _delta_loss_reference(model, data, [2, 4]).values)
+    assert_same_table(got, _delta_loss_reference(model, data, [2, 4]))
 
 
 def test_sequential_models_still_use_fx():
@@ -207,7 +209,7 @@ def test_tiny_bert_in_memo_mode_equals_full_forwards(options, stack):
     want = _delta_loss_reference(model, data, options, loss="mse", include="re:encoder")
     assert got.meta["mode"] == "memo" and got.meta["step_fraction"] < 0.75
     assert got.meta["batch_perturbations"] == stack and not got.meta["batching_note"]
-    np.testing.assert_array_equal(got.values, want.values)
+    assert_same_table(got, want)
     assert restored(model)
 
 
@@ -244,7 +246,7 @@ def test_tiny_llama_in_memo_mode_equals_full_forwards(tied):
     data = token_batches()
     got = estimate_delta_loss(model, data, [2, 4], layers=names)
     assert got.meta["mode"] == "memo" and got.meta["step_fraction"] < 0.75
-    np.testing.assert_array_equal(got.values, _delta_loss_reference(model, data, [2, 4], layers=names).values)
+    assert_same_table(got, _delta_loss_reference(model, data, [2, 4], layers=names))
     assert restored(model)
 
 
@@ -256,7 +258,7 @@ def test_stacked_options_over_the_memory_cap_run_one_by_one_and_say_why(monkeypa
     got = estimate_delta_loss(model, data, [2, 3, 4], layers=layers, concat_batches=1, batch_perturbations=3)
     assert got.meta["mode"] == "memo" and got.meta["batch_perturbations"] == 1
     assert "would take over" in got.meta["batching_note"]
-    np.testing.assert_array_equal(got.values, _delta_loss_reference(model, data, [2, 3, 4], layers=layers).values)
+    assert_same_table(got, _delta_loss_reference(model, data, [2, 3, 4], layers=layers))
 
 
 def test_stacked_options_of_a_narrow_model_agree_to_float_round_off():

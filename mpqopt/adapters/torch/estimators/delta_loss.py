@@ -70,8 +70,13 @@ def estimate_delta_loss(model: nn.Module, data: Iterable[Any], options: Sequence
     ``memory_format``: ``"auto"`` measures a CNN (a model with 2-D convolutions) on a private
     channels-last copy of the model and inputs (faster on CPU; the table differs from the NCHW one
     by float round-off only, at most 2.1e-7 measured, see :mod:`..layout`), ``"channels_last"``
-    always, ``"preserve"`` never (the table equals full forwards of the model as given bit for bit);
-    ``meta["memory_format"]`` says which was used.
+    always, ``"preserve"`` never; ``meta["memory_format"]`` says which was used.
+    Exactness: with one batch and one option per forward (``concat_batches=1,
+    batch_perturbations=1``) and ``"preserve"``, each forward runs the operations and shapes of a
+    full forward, so the table equals full forwards bit for bit on any machine. Joined batches and
+    stacked options change the row count of each matrix product; CPU GEMM kernels that block by it
+    round the last bits differently on some machines (seen in CI; not on AVX2), so the table agrees
+    with full forwards to float32 round-off of the loss (8e-8 at most on losses of order 1 in CI).
     """
     model, data, used = with_memory_format(model, data, memory_format)
     setup, base, act_ranges, forward = _measurement_setup(model, data, options, kw)
