@@ -100,19 +100,32 @@ class NodeView:
         self.mu = np.zeros(sub.num_budgets)
         self._W: np.ndarray | None = None  # padded budget weights, built on first use
         self._pairs: tuple | None = None  # their pairwise comparisons
+        self._holes: np.ndarray | None = None  # (G, K) padding slots of unequal groups, built on first use
 
     def _blocks(self, D: np.ndarray) -> np.ndarray:
         """(k, G, K): D's columns by group, padded with inf (a free reshape when groups are equal)."""
         k, G = self.sub.num_items, self.sub.num_groups
         if self.pad.size == k:
             return D.reshape(k, G, k // G)
-        return np.concatenate([D, np.full((k, 1), np.inf)], axis=1)[:, self.pad]
+        if self._holes is None:
+            self._holes = self.pad == k
+            self._slots = np.where(self._holes, 0, self.pad).ravel()
+        # one gather, then inf in the holes (concatenating an inf column first copied D once more)
+        blocks = np.take(D, self._slots, axis=1).reshape(k, G, -1)
+        blocks[:, self._holes] = np.inf
+        return blocks
 
     def _effective(self, D: np.ndarray, lam: np.ndarray) -> np.ndarray:
         """``D[a, b] + sum_j lam[a, j] w_j[b]``: item a's partner costs priced by its budget multipliers."""
         if not lam.any():
             return D
-        return D + lam @ self.sub.weights
+        # outer products, not ``lam @ weights``: the same values (one budget: single products) without
+        # BLAS's call and threads on a (k, m) x (m, k) product
+        out = np.multiply.outer(lam[:, 0], self.sub.weights[0])
+        out += D
+        for j in range(1, lam.shape[1]):
+            out += np.multiply.outer(lam[:, j], self.sub.weights[j])
+        return out
 
     def _own(self, lam: np.ndarray) -> tuple[np.ndarray, float]:
         """The multipliers' linear terms per item and constant: ``-sum_j lam[a, j] (limit_j - w_j[a])``,
@@ -231,8 +244,8 @@ class NodeView:
         ``budget_products`` is False) and ``mu`` with several budgets, Polyak steps towards
         ``target``; keeps the best in ``self.D``, ``self.lam``, ``self.mu`` and returns its bound."""
         sub = self.sub
-        k, G = sub.num_items, sub.num_groups
-        D, lam = self.D.copy(), self.lam.copy()
+        k = sub.num_items
+        D, lam = self.D, self.lam.copy()  # D is replaced, never written in place: no copy needed
         use_lam = budget_products and sub.num_budgets > 0
         if use_lam:
             # per budget, the scale of a row's weight deviation: the multipliers' steps in these units
@@ -248,7 +261,6 @@ class NodeView:
         best, best_D, best_mu, best_lam = -np.inf, D, self.mu.copy(), lam.copy()
         theta, stall = 1.0, 0
         previous, previous_nu, previous_norm = None, None, 0.0
-        groups = np.arange(G)[None, :]
         for _ in range(iterations):
             blocks = self._blocks(D if plain else self._effective(D, lam))
             own, shift = plain_own if plain else self._own(lam)
@@ -258,22 +270,15 @@ class NodeView:
                 break
             bound, x, mu = out
             bound += shift
-            if bound > best:
-                best, best_D, best_mu, best_lam, stall = bound, D.copy(), mu, lam if plain else lam.copy(), 0
+            if bound > best:  # D is never changed in place (each step makes a new one): no copy
+                best, best_D, best_mu, best_lam, stall = bound, D, mu, lam if plain else lam.copy(), 0
             else:
                 stall += 1
                 if stall >= 10:
                     theta, stall = theta / 2, 0
             if target - best <= tol or theta < 1e-6 or not np.isfinite(target - bound) or (deadline is not None and time.perf_counter() > deadline):
                 break
-            # subgradient y[a, b] - y[b, a], y[a, b] = x_a where b is a's cheapest partner in b's
-            # group: only the rows of chosen items are non-zero
-            rows = np.nonzero(x)[0]
-            partner = self.pad[groups, _argmin_last_axis(blocks[rows])]  # (r, G)
-            keep = ~self.own[rows]
-            Y = np.zeros((k, k))
-            Y[np.broadcast_to(rows[:, None], partner.shape)[keep], partner[keep]] = np.broadcast_to(x[rows, None], partner.shape)[keep]
-            Gsub = Y - Y.T
+            Gsub, rows, partner, keep = self._subgradient(x, blocks)
             # lam[a, j]: x_a (w_j[a] + the partners' w_j - limit_j), in units of lam_scale
             gnu = None
             if use_lam:
@@ -289,7 +294,8 @@ class NodeView:
                 inner = float(_dot(Gsub, previous)) + (float(_dot(gnu, previous_nu)) if use_lam else 0.0)
                 if inner < 0.0:
                     beta = 1.5 * inner / previous_norm
-                    Gsub -= beta * previous
+                    previous *= -beta  # in place (it is not used again): Gsub - beta * previous, one temporary less
+                    Gsub += previous
                     if use_lam:
                         gnu -= beta * previous_nu
                         gg, nn = float(_dot(Gsub, Gsub)), float(_dot(gnu, gnu))
@@ -301,7 +307,7 @@ class NodeView:
             if norm <= 0.0:
                 break  # the relaxation's choice is consistent: its bound is that choice's objective
             step = theta * (target - bound) / norm
-            D += step * Gsub
+            D = D + step * Gsub
             if use_lam:
                 moved = lam + step * gnu / lam_scale
                 lam = np.where(lam * moved < 0.0, 0.0, moved)  # stop at 0 when crossing: the two sides differ
@@ -311,6 +317,26 @@ class NodeView:
         self.mu = best_mu
         self.lam = best_lam
         return best
+
+    def _subgradient(self, x: np.ndarray, blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The split's subgradient ``y[a, b] - y[b, a]``, ``y[a, b] = x_a`` where b is a's cheapest
+        partner in b's group, with the rows of the chosen items, their partners (r, G) and the mask of
+        the partners outside a's own group. Only those rows of y are non-zero (r (G - 1) entries of
+        k^2): scattered straight into the result, instead of building y dense and subtracting its
+        transpose (two passes over k^2 less)."""
+        k, G = self.sub.num_items, self.sub.num_groups
+        rows = np.nonzero(x)[0]
+        partner = self.pad[np.arange(G)[None, :], _argmin_last_axis(blocks[rows])]  # (r, G)
+        keep = ~self.own[rows]
+        # in a's own group take a itself as the "partner": y[a, a] - y[a, a] = 0, with no mask to apply
+        a = np.repeat(rows, G)
+        b = np.where(keep, partner, rows[:, None]).reshape(-1)
+        y = np.repeat(x[rows], G)
+        out = np.zeros((k, k))
+        flat = out.reshape(-1)
+        flat[a * k + b] = y  # each (a, b) once: a's partner per group is unique
+        flat[b * k + a] -= y  # so each (b, a) once too; where y[b, a] is also set this gives y[b, a] - y[a, b]
+        return out, rows, partner, keep
 
     def probe(self, extra_mus: np.ndarray | None = None) -> Probe:
         """Bounds of every child "group of item c takes c", each the best over the node's LP
@@ -340,7 +366,7 @@ class NodeView:
             X = H[None, :] - r[:, group].T + 2.0 * self.Q
             if lamW is not None:
                 X += lamW.T
-            mins = np.minimum.reduceat(X, sub.group_start[:-1], axis=1)  # (k, G)
+            mins = _min_last_axis(self._blocks(X))  # (k, G); minimum.reduceat along rows took 5x longer
             # c itself: its pairs now sit with the others (its multipliers are dropped, as they may be:
             # they only add terms <= 0 on feasible completions; the negative ones' shared part stays)
             mins[np.arange(k), group] = sub.value + lag + (own - own_row if lamW is not None else 0.0)
