@@ -44,12 +44,13 @@ def _dot(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.einsum("ij,ij->", a, b))
 
 
-def _min_last_axis(a: np.ndarray) -> np.ndarray:
+def _min_last_axis(a: np.ndarray, op=np.minimum) -> np.ndarray:
     """``a.min(axis=-1)`` for a short last axis (a few options): numpy reduces a length-3 inner axis
-    several times slower than it takes the elementwise minimum of three slices."""
+    several times slower than it takes the elementwise minimum of three slices (``op=np.maximum``:
+    the maximum)."""
     out = a[..., 0].copy()
     for j in range(1, a.shape[-1]):
-        np.minimum(out, a[..., j], out=out)
+        op(out, a[..., j], out=out)
     return out
 
 
@@ -100,6 +101,7 @@ class NodeView:
         self.mu = np.zeros(sub.num_budgets)
         self._W: np.ndarray | None = None  # padded budget weights, built on first use
         self._pairs: tuple | None = None  # their pairwise comparisons
+        self._group_rows = np.arange(G)
         self._holes: np.ndarray | None = None  # (G, K) padding slots of unequal groups, built on first use
 
     def _blocks(self, D: np.ndarray) -> np.ndarray:
@@ -175,17 +177,18 @@ class NodeView:
         if not self._feasible:
             return None
         W, rhs = self._W, self._rhs
-        V = np.append(h, np.inf)[self.pad]
+        V = h.reshape(W.shape) if self.pad.size == sub.num_items else np.append(h, np.inf)[self.pad]
         mu = self._dual_multiplier(V, W, rhs)
-        G = W.shape[0]
-        rows = np.arange(G)
-        light, heavy = self._minimizer(V, mu, heavy=False), self._minimizer(V, mu, heavy=True)
+        rows = self._group_rows
+        cost = V + mu * W
+        low = _min_last_axis(cost)
+        light, heavy = self._minimizer(cost, low, heavy=False), self._minimizer(cost, low, heavy=True)
         w_light, w_heavy = W[rows, light].sum(), W[rows, heavy].sum()
         theta = 0.0 if mu == 0.0 or w_heavy <= w_light else min(max((rhs - w_light) / (w_heavy - w_light), 0.0), 1.0)
         x = np.zeros(sub.num_items)
-        np.add.at(x, self.pad[rows, light], 1.0 - theta)
-        np.add.at(x, self.pad[rows, heavy], theta)
-        bound = float((V + mu * W).min(axis=1).sum() - mu * rhs)
+        x[self.pad[rows, light]] += 1.0 - theta  # one item per group: no index repeats within a call
+        x[self.pad[rows, heavy]] += theta
+        bound = float(low.sum() - mu * rhs)
         return bound + self.constant, x, np.array([mu])
 
     def _dual_multiplier(self, V: np.ndarray, W: np.ndarray, rhs: float) -> float:
@@ -203,15 +206,16 @@ class NodeView:
         with np.errstate(divide="ignore", invalid="ignore"):
             # s[g, j, i]: the mu at which items j and i of group g cost the same
             s = (V[:, None, :] - V[:, :, None]) / denom
-        hi = np.where(lighter, s, np.inf).min(axis=2)  # i lighter than j
-        lo = np.maximum(np.where(heavier, s, -np.inf).max(axis=2), 0.0)
+        hi = _min_last_axis(np.where(lighter, s, np.inf))  # i lighter than j
+        lo = np.maximum(_min_last_axis(np.where(heavier, s, -np.inf), np.maximum), 0.0)
         active = real & (lo < hi) & np.isfinite(V)
         if same_w is not None:  # of equally heavy items only the cheapest (first on ties) can be chosen
             beaten = same_w & ((V[:, None, :] < V[:, :, None]) | ((V[:, None, :] == V[:, :, None]) & earlier))
             active &= ~beaten.any(axis=2)
         key = np.where(active, lo, np.inf)
         order = np.argsort(key, axis=1, kind="stable")
-        starts, weights = np.take_along_axis(key, order, axis=1), np.take_along_axis(W, order, axis=1)
+        rows = self._group_rows[:, None]
+        starts, weights = key[rows, order], W[rows, order]
         total = float(weights[:, 0].sum())  # the minimizers just above mu = 0
         if total <= rhs:
             return 0.0
@@ -221,10 +225,10 @@ class NodeView:
         fits = np.nonzero(total - np.cumsum(drop[by_mu]) <= rhs)[0]
         return float(at[by_mu][fits[0]]) if fits.size else float(at.max(initial=0.0))
 
-    def _minimizer(self, V: np.ndarray, mu: float, heavy: bool) -> np.ndarray:
-        """Per group, the slot minimizing ``V + mu W``; near-ties go to the heaviest or lightest."""
-        cost = V + mu * self._W
-        low = cost.min(axis=1, keepdims=True)
+    def _minimizer(self, cost: np.ndarray, low: np.ndarray, heavy: bool) -> np.ndarray:
+        """Per group, the slot minimizing ``cost = V + mu W`` (``low``: its minimum per group);
+        near-ties go to the heaviest or lightest."""
+        low = low[:, None]
         tie = cost <= low + 1e-12 * (np.abs(low) + 1.0)
         return np.where(tie, self._W if heavy else -self._W, -np.inf).argmax(axis=1)
 
