@@ -239,16 +239,26 @@ class NodeView:
         return self._value(self.D, self.lam)
 
     def _value(self, D: np.ndarray, lam: np.ndarray) -> float:
+        out = self._evaluate(D, lam)
+        return np.inf if out is None else out[0]
+
+    def _evaluate(self, D: np.ndarray, lam: np.ndarray) -> tuple[float, np.ndarray, np.ndarray, np.ndarray] | None:
+        """The bound at split ``D`` and multipliers ``lam`` with the relaxed choice, its LP
+        multipliers and the partner-cost blocks it came from (for the subgradient); None when no
+        completion fits a budget."""
+        blocks = self._blocks(self._effective(D, lam))
         own, shift = self._own(lam)
-        out = self.master(self.sub.value + own + self._shares(self._blocks(self._effective(D, lam))).sum(axis=1))
-        return np.inf if out is None else out[0] + shift
+        out = self.master(self.sub.value + own + self._shares(blocks).sum(axis=1))
+        if out is None:
+            return None
+        bound, x, mu = out
+        return bound + shift, x, mu, blocks
 
     def optimize(self, target: float, iterations: int, deadline: float | None = None, tol: float = 0.0, budget_products: bool = True) -> float:
         """Subgradient ascent on this node's split, the items' budget multipliers ``lam`` (unless
         ``budget_products`` is False) and ``mu`` with several budgets, Polyak steps towards
         ``target``; keeps the best in ``self.D``, ``self.lam``, ``self.mu`` and returns its bound."""
         sub = self.sub
-        k = sub.num_items
         D, lam = self.D, self.lam.copy()  # D is replaced, never written in place: no copy needed
         use_lam = budget_products and sub.num_budgets > 0
         if use_lam:
@@ -256,26 +266,27 @@ class NodeView:
             # (0.2: the best root bounds of 0.01 ... 10 at 72 x 3 and 200 x 4)
             ranges = np.maximum.reduceat(sub.weights, sub.group_start[:-1], axis=1) - np.minimum.reduceat(sub.weights, sub.group_start[:-1], axis=1)
             lam_scale = np.maximum(0.2 * np.sqrt((ranges ** 2).sum(axis=1)), 1e-300)
-        if lam.any() and self._value(D, np.zeros_like(lam)) >= self._value(D, lam):
-            # inherited multipliers fitted a parent whose budget was used up: where this node's is
-            # not, they cost (their terms are < 0 on slack budgets); restart them from 0
-            lam[:] = 0.0
-        plain = not use_lam and not lam.any()  # the split alone (what bnb's nodes run): no multiplier work
-        plain_own = (np.zeros(k), 0.0)
+        first = None  # the first step's evaluation, when this check has made it already
+        if lam.any():
+            without, inherited = self._evaluate(D, np.zeros_like(lam)), self._evaluate(D, lam)
+            if (np.inf if without is None else without[0]) >= (np.inf if inherited is None else inherited[0]):
+                # inherited multipliers fitted a parent whose budget was used up: where this node's is
+                # not, they cost (their terms are < 0 on slack budgets); restart them from 0
+                lam[:] = 0.0
+                first = without
+            else:
+                first = inherited
         best, best_D, best_mu, best_lam = -np.inf, D, self.mu.copy(), lam.copy()
         theta, stall = 1.0, 0
         previous, previous_nu, previous_norm = None, None, 0.0
-        for _ in range(iterations):
-            blocks = self._blocks(D if plain else self._effective(D, lam))
-            own, shift = plain_own if plain else self._own(lam)
-            out = self.master(sub.value + own + self._shares(blocks).sum(axis=1))
+        for step_number in range(iterations):
+            out = first if step_number == 0 and first is not None else self._evaluate(D, lam)
             if out is None:
                 best = np.inf  # no completion fits a budget
                 break
-            bound, x, mu = out
-            bound += shift
+            bound, x, mu, blocks = out
             if bound > best:  # D is never changed in place (each step makes a new one): no copy
-                best, best_D, best_mu, best_lam, stall = bound, D, mu, lam if plain else lam.copy(), 0
+                best, best_D, best_mu, best_lam, stall = bound, D, mu, lam.copy(), 0
             else:
                 stall += 1
                 if stall >= 10:
