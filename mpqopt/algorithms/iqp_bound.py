@@ -112,8 +112,9 @@ class NodeView:
         if self._holes is None:
             self._holes = self.pad == k
             self._slots = np.where(self._holes, 0, self.pad).ravel()
-        # one gather, then inf in the holes (concatenating an inf column first copied D once more)
-        blocks = np.take(D, self._slots, axis=1).reshape(k, G, -1)
+        # one gather, then inf in the holes (concatenating an inf column first copied D once more;
+        # D.take(..., axis=1) took twice as long as this indexing at k = 166)
+        blocks = D[:, self._slots].reshape(k, G, -1)
         blocks[:, self._holes] = np.inf
         return blocks
 
@@ -431,8 +432,9 @@ class PairBound:
         counts = np.bincount(group, minlength=free.size)
         group_start = np.zeros(free.size + 1, dtype=np.int64)
         np.cumsum(counts, out=group_start[1:])
-        value = m.value[items] + 2.0 * self.Q[np.ix_(items, fixed_items)].sum(axis=1)
-        constant = float(m.value[fixed_items].sum() + self.Q[np.ix_(fixed_items, fixed_items)].sum())
+        # submatrices as rows then columns: np.ix_ indexing took 3.7x as long (154 vs 41 us at k = 186)
+        value = m.value[items] + 2.0 * self.Q[items][:, fixed_items].sum(axis=1)
+        constant = float(m.value[fixed_items].sum() + self.Q[fixed_items][:, fixed_items].sum())
         sub = replace(
             m,
             free_groups=m.free_groups[free],
@@ -446,7 +448,7 @@ class PairBound:
         )
         source = inherit if inherit is not None else Split(np.arange(m.num_items), self.D, self.mu, self.lam)
         at = np.searchsorted(source.items, items)
-        view = NodeView(sub, items, self.Q[np.ix_(items, items)], source.D[np.ix_(at, at)], constant, source.lam[at].copy())
+        view = NodeView(sub, items, self.Q[items][:, items], source.D[at][:, at], constant, source.lam[at].copy())
         view.mu = source.mu.copy()
         return view
 
