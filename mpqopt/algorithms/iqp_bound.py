@@ -65,6 +65,13 @@ def _argmin_last_axis(a: np.ndarray) -> np.ndarray:
     return index
 
 
+def _submatrix(a: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """``a[np.ix_(rows, cols)]``, the same C-ordered array, in a quarter of the time (149 vs 38 us at
+    k = 186). Not ``a[rows][:, cols]``: as fast, but Fortran-ordered, which changes the order (and
+    round-off) of later sums."""
+    return a[rows].take(cols, axis=1)
+
+
 @dataclass(frozen=True)
 class Split:
     """A node's optimized split over its items (children start from it)."""
@@ -432,9 +439,8 @@ class PairBound:
         counts = np.bincount(group, minlength=free.size)
         group_start = np.zeros(free.size + 1, dtype=np.int64)
         np.cumsum(counts, out=group_start[1:])
-        # submatrices as rows then columns: np.ix_ indexing took 3.7x as long (154 vs 41 us at k = 186)
-        value = m.value[items] + 2.0 * self.Q[items][:, fixed_items].sum(axis=1)
-        constant = float(m.value[fixed_items].sum() + self.Q[fixed_items][:, fixed_items].sum())
+        value = m.value[items] + 2.0 * _submatrix(self.Q, items, fixed_items).sum(axis=1)
+        constant = float(m.value[fixed_items].sum() + _submatrix(self.Q, fixed_items, fixed_items).sum())
         sub = replace(
             m,
             free_groups=m.free_groups[free],
@@ -448,7 +454,7 @@ class PairBound:
         )
         source = inherit if inherit is not None else Split(np.arange(m.num_items), self.D, self.mu, self.lam)
         at = np.searchsorted(source.items, items)
-        view = NodeView(sub, items, self.Q[items][:, items], source.D[at][:, at], constant, source.lam[at].copy())
+        view = NodeView(sub, items, _submatrix(self.Q, items, items), _submatrix(source.D, at, at), constant, source.lam[at].copy())
         view.mu = source.mu.copy()
         return view
 
