@@ -100,6 +100,7 @@ class NodeView:
         k, G = sub.num_items, sub.num_groups
         self.lam = np.zeros((k, sub.num_budgets)) if lam is None else lam
         self._limit = sub.rhs + sub.budget_slack  # (m,) what a feasible completion's weights sum to at most
+        self._headroom = self._limit[None, :] - sub.weights.T  # (k, m) what is left of it beside each item
         self.own = np.zeros((k, G), dtype=bool)
         self.own[np.arange(k), sub.item_group] = True
         sizes = np.diff(sub.group_start)
@@ -109,6 +110,7 @@ class NodeView:
         self._W: np.ndarray | None = None  # padded budget weights, built on first use
         self._pairs: tuple | None = None  # their pairwise comparisons
         self._group_rows = np.arange(G)
+        self._weights_pad: np.ndarray | None = None  # (m, k + 1) budget weights and a zero column, built on first use
         self._holes: np.ndarray | None = None  # (G, K) padding slots of unequal groups, built on first use
 
     def _blocks(self, D: np.ndarray) -> np.ndarray:
@@ -144,7 +146,7 @@ class NodeView:
         k = self.sub.num_items
         if not lam.any():
             return np.zeros(k), 0.0
-        own = -(lam * (self._limit[None, :] - self.sub.weights.T)).sum(axis=1)
+        own = -(lam * self._headroom).sum(axis=1)
         kappa = np.maximum(-lam, 0.0).sum(axis=0)  # (m,)
         return own + kappa @ self.sub.weights, -float(kappa @ self._limit)
 
@@ -303,13 +305,7 @@ class NodeView:
                 break
             Gsub, rows, partner, keep = self._subgradient(x, blocks)
             # lam[a, j]: x_a (w_j[a] + the partners' w_j - limit_j), in units of lam_scale
-            gnu = None
-            if use_lam:
-                partner_w = np.where(keep[None], np.append(sub.weights, np.zeros((sub.num_budgets, 1)), axis=1)[:, partner], 0.0).sum(axis=2)  # (m, r)
-                up = np.zeros_like(lam)  # the derivative where lam > 0 (the products x_a (limit - w x) >= 0)
-                up[rows] = x[rows, None] * (sub.weights[:, rows] + partner_w - self._limit[:, None]).T
-                down = up - (sub.weights @ x - self._limit)[None, :]  # where lam < 0: kappa_tot's share too
-                gnu = np.where(lam > 0.0, up, np.where(lam < 0.0, down, np.where(up > 0.0, up, np.minimum(down, 0.0)))) / lam_scale
+            gnu = self._products_subgradient(x, rows, partner, keep, lam) / lam_scale if use_lam else None
             gg = float(_dot(Gsub, Gsub))
             nn = float(_dot(gnu, gnu)) if use_lam else 0.0
             if previous is not None:
@@ -361,6 +357,19 @@ class NodeView:
         flat[b * k + a] -= y  # so each (b, a) once too; where y[b, a] is also set this gives y[b, a] - y[a, b]
         return out, rows, partner, keep
 
+    def _products_subgradient(self, x: np.ndarray, rows: np.ndarray, partner: np.ndarray, keep: np.ndarray, lam: np.ndarray) -> np.ndarray:
+        """(k, m): the budget multipliers' subgradient, ``x_a (w_j[a] + the partners' w_j - limit_j)``
+        where ``lam[a, j] > 0``, less the budget's excess ``w_j x - limit_j`` where it is < 0 (the
+        products with ``1 - x_a``), the better side where it is 0 (see :meth:`_subgradient`)."""
+        sub = self.sub
+        if self._weights_pad is None:  # a zero column: the own group's "partner" weighs nothing
+            self._weights_pad = np.append(sub.weights, np.zeros((sub.num_budgets, 1)), axis=1)
+        partner_w = self._weights_pad[:, np.where(keep, partner, sub.num_items)].sum(axis=2)  # (m, r)
+        up = np.zeros_like(lam)  # the derivative where lam > 0 (the products x_a (limit - w x) >= 0)
+        up[rows] = x[rows, None] * (sub.weights[:, rows] + partner_w - self._limit[:, None]).T
+        down = up - (sub.weights @ x - self._limit)[None, :]  # where lam < 0: kappa_tot's share too
+        return np.where(lam > 0.0, up, np.where(lam < 0.0, down, np.where(up > 0.0, up, np.minimum(down, 0.0))))
+
     def probe(self, extra_mus: np.ndarray | None = None) -> Probe:
         """Bounds of every child "group of item c takes c", each the best over the node's LP
         multiplier and ``extra_mus`` (rows)."""
@@ -370,7 +379,7 @@ class NodeView:
         blocks = self._blocks(self.D if lamW is None else self.D + lamW)
         r = self._shares(blocks)  # (k, G)
         own, shift = self._own(self.lam)
-        own_row = -(self.lam * (self._limit[None, :] - sub.weights.T)).sum(axis=1) if lamW is not None else 0.0  # own minus the shared part
+        own_row = -(self.lam * self._headroom).sum(axis=1) if lamW is not None else 0.0  # own minus the shared part
         base = sub.value + own + r.sum(axis=1)
         out = self.master(base)
         if out is None:
