@@ -287,6 +287,8 @@ class NodeView:
             else:
                 first = inherited
         best, best_D, best_mu, best_lam = -np.inf, D, self.mu.copy(), lam.copy()
+        # full Polyak steps first (bnb, 72 x 3 noise 0.3 f = 0.75: 775 nodes 12.6 s at 1.0; from 0.5, 669 nodes but
+        # 15.3 s, the nodes' ascents closing later; from 0.3, 837 nodes; from 2.0, over 3,700)
         theta, stall = 1.0, 0
         previous, previous_nu, previous_norm = None, None, 0.0
         for step_number in range(iterations):
