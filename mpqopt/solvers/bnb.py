@@ -37,6 +37,8 @@ _SPLIT_MEMORY = 1 << 30  # bytes of inherited splits kept on open nodes
 _RTOL = 1e-10  # relative gap at which a node no longer matters (the reported gap is exact)
 _ROOT_ITERATIONS = 200  # split ascent at the root (52 x 3, 10 budgets: median 0.6 s at 200, 0.7 s at 100, 1.3 s at 1200)
 _NODE_ITERATIONS = 20  # and again at every node, from its parent's split (52 x 3, 10 budgets: median 0.85 s at 20, 0.94 s at 8, 1.2 s at 60)
+# (72 x 3 noise 0.3 f = 0.55, one run each, load ~2: 3808 nodes 46.5 s at 12, 2462 nodes 38.5 s at 20, 2469 nodes 49.6 s at 30,
+# 2368 nodes 47.2 s at 40: past 20 the node bounds barely rise, below it the tree grows faster than the steps shrink)
 _POLISH_WINDOW = 0.05  # polish candidates within 5% of the incumbent
 _PRODUCTS_ROUNDS = 8  # root ascent rounds with the budget products, at most,
 _PRODUCTS_GAIN = 0.02  # while a round closes at least this share of the gap left,
