@@ -38,7 +38,7 @@ class CoreResult:
 
 
 def solve_core(model: CanonicalModel, base: np.ndarray, alternatives: np.ndarray, lam: float, target: float, state_limit: int = 3_000_000, work_limit: int = WORK_LIMIT, deadline: Deadline | None = None, floor: float | None = None,
-               improve: Callable[[], float | None] | None = None, improve_after: int = 0) -> CoreResult:
+               improve: Callable[[], float | None] | None = None, improve_after: int = 0, refloor: Callable[[], float | None] | None = None) -> CoreResult:
     """Best choice within ``target`` when each group takes its ``base`` item or one of ``alternatives``.
 
     Every such solution of objective ``<= target`` survives the pruning, so with ``complete`` a
@@ -51,7 +51,9 @@ def solve_core(model: CanonicalModel, base: np.ndarray, alternatives: np.ndarray
     optimal, and the search stops there at once (subset-sum: the first exact fill ends it).
     ``improve``: called once, when ``improve_after`` states have been generated, it may return a
     lower target (the caller found a better assignment elsewhere); the search goes on below it,
-    and ``items`` then answer the lowered target.
+    and ``items`` then answer the lowered target. ``refloor``: called right after ``improve``, it
+    may return a higher ``floor`` (a stronger lower bound found meanwhile); a search whose target
+    falls below the floor stops there, complete: nothing lies at or below it.
     """
     weight, value = model.weights[0], model.value
     capacity = float(model.rhs[0]) - float(weight[base].sum()) + float(model.budget_slack[0])  # round-off only (0 on exact integer budgets)
@@ -106,6 +108,12 @@ def solve_core(model: CanonicalModel, base: np.ndarray, alternatives: np.ndarray
             if lowered is not None and lowered - base_value < target:
                 # the best state so far (its value change is the target) no longer qualifies
                 target, best_step = lowered - base_value, None
+            raised = None if refloor is None else refloor()
+            if raised is not None:
+                enough = max(enough, raised - base_value)
+            # a best state at the floor is optimal; with none, nothing below the floor exists
+            if (best_step is not None and target <= enough) or (best_step is None and target < enough):
+                break
         if cost.size == 0:
             break
         # completed with base, each state is a full solution; along the front value falls as cost

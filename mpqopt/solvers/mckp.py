@@ -6,7 +6,10 @@ incumbent; exact reduced-cost fixing at the LP multiplier leaves a small core, w
 programming over non-dominated states solves exactly. No Python loop runs over layers. Where the
 core is hard (Pisinger's strongly correlated classes), the DP pauses once to improve the incumbent
 by re-solving the groups nearest the break (:mod:`mpqopt.algorithms.neighbourhood`) and goes on
-below it; a core still too large for it goes to HiGHS from the best incumbent found.
+below it, and on integer objectives raises its floor by the rank (cardinality) bound
+(:mod:`mpqopt.algorithms.cardinality`: the LP bound of Pisinger's strongly correlated class stops
+5-9 units short of the optimum, which that bound meets, so the incumbent is proved as soon as it is
+found); a core still too large for it goes to HiGHS from the best incumbent found.
 
 Several budgets: the Lagrangian dual (:mod:`mpqopt.algorithms.dual`) gives multipliers and a bound,
 its solution repaired and improved is the incumbent, reduced-cost fixing leaves a core, and dynamic
@@ -39,6 +42,7 @@ import time
 import numpy as np
 
 from ..deadline import passed
+from ..algorithms.cardinality import rank_bound
 from ..algorithms.core_dp import solve_core
 from ..algorithms.dual import solve_dual
 from ..algorithms.heuristics import fill, improve, is_feasible, repair
@@ -457,6 +461,25 @@ class MckpBackend(Backend):
             settings.deadline.offer(incumbent, inc_obj)
             return better
 
+        def refloor() -> float | None:
+            """Once the DP has proved hard: the rank (cardinality) bound, the new floor if higher."""
+            nonlocal lower
+            if not model.integral_objective:
+                return None
+            card = rank_bound(model, goal=inc_obj)
+            stats.update(rank_bound=card.bound, rank_mu=card.mu, rank_evaluations=card.evaluations)
+            if card.bound <= lower:
+                return None
+            lower = card.bound
+            settings.deadline.improve_bound(min(lower, inc_obj))
+            return lower
+
+        def proved() -> RawSolution | None:
+            """The incumbent, optimal, once the floor reaches it (integer objectives)."""
+            if not (model.integral_objective and lower >= inc_obj):
+                return None
+            return RawSolution("optimal", items=incumbent, objective=inc_obj, bound=inc_obj, message="mckp: hull LP bound + rank (cardinality) bound + reduced-cost fixing + core DP", stats=stats)
+
         rounds = 0
         while targets:
             target = min(targets.pop(0), better)
@@ -466,7 +489,8 @@ class MckpBackend(Backend):
             alternatives = candidates[lagrange + reduced[candidates] <= target + slack]
             used = _dp_work_limit(model) - work_left
             core = solve_core(model, base, alternatives, start.lam, target, work_limit=work_left, deadline=settings.deadline,
-                              floor=lower if model.integral_objective else None, improve=None if searched else improve, improve_after=PROBE_WORK - used)
+                              floor=lower if model.integral_objective else None, improve=None if searched else improve, improve_after=PROBE_WORK - used,
+                              refloor=None if searched else refloor)
             work_left -= core.work
             target = min(target, better)  # the search went on below a better incumbent than it started from
             stats.update(rounds=rounds, core_groups=core.core_groups, dp_states=core.max_states, dp_work=stats.get("dp_work", 0) + core.work, items_fixed=model.num_items - model.num_groups - int(alternatives.size))
@@ -475,6 +499,8 @@ class MckpBackend(Backend):
                 incumbent, inc_obj = core.items, model.items_objective(core.items)
                 settings.deadline.offer(incumbent, inc_obj)
             stats.update(incumbent=inc_obj)
+            if (done := proved()) is not None:
+                return done
             if settings.deadline.expired():
                 return _stopped(model, incumbent, lower, "hull LP bound + filled greedy + core DP (stopped)", stats)
             if not core.complete:
@@ -484,6 +510,8 @@ class MckpBackend(Backend):
                 objective = model.items_objective(items)
                 return RawSolution("optimal", items=items, objective=objective, bound=objective, message="mckp: hull LP bound + reduced-cost fixing + core DP", stats=stats)
             lower = max(lower, math.floor(target + slack) + 1.0) if model.integral_objective else lower  # nothing at or below the target
+            if (done := proved()) is not None:
+                return done
             targets = [t for t in targets if t < better] + [better]  # the last one falls with the incumbent
         candidates = candidates[lagrange + reduced[candidates] <= better + slack]  # a better incumbent shrinks HiGHS's core
         # the core was too large for the DP: HiGHS proves it instead, from the incumbent
