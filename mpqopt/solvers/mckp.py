@@ -9,7 +9,8 @@ by re-solving the groups nearest the break (:mod:`mpqopt.algorithms.neighbourhoo
 below it, and on integer objectives raises its floor by the rank (cardinality) bound
 (:mod:`mpqopt.algorithms.cardinality`: the LP bound of Pisinger's strongly correlated class stops
 5-9 units short of the optimum, which that bound meets, so the incumbent is proved as soon as it is
-found); a core still too large for it goes to HiGHS from the best incumbent found.
+found); without a time limit, a core still too large for it goes to HiGHS from the best incumbent
+found (under a time limit the DP goes on until the deadline: see ``DP_WORK_TIMED``).
 
 Several budgets: the Lagrangian dual (:mod:`mpqopt.algorithms.dual`) gives multipliers and a bound,
 its solution repaired and improved is the incumbent, reduced-cost fixing leaves a core, and dynamic
@@ -59,14 +60,24 @@ from .base import Backend, RawSolution, SolveSettings, register
 from .highs import HighsBackend
 
 
-# targets between the LP bound and the incumbent, as fractions of that gap, tried in order
-TARGET_FRACTIONS = (1 / 1024, 1 / 256, 1 / 64, 1 / 16, 1 / 4)
+# targets between the LP bound and the incumbent, as fractions of that gap, tried in order. The DP's
+# work grows like the 4th power of the target's gap on Pisinger's inverse strongly correlated class,
+# so rungs at 1/2 and 3/4 pay where the optimum lies well below the incumbent: inverse_strongly
+# 100 x 100, R=10,000 (optimum at 0.73 of the gap) proved in 43 s, 1.17e9 states (1.65e9 and 53 s
+# without them); where the incumbent is optimal they add ~0.5**4 + 0.75**4 of the last round
+TARGET_FRACTIONS = (1 / 1024, 1 / 256, 1 / 64, 1 / 16, 1 / 4, 1 / 2, 3 / 4)
 # The single-budget core DP's work, all rounds together, before HiGHS takes the core over (see
 # _dp_work_limit). The DP is what solves Pisinger's correlated classes (knapsack_problem(100, 10,
 # "inverse_strongly"): 0.2 s; with 2.2M states of work the HiGHS core it handed over to stopped at
-# 10 s, as HiGHS on the whole model does), so it keeps about a minute of numpy on 2 cores
+# 10 s, as HiGHS on the whole model does), so it keeps about a minute of numpy on 2 cores. That is
+# without a time limit; with one, the deadline stops the DP instead (see _dp_work_limit)
 DP_WORK_BASE = 300_000_000
 DP_WORK_PER_ITEM = 0
+# Under a time limit the DP's work is bounded by the deadline (and its state limit) alone. On the
+# grid's hard classes HiGHS on the handed-over core never improved the DP's incumbent nor proved one
+# (10 instances, 50 s each), while the DP, left to run, proves inverse_strongly 100 x 100, R=10,000
+# in 53 s (1.65e9 states; 300M took ~9 s, after which HiGHS stopped at 60 s 10 units above the optimum)
+DP_WORK_TIMED = 10**15
 # After this many states of the single-budget DP, the groups nearest the break are re-solved for a
 # better incumbent with up to NEIGHBOURHOOD_WORK states; the DP goes on below it
 PROBE_WORK = 10_000_000
@@ -300,10 +311,11 @@ def _targets(model: CanonicalModel, lagrange: float, lower: float, better: float
     return [t for t in targets if t < better] + [better]
 
 
-def _dp_work_limit(model: CanonicalModel) -> int:
+def _dp_work_limit(model: CanonicalModel, timed: bool = False) -> int:
     """States the single-budget core DP may generate, all rounds together, before HiGHS takes the
-    core over: ``DP_WORK_BASE`` plus ``DP_WORK_PER_ITEM`` per item of the model."""
-    return DP_WORK_BASE + DP_WORK_PER_ITEM * model.num_items
+    core over: ``DP_WORK_BASE`` plus ``DP_WORK_PER_ITEM`` per item of the model; ``timed`` (the user
+    gave a time limit): ``DP_WORK_TIMED``, the deadline stops it."""
+    return DP_WORK_TIMED if timed else DP_WORK_BASE + DP_WORK_PER_ITEM * model.num_items
 
 
 def _integer_floor(model: CanonicalModel, lagrange: float, lam: float) -> float:
@@ -445,7 +457,7 @@ class MckpBackend(Backend):
         # greedy, ~7,000 above the optimum on strongly 1,000 x 100, R=10,000, where the
         # neighbourhoods come within 12 of the LP bound), and the DP goes on below it.
         targets = _targets(model, lagrange, lower, better, inc_obj, slack, candidates.size)
-        work_left = _dp_work_limit(model)
+        work_left = _dp_work_limit(model, settings.time_limit is not None)
         searched = False
 
         def improve() -> float | None:
@@ -487,7 +499,7 @@ class MckpBackend(Backend):
             if settings.deadline.expired():
                 return _stopped(model, incumbent, lower, "hull LP bound + filled greedy", stats)
             alternatives = candidates[lagrange + reduced[candidates] <= target + slack]
-            used = _dp_work_limit(model) - work_left
+            used = _dp_work_limit(model, settings.time_limit is not None) - work_left
             core = solve_core(model, base, alternatives, start.lam, target, work_limit=work_left, deadline=settings.deadline,
                               floor=lower if model.integral_objective else None, improve=None if searched else improve, improve_after=PROBE_WORK - used,
                               refloor=None if searched else refloor)
