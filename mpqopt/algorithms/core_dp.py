@@ -26,6 +26,11 @@ from .suffix_lp import SuffixLP
 # States generated before the search hands over (about a minute of numpy on a 2-core machine); MPQ
 # cores stay far below it (200,000 x 8 cnn: see test_core_dp), Pisinger's hard classes do not.
 WORK_LIMIT = 300_000_000
+# States kept over all steps (8 bytes each: parent and combination, int32), whatever the work limit:
+# a search that a time limit bounds instead (mckp's DP_WORK_TIMED) reached 2.4 GB resident in 50 s
+# on inverse_strongly 2,500 x 10, R=10,000 when they were int64; past this many (~2.4 GB) it gives up
+# as on its other limits
+KEPT_LIMIT = 300_000_000
 
 
 @dataclass
@@ -38,12 +43,13 @@ class CoreResult:
 
 
 def solve_core(model: CanonicalModel, base: np.ndarray, alternatives: np.ndarray, lam: float, target: float, state_limit: int = 3_000_000, work_limit: int = WORK_LIMIT, deadline: Deadline | None = None, floor: float | None = None,
-               improve: Callable[[], float | None] | None = None, improve_after: int = 0) -> CoreResult:
+               improve: Callable[[], float | None] | None = None, improve_after: int = 0, refloor: Callable[[], float | None] | None = None) -> CoreResult:
     """Best choice within ``target`` when each group takes its ``base`` item or one of ``alternatives``.
 
     Every such solution of objective ``<= target`` survives the pruning, so with ``complete`` a
     returned ``items`` is optimal among them, and ``items is None`` proves there is none. The search
-    gives up (``complete=False``, nothing proven) when the states alive pass ``state_limit``, the
+    gives up (``complete=False``, nothing proven) when the states alive pass ``state_limit``, those
+    kept for the way back ``KEPT_LIMIT``, the
     states generated pass ``work_limit`` or ``deadline`` expires: on classes where many items share
     one efficiency the state count explodes, and the caller hands over instead; ``items`` is then
     the best assignment within ``target`` met so far (an incumbent), or None. ``floor``: a lower
@@ -51,7 +57,9 @@ def solve_core(model: CanonicalModel, base: np.ndarray, alternatives: np.ndarray
     optimal, and the search stops there at once (subset-sum: the first exact fill ends it).
     ``improve``: called once, when ``improve_after`` states have been generated, it may return a
     lower target (the caller found a better assignment elsewhere); the search goes on below it,
-    and ``items`` then answer the lowered target.
+    and ``items`` then answer the lowered target. ``refloor``: called right after ``improve``, it
+    may return a higher ``floor`` (a stronger lower bound found meanwhile); a search whose target
+    falls below the floor stops there, complete: nothing lies at or below it.
     """
     weight, value = model.weights[0], model.value
     capacity = float(model.rhs[0]) - float(weight[base].sum()) + float(model.budget_slack[0])  # round-off only (0 on exact integer budgets)
@@ -73,6 +81,7 @@ def solve_core(model: CanonicalModel, base: np.ndarray, alternatives: np.ndarray
     best_state = 0
     peak = 1
     work = 0
+    kept = 0
     blocks = _blocks(core_items, start, weight, value)
     # after the last block nothing is left to bound but the capacity itself
     bound_after = _completion_bound(model, core_groups, core_items, start) if len(blocks) > 1 else _capacity_only
@@ -96,16 +105,24 @@ def solve_core(model: CanonicalModel, base: np.ndarray, alternatives: np.ndarray
         new_cost, new_gain, flat = _front(*(np.concatenate(part) for part in zip(*parts))) if len(parts) > 1 else parts[0]
         combo, parent = np.divmod(flat, cost.size)
         cost, gain = new_cost, new_gain
-        parents.append(parent)
-        chosen.append(combo)
+        # each state's parent and combination are kept for the way back: 8 bytes a state, all steps
+        parents.append(parent.astype(np.int32))
+        chosen.append(combo.astype(np.int32))
+        kept += cost.size
         peak = max(peak, cost.size)
-        if cost.size > state_limit or work > work_limit or (deadline is not None and deadline.expired()):
+        if cost.size > state_limit or kept > KEPT_LIMIT or work > work_limit or (deadline is not None and deadline.expired()):
             return _stopped(blocks, core_groups, parents, chosen, base, best_step, best_state, peak, work)
         if improve is not None and work >= improve_after:
             lowered, improve = improve(), None
             if lowered is not None and lowered - base_value < target:
                 # the best state so far (its value change is the target) no longer qualifies
                 target, best_step = lowered - base_value, None
+            raised = None if refloor is None else refloor()
+            if raised is not None:
+                enough = max(enough, raised - base_value)
+            # a best state at the floor is optimal; with none, nothing below the floor exists
+            if (best_step is not None and target <= enough) or (best_step is None and target < enough):
+                break
         if cost.size == 0:
             break
         # completed with base, each state is a full solution; along the front value falls as cost

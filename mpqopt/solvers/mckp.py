@@ -6,7 +6,11 @@ incumbent; exact reduced-cost fixing at the LP multiplier leaves a small core, w
 programming over non-dominated states solves exactly. No Python loop runs over layers. Where the
 core is hard (Pisinger's strongly correlated classes), the DP pauses once to improve the incumbent
 by re-solving the groups nearest the break (:mod:`mpqopt.algorithms.neighbourhood`) and goes on
-below it; a core still too large for it goes to HiGHS from the best incumbent found.
+below it, and on integer objectives raises its floor by the rank (cardinality) bound
+(:mod:`mpqopt.algorithms.cardinality`: the LP bound of Pisinger's strongly correlated class stops
+5-9 units short of the optimum, which that bound meets, so the incumbent is proved as soon as it is
+found); without a time limit, a core still too large for it goes to HiGHS from the best incumbent
+found (under a time limit the DP goes on until the deadline: see ``DP_WORK_TIMED``).
 
 Several budgets: the Lagrangian dual (:mod:`mpqopt.algorithms.dual`) gives multipliers and a bound,
 its solution repaired and improved is the incumbent, reduced-cost fixing leaves a core, and dynamic
@@ -39,6 +43,7 @@ import time
 import numpy as np
 
 from ..deadline import passed
+from ..algorithms.cardinality import rank_bound
 from ..algorithms.core_dp import solve_core
 from ..algorithms.dual import solve_dual
 from ..algorithms.heuristics import fill, improve, is_feasible, repair
@@ -55,14 +60,32 @@ from .base import Backend, RawSolution, SolveSettings, register
 from .highs import HighsBackend
 
 
-# targets between the LP bound and the incumbent, as fractions of that gap, tried in order
-TARGET_FRACTIONS = (1 / 1024, 1 / 256, 1 / 64, 1 / 16, 1 / 4)
+# targets between the LP bound and the incumbent, as fractions of that gap, tried in order. The DP's
+# work grows like the 4th power of the target's gap on Pisinger's inverse strongly correlated class,
+# so rungs at 1/2 and 3/4 pay where the optimum lies well below the incumbent: inverse_strongly
+# 100 x 100, R=10,000 (optimum at 0.73 of the gap) proved in 43 s, 1.17e9 states (1.65e9 and 53 s
+# without them); where the incumbent is optimal they add ~0.5**4 + 0.75**4 of the last round
+TARGET_FRACTIONS = (1 / 1024, 1 / 256, 1 / 64, 1 / 16, 1 / 4, 1 / 2, 3 / 4)
 # The single-budget core DP's work, all rounds together, before HiGHS takes the core over (see
 # _dp_work_limit). The DP is what solves Pisinger's correlated classes (knapsack_problem(100, 10,
 # "inverse_strongly"): 0.2 s; with 2.2M states of work the HiGHS core it handed over to stopped at
-# 10 s, as HiGHS on the whole model does), so it keeps about a minute of numpy on 2 cores
+# 10 s, as HiGHS on the whole model does), so it keeps about a minute of numpy on 2 cores. That is
+# without a time limit; with one, the deadline stops the DP instead (see _dp_work_limit)
 DP_WORK_BASE = 300_000_000
 DP_WORK_PER_ITEM = 0
+# Under a time limit the DP's work is bounded by the deadline (and its state limit) alone. On the
+# grid's hard classes HiGHS on the handed-over core never improved the DP's incumbent nor proved one
+# (10 instances, 50 s each), while the DP, left to run, proves inverse_strongly 100 x 100, R=10,000
+# in 53 s (1.65e9 states; 300M took ~9 s, after which HiGHS stopped at 60 s 10 units above the optimum)
+DP_WORK_TIMED = 10**15
+# Under a time limit a rung below the incumbent gets at most this share of the time left when it
+# starts; past it the last round (at the incumbent, which meets better assignments on its way) runs.
+# Without it, inverse_strongly 4,000 x 10, R=10,000 ended in the 3/4 rung at 60 s with the filled
+# incumbent, 2 units above what the last round had found (and HiGHS on the whole model); with 0.75
+# it ends at 98003374 (HiGHS's answer). The cost: inverse_strongly 2,500 x 10, R=10,000, proved in
+# 38-50 s without the share and at 0.85, is left unproved at 0.75 (61239028, the optimum, bound
+# 61239026); at 0.85 the 4,000 x 10 instance ends at 98003376 again. Both sit at the 60 s edge
+RUNG_SHARE = 0.75
 # After this many states of the single-budget DP, the groups nearest the break are re-solved for a
 # better incumbent with up to NEIGHBOURHOOD_WORK states; the DP goes on below it
 PROBE_WORK = 10_000_000
@@ -296,10 +319,21 @@ def _targets(model: CanonicalModel, lagrange: float, lower: float, better: float
     return [t for t in targets if t < better] + [better]
 
 
-def _dp_work_limit(model: CanonicalModel) -> int:
+class _Share:
+    """A deadline at ``share`` of the time ``deadline`` has left now (and never past it)."""
+
+    def __init__(self, deadline, share: float):
+        self.deadline, self.at = deadline, time.perf_counter() + share * deadline.remaining()
+
+    def expired(self) -> bool:
+        return self.deadline.expired() or time.perf_counter() >= self.at
+
+
+def _dp_work_limit(model: CanonicalModel, timed: bool = False) -> int:
     """States the single-budget core DP may generate, all rounds together, before HiGHS takes the
-    core over: ``DP_WORK_BASE`` plus ``DP_WORK_PER_ITEM`` per item of the model."""
-    return DP_WORK_BASE + DP_WORK_PER_ITEM * model.num_items
+    core over: ``DP_WORK_BASE`` plus ``DP_WORK_PER_ITEM`` per item of the model; ``timed`` (the user
+    gave a time limit): ``DP_WORK_TIMED``, the deadline stops it."""
+    return DP_WORK_TIMED if timed else DP_WORK_BASE + DP_WORK_PER_ITEM * model.num_items
 
 
 def _integer_floor(model: CanonicalModel, lagrange: float, lam: float) -> float:
@@ -441,7 +475,7 @@ class MckpBackend(Backend):
         # greedy, ~7,000 above the optimum on strongly 1,000 x 100, R=10,000, where the
         # neighbourhoods come within 12 of the LP bound), and the DP goes on below it.
         targets = _targets(model, lagrange, lower, better, inc_obj, slack, candidates.size)
-        work_left = _dp_work_limit(model)
+        work_left = _dp_work_limit(model, settings.time_limit is not None)
         searched = False
 
         def improve() -> float | None:
@@ -457,6 +491,25 @@ class MckpBackend(Backend):
             settings.deadline.offer(incumbent, inc_obj)
             return better
 
+        def refloor() -> float | None:
+            """Once the DP has proved hard: the rank (cardinality) bound, the new floor if higher."""
+            nonlocal lower
+            if not model.integral_objective:
+                return None
+            card = rank_bound(model, goal=inc_obj)
+            stats.update(rank_bound=card.bound, rank_mu=card.mu, rank_evaluations=card.evaluations)
+            if card.bound <= lower:
+                return None
+            lower = card.bound
+            settings.deadline.improve_bound(min(lower, inc_obj))
+            return lower
+
+        def proved() -> RawSolution | None:
+            """The incumbent, optimal, once the floor reaches it (integer objectives)."""
+            if not (model.integral_objective and lower >= inc_obj):
+                return None
+            return RawSolution("optimal", items=incumbent, objective=inc_obj, bound=inc_obj, message="mckp: hull LP bound + rank (cardinality) bound + reduced-cost fixing + core DP", stats=stats)
+
         rounds = 0
         while targets:
             target = min(targets.pop(0), better)
@@ -464,9 +517,13 @@ class MckpBackend(Backend):
             if settings.deadline.expired():
                 return _stopped(model, incumbent, lower, "hull LP bound + filled greedy", stats)
             alternatives = candidates[lagrange + reduced[candidates] <= target + slack]
-            used = _dp_work_limit(model) - work_left
-            core = solve_core(model, base, alternatives, start.lam, target, work_limit=work_left, deadline=settings.deadline,
-                              floor=lower if model.integral_objective else None, improve=None if searched else improve, improve_after=PROBE_WORK - used)
+            used = _dp_work_limit(model, settings.time_limit is not None) - work_left
+            # under a time limit a rung below the incumbent (it can prove, never improve) leaves the
+            # last round, which finds better incumbents on its way, a share of the time
+            rung = _Share(settings.deadline, RUNG_SHARE) if target < better and settings.time_limit is not None and settings.deadline.at is not None else None
+            core = solve_core(model, base, alternatives, start.lam, target, work_limit=work_left, deadline=rung or settings.deadline,
+                              floor=lower if model.integral_objective else None, improve=None if searched else improve, improve_after=PROBE_WORK - used,
+                              refloor=None if searched else refloor)
             work_left -= core.work
             target = min(target, better)  # the search went on below a better incumbent than it started from
             stats.update(rounds=rounds, core_groups=core.core_groups, dp_states=core.max_states, dp_work=stats.get("dp_work", 0) + core.work, items_fixed=model.num_items - model.num_groups - int(alternatives.size))
@@ -475,8 +532,13 @@ class MckpBackend(Backend):
                 incumbent, inc_obj = core.items, model.items_objective(core.items)
                 settings.deadline.offer(incumbent, inc_obj)
             stats.update(incumbent=inc_obj)
+            if (done := proved()) is not None:
+                return done
             if settings.deadline.expired():
                 return _stopped(model, incumbent, lower, "hull LP bound + filled greedy + core DP (stopped)", stats)
+            if not core.complete and rung is not None and rung.expired() and core.items is None:
+                targets = [better]  # the rung ran out of its share: on to the last round, nothing proven
+                continue
             if not core.complete:
                 break
             if core.items is not None or target >= better:
@@ -484,6 +546,8 @@ class MckpBackend(Backend):
                 objective = model.items_objective(items)
                 return RawSolution("optimal", items=items, objective=objective, bound=objective, message="mckp: hull LP bound + reduced-cost fixing + core DP", stats=stats)
             lower = max(lower, math.floor(target + slack) + 1.0) if model.integral_objective else lower  # nothing at or below the target
+            if (done := proved()) is not None:
+                return done
             targets = [t for t in targets if t < better] + [better]  # the last one falls with the incumbent
         candidates = candidates[lagrange + reduced[candidates] <= better + slack]  # a better incumbent shrinks HiGHS's core
         # the core was too large for the DP: HiGHS proves it instead, from the incumbent

@@ -110,3 +110,28 @@ def test_chunks_lowered_targets_and_limits_against_enumeration(seed, monkeypatch
             assert model.items_objective(cut.items) <= limit, where
         if cut.complete:
             assert (cut.items is None) == (_within(model, base, alternatives, limit) is None), where
+
+
+@pytest.mark.parametrize("seed", range(examples(60)))
+def test_kept_states_limit_against_enumeration(seed, monkeypatch):
+    """A search stopped by the states it keeps for the way back proves nothing, and what it returns
+    is a budget-feasible assignment within the target; with room to spare it is exact."""
+    rng = np.random.default_rng(10_000 + seed)
+    model, base, alternatives = _instance(rng)
+    everything = _within(model, base, alternatives, np.inf)
+    target = float(rng.integers(-20, 20)) if everything is None else everything + float(rng.choice([0, 1, 3, 50]))
+    lam = greedy(model).lam if greedy(model) is not None else 0.0
+    monkeypatch.setattr(core_dp, "KEPT_LIMIT", int(rng.integers(0, 8)))
+    cut = core_dp.solve_core(model, base, alternatives, lam, target)
+    if cut.items is not None:
+        assert _valid(model, base, alternatives, cut.items)
+        assert model.items_objective(cut.items) <= target
+    if cut.complete:
+        expected = _within(model, base, alternatives, target)
+        assert (cut.items is None) == (expected is None)
+        assert cut.items is None or model.items_objective(cut.items) == expected
+    monkeypatch.setattr(core_dp, "KEPT_LIMIT", 10**9)
+    full = core_dp.solve_core(model, base, alternatives, lam, target)
+    expected = _within(model, base, alternatives, target)
+    assert full.complete and (full.items is None) == (expected is None)
+    assert full.items is None or model.items_objective(full.items) == expected

@@ -8,7 +8,10 @@ core), with the DP's work limit at zero (every core goes to HiGHS from the incum
 tiny one (the DP stops part-way, after some rounds, and hands over, with any better assignment it
 met as the incumbent, after the neighbourhood search), with the DP's block steps cut into chunks
 of a few states, and with the DP's first attempt stopped at once (the neighbourhoods improve the
-incumbent, and the DP starts over below it). The oracle is a dynamic program
+incumbent, and the DP starts over below it), with no DP work allowed but a time limit given (the
+deadline bounds the DP instead, and it proves every core), with the rank (cardinality) bound
+consulted at the DP's first block, and under a time limit with every rung below the incumbent out of
+time at once (the last round alone proves). The oracle is a dynamic program
 over integer capacities that shares no code with mpqopt.
 """
 
@@ -42,21 +45,28 @@ def optimum(problem: mpqopt.Problem) -> int:
     return int(best[capacity])
 
 
-@pytest.mark.parametrize("work", ["default", "none", "tiny", "chunked", "probe"])
+@pytest.mark.parametrize("work", ["default", "none", "tiny", "chunked", "probe", "timed", "rank", "rungs"])
 @pytest.mark.parametrize("kind", KNAPSACK_CLASSES)
 def test_mckp_proves_the_exact_optimum_on_every_class(kind, work, monkeypatch):
     if work == "chunked":  # every DP block step cut into chunks of a few states
         monkeypatch.setattr(core_dp, "CHUNK_STATES", 3)
     elif work == "probe":  # the DP's first attempt stops at once: neighbourhoods, then the DP again
         monkeypatch.setattr(mckp, "PROBE_WORK", 20)
-    elif work != "default":
-        monkeypatch.setattr(mckp, "DP_WORK_BASE", 0 if work == "none" else 200)
+    elif work == "rungs":  # under a time limit every rung below the incumbent runs out of its share at once
+        monkeypatch.setattr(mckp, "RUNG_SHARE", 0.0)
+    elif work == "rank":  # the rank (cardinality) bound raises the DP's floor at its first block
+        monkeypatch.setattr(mckp, "PROBE_WORK", 0)
+        monkeypatch.setattr(mckp, "SMALL_CORE", 0)
+    elif work != "default":  # "timed": no work at all without a time limit, but one is given
+        monkeypatch.setattr(mckp, "DP_WORK_BASE", 0 if work in ("none", "timed") else 200)
         monkeypatch.setattr(mckp, "DP_WORK_PER_ITEM", 0)
     for layers, options, R in SIZES:
         for seed in SEEDS:
             problem = knapsack_problem(layers, options, kind, R=R, seed=seed)
             expected = optimum(problem)
-            result = mpqopt.solve(problem, solver="mckp", threads=1)
+            result = mpqopt.solve(problem, solver="mckp", threads=1, time_limit=600.0 if work in ("timed", "rungs") else None)
+            if work == "timed":  # under a time limit the DP's work is the deadline's: no HiGHS core
+                assert "HiGHS core" not in result.message, result.message
             where = f"{kind} {layers} x {options} R={R} seed={seed} ({work}): {result.message}"
             assert result.status == "optimal", where
             assert result.objective == expected and result.bound == expected, where
