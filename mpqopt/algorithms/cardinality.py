@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -76,9 +77,11 @@ def lagrangian_value(model: CanonicalModel, ranks: np.ndarray, K: int, lam: floa
     return total - roundoff
 
 
-def rank_bound(model: CanonicalModel, max_evaluations: int = MAX_EVALUATIONS, goal: float = np.inf) -> RankBound:
+def rank_bound(model: CanonicalModel, max_evaluations: int = MAX_EVALUATIONS, goal: float = np.inf, deadline: Any = None) -> RankBound:
     """The best ``L(lam, mu)`` found (rounded up on an integer objective); single budget only. The
-    search stops once the bound reaches ``goal`` (an incumbent's objective: nothing more to prove)."""
+    search stops once the bound reaches ``goal`` (an incumbent's objective: nothing more to prove),
+    or once ``deadline`` (anything with ``expired()``) has passed: every multiplier tried gives a
+    valid bound, so an early stop only weakens it."""
     if model.num_budgets != 1:
         raise ValueError("rank_bound needs exactly one budget")
     ranks = item_ranks(model)
@@ -91,6 +94,8 @@ def rank_bound(model: CanonicalModel, max_evaluations: int = MAX_EVALUATIONS, go
     def lp(mu: float) -> tuple[float, float]:
         """(LP bound of value + mu * rank, less mu * K; its multiplier)."""
         nonlocal evaluations
+        if mu not in cache and cache and deadline is not None and deadline.expired():
+            return (-np.inf, 0.0)  # out of time: an untried mu counts as no better
         if mu not in cache:
             evaluations += 1
             start = greedy(dataclasses.replace(model, value=model.value + mu * ranks, integral_objective=False))
@@ -127,7 +132,7 @@ def rank_bound(model: CanonicalModel, max_evaluations: int = MAX_EVALUATIONS, go
     a, b = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
     settled = settle()
     steps = 0
-    while settled[0] < goal and evaluations < max_evaluations - 4 and hi - lo > 1e-12 * max(hi, 1.0):
+    while settled[0] < goal and evaluations < max_evaluations - 4 and hi - lo > 1e-12 * max(hi, 1.0) and not (deadline is not None and deadline.expired()):
         if lp(a)[0] >= lp(b)[0]:
             hi, b = b, a
             a = hi - ratio * (hi - lo)

@@ -496,7 +496,7 @@ class MckpBackend(Backend):
             nonlocal lower
             if not model.integral_objective:
                 return None
-            card = rank_bound(model, goal=inc_obj)
+            card = rank_bound(model, goal=inc_obj, deadline=settings.deadline)
             stats.update(rank_bound=card.bound, rank_mu=card.mu, rank_evaluations=card.evaluations)
             if card.bound <= lower:
                 return None

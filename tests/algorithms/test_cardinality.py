@@ -151,3 +151,21 @@ def test_mckp_with_the_rank_bound_against_enumeration(seed, monkeypatch):
     assert raw.objective == optimum, f"seed {seed}: {raw.objective} != {optimum} ({raw.message})"
     assert model.weights[0, raw.items].sum() <= model.rhs[0]
     assert raw.bound <= optimum
+
+
+class _Passed:
+    """A deadline that has already passed."""
+
+    def expired(self) -> bool:
+        return True
+
+
+def test_a_passed_deadline_stops_the_search_with_a_valid_bound():
+    import mpqopt
+    from mpqopt.synthetic import knapsack_problem
+
+    p = knapsack_problem(100, 10, "strongly", R=1000, seed=0)
+    model = canonicalize(p, dict(p.budgets))
+    full, cut = cardinality.rank_bound(model), cardinality.rank_bound(model, deadline=_Passed())
+    assert cut.evaluations == 1 < full.evaluations  # only mu = 0, the first LP, ran
+    assert cut.bound <= full.bound and cut.bound <= mpqopt.solve(p, solver="mckp").objective - model.offset
