@@ -160,3 +160,30 @@ def test_rank_bound_and_mckp_on_fractional_and_zero_weights_against_enumeration(
     monkeypatch.setattr(mckp, "SMALL_CORE", 0)
     raw = mckp.MckpBackend().solve(model, SolveSettings())
     assert raw.status == "optimal" and raw.objective == best and raw.bound <= best, f"{where}: {raw.status} {raw.objective} {raw.bound} {raw.message}"
+
+
+def test_no_rank_bound_once_the_deadline_has_passed(monkeypatch):
+    """The rank bound runs after the neighbourhood search; where that search used the time up, none
+    of its LPs (a hull greedy each, ~0.5 s on 1M items even when it stops after the first) runs."""
+    from mpqopt.synthetic import knapsack_problem
+
+    problem = knapsack_problem(30, 5, "strongly", R=100, seed=0)
+    search, searched, called = mckp.neighbourhood_search, [], []
+
+    def out_of_time(model, incumbent, lam, work, deadline):
+        searched.append(True)
+        found = search(model, incumbent, lam, work, deadline)
+        deadline.cancel()  # the search ran to the deadline
+        return found
+
+    def recorded(*args, **kwargs):
+        called.append(True)
+        return cardinality.rank_bound(*args, **kwargs)
+
+    monkeypatch.setattr(mckp, "PROBE_WORK", 0)
+    monkeypatch.setattr(mckp, "SMALL_CORE", 0)
+    monkeypatch.setattr(mckp, "neighbourhood_search", out_of_time)
+    monkeypatch.setattr(mckp, "rank_bound", recorded)
+    got = mpqopt.solve(problem, solver="mckp", threads=1, time_limit=30.0)
+    assert searched and not called, got.message
+    assert got.objective >= optimum(problem) and (got.bound is None or got.bound <= optimum(problem))
