@@ -532,14 +532,17 @@ class MckpBackend(Backend):
             if not core.complete and core.items is not None and model.items_objective(core.items) < inc_obj:
                 # the DP gave up, but met a better assignment on the way: the new incumbent
                 incumbent, inc_obj = core.items, model.items_objective(core.items)
+                better = inc_obj - 1.0 if model.integral_objective else inc_obj
                 settings.deadline.offer(incumbent, inc_obj)
             stats.update(incumbent=inc_obj)
             if (done := proved()) is not None:
                 return done
             if settings.deadline.expired():
                 return _stopped(model, incumbent, lower, "hull LP bound + filled greedy + core DP (stopped)", stats)
-            if not core.complete and rung is not None and rung.expired() and core.items is None:
-                targets = [better]  # the rung ran out of its share: on to the last round, nothing proven
+            if not core.complete and rung is not None and rung.expired():
+                # the rung ran out of its share: on to the last round (below any better assignment
+                # it met), nothing proven
+                targets = [better]
                 continue
             if not core.complete:
                 break

@@ -187,3 +187,18 @@ def test_no_rank_bound_once_the_deadline_has_passed(monkeypatch):
     got = mpqopt.solve(problem, solver="mckp", threads=1, time_limit=30.0)
     assert searched and not called, got.message
     assert got.objective >= optimum(problem) and (got.bound is None or got.bound <= optimum(problem))
+
+
+@pytest.mark.parametrize("seed, looks", [(8, 8), (24, 4), (40, 8)])
+def test_a_rung_out_of_time_after_a_better_assignment_goes_on_to_the_last_round(seed, looks, monkeypatch):
+    """Under a time limit the DP, not HiGHS, takes the rest of the time: a rung that runs out of its
+    share after meeting a better assignment (the new incumbent) goes on to the last round, as one
+    that met none does. These seeds handed the core to HiGHS ('core too large for DP'), one of them
+    ending 'feasible' on a 3-layer problem within a 30 s limit."""
+    problem = _problem(np.random.default_rng(seed))
+    _CountedShare.looks, _CountedShare.rng = (looks,), np.random.default_rng(0)
+    monkeypatch.setattr(mckp, "_Share", _CountedShare)
+    monkeypatch.setattr(mckp, "SMALL_CORE", 0)
+    got = mpqopt.solve(problem, solver="mckp", threads=1, time_limit=30.0)
+    assert "HiGHS core" not in got.message, got.message
+    assert got.status == "optimal" and got.objective == optimum(problem), got.message
