@@ -550,7 +550,10 @@ class MckpBackend(Backend):
                 items = incumbent if core.items is None or model.items_objective(core.items) > inc_obj else core.items
                 objective = model.items_objective(items)
                 return RawSolution("optimal", items=items, objective=objective, bound=objective, message="mckp: hull LP bound + reduced-cost fixing + core DP", stats=stats)
-            lower = max(lower, math.floor(target + slack) + 1.0) if model.integral_objective else lower  # nothing at or below the target
+            # nothing at or below the target (the DP's last check is exact: value <= target): on
+            # integer objectives the floor is the next integer. Not target + slack: slack is 1e-9 of
+            # the incumbent, over a unit past 1e9, and the floor then passed the optimum
+            lower = max(lower, math.floor(target) + 1.0) if model.integral_objective else lower
             if (done := proved()) is not None:
                 return done
             targets = [t for t in targets if t < better] + [better]  # the last one falls with the incumbent
