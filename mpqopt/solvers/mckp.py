@@ -494,7 +494,9 @@ class MckpBackend(Backend):
         def refloor() -> float | None:
             """Once the DP has proved hard: the rank (cardinality) bound, the new floor if higher."""
             nonlocal lower
-            if not model.integral_objective:
+            # after the deadline (the neighbourhood search may have run to it) not even its first
+            # LP: a hull greedy, ~0.5 s on 1M items
+            if not model.integral_objective or settings.deadline.expired():
                 return None
             card = rank_bound(model, goal=inc_obj, deadline=settings.deadline)
             stats.update(rank_bound=card.bound, rank_mu=card.mu, rank_evaluations=card.evaluations)
@@ -530,14 +532,17 @@ class MckpBackend(Backend):
             if not core.complete and core.items is not None and model.items_objective(core.items) < inc_obj:
                 # the DP gave up, but met a better assignment on the way: the new incumbent
                 incumbent, inc_obj = core.items, model.items_objective(core.items)
+                better = inc_obj - 1.0 if model.integral_objective else inc_obj
                 settings.deadline.offer(incumbent, inc_obj)
             stats.update(incumbent=inc_obj)
             if (done := proved()) is not None:
                 return done
             if settings.deadline.expired():
                 return _stopped(model, incumbent, lower, "hull LP bound + filled greedy + core DP (stopped)", stats)
-            if not core.complete and rung is not None and rung.expired() and core.items is None:
-                targets = [better]  # the rung ran out of its share: on to the last round, nothing proven
+            if not core.complete and rung is not None and rung.expired():
+                # the rung ran out of its share: on to the last round (below any better assignment
+                # it met), nothing proven
+                targets = [better]
                 continue
             if not core.complete:
                 break
@@ -545,7 +550,10 @@ class MckpBackend(Backend):
                 items = incumbent if core.items is None or model.items_objective(core.items) > inc_obj else core.items
                 objective = model.items_objective(items)
                 return RawSolution("optimal", items=items, objective=objective, bound=objective, message="mckp: hull LP bound + reduced-cost fixing + core DP", stats=stats)
-            lower = max(lower, math.floor(target + slack) + 1.0) if model.integral_objective else lower  # nothing at or below the target
+            # nothing at or below the target (the DP's last check is exact: value <= target): on
+            # integer objectives the floor is the next integer. Not target + slack: slack is 1e-9 of
+            # the incumbent, over a unit past 1e9, and the floor then passed the optimum
+            lower = max(lower, math.floor(target) + 1.0) if model.integral_objective else lower
             if (done := proved()) is not None:
                 return done
             targets = [t for t in targets if t < better] + [better]  # the last one falls with the incumbent
