@@ -48,9 +48,9 @@ def solve_core(model: CanonicalModel, base: np.ndarray, alternatives: np.ndarray
 
     Every such solution of objective ``<= target`` survives the pruning, so with ``complete`` a
     returned ``items`` is optimal among them, and ``items is None`` proves there is none. The search
-    gives up (``complete=False``, nothing proven) when the states alive pass ``state_limit``, those
-    kept for the way back ``KEPT_LIMIT``, the
-    states generated pass ``work_limit`` or ``deadline`` expires: on classes where many items share
+    gives up (``complete=False``, nothing proven) when the states alive pass ``state_limit``, the
+    states kept for the way back pass ``KEPT_LIMIT``, the states generated pass ``work_limit``, or
+    ``deadline`` expires: on classes where many items share
     one efficiency the state count explodes, and the caller hands over instead; ``items`` is then
     the best assignment within ``target`` met so far (an incumbent), or None. ``floor``: a lower
     bound on every solution's objective (the integer-rounded LP bound); a choice reaching it is

@@ -475,7 +475,8 @@ class MckpBackend(Backend):
         # greedy, ~7,000 above the optimum on strongly 1,000 x 100, R=10,000, where the
         # neighbourhoods come within 12 of the LP bound), and the DP goes on below it.
         targets = _targets(model, lagrange, lower, better, inc_obj, slack, candidates.size)
-        work_left = _dp_work_limit(model, settings.time_limit is not None)
+        work_limit = _dp_work_limit(model, settings.time_limit is not None)
+        work_left = work_limit
         searched = False
 
         def improve() -> float | None:
@@ -519,7 +520,7 @@ class MckpBackend(Backend):
             if settings.deadline.expired():
                 return _stopped(model, incumbent, lower, "hull LP bound + filled greedy", stats)
             alternatives = candidates[lagrange + reduced[candidates] <= target + slack]
-            used = _dp_work_limit(model, settings.time_limit is not None) - work_left
+            used = work_limit - work_left
             # under a time limit a rung below the incumbent (it can prove, never improve) leaves the
             # last round, which finds better incumbents on its way, a share of the time
             rung = _Share(settings.deadline, RUNG_SHARE) if target < better and settings.time_limit is not None and settings.deadline.at is not None else None
