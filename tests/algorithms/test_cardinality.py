@@ -99,19 +99,28 @@ def test_rank_bound_meets_the_strongly_correlated_optimum_often():
     assert exact >= 20
 
 
+def whole_model_core(rng: np.random.Generator, monkeypatch, combinations: list[int]):
+    """A random model, its enumerated optimum, its LP start, a random base choice and every other item
+    as the core's alternatives (the whole model: every branch), with a random ``BLOCK_COMBINATIONS``
+    among ``combinations``; None when the model has nothing to search."""
+    model = _model(rng)
+    optimum, _ = _enumerate(model)
+    start = greedy(model)
+    if optimum is None or start is None or model.num_groups == 0:
+        return None
+    monkeypatch.setattr(core_dp, "BLOCK_COMBINATIONS", int(rng.choice(combinations)))
+    base = model.group_start[:-1] + np.array([int(rng.integers(0, n)) for n in np.diff(model.group_start)], dtype=np.int64)
+    return model, optimum, start, base, np.setdiff1d(np.arange(model.num_items), base)
+
+
 @pytest.mark.parametrize("seed", range(examples(120)))
 def test_core_dp_with_a_raised_floor_against_enumeration(seed, monkeypatch):
     """``refloor`` returns a valid floor (the rank bound, or the optimum itself): the search stops
     early only where that is proved, and answers exactly as without it."""
     rng = np.random.default_rng(seed)
-    model = _model(rng)
-    optimum, _ = _enumerate(model)
-    start = greedy(model)
-    if optimum is None or start is None or model.num_groups == 0:
+    if (case := whole_model_core(rng, monkeypatch, [1, 4, 32])) is None:
         return
-    monkeypatch.setattr(core_dp, "BLOCK_COMBINATIONS", int(rng.choice([1, 4, 32])))
-    base = model.group_start[:-1] + np.array([int(rng.integers(0, n)) for n in np.diff(model.group_start)], dtype=np.int64)
-    alternatives = np.setdiff1d(np.arange(model.num_items), base)  # the whole model: every branch
+    model, optimum, start, base, alternatives = case
     target = optimum + float(rng.choice([-1, 0, 0, 2, 50]))
     lowered = None if rng.random() < 0.5 else optimum + float(rng.choice([-1, 0, 1]))
     floor = float(rng.choice([optimum, cardinality.rank_bound(model).bound, optimum - 3]))

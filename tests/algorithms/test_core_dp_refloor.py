@@ -14,22 +14,16 @@ import pytest
 
 from fuzz import examples
 from mpqopt.algorithms import cardinality, core_dp
-from mpqopt.algorithms.hull import greedy
 
-from test_cardinality import _enumerate, _model
+from test_cardinality import whole_model_core
 
 
 @pytest.mark.parametrize("seed", range(examples(120)))
 def test_floor_raised_after_states_were_found_against_enumeration(seed, monkeypatch):
     rng = np.random.default_rng(40_000 + seed)
-    model = _model(rng)
-    optimum, _ = _enumerate(model)
-    start = greedy(model)
-    if optimum is None or start is None or model.num_groups == 0:
+    if (case := whole_model_core(rng, monkeypatch, [1, 2, 4])) is None:
         return
-    monkeypatch.setattr(core_dp, "BLOCK_COMBINATIONS", int(rng.choice([1, 2, 4])))
-    base = model.group_start[:-1] + np.array([int(rng.integers(0, n)) for n in np.diff(model.group_start)], dtype=np.int64)
-    alternatives = np.setdiff1d(np.arange(model.num_items), base)
+    model, optimum, start, base, alternatives = case
     target = optimum + float(rng.choice([-1, 0, 1, 2, 50]))
     whole = core_dp.solve_core(model, base, alternatives, start.lam, target)
     floor = float(rng.choice([optimum, optimum - 1, cardinality.rank_bound(model).bound]))
