@@ -215,7 +215,8 @@ class MilpBackend(Backend):
             return RawSolution(status, items=warm, objective=objective, bound=None if bound is None else min(bound, objective), stats=stats,
                                message=f"{said}; returning the starting assignment", proof=self.display if bound is not None else "")
         exact = model.exact_rows if model.exact_rows is not None else np.zeros(model.num_budgets, dtype=bool)
-        if exact.any() and not own_arrays and not settings.deadline.expired():
+        resolved = exact.any() and not own_arrays and not settings.deadline.expired()
+        if resolved:
             margin = np.ceil(TIGHTEN_RTOL * budget_row_scales(model)) + 1.0
             tight = dataclasses.replace(model, rhs=np.where(exact, model.rhs - margin, model.rhs))
             run = self.run_milp(tight, settings, None, linear)
@@ -226,7 +227,12 @@ class MilpBackend(Backend):
                     return RawSolution(status, items=items, objective=objective, bound=None if bound is None else min(bound, objective), stats=stats,
                                        message=f"{said}; solved again with the integer budgets tightened by its tolerance: {run.text}",
                                        proof=self.display if bound is not None else "")
-        tried = "; solved again on the integer budgets tightened by its tolerance, it found none (budgets met only near equality?)" if exact.any() else ""
+        tried = "; solved again on the integer budgets tightened by its tolerance, it found none (budgets met only near equality?)" if resolved else ""
+        if kind == "time_limit":
+            # the solver ran out of time before an assignment that meets the budgets: no assignment,
+            # its bound, as any search stopped at its limit (not an error of the solver)
+            return RawSolution("time_limit", bound=bound, stats=stats, message=f"{said}{tried}; no assignment within the time limit",
+                               proof=self.display if bound is not None else "")
         return RawSolution("error", bound=bound, stats=stats, message=said + tried)
 
 

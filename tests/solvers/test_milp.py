@@ -7,6 +7,7 @@ claim solved again without its start. The four real MILP backends share it.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import numpy as np
@@ -140,3 +141,34 @@ def test_an_untrusted_bound_proves_nothing_even_at_optimal():
     run.trusted = True  # a trusted 'optimal' without a bound: its optimality is the proof
     raw = Exhaustive().finish(model, SolveSettings(), run)
     assert raw.bound == pytest.approx(raw.objective) and raw.proof == "test-exhaustive MILP"
+
+
+@pytest.mark.parametrize("left", [0.0, 60.0])
+def test_an_unrepairable_answer_at_the_time_limit_is_a_time_limit_without_assignment(left, monkeypatch):
+    """HiGHS stopped at its limit on a Pisinger instance with an assignment over the budget by its
+    tolerance that no neighbour repairs (benchmarks/results/knapsack.md, highs:plain): that is a search
+    stopped at its limit (status time_limit, its bound kept), not a solver error; the message says
+    whether the tightened re-solve ran (not once the time is up)."""
+    from mpqopt.solvers import milp
+
+    problem, model = _model(0.3)
+    model = dataclasses.replace(model, exact_rows=np.ones(model.num_budgets, dtype=bool))
+    over = np.array([model.group_start[g] + int(np.argmin(model.value[model.group_start[g]:model.group_start[g + 1]])) for g in range(model.num_groups)])
+    assert not is_feasible(model, over)
+    monkeypatch.setattr(milp, "repair", lambda *a, **k: None)
+    monkeypatch.setattr(milp, "EXACT_FALLBACK_ASSIGNMENTS", 1)
+    resolves = []
+
+    class Late(Exhaustive):
+        STATUS_MAP = {"late": "time_limit"}
+
+        def run_milp(self, model, settings, warm, linear):
+            resolves.append(model.rhs.copy())
+            found = model.items_objective(over)
+            return MilpRun("late", "time limit reached", values=_values(model, over), objective=found, bound=found - 0.25)
+
+    settings_ = SolveSettings(time_limit=left)
+    raw = Late().finish(model, settings_, Late().run_milp(model, settings_, None, None))
+    assert raw.status == "time_limit" and raw.items is None and raw.bound == pytest.approx(model.items_objective(over) - 0.25)
+    assert raw.status in STATUSES and "no assignment within the time limit" in raw.message
+    assert ("solved again" in raw.message) == (left > 0) and len(resolves) == (2 if left > 0 else 1)
