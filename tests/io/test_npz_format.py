@@ -6,7 +6,6 @@ import inspect
 import io
 import json
 import pathlib
-import time
 from pathlib import Path
 
 import numpy as np
@@ -209,17 +208,17 @@ def test_npz_written_by_another_tool_in_float32_and_compressed(tmp_path):
     assert p.sensitivity.dtype == np.float64 and p.sensitivity.tolist() == [[0.5, 0.0], [0.25, 0.0], [0.125, 0.0]]
 
 
-def test_large_npz_loads_quickly(tmp_path):
+def test_large_npz_round_trip_is_exact(tmp_path):
+    """50,000 x 8 with two cost tables comes back bit for bit (how long it takes is benchmarks/bench_io.py's job)."""
     rng = np.random.default_rng(0)
     L, K = 50_000, 8
     p = Problem([f"layer{i}" for i in range(L)], [1, 2, 3, 4, 5, 6, 7, 8], rng.random((L, K)),
                 costs={"size_bits": rng.random((L, K)) * 1e6, "bitops": rng.random((L, K)) * 1e9}, budgets={"size_bits": 1e9})
     save(p, tmp_path / "big.npz")
-    start = time.perf_counter()
     q = load(tmp_path / "big.npz")
-    elapsed = time.perf_counter() - start
-    assert same_bits(q.costs["bitops"], p.costs["bitops"])
-    assert elapsed < 2.0, f"loading a 50,000 x 8 NPZ took {elapsed:.2f} s"  # ~0.1 s measured; generous for CI
+    assert list(q.layers) == list(p.layers)
+    assert same_bits(q.sensitivity, p.sensitivity)
+    assert all(same_bits(q.costs[name], p.costs[name]) for name in p.costs)
 
 
 @settings(max_examples=examples(80), deadline=None, suppress_health_check=[HealthCheck.too_slow])
