@@ -120,12 +120,15 @@ def _dominated_by_definition(value, costs, candidates):
     return out
 
 
-@given(st.integers(0, 2**32 - 1), st.integers(1, 3), st.integers(1, 5))
+@given(st.integers(0, 2**32 - 1), st.integers(1, 3), st.integers(1, 5), st.booleans())
 @settings(max_examples=examples(100), deadline=None)
-def test_dominated_options_match_the_definition(seed, m, K):
+def test_dominated_options_match_the_definition(seed, m, K, broadcast):
     """Monotone groups (dearer and better with every option) skip the pairwise comparison; the answer
-    is the definition's, for monotone rows, rows with ties and equal options, and masked rows alike."""
-    from mpqopt.reductions.canonical import _dominated
+    is the definition's, for monotone rows, rows with ties and equal options, and masked rows alike,
+    on both ways of comparing the rest (one [G, K, K] broadcast for few groups, column pairs in blocks)."""
+    from unittest import mock
+
+    from mpqopt.reductions import canonical
 
     rng = np.random.default_rng(seed)
     G = 40
@@ -136,7 +139,9 @@ def test_dominated_options_match_the_definition(seed, m, K):
     costs[:, messy] = rng.integers(0, 3, (m, int(messy.sum()), K))
     candidates = rng.random((G, K)) >= 0.2
     candidates[rng.random(G) < 0.5] = True
-    assert np.array_equal(_dominated(value, costs, candidates), _dominated_by_definition(value, costs, candidates))
+    with mock.patch.object(canonical, "_PAIR_BROADCAST", G * K * K if broadcast else 0):
+        found = canonical._dominated(value, costs, candidates)
+    assert np.array_equal(found, _dominated_by_definition(value, costs, candidates))
 
 
 def test_a_full_rectangular_model_is_the_tables_in_row_major_order():
