@@ -8,7 +8,6 @@ import os
 import sys
 import threading
 import time
-from dataclasses import astuple
 from typing import Any, Mapping
 
 import numpy as np
@@ -111,8 +110,9 @@ def solve_with(
     several solvers on infeasible budgets diagnoses them once."""
     if not isinstance(problem, Problem):
         raise ArgumentError(f"solve() needs an mpqopt.Problem, got {type(problem).__name__}")
-    solver, time_limit, mip_gap, threads, verbose = astuple(validated_arguments(
-        solver=solver, time_limit=time_limit, mip_gap=mip_gap, threads=threads, verbose=verbose))
+    checked = validated_arguments(solver=solver, time_limit=time_limit, mip_gap=mip_gap, threads=threads, verbose=verbose)
+    # its fields, not dataclasses.astuple (which deep-copies them: 44 us of a 0.7 ms solve)
+    solver, time_limit, mip_gap, threads, verbose = checked.solver, checked.time_limit, checked.mip_gap, checked.threads, checked.verbose
     if minimize is not None or max_loss is not None:
         minimize, max_loss = check_target(problem, minimize, max_loss)
         return _solve_target(problem, budgets, solver, minimize, max_loss, time_limit, mip_gap, threads, verbose, warm_start)

@@ -305,7 +305,9 @@ class _Hulls:
         used = self.cost(last)
         if used <= rhs:  # every increment fits
             return _greedy_solution(model, self.items_at(last), rhs, used, self.count(-np.inf), None, None, 0.0)
-        for lo, hi in (self._bracket(rhs, base_cost), (-np.inf, np.inf)):
+        # with few groups the sample is every group: the bracket would cost more than the window it saves
+        windows = [(-np.inf, np.inf)] if self.C.shape[0] <= SAMPLE_ROWS else [self._bracket(rhs, base_cost), (-np.inf, np.inf)]
+        for lo, hi in windows:
             cols = self.start.copy() if hi == np.inf else self.above(hi)
             above_cost = base_cost if hi == np.inf else self.cost(cols)
             if hi != np.inf and not (above_cost <= rhs and self.cost(self.above(lo)) > rhs):

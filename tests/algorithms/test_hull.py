@@ -166,8 +166,11 @@ def test_threshold_greedy_recovers_from_a_bracket_that_misses(monkeypatch, brack
 
     rng = np.random.default_rng(3)
     model = _model(rng.random((500, 6)), rng.random((500, 6)) + 0.1, 150.0)
-    monkeypatch.setattr(hull._Hulls, "_bracket", lambda self, rhs, base: bracket)
+    monkeypatch.setattr(hull, "SAMPLE_ROWS", 16)  # more groups than that: the bracket is tried first
+    calls = []
+    monkeypatch.setattr(hull._Hulls, "_bracket", lambda self, rhs, base: calls.append(rhs) or bracket)
     _same_greedy(greedy(model), _sorted_greedy(model))
+    assert calls, "the bracket was never tried"
 
 
 def test_threshold_greedy_when_everything_or_nothing_fits():
