@@ -23,7 +23,7 @@ from typing import Any, Callable
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # harness, when this file is loaded by path
-from harness import RESULTS, stopwatch, write_results  # noqa: E402
+from harness import RESULTS, machine, machine_line, stopwatch, write_results  # noqa: E402
 
 BUDGETS = (0.1, 0.25, 0.5, 0.75)  # fractions of the size range between uniform W2 and uniform W8
 OPTIONS = (2, 3, 4, 8)
@@ -107,6 +107,7 @@ def markdown(report: dict[str, Any]) -> str:
     lines = [
         "# Digits CNN: estimator + exact solver vs the measured optimum",
         "",
+        *([machine_line(report["machine"]), f"Mode: {report['mode']}; one thread (torch.set_num_threads(1)); run {report['date']}.", ""] if "machine" in report else []),
         f"Ground truth: all {gt['allocations']} allocations over {{W2,W3,W4,W8}} measured on the 540-image test split "
         f"(FP32 CE {gt['fp_test_ce']:.4f}; {gt['seconds']:.0f} s). Tables estimated on 512 training images; each solved exactly "
         "by `mpqopt.solve` at size budgets given as fractions of the W2..W8 range. Cells: measured test CE increase of the chosen allocation "
@@ -135,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     report = run(quick=args.quick)
+    report.update(machine=machine(), mode="quick" if args.quick else "full", date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
     print(write_results(args.out, "digits_study", report, markdown, indent=1, final_newline=False))
     return 0
 
