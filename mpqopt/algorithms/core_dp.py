@@ -31,6 +31,9 @@ WORK_LIMIT = 300_000_000
 # on inverse_strongly 2,500 x 10, R=10,000 when they were int64; past this many (~2.4 GB) it gives up
 # as on its other limits
 KEPT_LIMIT = 300_000_000
+# cores of at most this many items (base choices included) skip the LP completion bound: they have at
+# most 2 x 3^10 states, and the bound's hulls took 0.3 of HAWQ-V3 ResNet-18's ~1.1 ms solves
+TINY_CORE_ITEMS = 32
 
 
 @dataclass
@@ -83,8 +86,15 @@ def solve_core(model: CanonicalModel, base: np.ndarray, alternatives: np.ndarray
     work = 0
     kept = 0
     blocks = _blocks(core_items, start, weight, value)
-    # after the last block nothing is left to bound but the capacity itself
-    bound_after = _completion_bound(model, core_groups, core_items, start) if len(blocks) > 1 else _capacity_only
+    # after the last block nothing is left to bound but the capacity itself; on a tiny core
+    # (TINY_CORE_ITEMS) the LP completion bound costs more than the states it would prune, and each
+    # later group's best value and lightest item, apart, bound it instead
+    if len(blocks) == 1:
+        bound_after = _capacity_only
+    elif core_items.size <= TINY_CORE_ITEMS:
+        bound_after = _separate_bound(model, core_items, start)
+    else:
+        bound_after = _completion_bound(model, core_groups, core_items, start)
     for b, (last_step, _combos, d_cost, d_gain) in enumerate(blocks):
         # one run per combination, each sorted by cost like the states: a stable sort merges runs
         # cheaply. The combinations go a chunk of states at a time with the deadline checked after
@@ -224,6 +234,26 @@ def value_plus(model: CanonicalModel, items: np.ndarray, lam: float) -> np.ndarr
     return model.value[items] + lam * model.weights[0, items]
 
 
+def _after(per_group: np.ndarray) -> np.ndarray:
+    """Suffix sums over the core's steps: entry s sums the core groups after step s."""
+    return np.concatenate([np.cumsum(per_group[::-1])[::-1][1:], [0.0]])
+
+
+def _separate_bound(model: CanonicalModel, items: np.ndarray, start: np.ndarray) -> Callable[[int, np.ndarray], np.ndarray]:
+    """:func:`_completion_bound`'s contract, weaker and a few sums to set up: each later group's best
+    value change, whatever its cost, where their lightest items together leave room (a base may
+    be over the budget: later groups can still free capacity)."""
+    weight, value = model.weights[0][items], model.value[items]
+    first = start[:-1]
+    freed_after = _after(weight[first] - np.minimum.reduceat(weight, first))  # >= 0: capacity the later groups can free
+    gain_after = _after(np.minimum.reduceat(value, first) - value[first])  # <= 0
+
+    def separate(step: int, spare: np.ndarray) -> np.ndarray:
+        return np.where(spare + freed_after[step] >= 0, gain_after[step], np.inf)
+
+    return separate
+
+
 def _completion_bound(model: CanonicalModel, core_groups: np.ndarray, items: np.ndarray, start: np.ndarray) -> Callable[[int, np.ndarray], np.ndarray]:
     """``f(step, spare)``, called with increasing steps: lower bound on the value change the core groups
     after ``step`` can add when the states leave ``spare`` capacity against base (``+inf`` where
@@ -231,18 +261,13 @@ def _completion_bound(model: CanonicalModel, core_groups: np.ndarray, items: np.
     num_steps = core_groups.size
     new_group = np.repeat(np.arange(num_steps), np.diff(start))
     base_items = items[start[:-1]]
-
-    def after(per_group: np.ndarray) -> np.ndarray:
-        """Suffix sums: entry s sums the core groups after step s."""
-        return np.concatenate([np.cumsum(per_group[::-1])[::-1][1:], [0.0]])
-
     weight = model.weights[0]
-    base_cost_after = after(weight[base_items])
-    base_value_after = after(model.value[base_items])
+    base_cost_after = _after(weight[base_items])
+    base_value_after = _after(model.value[base_items])
     sub = select_items(model, items, new_group, num_steps, model.free_groups[core_groups])
     inc = hull_increments(sub)
-    start_cost_after = after(sub.weights[0, inc.start_items])
-    start_value_after = after(sub.value[inc.start_items])
+    start_cost_after = _after(sub.weights[0, inc.start_items])
+    start_value_after = _after(sub.value[inc.start_items])
     suffix = SuffixLP(inc.dcost, inc.dvalue, inc.group)  # exact LP of the later groups, O(increments) memory
 
     def lp(step: int, spare: np.ndarray) -> np.ndarray:

@@ -21,7 +21,7 @@ from fuzz import examples
 import mpqopt
 from mpqopt import Problem
 from mpqopt.algorithms import core_dp
-from mpqopt.algorithms.core_dp import _completion_bound, _core_order
+from mpqopt.algorithms.core_dp import _completion_bound, _core_order, _separate_bound
 from mpqopt.algorithms.heuristics import fill
 from mpqopt.algorithms.hull import greedy
 from mpqopt.algorithms.lagrangian import lagrangian_bound
@@ -53,16 +53,17 @@ def one_budget_tables(draw):
     return model, base_pos, rng
 
 
-@given(one_budget_tables())
+@given(one_budget_tables(), st.sampled_from(["lp", "separate"]))
 @settings(max_examples=examples(150), deadline=None)
-def test_completion_bound_never_exceeds_the_enumerated_completion(case):
+def test_completion_bound_never_exceeds_the_enumerated_completion(case, kind):
+    """Both completion bounds: the LP of the later groups, and the tiny cores' groups-apart bound."""
     model, base_pos, rng = case
     L = model.num_groups
     base = model.group_start[:-1] + base_pos
     alternatives = np.setdiff1d(np.arange(model.num_items), base)  # every group in the core
     lam = greedy(model).lam
     core_groups, items, start = _core_order(model, base, alternatives, lam)
-    bound = _completion_bound(model, core_groups, items, start)
+    bound = _completion_bound(model, core_groups, items, start) if kind == "lp" else _separate_bound(model, items, start)
     weight, value = model.weights[0], model.value
     choices = [items[start[s]:start[s + 1]] for s in range(L)]
     for step in range(L):  # in increasing order, as the DP asks

@@ -23,6 +23,14 @@ from mpqopt.algorithms.hull import greedy
 from mpqopt.reductions import canonicalize
 
 
+@pytest.fixture(autouse=True, params=["lp_bound", "tiny_path"])
+def completion_bound(request, monkeypatch):
+    """Every case twice: with the LP completion bound on every core (these cores are small enough
+    for the tiny path, which skips it), and as the engine runs them (capacity only)."""
+    if request.param == "lp_bound":
+        monkeypatch.setattr(core_dp, "TINY_CORE_ITEMS", 0)
+
+
 def _instance(rng: np.random.Generator):
     """A small integer one-budget model (ties in weight and value common), a base, alternatives."""
     L, K = int(rng.integers(2, 7)), int(rng.integers(2, 5))

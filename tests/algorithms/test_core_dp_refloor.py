@@ -18,6 +18,14 @@ from mpqopt.algorithms import cardinality, core_dp
 from test_cardinality import whole_model_core
 
 
+@pytest.fixture(autouse=True, params=["lp_bound", "tiny_path"])
+def completion_bound(request, monkeypatch):
+    """Every case twice: with the LP completion bound on every core (these cores are small enough
+    for the tiny path, which skips it), and as the engine runs them (capacity only)."""
+    if request.param == "lp_bound":
+        monkeypatch.setattr(core_dp, "TINY_CORE_ITEMS", 0)
+
+
 @pytest.mark.parametrize("seed", range(examples(120)))
 def test_floor_raised_after_states_were_found_against_enumeration(seed, monkeypatch):
     rng = np.random.default_rng(40_000 + seed)
