@@ -74,6 +74,21 @@ def test_bnb_with_the_convex_node_bound_at_every_node_matches_exhaustive_search(
     assert closed > 0
 
 
+def test_bnb_skips_the_convex_bound_on_nodes_over_its_size_limit(monkeypatch):
+    """Its cost grows as k^3: no node over the limit runs it, and the search proves the same optimum."""
+    from mpqopt.solvers import bnb
+
+    problem = iqp_problem(8, 3, seed=1, noise=0.3, budget_fraction=0.5)
+    best, _ = brute_force(problem, problem.budgets)
+    runs = {}
+    for limit in (0, 24):
+        monkeypatch.setattr(bnb, "_CONVEX_MAX_ITEMS", limit)
+        result = mpqopt.solve(problem, solver="bnb")
+        assert result.objective == pytest.approx(best, rel=1e-9, abs=1e-12)
+        runs[limit] = result.stats["convex_runs"]
+    assert runs[0] == 0 < runs[24]
+
+
 @pytest.mark.parametrize("seed", range(3))
 def test_bnb_and_highs_linearization_agree_on_mid_sized_problems(seed):
     """Two exact methods that share nothing but the canonical model: beyond brute force's reach."""
