@@ -76,11 +76,13 @@ def _null_basis(group_start: np.ndarray) -> np.ndarray:
     sizes = np.diff(group_start)
     k = int(group_start[-1])
     N = np.zeros((k, k - sizes.size))
-    col = 0
-    for g, size in enumerate(sizes.tolist()):
-        if size > 1:
-            N[group_start[g]:group_start[g] + size, col:col + size - 1] = _group_basis(size)
-            col += size - 1
+    first_col = np.cumsum(sizes - 1) - (sizes - 1)  # each group's first column
+    for size in np.unique(sizes).tolist():
+        if size > 1:  # all groups of this size at once
+            groups = np.nonzero(sizes == size)[0]
+            rows = group_start[groups][:, None, None] + np.arange(size)[None, :, None]
+            cols = first_col[groups][:, None, None] + np.arange(size - 1)[None, None, :]
+            N[rows, cols] = _group_basis(size)[None]
     return N
 
 
