@@ -48,9 +48,12 @@ _PRODUCTS_ROUNDS = 8  # root ascent rounds with the budget products, at most,
 _PRODUCTS_GAIN = 0.02  # while a round closes at least this share of the gap left,
 _PRODUCTS_SHARE = 0.25  # and within this share of the time left,
 _PRODUCTS_AFTER = 0.5  # once this share of the time limit has passed with the search still open
-_CONVEX_ITERATIONS = 30  # Frank-Wolfe steps of the convex bound at most (72 x 3 noise 0.3 f = 0.55: 15, 30, 60 steps
-# took 1025, 993, 982 nodes, all ~15 s: most runs stop after 3-10 steps, once the relaxation's value drops below the incumbent)
-_CONVEX_FIRST = 8  # the convex bound runs at the first nodes,
+_CONVEX_ITERATIONS = 30  # Frank-Wolfe steps of the convex bound at most (72 x 3 noise 0.3 f = 0.55, the bound before
+# branching only: 15, 30, 60 steps took 1025, 993, 982 nodes, all ~15 s: most runs stop after 3-10 steps, once the
+# relaxation's value drops below the incumbent)
+_CONVEX_FIRST = 8  # the convex bound runs at the first nodes (from the first: starting it after 16 or 32 runs
+# kept small trees as they were, 52 x 3 f = 0.15 20 nodes instead of 39, but 72 x 3 noise 0.3 took 3204 or 3563 nodes
+# over 10 budgets instead of 3118, f = 0.55 816 or 909 instead of 758),
 _CONVEX_RATE = 1 / 16  # then while at least this share of its runs closes the node or drops an item,
 _CONVEX_SAMPLE = 32  # else at every this many-th node (200 x 4: ~0.1 s a node, nothing closed in 10 s)
 _CONVEX_MAX_ITEMS = 1000  # and only on nodes this small: its eigenvalue and products grow as k^3 (one run at
@@ -312,7 +315,9 @@ class BranchAndBound(Backend):
             probe = view.probe()
         if probe.node_bound >= inc.objective - slack():
             return
-        # again on the node the split's fixing left, smaller: its child bounds join the split's
+        # again on the node the split's fixing left, smaller: its child bounds join the split's, for the
+        # branching group too (72 x 3 noise 0.3 f = 0.55 / 0.65: 758 / 675 nodes; 840 / 1063 branching on the
+        # split's alone; without the items either call drops, 1318 / 1142)
         # (the first bound again where the split fixed and dropped nothing)
         closed, second, _ = self._convex(convex, view, allowed, inc.objective - slack(), known)
         if closed:
