@@ -9,9 +9,12 @@ RLT products (multipliers inherited from its parent), which rise with depth wher
 stalls below the incumbent.
 Every node probes all its children in one pass, drops the items whose child bound reaches the
 incumbent, fixes groups left with one item, and branches on the group whose weakest child is
-strongest. The incumbent starts from the separable optimum (pair terms ignored) or a warm start,
-improved by iterated linearization (and annealing when the root gap is wide), then by each node's
-relaxed choice, each polished by 2-opt.
+strongest. With one budget (or none) a second, convex bound (:mod:`..algorithms.qcr_bound`: the
+node's own one-hot convexification, its relaxation by Frank-Wolfe) closes nodes and drops items
+before the split ascent and again before branching, while it keeps closing some.
+The incumbent starts from the separable optimum (pair terms ignored) or a warm start, improved by
+iterated linearization (and annealing when the root gap is wide), then by each node's relaxed
+choice, each polished by 2-opt.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ from dataclasses import replace
 import numpy as np
 
 from ..algorithms.heuristics import is_feasible, repair
-from ..algorithms.iqp_bound import PairBound, Split
+from ..algorithms.iqp_bound import NodeView, PairBound, Split
+from ..algorithms.qcr_bound import ConvexBound, convex_bound
 from ..algorithms.local_search import MAX_DENSE_ITEMS, Objective, anneal, iterated_linearization, too_many_items_advice, two_opt
 from ..errors import SolverError
 from ..reductions import CanonicalModel
@@ -44,6 +48,44 @@ _PRODUCTS_ROUNDS = 8  # root ascent rounds with the budget products, at most,
 _PRODUCTS_GAIN = 0.02  # while a round closes at least this share of the gap left,
 _PRODUCTS_SHARE = 0.25  # and within this share of the time left,
 _PRODUCTS_AFTER = 0.5  # once this share of the time limit has passed with the search still open
+_CONVEX_ITERATIONS = 30  # Frank-Wolfe steps of the convex bound at most (72 x 3 noise 0.3 f = 0.55, the bound before
+# branching only: 15, 30, 60 steps took 1025, 993, 982 nodes, all ~15 s: most runs stop after 3-10 steps, once the
+# relaxation's value drops below the incumbent)
+_CONVEX_FIRST = 8  # the convex bound runs at the first nodes (from the first: starting it after 16 or 32 runs
+# kept small trees as they were, 52 x 3 f = 0.15 20 nodes instead of 39, but 72 x 3 noise 0.3 took 3204 or 3563 nodes
+# over 10 budgets instead of 3118, f = 0.55 816 or 909 instead of 758),
+_CONVEX_RATE = 1 / 16  # then while at least this share of its runs closes the node or drops an item,
+_CONVEX_SAMPLE = 32  # else at every this many-th node (200 x 4: ~0.1 s a node, nothing closed in 10 s)
+_CONVEX_MAX_ITEMS = 1000  # and only on nodes this small: its eigenvalue and products grow as k^3 (one run at
+# the root: 0.13 s at 800 items, 0.18 s at 1,000, 0.7 s at 1,600)
+
+
+class _ConvexGate:
+    """Runs the convex node bound where it pays: at the first nodes, then while it keeps closing
+    nodes or dropping items (72 x 3: a quarter of its runs close the node), else on a sample."""
+
+    def __init__(self):
+        self.runs = self.hits = self.closed = self.seen = 0
+        self.seconds = 0.0
+
+    def bound(self, view: NodeView, target: float):
+        """The node's :class:`..algorithms.qcr_bound.ConvexBound`, or None where it is skipped."""
+        if view.items.size > _CONVEX_MAX_ITEMS:
+            return None
+        self.seen += 1
+        if self.runs >= _CONVEX_FIRST and self.hits < _CONVEX_RATE * self.runs and self.seen % _CONVEX_SAMPLE:
+            return None
+        started = time.perf_counter()
+        out = convex_bound(view, target, _CONVEX_ITERATIONS)
+        self.seconds += time.perf_counter() - started
+        self.runs += 1
+        closed = out.bound >= target
+        self.closed += closed
+        self.hits += closed or bool((out.child >= target).any())
+        return out
+
+    def stats(self) -> dict:
+        return {"convex_runs": self.runs, "convex_closed": self.closed, "convex_ms": round(1e3 * self.seconds, 1)}
 
 
 class _Incumbent:
@@ -137,6 +179,8 @@ class BranchAndBound(Backend):
             # a wide root gap means a long search, where a better incumbent prunes more: anneal a little
             # (a full default run: 72 x 3 found in 1 s the incumbent the search only reached after 46 s)
             inc.offer(anneal(model, inc.items, seed=0, deadline=deadline, objective=inc.evaluate).items)
+        # the convex bound's linear problem is exact with one budget (a Lagrangian bound with several)
+        convex = _ConvexGate() if model.quadratic is not None and model.num_budgets <= 1 else None
         counter = itertools.count()
         heap: list[tuple[float, int, np.ndarray, np.ndarray, Split | None]] = [(root, next(counter), np.full(F, -1, dtype=np.int64), np.ones(n, dtype=bool), None)]
         nodes = 0
@@ -164,10 +208,10 @@ class BranchAndBound(Backend):
             nodes += 1
             # children inherit their parent's split while the open nodes' copies stay small
             keep_split = len(heap) * n * n * 8 < _SPLIT_MEMORY
-            for child_bound, child_choice, child_allowed, child_split in self._expand(bound_model, inc, choice, allowed, split, slack, deadline):
+            for child_bound, child_choice, child_allowed, child_split in self._expand(bound_model, inc, choice, allowed, split, slack, deadline, convex):
                 # a child's completions are its parent's: the parent's bound holds for it too
                 heapq.heappush(heap, (max(child_bound, bound), next(counter), child_choice, child_allowed, child_split if keep_split else None))
-        stats.update(nodes=nodes, open_nodes=len(heap), polished=inc.polished)
+        stats.update(nodes=nodes, open_nodes=len(heap), polished=inc.polished, **(convex.stats() if convex is not None else {}))
         if inc.items is None:
             if not heap and not timed_out:
                 return RawSolution("infeasible", message="bnb: no assignment meets the budgets", stats=stats)
@@ -177,6 +221,8 @@ class BranchAndBound(Backend):
         final_bound = min(inc.objective, lowest_open)
         status = "time_limit" if timed_out else "optimal"
         how = "split pairwise bounds (RLT strength)" if model.quadratic is not None else "LP bounds"
+        if convex is not None and convex.runs:
+            how += " and convex node bounds"
         proof = f"mpqopt branch-and-bound: {how}, {nodes} nodes"
         return RawSolution(status, items=inc.items, objective=inc.objective, bound=final_bound, message=f"bnb: {'stopped at the time limit' if timed_out else 'search complete'} after {nodes} nodes", stats=stats, proof=proof)
 
@@ -196,7 +242,31 @@ class BranchAndBound(Backend):
                 break
         return best
 
-    def _expand(self, pb: PairBound, inc: _Incumbent, choice: np.ndarray, allowed: np.ndarray, split: Split | None, slack, deadline: float | None):
+    @staticmethod
+    def _convex(convex: _ConvexGate | None, view: NodeView, allowed: np.ndarray, target: float,
+                known: tuple[np.ndarray, ConvexBound] | None = None) -> tuple[bool, ConvexBound | None, bool]:
+        """The convex bound at a node: (closed, the bound or None where skipped, whether it dropped
+        items); drops from ``allowed`` (in place) the items whose child bound reaches ``target``.
+        ``known``: the node's items and bound from an earlier call, used again where the items are
+        the same (the target can only have dropped since)."""
+        if convex is None:
+            return False, None, False
+        if known is not None and np.array_equal(known[0], view.items):
+            out = known[1]
+        else:
+            out = convex.bound(view, target)
+        if out is None:
+            return False, None, False
+        # every completion takes an item of each group: a group whose children all reach the target closes the node
+        if out.bound >= target or np.minimum.reduceat(out.child, view.sub.group_start[:-1]).max() >= target:
+            return True, None, False
+        drop = out.child >= target
+        # no completion through these items beats the incumbent: out of every descendant
+        allowed[view.items[drop]] = False
+        return False, out, bool(drop.any())
+
+    def _expand(self, pb: PairBound, inc: _Incumbent, choice: np.ndarray, allowed: np.ndarray, split: Split | None, slack, deadline: float | None,
+                convex: _ConvexGate | None = None):
         """Bound, fix and branch one node; yields its children ``(bound, choice, allowed, split)``."""
         model = pb.model
         choice, allowed = choice.copy(), allowed.copy()
@@ -204,6 +274,15 @@ class BranchAndBound(Backend):
             inc.offer(choice)  # a leaf: branching fixed the last group
             return
         view = pb.node(choice, allowed, split)
+        # the convex bound first: where it closes the node, the split's ascent is saved (72 x 3 noise 0.3
+        # f = 0.55: 2462 nodes 30.9 s without it; 993 nodes 14.9 s with it before branching only, 756
+        # nodes 10.2 s with it here too)
+        closed, first, dropped = self._convex(convex, view, allowed, inc.objective - slack())
+        if closed:
+            return
+        if dropped:
+            view = pb.node(choice, allowed, split)  # without the items it dropped
+        known = None if first is None or dropped else (view.items, first)
         # with the budget's products: at depth they close nodes the split alone cannot (72 x 3, noise 0.3,
         # f = 0.55, nodes of depth 6-16 after 300 steps: split 0.47-0.59, products 0.51-0.5948 = the optimum
         # at 6 of 16); the search there took 2462 nodes instead of 5422, 29 s CPU instead of 42-52
@@ -236,14 +315,22 @@ class BranchAndBound(Backend):
             probe = view.probe()
         if probe.node_bound >= inc.objective - slack():
             return
+        # again on the node the split's fixing left, smaller: its child bounds join the split's, for the
+        # branching group too (72 x 3 noise 0.3 f = 0.55 / 0.65: 758 / 675 nodes; 840 / 1063 branching on the
+        # split's alone; without the items either call drops, 1318 / 1142)
+        # (the first bound again where the split fixed and dropped nothing)
+        closed, second, _ = self._convex(convex, view, allowed, inc.objective - slack(), known)
+        if closed:
+            return
+        child = probe.child if second is None else np.maximum(probe.child, second.child)
         sub = view.sub
         shared = view.split()
-        per_group = np.minimum.reduceat(probe.child, sub.group_start[:-1])
+        per_group = np.minimum.reduceat(child, sub.group_start[:-1])
         g = int(np.argmax(per_group))
         group = int(np.nonzero(choice < 0)[0][g])  # the model group of the node's g-th free group
         lo, hi = model.group_start[group], model.group_start[group + 1]
         for pos in range(sub.group_start[g], sub.group_start[g + 1]):
-            if probe.child[pos] >= inc.objective - slack():
+            if child[pos] >= inc.objective - slack():
                 continue
             a = int(view.items[pos])
             child_choice = choice.copy()
@@ -251,4 +338,4 @@ class BranchAndBound(Backend):
             child_allowed = allowed.copy()
             child_allowed[lo:hi] = False
             child_allowed[a] = True
-            yield float(probe.child[pos]), child_choice, child_allowed, shared
+            yield float(child[pos]), child_choice, child_allowed, shared

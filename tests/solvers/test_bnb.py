@@ -55,6 +55,40 @@ def test_bnb_matches_exhaustive_search_on_random_sign_matrices_with_several_budg
     assert result.objective == pytest.approx(best, rel=1e-9, abs=1e-12)
 
 
+def test_bnb_with_the_convex_node_bound_at_every_node_matches_exhaustive_search(monkeypatch):
+    """The convex bound (qcr_bound) closing nodes and dropping items at every node, never skipped:
+    the same optimum as enumeration, on CLADO-shaped and random-sign problems; it must close some."""
+    from mpqopt.solvers import bnb
+
+    monkeypatch.setattr(bnb, "_CONVEX_RATE", 0.0)
+    closed = 0
+    for seed in range(8):
+        for problem in (iqp_problem(8, 3, seed=seed, noise=[0.3, 0.5, 0.8][seed % 3], budget_fraction=[0.3, 0.5, 0.7, 0.45][seed % 4]),
+                        _random_sign(7, 3, seed)):
+            best, _ = brute_force(problem, problem.budgets)
+            result = mpqopt.solve(problem, solver="bnb")
+            assert result.status == "optimal", result.message
+            assert result.objective == pytest.approx(best, rel=1e-9, abs=1e-12), seed
+            assert result.stats["convex_runs"] >= min(result.stats["nodes"], 1)
+            closed += result.stats["convex_closed"]
+    assert closed > 0
+
+
+def test_bnb_skips_the_convex_bound_on_nodes_over_its_size_limit(monkeypatch):
+    """Its cost grows as k^3: no node over the limit runs it, and the search proves the same optimum."""
+    from mpqopt.solvers import bnb
+
+    problem = iqp_problem(8, 3, seed=1, noise=0.3, budget_fraction=0.5)
+    best, _ = brute_force(problem, problem.budgets)
+    runs = {}
+    for limit in (0, 24):
+        monkeypatch.setattr(bnb, "_CONVEX_MAX_ITEMS", limit)
+        result = mpqopt.solve(problem, solver="bnb")
+        assert result.objective == pytest.approx(best, rel=1e-9, abs=1e-12)
+        runs[limit] = result.stats["convex_runs"]
+    assert runs[0] == 0 < runs[24]
+
+
 @pytest.mark.parametrize("seed", range(3))
 def test_bnb_and_highs_linearization_agree_on_mid_sized_problems(seed):
     """Two exact methods that share nothing but the canonical model: beyond brute force's reach."""
