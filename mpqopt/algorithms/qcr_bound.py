@@ -32,11 +32,11 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.linalg as sla
 
+from ..reductions.convexify import group_null_basis
 from .iqp_bound import NodeView
 
 _MARGIN = 1e-9  # relative: the shift's excess over the least t, and the PSD check's margin
 
-_BASES: dict[int, np.ndarray] = {}
 _CONTROLLER: list = []  # threadpoolctl's controller, made on first use (None: not installed)
 _LIMIT_LOCK = threading.Lock()
 
@@ -63,16 +63,8 @@ def one_blas_thread():
         yield
 
 
-def _group_basis(size: int) -> np.ndarray:
-    """(size, size - 1): an orthonormal basis of the vectors of length ``size`` summing to 0."""
-    if size not in _BASES:
-        q, _ = np.linalg.qr(np.column_stack([np.ones(size), np.eye(size)[:, : size - 1]]))
-        _BASES[size] = np.ascontiguousarray(q[:, 1:])
-    return _BASES[size]
-
-
 def _null_basis(group_start: np.ndarray) -> np.ndarray:
-    """Dense ``N`` (k, k - G), block diagonal over the groups (see :func:`_group_basis`)."""
+    """Dense ``N`` (k, k - G), block diagonal over the groups (see :func:`..reductions.convexify.group_null_basis`)."""
     sizes = np.diff(group_start)
     k = int(group_start[-1])
     N = np.zeros((k, k - sizes.size))
@@ -82,7 +74,7 @@ def _null_basis(group_start: np.ndarray) -> np.ndarray:
             groups = np.nonzero(sizes == size)[0]
             rows = group_start[groups][:, None, None] + np.arange(size)[None, :, None]
             cols = first_col[groups][:, None, None] + np.arange(size - 1)[None, None, :]
-            N[rows, cols] = _group_basis(size)[None]
+            N[rows, cols] = group_null_basis(size)[None]
     return N
 
 

@@ -129,15 +129,23 @@ def _incidence(model: CanonicalModel) -> sp.csr_array:
     return sp.csr_array((np.ones(n), (model.item_group, np.arange(n))), shape=(model.num_groups, n))
 
 
+_GROUP_BASES: dict[int, np.ndarray] = {}
+
+
+def group_null_basis(size: int) -> np.ndarray:
+    """(size, size - 1): an orthonormal basis of the vectors of length ``size`` summing to 0 (cached;
+    read-only: shared by every caller)."""
+    if size not in _GROUP_BASES:
+        q, _ = np.linalg.qr(np.column_stack([np.ones(size), np.eye(size)[:, : size - 1]]))
+        basis = np.ascontiguousarray(q[:, 1:])  # orthogonal to the all-ones column
+        basis.flags.writeable = False
+        _GROUP_BASES[size] = basis
+    return _GROUP_BASES[size]
+
+
 def _null_basis(model: CanonicalModel) -> sp.csr_array:
     """Orthonormal basis of ``null(A)``, block diagonal: per group of size k, k - 1 vectors summing to 0."""
-    bases: dict[int, np.ndarray] = {}
-    blocks = []
-    for k in _group_sizes(model).tolist():
-        if k not in bases:
-            q, _ = np.linalg.qr(np.column_stack([np.ones(k), np.eye(k)[:, : k - 1]]))
-            bases[k] = q[:, 1:]  # orthogonal to the all-ones column
-        blocks.append(bases[k] if k > 1 else np.zeros((1, 0)))
+    blocks = [group_null_basis(k) if k > 1 else np.zeros((1, 0)) for k in _group_sizes(model).tolist()]
     return sp.csr_array(sp.block_diag(blocks, format="csr"))
 
 

@@ -5,41 +5,18 @@ relaxation's optimum computed by HiGHS."""
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import replace
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
 
-import mpqopt
 from mpqopt.algorithms.iqp_bound import PairBound
 from mpqopt.algorithms.qcr_bound import _null_basis, convex_bound, node_shift
 from mpqopt.reductions import canonicalize
 from mpqopt.reductions.convexify import one_hot_shift, relaxation_bound
 from mpqopt.synthetic import iqp_problem
-
-
-def _random_sign(layers: int, options: int, seed: int, budgets: int) -> mpqopt.Problem:
-    rng = np.random.default_rng(seed)
-    costs = {f"c{i}": rng.integers(1, 9, (layers, options)).astype(float) for i in range(budgets)}
-    problem = mpqopt.Problem([f"l{i}" for i in range(layers)], [f"W{b}" for b in range(2, 2 + options)], rng.random((layers, options)), costs=costs,
-                             pairwise=rng.normal(size=(layers * options, layers * options)))
-    fraction = rng.uniform(0.2, 0.8)
-    return problem.replace(budgets={name: lo + fraction * (hi - lo) for name in costs for lo, hi in [problem.cost_range(name)]})
-
-
-def _best_with(model, choice, allowed) -> np.ndarray:
-    """Per item, the least objective of a feasible completion of the node that takes it (inf:
-    none), by enumeration."""
-    groups = [[item] if item >= 0 else [a for a in range(model.group_start[g], model.group_start[g + 1]) if allowed[a]] for g, item in enumerate(choice)]
-    limit = model.rhs + model.budget_slack
-    best = np.full(model.num_items, np.inf)
-    for items in itertools.product(*groups):
-        items = np.array(items)
-        if (model.weights[:, items].sum(axis=1) <= limit).all():
-            best[items] = np.minimum(best[items], model.items_objective(items))
-    return best
+from test_iqp_bound import _best_with, _random_sign  # the same small problems and enumeration
 
 
 def _node_optimum(model, choice, allowed) -> float:
