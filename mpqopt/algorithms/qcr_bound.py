@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.linalg as sla
 
-from ..reductions.convexify import group_null_basis
+from ..reductions.convexify import null_basis
 from .iqp_bound import NodeView
 
 _MARGIN = 1e-9  # relative: the shift's excess over the least t, and the PSD check's margin
@@ -63,27 +63,12 @@ def one_blas_thread():
         yield
 
 
-def _null_basis(group_start: np.ndarray) -> np.ndarray:
-    """Dense ``N`` (k, k - G), block diagonal over the groups (see :func:`..reductions.convexify.group_null_basis`)."""
-    sizes = np.diff(group_start)
-    k = int(group_start[-1])
-    N = np.zeros((k, k - sizes.size))
-    first_col = np.cumsum(sizes - 1) - (sizes - 1)  # each group's first column
-    for size in np.unique(sizes).tolist():
-        if size > 1:  # all groups of this size at once
-            groups = np.nonzero(sizes == size)[0]
-            rows = group_start[groups][:, None, None] + np.arange(size)[None, :, None]
-            cols = first_col[groups][:, None, None] + np.arange(size - 1)[None, None, :]
-            N[rows, cols] = group_null_basis(size)[None]
-    return N
-
-
 def node_shift(view: NodeView) -> tuple[np.ndarray, float]:
     """The node's diagonal ``d`` (``N^T (Q + diag(d)) N`` PSD, see the module docstring) and the
     penalty its round-off costs the bound (0 when the Cholesky check passes)."""
     Q = view.Q
     k = Q.shape[0]
-    N = _null_basis(view.sub.group_start)
+    N = null_basis(view.sub.group_start)
     if N.shape[1] == 0 or not Q.any():
         return np.zeros(k), 0.0
     S0 = N.T @ (Q @ N)

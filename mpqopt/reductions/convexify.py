@@ -132,21 +132,33 @@ def _incidence(model: CanonicalModel) -> sp.csr_array:
 _GROUP_BASES: dict[int, np.ndarray] = {}
 
 
-def group_null_basis(size: int) -> np.ndarray:
-    """(size, size - 1): an orthonormal basis of the vectors of length ``size`` summing to 0 (cached;
-    read-only: shared by every caller)."""
+def _group_null_basis(size: int) -> np.ndarray:
+    """(size, size - 1): an orthonormal basis of the vectors of length ``size`` summing to 0 (cached)."""
     if size not in _GROUP_BASES:
         q, _ = np.linalg.qr(np.column_stack([np.ones(size), np.eye(size)[:, : size - 1]]))
-        basis = np.ascontiguousarray(q[:, 1:])  # orthogonal to the all-ones column
-        basis.flags.writeable = False
-        _GROUP_BASES[size] = basis
+        _GROUP_BASES[size] = np.ascontiguousarray(q[:, 1:])  # orthogonal to the all-ones column
     return _GROUP_BASES[size]
 
 
+def null_basis(group_start: np.ndarray) -> np.ndarray:
+    """Dense orthonormal basis ``N`` (k, k - G) of ``null(A)``, block diagonal over the groups: per
+    group of size s, s - 1 vectors summing to 0 (all groups of one size placed at once)."""
+    sizes = np.diff(group_start)
+    k = int(group_start[-1])
+    N = np.zeros((k, k - sizes.size))
+    first_col = np.cumsum(sizes - 1) - (sizes - 1)  # each group's first column
+    for size in np.unique(sizes).tolist():
+        if size > 1:
+            groups = np.nonzero(sizes == size)[0]
+            rows = group_start[groups][:, None, None] + np.arange(size)[None, :, None]
+            cols = first_col[groups][:, None, None] + np.arange(size - 1)[None, None, :]
+            N[rows, cols] = _group_null_basis(size)[None]
+    return N
+
+
 def _null_basis(model: CanonicalModel) -> sp.csr_array:
-    """Orthonormal basis of ``null(A)``, block diagonal: per group of size k, k - 1 vectors summing to 0."""
-    blocks = [group_null_basis(k) if k > 1 else np.zeros((1, 0)) for k in _group_sizes(model).tolist()]
-    return sp.csr_array(sp.block_diag(blocks, format="csr"))
+    """:func:`null_basis` of the model's groups, sparse."""
+    return sp.csr_array(null_basis(model.group_start))
 
 
 def _group_blocks(model: CanonicalModel, lam: np.ndarray) -> sp.csr_array:

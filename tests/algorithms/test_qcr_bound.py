@@ -12,9 +12,9 @@ import pytest
 import scipy.sparse as sp
 
 from mpqopt.algorithms.iqp_bound import PairBound
-from mpqopt.algorithms.qcr_bound import _null_basis, convex_bound, node_shift
+from mpqopt.algorithms.qcr_bound import convex_bound, node_shift
 from mpqopt.reductions import canonicalize
-from mpqopt.reductions.convexify import one_hot_shift, relaxation_bound
+from mpqopt.reductions.convexify import null_basis, one_hot_shift, relaxation_bound
 from mpqopt.synthetic import iqp_problem
 from test_iqp_bound import _best_with, _random_sign  # the same small problems and enumeration
 
@@ -73,7 +73,7 @@ def test_node_shift_makes_the_one_hot_plane_convex(case):
         choice, allowed = _random_node(model, rng, depth=trial % 3)
         view = pb.node(choice, allowed)
         d, penalty = node_shift(view)
-        N = _null_basis(view.sub.group_start)
+        N = null_basis(view.sub.group_start)
         # orthonormal columns, each summing to 0 within its group and 0 outside it
         assert np.allclose(N.T @ N, np.eye(N.shape[1])) and np.allclose(np.add.reduceat(N, view.sub.group_start[:-1], axis=0), 0.0)
         S = N.T @ (view.Q + np.diag(d)) @ N
