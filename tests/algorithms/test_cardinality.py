@@ -17,6 +17,7 @@ from mpqopt.algorithms.hull import greedy
 from mpqopt.reductions import canonicalize
 from mpqopt.solvers import mckp
 from mpqopt.solvers.base import SolveSettings
+from test_core_dp_adversarial import assert_complete_answer  # the same check of a complete core search
 
 
 def _model(rng: np.random.Generator, kind: str | None = None):
@@ -135,13 +136,7 @@ def test_core_dp_with_a_raised_floor_against_enumeration(seed, monkeypatch):
     limit = min(target, lowered) if called and lowered is not None else target
     expected = optimum if optimum <= limit else None
     where = f"seed {seed}: target {target}, lowered {lowered} (called {bool(called)}), floor {floor}, optimum {optimum}"
-    assert got.complete, where
-    if expected is None:
-        assert got.items is None, where
-    else:
-        assert got.items is not None, where
-        assert model.weights[0, got.items].sum() <= model.rhs[0], where
-        assert model.items_objective(got.items) == expected, where
+    assert_complete_answer(model, got, expected, where, lambda items: model.weights[0, items].sum() <= model.rhs[0])
 
 
 @pytest.mark.parametrize("seed", range(examples(60)))

@@ -31,6 +31,18 @@ def completion_bound(request, monkeypatch):
         monkeypatch.setattr(core_dp, "TINY_CORE_ITEMS", 0)
 
 
+def assert_complete_answer(model, got, expected, where: str, valid) -> None:
+    """A complete core search returns exactly the expected optimum (``valid`` assignment, exact
+    objective), or None where ``expected`` is None."""
+    assert got.complete, where
+    if expected is None:
+        assert got.items is None, where
+    else:
+        assert got.items is not None, where
+        assert valid(got.items), where
+        assert model.items_objective(got.items) == expected, where
+
+
 def _instance(rng: np.random.Generator):
     """A small integer one-budget model (ties in weight and value common), a base, alternatives."""
     L, K = int(rng.integers(2, 7)), int(rng.integers(2, 5))
@@ -100,13 +112,7 @@ def test_chunks_lowered_targets_and_limits_against_enumeration(seed, monkeypatch
     limit = min(target, lowered) if called and lowered is not None else target
     expected = _within(model, base, alternatives, limit)
     where = f"seed {seed}: target {target}, lowered {lowered} (called {bool(called)}), floor {floor}, expected {expected}"
-    assert got.complete, where
-    if expected is None:
-        assert got.items is None, where
-    else:
-        assert got.items is not None, where
-        assert _valid(model, base, alternatives, got.items), where
-        assert model.items_objective(got.items) == expected, where
+    assert_complete_answer(model, got, expected, where, lambda items: _valid(model, base, alternatives, items))
     # cut short by work or states: nothing proven, but whatever it returns is within the target
     for work_limit, state_limit in ((int(rng.integers(1, 60)), 3_000_000), (10**9, int(rng.integers(1, 6)))):
         called.clear()
